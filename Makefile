@@ -1,0 +1,49 @@
+# lipspeech: the two commands.
+#   make demo   run the whole pipeline on the built-in SynthGRID demo corpus (offline)
+#   make test   run the test suite
+# Both install what they need first: ffmpeg/espeak-ng (apt-get, as root) and a .venv
+# with the locked Python dependencies (requirements.lock).
+
+PYTHON ?= python3
+VENV   ?= .venv
+CORES  ?= $(shell nproc)
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: demo test deps venv lock dryrun clean-demo
+
+demo: deps venv
+	$(BIN)/snakemake --cores $(CORES)
+	@cat results/synthgrid/summary.txt
+
+test: deps venv
+	$(BIN)/python -m pytest -q
+
+deps:
+	@bash scripts/install-system-deps.sh
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+dryrun: venv
+	$(BIN)/snakemake -n --cores $(CORES)
+
+# Re-pin requirements.lock from a fresh environment of the package's own requirements.
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install -q torch==2.13.0 && .venv-lock/bin/pip install -q -e '.[test]'
+	{ echo "# Exact versions used by 'make' (pip install -r requirements.lock). Regenerate with 'make lock'."; \
+	  echo "# torch is the CPU build (2.13.0); the package itself only requires torch>=2.4."; \
+	  .venv-lock/bin/pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu$$/torch==\1/'; } > requirements.lock
+	rm -rf .venv-lock
+
+clean-demo:
+	rm -rf results/synthgrid .snakemake

@@ -1,0 +1,27 @@
+# lipspeech: silent talking-face video -> speech ("Let There Be Sound", AAAI 2024).
+#
+#   snakemake --cores N                                 everything for the configured corpus
+#   snakemake --cores N --configfile my.yaml            another corpus / experiment set
+#   snakemake --profile workflow/profiles/slurm         the same DAG on a SLURM cluster
+#
+# The config is validated against workflow/schemas/config.schema.yaml (defaults
+# filled in); every rule carries its own config section in `params`, so editing
+# one section reruns that stage and what depends on it, nothing else.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/corpus.smk"
+include: "workflow/rules/decode.smk"
+
+
+rule all:
+    input:
+        f"{RESULTS}/summary.txt",
+    default_target: True

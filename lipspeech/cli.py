@@ -1,0 +1,163 @@
+"""The ``lipspeech`` command: one subcommand per pipeline stage.
+
+Every stage subcommand takes its configuration as ``--config FILE`` (a whole
+config.yaml) and/or ``--params JSON`` (a partial config, e.g. the sections a
+Snakemake rule carries in ``params``; it overrides the file). The result is
+validated against the same schema as the workflow's, defaults filled in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from lipspeech import __version__
+from lipspeech.config import ConfigError, load_config, validate_config
+
+
+def _stage_config(args: argparse.Namespace) -> dict[str, Any]:
+    cfg = load_config(args.config) if args.config else {}
+    if args.params:
+        try:
+            override = json.loads(args.params)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--params is not valid JSON ({exc})") from exc
+        if not isinstance(override, dict):
+            raise ConfigError("--params must be a JSON object of config sections")
+        cfg.update(override)
+    return validate_config(cfg)
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    return not args.no_progress
+
+
+def cmd_synth_corpus(args: argparse.Namespace) -> int:
+    from lipspeech.data.synth.corpus import generate_corpus
+
+    cfg = _stage_config(args)
+    summary = generate_corpus(cfg["synth"], Path(args.out), threads=args.threads, progress=_progress(args))
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def cmd_manifest(args: argparse.Namespace) -> int:
+    from lipspeech.data.manifest import build_manifest
+
+    cfg = _stage_config(args)
+    root = Path(args.root or cfg["corpus"]["root"] or "")
+    df, rejected = build_manifest(
+        cfg["corpus"], cfg["manifest"], root, Path(args.out), Path(args.rejected),
+        threads=args.threads, progress=_progress(args),
+    )
+    print(f"manifest: {len(df)} utterances ({df['duration'].sum() / 3600:.3f} h), {len(rejected)} rejected -> {args.out}")
+    for utt, reason in list(rejected.items())[:20]:
+        print(f"  rejected {utt}: {reason}")
+    return 0
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    from lipspeech.data.decode import decode_shard
+
+    cfg = _stage_config(args)
+    ok, bad = decode_shard(
+        Path(args.manifest), args.shard, cfg["decode"], Path(args.out), Path(args.rejected),
+        threads=args.threads, progress=_progress(args),
+    )
+    print(f"decode shard {args.shard}: {ok} utterances, {bad} rejected -> {args.out}")
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from lipspeech.summary import corpus_summary, format_summary
+
+    summary = corpus_summary(Path(args.results))
+    text = format_summary(summary)
+    if args.out:
+        from lipspeech.store import write_text_atomic
+
+        write_text_atomic(args.out, text)
+        write_text_atomic(Path(args.out).with_suffix(".json"), json.dumps(summary, indent=1, sort_keys=True))
+    print(text, end="")
+    return 0
+
+
+def cmd_store_info(args: argparse.Namespace) -> int:
+    from lipspeech.store import Store
+
+    store = Store(args.path)
+    print(json.dumps(store.meta_dict, indent=1, sort_keys=True))
+    print(f"{len(store)} rows; columns: {', '.join(store.table.column_names)}")
+    print(store.df.head(args.rows).to_string())
+    return 0
+
+
+def _add_stage_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="config.yaml to read (defaults are used for missing keys)")
+    p.add_argument("--params", help="JSON object of config sections overriding --config (what Snakemake passes)")
+    p.add_argument("--threads", type=int, default=max(1, min(4, os.cpu_count() or 1)), help="worker threads/processes")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lipspeech", description="Silent talking-face video to speech: pipeline stages.")
+    parser.add_argument("--version", action="version", version=f"lipspeech {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
+
+    p = sub.add_parser("synth-corpus", help="generate the SynthGRID demo corpus (GRID layout) offline")
+    _add_stage_args(p)
+    p.add_argument("--out", required=True, help="output folder (GRID layout); corpus.json is written last")
+    p.set_defaults(func=cmd_synth_corpus)
+
+    p = sub.add_parser("manifest", help="list a corpus's utterances with split and shard")
+    _add_stage_args(p)
+    p.add_argument("--root", help="corpus root (default: corpus.root of the config)")
+    p.add_argument("--out", required=True, help="manifest.parquet to write")
+    p.add_argument("--rejected", required=True, help="rejected table to write")
+    p.set_defaults(func=cmd_manifest)
+
+    p = sub.add_parser("decode", help="decode one shard's audio (16 kHz mono) and count frames (25 fps)")
+    _add_stage_args(p)
+    p.add_argument("--manifest", required=True)
+    p.add_argument("--shard", type=int, required=True)
+    p.add_argument("--out", required=True, help="audio store to write")
+    p.add_argument("--rejected", required=True, help="rejected table to write")
+    p.set_defaults(func=cmd_decode)
+
+    p = sub.add_parser("summary", help="one-screen summary of a corpus's results folder")
+    p.add_argument("results", help="results/{corpus} folder")
+    p.add_argument("--out", help="also write the text here (and .json beside it)")
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("store-info", help="show a feature store's metadata and first rows")
+    p.add_argument("path")
+    p.add_argument("--rows", type=int, default=5)
+    p.set_defaults(func=cmd_store_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except ConfigError as exc:
+        print(f"lipspeech {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a stage failing as a whole: one readable line, traceback only on request
+        if os.environ.get("LIPSPEECH_DEBUG"):
+            raise
+        print(f"lipspeech {args.command}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print("  (set LIPSPEECH_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

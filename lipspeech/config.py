@@ -1,0 +1,103 @@
+"""Configuration: the JSON-Schema of config.yaml, validation with defaults, hashes.
+
+The schema (``lipspeech/resources/config.schema.yaml``, linked from
+``workflow/schemas/``) is the one description of every key: its type, its default
+and what it means. The Snakefile and the ``lipspeech`` command both validate
+through :func:`validate_config`, so a mistyped key or a bad value stops either of
+them with a one-line message that names the key.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+import jsonschema
+import yaml
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the offending key."""
+
+
+@lru_cache(maxsize=1)
+def load_schema() -> dict[str, Any]:
+    """The config JSON-Schema shipped inside the package."""
+    text = resources.files("lipspeech").joinpath("resources/config.schema.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def _fill_defaults(data: Any, schema: Mapping[str, Any]) -> None:
+    """Fill in ``default`` values of object properties, recursively, in place."""
+    if not isinstance(data, dict) or schema.get("type") != "object":
+        return
+    for key, sub in schema.get("properties", {}).items():
+        if key not in data and "default" in sub:
+            data[key] = copy.deepcopy(sub["default"])
+        if key in data:
+            _fill_defaults(data[key], sub)
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+    if error.validator == "additionalProperties":
+        known = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(known))
+        return f"config key {where + '.' if error.absolute_path else ''}{extra[0]!s}: unknown key (known here: {', '.join(known)})"
+    return f"config key {where}: {error.message}"
+
+
+def validate_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Fill defaults into ``config`` (in place) and validate it against the schema.
+
+    Returns the same dict. Raises :class:`ConfigError` naming the first bad key.
+    """
+    schema = load_schema()
+    _fill_defaults(config, schema)
+    validator = jsonschema.Draft7Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        raise ConfigError(_describe(errors[0]))
+    _check_consistency(config)
+    return config
+
+
+def _check_consistency(config: Mapping[str, Any]) -> None:
+    """Rules a schema cannot express comfortably."""
+    corpus = config["corpus"]
+    if corpus["kind"] != "synthgrid" and not corpus.get("root"):
+        raise ConfigError(f"config key corpus.root: required for corpus.kind {corpus['kind']!r}")
+    ratios = corpus["split_ratios"]
+    if abs(sum(ratios) - 1.0) > 1e-6:
+        raise ConfigError(f"config key corpus.split_ratios: must sum to 1 (got {sum(ratios):g})")
+
+
+def load_config(path: str | Path | None = None) -> dict[str, Any]:
+    """Read a YAML config file (or nothing: all defaults) and validate it."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {path}: not found") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path}: not valid YAML ({exc})") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path}: top level must be a mapping")
+    return validate_config(data)
+
+
+def default_section(name: str) -> dict[str, Any]:
+    """One section of the all-defaults config."""
+    return validate_config({})[name]
+
+
+def config_hash(*sections: Any) -> str:
+    """A short, stable hash of one or more config sections (canonical JSON)."""
+    blob = json.dumps(sections, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -1,0 +1,1 @@
+"""Corpora: generators, readers, manifests and decoding."""

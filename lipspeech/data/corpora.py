@@ -1,0 +1,187 @@
+"""Corpus readers: walk a raw dataset tree and list its utterances.
+
+Each reader returns :class:`Entry` records; it only looks at file names and small
+text files (alignments, transcripts, lists). Probing the media, splitting and
+sharding happen in :mod:`lipspeech.data.manifest`, the same for every corpus.
+
+Layouts understood
+------------------
+GRID (and SynthGRID, which is generated in GRID's layout)::
+
+    {root}/s1/bbaf2n.mpg                  video with audio (also s1/video/**/x.mpg, .mp4)
+    {root}/s1/align/bbaf2n.align          word alignment   (or {root}/align/s1/, {root}/alignments/s1/)
+    {audio_root}/s1/bbaf2n.wav            optional separate audio (e.g. GRID's audio_25k)
+
+Lip2Wav::
+
+    {root}/{speaker}/intervals/{video_id}/{seg}.mp4
+    {root}/{speaker}/{train,val,test}.txt  lines "{video_id}/{seg}"
+
+Folder::
+
+    {root}/{speaker}/{utt}.{mp4,mpg,avi,mov,mkv,webm}  (+ optional {utt}.txt, {utt}.wav)
+
+CSV: a file with a ``video`` column and optional ``utt, speaker, audio, text, split``
+(relative paths are relative to the CSV file's folder).
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+VIDEO_EXTS = (".mpg", ".mpeg", ".mp4", ".avi", ".mov", ".mkv", ".webm")
+GRID_SILENCES = {"sil", "sp"}
+SPLITS = ("train", "val", "test")
+
+
+class CorpusError(RuntimeError):
+    """The corpus tree cannot be read at all (as opposed to one bad utterance)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One utterance as found on disk."""
+
+    utt: str
+    speaker: str
+    video_path: Path
+    audio_path: Path | None = None  # None: use the video's own audio track
+    text: str | None = None
+    split: str | None = None  # set when the corpus itself decides (lists, CSV column)
+    list_key: str | None = None  # "speaker/name" used to match published split lists
+
+
+def _videos_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_EXTS and p.is_file())
+
+
+def read_grid_align(path: Path) -> tuple[str, list[tuple[int, int, str]]]:
+    """Parse a GRID ``.align`` file -> (transcript, [(start, end, word)]) in GRID units (1000 per frame)."""
+    rows: list[tuple[int, int, str]] = []
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) != 3:
+            continue
+        rows.append((int(parts[0]), int(parts[1]), parts[2]))
+    words = [w for _, _, w in rows if w not in GRID_SILENCES]
+    return " ".join(words), rows
+
+
+def read_grid(root: Path, audio_root: Path | None = None) -> list[Entry]:
+    """GRID layout (speaker folders of videos with word alignments)."""
+    if not root.is_dir():
+        raise CorpusError(f"GRID root {root} is not a folder")
+    speakers = sorted(
+        (d for d in root.iterdir() if d.is_dir() and re.fullmatch(r"s\d+", d.name)),
+        key=lambda d: int(d.name[1:]),
+    )
+    if not speakers:
+        raise CorpusError(f"GRID root {root} has no speaker folders s1, s2, ...")
+    entries = []
+    for spk_dir in speakers:
+        spk = spk_dir.name
+        align_dirs = [spk_dir / "align", root / "align" / spk, root / "alignments" / spk, root / "alignments" / spk / "align"]
+        for video in _videos_under(spk_dir):
+            name = video.stem
+            text = None
+            for d in align_dirs:
+                if (d / f"{name}.align").exists():
+                    text = read_grid_align(d / f"{name}.align")[0]
+                    break
+            audio = None
+            for cand in ([audio_root / spk / f"{name}.wav"] if audio_root else []) + [video.with_suffix(".wav")]:
+                if cand.exists():
+                    audio = cand
+                    break
+            entries.append(Entry(f"{spk}_{name}", spk, video, audio, text, list_key=f"{spk}/{name}"))
+    return entries
+
+
+def read_lip2wav(root: Path) -> list[Entry]:
+    """Lip2Wav layout (speaker/intervals/video_id/seg.mp4 with train/val/test lists)."""
+    if not root.is_dir():
+        raise CorpusError(f"Lip2Wav root {root} is not a folder")
+    entries = []
+    speakers = sorted(d for d in root.iterdir() if (d / "intervals").is_dir())
+    if not speakers:
+        raise CorpusError(f"Lip2Wav root {root} has no {{speaker}}/intervals folders")
+    for spk_dir in speakers:
+        spk = spk_dir.name
+        listed: dict[str, str] = {}
+        for split in SPLITS:
+            lst = spk_dir / f"{split}.txt"
+            if lst.exists():
+                for line in lst.read_text().split():
+                    listed[line.strip().strip("/")] = split
+        for video in _videos_under(spk_dir / "intervals"):
+            vid, seg = video.parent.name, video.stem
+            key = f"{vid}/{seg}"
+            entries.append(
+                Entry(f"{spk}_{vid}_{seg}", spk, video, None, None, split=listed.get(key), list_key=f"{spk}/{vid}/{seg}")
+            )
+    return entries
+
+
+def read_folder(root: Path) -> list[Entry]:
+    """Generic layout: {root}/{speaker}/{utt}.{video ext} with optional .txt / .wav beside it."""
+    if not root.is_dir():
+        raise CorpusError(f"corpus root {root} is not a folder")
+    entries = []
+    for spk_dir in sorted(d for d in root.iterdir() if d.is_dir()):
+        for video in sorted(p for p in spk_dir.iterdir() if p.suffix.lower() in VIDEO_EXTS and p.is_file()):
+            txt = video.with_suffix(".txt")
+            wav = video.with_suffix(".wav")
+            text = " ".join(txt.read_text().split()) if txt.exists() else None
+            entries.append(
+                Entry(f"{spk_dir.name}_{video.stem}", spk_dir.name, video, wav if wav.exists() else None, text,
+                      list_key=f"{spk_dir.name}/{video.stem}")
+            )
+    return entries
+
+
+def read_csv_corpus(path: Path) -> list[Entry]:
+    """A CSV file with a ``video`` column (and optional utt, speaker, audio, text, split)."""
+    if not path.is_file():
+        raise CorpusError(f"corpus CSV {path} is not a file")
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if rows and "video" not in rows[0]:
+        raise CorpusError(f"corpus CSV {path} has no 'video' column (columns: {', '.join(rows[0])})")
+    entries = []
+    base = path.parent
+    for i, row in enumerate(rows):
+        video = Path(row["video"])
+        video = video if video.is_absolute() else base / video
+        speaker = (row.get("speaker") or "").strip() or "spk"
+        utt = (row.get("utt") or "").strip() or f"{speaker}_{video.stem}"
+        audio = (row.get("audio") or "").strip()
+        split = (row.get("split") or "").strip() or None
+        if split is not None and split not in SPLITS:
+            raise CorpusError(f"corpus CSV {path} row {i + 2}: split {split!r} is not one of {', '.join(SPLITS)}")
+        entries.append(
+            Entry(utt, speaker, video, (Path(audio) if Path(audio).is_absolute() else base / audio) if audio else None,
+                  (row.get("text") or "").strip() or None, split=split, list_key=f"{speaker}/{video.stem}")
+        )
+    return entries
+
+
+READERS: dict[str, Callable[..., list[Entry]]] = {
+    "grid": read_grid,
+    "synthgrid": read_grid,
+    "lip2wav": read_lip2wav,
+    "folder": read_folder,
+    "csv": read_csv_corpus,
+}
+
+
+def read_corpus(kind: str, root: Path, audio_root: Path | None = None) -> list[Entry]:
+    """List the utterances of a corpus of the given kind."""
+    if kind not in READERS:
+        raise CorpusError(f"unknown corpus kind {kind!r} (known: {', '.join(READERS)})")
+    if kind in ("grid", "synthgrid"):
+        return read_grid(root, audio_root)
+    return READERS[kind](root)

@@ -1,0 +1,158 @@
+"""Reading audio and video through ffmpeg (ffmpeg-python builds the command lines).
+
+All functions raise :class:`MediaError` with a one-line reason that a rejected
+table can hold ("no audio stream", "ffmpeg: Invalid data found when processing
+input", ...).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import ffmpeg
+import numpy as np
+
+from lipspeech.store import one_line
+from lipspeech.timing import FPS, SAMPLE_RATE
+
+
+class MediaError(RuntimeError):
+    """A media file cannot be read; the message is one line."""
+
+
+def require_ffmpeg() -> None:
+    """Fail with what to do when ffmpeg/ffprobe are not installed."""
+    missing = [tool for tool in ("ffmpeg", "ffprobe") if shutil.which(tool) is None]
+    if missing:
+        raise MediaError(
+            f"{' and '.join(missing)} not found on PATH: run `make deps` (or `apt-get install ffmpeg`)"
+        )
+
+
+def _ffmpeg_reason(exc: ffmpeg.Error) -> str:
+    lines = [ln.strip() for ln in (exc.stderr or b"").decode("utf-8", "replace").splitlines() if ln.strip()]
+    return one_line("ffmpeg: " + (lines[-1] if lines else "failed without a message"))
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What ffprobe says about a file (None where the stream is absent)."""
+
+    duration: float | None
+    fps: float | None
+    width: int | None
+    height: int | None
+    n_video_frames: int | None  # as declared by the container, may be None
+    sample_rate: int | None
+    channels: int | None
+    has_video: bool
+    has_audio: bool
+
+
+def probe(path: str | Path) -> MediaInfo:
+    """Probe a media file. Raises MediaError when it is not readable media."""
+    require_ffmpeg()
+    path = Path(path)
+    if not path.exists():
+        raise MediaError(f"file not found: {path}")
+    if path.stat().st_size == 0:
+        raise MediaError("empty file (0 bytes)")
+    try:
+        info = ffmpeg.probe(str(path))
+    except ffmpeg.Error as exc:
+        raise MediaError(_ffmpeg_reason(exc)) from None
+    streams = info.get("streams", [])
+    video = next((s for s in streams if s.get("codec_type") == "video" and not s.get("disposition", {}).get("attached_pic")), None)
+    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
+
+    def _float(x: object) -> float | None:
+        try:
+            v = float(x)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return None
+        return v if np.isfinite(v) and v > 0 else None
+
+    fps = None
+    if video is not None:
+        for key in ("avg_frame_rate", "r_frame_rate"):
+            rate = video.get(key, "0/0")
+            num, _, den = rate.partition("/")
+            if den not in ("", "0") and num not in ("", "0"):
+                fps = float(Fraction(int(num), int(den)))
+                break
+    duration = _float(info.get("format", {}).get("duration"))
+    if duration is None:
+        duration = _float((video or audio or {}).get("duration"))
+    nb = (video or {}).get("nb_frames")
+    return MediaInfo(
+        duration=duration,
+        fps=fps,
+        width=int(video["width"]) if video and video.get("width") else None,
+        height=int(video["height"]) if video and video.get("height") else None,
+        n_video_frames=int(nb) if nb and str(nb).isdigit() else None,
+        sample_rate=int(audio["sample_rate"]) if audio and audio.get("sample_rate") else None,
+        channels=int(audio["channels"]) if audio and audio.get("channels") else None,
+        has_video=video is not None,
+        has_audio=audio is not None,
+    )
+
+
+def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Decode the first audio stream to mono float32 at ``sample_rate`` (ffmpeg resamples and downmixes)."""
+    require_ffmpeg()
+    try:
+        out, _ = (
+            ffmpeg.input(str(path))
+            .output("pipe:", format="f32le", acodec="pcm_f32le", ac=1, ar=sample_rate, map="0:a:0")
+            .global_args("-nostdin", "-threads", "1")
+            .run(capture_stdout=True, capture_stderr=True)
+        )
+    except ffmpeg.Error as exc:
+        raise MediaError(_ffmpeg_reason(exc)) from None
+    return np.frombuffer(out, dtype="<f4").copy()
+
+
+def read_frames(
+    path: str | Path, fps: float = FPS, gray: bool = False, size: tuple[int, int] | None = None
+) -> np.ndarray:
+    """Decode the first video stream at ``fps`` (resampled by ffmpeg's fps filter).
+
+    Args:
+        path: media file.
+        fps: output frame rate (frames are dropped/duplicated by ffmpeg to reach it).
+        gray: return (T, H, W) luma instead of (T, H, W, 3) RGB.
+        size: optional (width, height) to scale to.
+
+    Returns:
+        uint8 array (T, H, W, 3) or (T, H, W).
+    """
+    require_ffmpeg()
+    info = probe(path)
+    if not info.has_video:
+        raise MediaError("no video stream")
+    width, height = size if size is not None else (info.width, info.height)
+    stream = ffmpeg.input(str(path)).video.filter("fps", fps=fps)
+    if size is not None:
+        stream = stream.filter("scale", width, height)
+    pix_fmt, channels = ("gray", 1) if gray else ("rgb24", 3)
+    try:
+        out, _ = (
+            stream.output("pipe:", format="rawvideo", pix_fmt=pix_fmt)
+            .global_args("-nostdin", "-threads", "1")
+            .run(capture_stdout=True, capture_stderr=True)
+        )
+    except ffmpeg.Error as exc:
+        raise MediaError(_ffmpeg_reason(exc)) from None
+    frame_bytes = width * height * channels
+    if len(out) == 0 or len(out) % frame_bytes:
+        raise MediaError(f"video decoded to {len(out)} bytes, not a whole number of {width}x{height} frames")
+    shape = (len(out) // frame_bytes, height, width) + (() if gray else (3,))
+    return np.frombuffer(out, dtype=np.uint8).reshape(shape)
+
+
+def count_frames(path: str | Path, fps: float = FPS) -> int:
+    """Number of frames the video has once resampled to ``fps`` (decodes, tiny output)."""
+    return int(read_frames(path, fps=fps, gray=True, size=(8, 8)).shape[0])

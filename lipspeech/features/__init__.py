@@ -1,0 +1,1 @@
+"""Per-utterance features and the feature stores."""

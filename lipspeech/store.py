@@ -1,0 +1,252 @@
+"""Feature stores: one Parquet file per (stage, shard), one row per utterance.
+
+Layout of a store file
+----------------------
+* first column ``utt`` (string), then scalar columns (numbers, strings),
+* each array column ``x`` is a ``large_list<dtype>`` holding the array flattened
+  in C order, next to ``x_shape`` (``list<int32>``) with its shape, so that plain
+  pyarrow / pandas / duckdb read the values as numbers without lipspeech,
+* the schema metadata key ``lipspeech`` holds JSON: stage, config hash, lipspeech
+  version and, per array column, its dtype.
+
+Our reader hands back numpy views into the Arrow buffers (no copy per element).
+Writes are atomic: the file is written under a temporary name in the same folder
+and renamed into place, so a killed job leaves either the old file or the new one.
+
+Every stage also writes a *rejected* table (``{shard}.rejected.parquet``, columns
+``utt, stage, reason``): utterances it could not process, each with a one-line
+reason, so good data is never lost because of a bad neighbour.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lipspeech import __version__
+
+META_KEY = b"lipspeech"
+SHAPE_SUFFIX = "_shape"
+REJECTED_SCHEMA = pa.schema([("utt", pa.string()), ("stage", pa.string()), ("reason", pa.string())])
+
+
+class StoreError(RuntimeError):
+    """A store file is missing, unreadable or not what the caller expects."""
+
+
+@dataclass(frozen=True)
+class StoreMeta:
+    """What every store file says about itself."""
+
+    stage: str
+    config_hash: str
+    version: str = __version__
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
+
+    The temporary file lives in the same folder so the final ``os.replace`` is an
+    atomic rename on POSIX file systems. On error the temporary file is removed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def _array_column(arrays: Sequence[np.ndarray], dtype: np.dtype) -> tuple[pa.Array, pa.Array]:
+    """Flatten a list of arrays (any shapes, one dtype) into a list column and a shape column."""
+    lengths = np.fromiter((a.size for a in arrays), dtype=np.int64, count=len(arrays))
+    offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    flat = (
+        np.concatenate([np.ascontiguousarray(a, dtype=dtype).reshape(-1) for a in arrays])
+        if arrays
+        else np.zeros(0, dtype=dtype)
+    )
+    values = pa.array(flat, type=pa.from_numpy_dtype(dtype))
+    col = pa.LargeListArray.from_arrays(pa.array(offsets, type=pa.int64()), values)
+    shapes = pa.array([list(a.shape) for a in arrays], type=pa.list_(pa.int32()))
+    return col, shapes
+
+
+def write_store(
+    path: str | os.PathLike,
+    meta: StoreMeta,
+    utts: Sequence[str],
+    columns: Mapping[str, Sequence[Any]] | None = None,
+    arrays: Mapping[str, Sequence[np.ndarray]] | None = None,
+    compression: str = "zstd",
+) -> None:
+    """Write one store file atomically.
+
+    Args:
+        path: destination ``.parquet`` file.
+        meta: stage name, config hash, version.
+        utts: utterance ids, one per row (may be empty: an empty shard is a valid store).
+        columns: scalar columns, each a sequence of ``len(utts)`` values.
+        arrays: array columns, each a sequence of ``len(utts)`` numpy arrays of one
+            dtype and one number of dimensions (sizes may differ per row).
+        compression: Parquet codec.
+    """
+    columns = dict(columns or {})
+    arrays = dict(arrays or {})
+    n = len(utts)
+    names: list[str] = ["utt"]
+    data: list[pa.Array] = [pa.array(list(utts), type=pa.string())]
+    for name, values in columns.items():
+        if len(values) != n:
+            raise StoreError(f"column {name!r} has {len(values)} rows, expected {n}")
+        names.append(name)
+        data.append(pa.array(list(values)) if not isinstance(values, pa.Array) else values)
+    array_meta: dict[str, dict[str, Any]] = {}
+    for name, values in arrays.items():
+        if len(values) != n:
+            raise StoreError(f"array column {name!r} has {len(values)} rows, expected {n}")
+        dtypes = {np.asarray(a).dtype for a in values}
+        ndims = {np.asarray(a).ndim for a in values}
+        if len(dtypes) > 1 or len(ndims) > 1:
+            raise StoreError(f"array column {name!r} mixes dtypes {dtypes} or ranks {ndims}")
+        dtype = dtypes.pop() if dtypes else np.dtype(np.float32)
+        ndim = ndims.pop() if ndims else 1
+        col, shapes = _array_column([np.asarray(a) for a in values], dtype)
+        names += [name, name + SHAPE_SUFFIX]
+        data += [col, shapes]
+        array_meta[name] = {"dtype": np.dtype(dtype).str, "ndim": ndim}
+    meta_json = json.dumps(
+        {
+            "stage": meta.stage,
+            "config_hash": meta.config_hash,
+            "version": meta.version,
+            "arrays": array_meta,
+            "extra": dict(meta.extra),
+        },
+        sort_keys=True,
+    )
+    table = pa.Table.from_arrays(data, names=names).replace_schema_metadata({META_KEY: meta_json.encode()})
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression=compression)
+
+
+def write_rejected(path: str | os.PathLike, stage: str, rejected: Mapping[str, str] | Sequence[tuple[str, str]]) -> None:
+    """Write a stage's rejected table (``utt, stage, reason``), atomically; empty is fine."""
+    items = list(rejected.items()) if isinstance(rejected, Mapping) else list(rejected)
+    table = pa.Table.from_pylist(
+        [{"utt": u, "stage": stage, "reason": one_line(r)} for u, r in items], schema=REJECTED_SCHEMA
+    )
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def read_rejected(paths: Sequence[str | os.PathLike]) -> "pa.Table":
+    """Concatenate rejected tables (missing files are skipped)."""
+    tables = [pq.read_table(p) for p in paths if Path(p).exists()]
+    return pa.concat_tables(tables) if tables else REJECTED_SCHEMA.empty_table()
+
+
+def one_line(text: object, limit: int = 300) -> str:
+    """Squash a message (e.g. an ffmpeg error) to one line of at most ``limit`` characters."""
+    s = " ".join(str(text).split())
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+class Store:
+    """A read-only view of one store file.
+
+    ``store.df`` has the scalar columns (pandas); ``store.array(name, i)`` returns
+    the ``i``-th row's array as a numpy view; ``store.arrays(name)`` all of them.
+    """
+
+    def __init__(self, path: str | os.PathLike, expect_stage: str | None = None):
+        self.path = Path(path)
+        try:
+            self.table = pq.read_table(self.path, memory_map=True)
+        except FileNotFoundError as exc:
+            raise StoreError(f"{self.path}: no such store file") from exc
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise StoreError(f"{self.path}: not a readable Parquet store ({one_line(exc)})") from exc
+        raw = (self.table.schema.metadata or {}).get(META_KEY)
+        if raw is None:
+            raise StoreError(f"{self.path}: Parquet file has no lipspeech metadata")
+        self.meta_dict: dict[str, Any] = json.loads(raw)
+        if expect_stage is not None and self.meta_dict["stage"] != expect_stage:
+            raise StoreError(f"{self.path}: holds stage {self.meta_dict['stage']!r}, expected {expect_stage!r}")
+        self._flat: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    @property
+    def meta(self) -> StoreMeta:
+        m = self.meta_dict
+        return StoreMeta(m["stage"], m["config_hash"], m["version"], m.get("extra", {}))
+
+    @property
+    def utts(self) -> list[str]:
+        return self.table.column("utt").to_pylist()
+
+    @property
+    def array_names(self) -> list[str]:
+        return list(self.meta_dict["arrays"])
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    @property
+    def df(self):
+        """Scalar columns as a pandas DataFrame (array columns left out)."""
+        skip = set(self.array_names) | {n + SHAPE_SUFFIX for n in self.array_names}
+        keep = [c for c in self.table.column_names if c not in skip]
+        return self.table.select(keep).to_pandas()
+
+    def _flat_values(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        if name not in self._flat:
+            if name not in self.meta_dict["arrays"]:
+                raise StoreError(f"{self.path}: no array column {name!r} (has {self.array_names})")
+            col = self.table.column(name).combine_chunks()
+            dtype = np.dtype(self.meta_dict["arrays"][name]["dtype"])
+            values = col.values.to_numpy(zero_copy_only=True) if len(col.values) else np.zeros(0, dtype)
+            offsets = col.offsets.to_numpy(zero_copy_only=True)
+            self._flat[name] = (values.view(dtype) if values.dtype != dtype else values, offsets)
+        return self._flat[name]
+
+    def array(self, name: str, i: int) -> np.ndarray:
+        """Row ``i`` of array column ``name``, reshaped, as a read-only view."""
+        values, offsets = self._flat_values(name)
+        shape = self.table.column(name + SHAPE_SUFFIX)[i].as_py()
+        return values[offsets[i] : offsets[i + 1]].reshape(shape)
+
+    def arrays(self, name: str) -> list[np.ndarray]:
+        return [self.array(name, i) for i in range(len(self))]
+
+    def row_index(self) -> dict[str, int]:
+        return {u: i for i, u in enumerate(self.utts)}

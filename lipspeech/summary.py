@@ -1,0 +1,73 @@
+"""The one-screen summary of a corpus's results: utterances, hours, rejections."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from lipspeech.store import Store, read_rejected
+
+# Stage folders that hold per-shard stores, in pipeline order.
+SHARD_STAGES = {"decode": "audio"}
+
+
+def corpus_summary(results: Path) -> dict[str, Any]:
+    """Gather figures from ``results/{corpus}``: manifest, each stage's stores and rejected tables."""
+    manifest = Store(results / "manifest.parquet", expect_stage="manifest").df
+    out: dict[str, Any] = {
+        "corpus": results.name,
+        "utterances": int(len(manifest)),
+        "speakers": int(manifest["speaker"].nunique()),
+        "hours": round(float(manifest["duration"].sum()) / 3600, 4),
+        "splits": {k: int(v) for k, v in manifest["split"].value_counts().sort_index().items()},
+        "fps_resampled": int(manifest["fps_resampled"].sum()),
+        "stages": {},
+    }
+    rejected_tables = {"manifest": [results / "manifest.rejected.parquet"]}
+    for stage, folder in SHARD_STAGES.items():
+        stores = sorted(p for p in (results / folder).glob("*.parquet") if not p.name.endswith(".rejected.parquet"))
+        if not stores:
+            continue
+        n, seconds = 0, 0.0
+        for p in stores:
+            md = pq.read_table(p, columns=["duration"])
+            n += md.num_rows
+            seconds += float(sum(md.column("duration").to_pylist()))
+        out["stages"][stage] = {"utterances": n, "hours": round(seconds / 3600, 4), "shards": len(stores)}
+        rejected_tables[stage] = sorted((results / folder).glob("*.rejected.parquet"))
+    rejected = {}
+    for stage, paths in rejected_tables.items():
+        table = read_rejected(paths).to_pylist()
+        reasons = Counter(_reason_kind(r["reason"]) for r in table)
+        rejected[stage] = {"count": len(table), "reasons": dict(reasons.most_common(5)),
+                           "examples": [f"{r['utt']}: {r['reason']}" for r in table[:3]]}
+    out["rejected"] = rejected
+    return out
+
+
+def _reason_kind(reason: str) -> str:
+    """Group reasons by their text with the numbers masked."""
+    return "".join("#" if ch.isdigit() else ch for ch in reason)[:80]
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    lines = [
+        f"lipspeech summary: {s['corpus']}",
+        f"  manifest   {s['utterances']:>7} utterances  {s['hours']:8.3f} h  {s['speakers']} speakers  "
+        + "  ".join(f"{k} {v}" for k, v in s["splits"].items()),
+    ]
+    if s["fps_resampled"]:
+        lines.append(f"             {s['fps_resampled']} videos resampled to 25 fps")
+    for stage, st in s["stages"].items():
+        lines.append(f"  {stage:<10} {st['utterances']:>7} utterances  {st['hours']:8.3f} h  in {st['shards']} shards")
+    total = sum(r["count"] for r in s["rejected"].values())
+    lines.append(f"  rejected   {total:>7} utterances")
+    for stage, r in s["rejected"].items():
+        if r["count"]:
+            lines.append(f"    {stage}: {r['count']}")
+            for kind, count in r["reasons"].items():
+                lines.append(f"      {count:>5} x {kind}")
+    return "\n".join(lines) + "\n"

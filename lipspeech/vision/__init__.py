@@ -1,0 +1,1 @@
+"""Face and mouth geometry: landmark models and helpers."""

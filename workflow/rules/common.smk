@@ -1,0 +1,28 @@
+# Shared helpers: config validation, result paths, shards.
+import json
+
+from lipspeech.config import ConfigError, validate_config
+from lipspeech.data.manifest import shard_name
+
+try:
+    validate_config(config)
+except ConfigError as exc:
+    raise WorkflowError(f"invalid configuration: {exc}") from None
+
+CORPUS = config["corpus"]["name"]
+RESULTS = f"results/{CORPUS}"
+SHARDS = [shard_name(i) for i in range(config["manifest"]["shards"])]
+
+
+wildcard_constraints:
+    shard=r"\d+",
+
+
+def params_json(*sections):
+    """The config sections a rule depends on, as one JSON string (its `params`)."""
+    return json.dumps({s: config[s] for s in sections}, sort_keys=True)
+
+
+def shard_outputs(folder, suffix=".parquet"):
+    """Every shard's file of one stage."""
+    return expand(f"{RESULTS}/{folder}/{{shard}}{suffix}", shard=SHARDS)

@@ -1,0 +1,65 @@
+# The corpus: SynthGRID generation (demo only) and the manifest.
+
+
+rule synth_corpus:
+    """Generate the SynthGRID demo corpus in GRID's layout (offline: espeak-ng voices, a
+    talking face rendered from a real photo). Only used when corpus.kind is synthgrid."""
+    output:
+        directory(f"{RESULTS}/raw"),
+    params:
+        cfg=params_json("synth"),
+    log:
+        f"{RESULTS}/logs/synth_corpus.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/synth_corpus.tsv"
+    threads: workflow.cores
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    shell:
+        "lipspeech synth-corpus --params {params.cfg:q} --out {output:q} --threads {threads} 2>&1 | tee {log:q}"
+
+
+def corpus_root():
+    if config["corpus"]["kind"] == "synthgrid":
+        return f"{RESULTS}/raw"
+    return config["corpus"]["root"]
+
+
+rule manifest:
+    """One table of every utterance (speaker, split, shard, paths, transcript, duration,
+    fps); unreadable files go to the rejected table with a one-line reason."""
+    input:
+        # The generated corpus is a workflow output; a real corpus is read where it lies.
+        [f"{RESULTS}/raw"] if config["corpus"]["kind"] == "synthgrid" else [],
+    output:
+        manifest=f"{RESULTS}/manifest.parquet",
+        rejected=f"{RESULTS}/manifest.rejected.parquet",
+    params:
+        cfg=params_json("corpus", "manifest"),
+        root=corpus_root(),
+    log:
+        f"{RESULTS}/logs/manifest.log",
+    threads: 4
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    shell:
+        "lipspeech manifest --params {params.cfg:q} --root {params.root:q} --out {output.manifest:q}"
+        " --rejected {output.rejected:q} --threads {threads} 2>&1 | tee {log:q}"
+
+
+rule summary:
+    """The one-screen summary: utterances, hours, rejected (per stage, with reasons)."""
+    input:
+        f"{RESULTS}/manifest.parquet",
+        shard_outputs("audio"),
+        shard_outputs("audio", ".rejected.parquet"),
+    output:
+        txt=f"{RESULTS}/summary.txt",
+        json=f"{RESULTS}/summary.json",
+    log:
+        f"{RESULTS}/logs/summary.log",
+    localrule: True
+    shell:
+        "lipspeech summary {RESULTS:q} --out {output.txt:q} 2>&1 | tee {log:q}"
