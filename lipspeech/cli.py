@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from lipspeech import __version__
 from lipspeech.config import ConfigError, load_config, validate_config
+from lipspeech.features.common import StageError
 
 
 def _stage_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -69,6 +70,86 @@ def cmd_decode(args: argparse.Namespace) -> int:
         threads=args.threads, progress=_progress(args),
     )
     print(f"decode shard {args.shard}: {ok} utterances, {bad} rejected -> {args.out}")
+    return 0
+
+
+def _torch_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+
+
+def cmd_mel(args: argparse.Namespace) -> int:
+    from lipspeech.features.mel import mel_shard
+
+    cfg = _stage_config(args)
+    _torch_threads(args.threads)
+    ok, bad = mel_shard(Path(args.audio), cfg["mel"], Path(args.out), Path(args.rejected), progress=_progress(args))
+    print(f"mel {Path(args.audio).stem}: {ok} utterances, {bad} rejected -> {args.out}")
+    return 0
+
+
+def cmd_ssl_features(args: argparse.Namespace) -> int:
+    from lipspeech.features.ssl import ssl_shard
+
+    cfg = _stage_config(args)
+    _torch_threads(args.threads)
+    ok, bad = ssl_shard(Path(args.audio), cfg["ssl"], Path(args.out), Path(args.rejected), progress=_progress(args))
+    print(f"ssl-features {Path(args.audio).stem} ({cfg['ssl']['source']}): {ok} utterances, {bad} rejected -> {args.out}")
+    return 0
+
+
+def cmd_kmeans_fit(args: argparse.Namespace) -> int:
+    import faiss
+
+    from lipspeech.features.units import kmeans_fit
+
+    cfg = _stage_config(args)
+    faiss.omp_set_num_threads(max(1, args.threads))
+    info = kmeans_fit(
+        [Path(p) for p in args.ssl], Path(args.manifest), cfg["ssl"], cfg["kmeans"], Path(args.out),
+        Path(args.json), progress=_progress(args),
+    )
+    print(f"kmeans-fit: k = {info['k']} on {info['frames_sampled']} frames of dimension {info['dim']}, "
+          f"mean squared distance {info['mean_sq_distance']:.4g} -> {args.out}")
+    return 0
+
+
+def cmd_units(args: argparse.Namespace) -> int:
+    import faiss
+
+    from lipspeech.features.units import units_shard
+
+    cfg = _stage_config(args)
+    faiss.omp_set_num_threads(max(1, args.threads))
+    ok, bad = units_shard(
+        Path(args.ssl), Path(args.centroids), cfg["ssl"], cfg["kmeans"], Path(args.out), Path(args.rejected),
+        progress=_progress(args),
+    )
+    print(f"units {Path(args.ssl).stem}: {ok} utterances, {bad} rejected -> {args.out}")
+    return 0
+
+
+def cmd_prosody(args: argparse.Namespace) -> int:
+    from lipspeech.features.prosody import prosody_shard
+
+    cfg = _stage_config(args)
+    _torch_threads(1)  # parallelism comes from one pyworld thread per utterance
+    ok, bad = prosody_shard(
+        Path(args.audio), cfg["prosody"], cfg["mel"], Path(args.out), Path(args.rejected),
+        threads=args.threads, progress=_progress(args),
+    )
+    print(f"prosody {Path(args.audio).stem}: {ok} utterances, {bad} rejected -> {args.out}")
+    return 0
+
+
+def cmd_prosody_stats(args: argparse.Namespace) -> int:
+    from lipspeech.features.prosody import prosody_stats
+
+    cfg = _stage_config(args)
+    stats = prosody_stats([Path(p) for p in args.prosody], Path(args.manifest), cfg["prosody"], cfg["mel"], Path(args.out))
+    print(f"prosody-stats: {len(stats['speakers'])} speakers, {stats['global']['utterances']} train utterances"
+          f" -> {args.out}")
     return 0
 
 
@@ -128,6 +209,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rejected", required=True, help="rejected table to write")
     p.set_defaults(func=cmd_decode)
 
+    p = sub.add_parser("mel", help="log-mel spectrogram of one audio shard (4 frames per video frame)")
+    _add_stage_args(p)
+    p.add_argument("--audio", required=True, help="audio store (decode stage) to read")
+    p.add_argument("--out", required=True, help="mel store to write")
+    p.add_argument("--rejected", required=True, help="rejected table to write")
+    p.set_defaults(func=cmd_mel)
+
+    p = sub.add_parser("ssl-features", help="50 Hz HuBERT-layer (or MFCC) features of one audio shard")
+    _add_stage_args(p)
+    p.add_argument("--audio", required=True, help="audio store (decode stage) to read")
+    p.add_argument("--out", required=True, help="ssl store to write")
+    p.add_argument("--rejected", required=True, help="rejected table to write")
+    p.set_defaults(func=cmd_ssl_features)
+
+    p = sub.add_parser("kmeans-fit", help="faiss k-means of the units on a sample of train frames of all ssl shards")
+    _add_stage_args(p)
+    p.add_argument("--manifest", required=True, help="manifest (for the train split)")
+    p.add_argument("--ssl", required=True, nargs="+", help="ssl stores")
+    p.add_argument("--out", required=True, help="centroids .npy to write")
+    p.add_argument("--json", required=True, help="kmeans .json to write (config hash, k, objective)")
+    p.set_defaults(func=cmd_kmeans_fit)
+
+    p = sub.add_parser("units", help="nearest-centroid units (2 per video frame) of one ssl shard")
+    _add_stage_args(p)
+    p.add_argument("--ssl", required=True, help="ssl store to read")
+    p.add_argument("--centroids", required=True, help="centroids .npy (kmeans-fit)")
+    p.add_argument("--out", required=True, help="units store to write")
+    p.add_argument("--rejected", required=True, help="rejected table to write")
+    p.set_defaults(func=cmd_units)
+
+    p = sub.add_parser("prosody", help="WORLD log-F0, voiced mask and energy (per video frame) of one audio shard")
+    _add_stage_args(p)
+    p.add_argument("--audio", required=True, help="audio store (decode stage) to read")
+    p.add_argument("--out", required=True, help="prosody store to write")
+    p.add_argument("--rejected", required=True, help="rejected table to write")
+    p.set_defaults(func=cmd_prosody)
+
+    p = sub.add_parser("prosody-stats", help="per-speaker log-F0 and energy mean/std over the train split")
+    _add_stage_args(p)
+    p.add_argument("--manifest", required=True, help="manifest (speakers, train split)")
+    p.add_argument("--prosody", required=True, nargs="+", help="prosody stores")
+    p.add_argument("--out", required=True, help="stats .json to write")
+    p.set_defaults(func=cmd_prosody_stats)
+
     p = sub.add_parser("summary", help="one-screen summary of a corpus's results folder")
     p.add_argument("results", help="results/{corpus} folder")
     p.add_argument("--out", help="also write the text here (and .json beside it)")
@@ -149,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"lipspeech {args.command}: {exc}", file=sys.stderr)
         return 2
+    except StageError as exc:  # a stage that cannot run at all says why in one line
+        print(f"lipspeech {args.command}: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a stage failing as a whole: one readable line, traceback only on request

@@ -75,6 +75,16 @@ def _check_consistency(config: Mapping[str, Any]) -> None:
     ratios = corpus["split_ratios"]
     if abs(sum(ratios) - 1.0) > 1e-6:
         raise ConfigError(f"config key corpus.split_ratios: must sum to 1 (got {sum(ratios):g})")
+    mel = config["mel"]
+    if mel["win_length"] > mel["n_fft"]:
+        raise ConfigError(f"config key mel.win_length: {mel['win_length']} is larger than mel.n_fft ({mel['n_fft']})")
+    if mel["fmin"] >= mel["fmax"]:
+        raise ConfigError(f"config key mel.fmin: must be below mel.fmax ({mel['fmin']} >= {mel['fmax']})")
+    prosody = config["prosody"]
+    if prosody["f0_floor"] >= prosody["f0_ceil"]:
+        raise ConfigError(
+            f"config key prosody.f0_floor: must be below prosody.f0_ceil ({prosody['f0_floor']} >= {prosody['f0_ceil']})"
+        )
 
 
 def load_config(path: str | Path | None = None) -> dict[str, Any]:

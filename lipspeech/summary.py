@@ -10,8 +10,9 @@ import pyarrow.parquet as pq
 
 from lipspeech.store import Store, read_rejected
 
-# Stage folders that hold per-shard stores, in pipeline order.
-SHARD_STAGES = {"decode": "audio"}
+# Stage folders that hold per-shard stores, in pipeline order. The ssl stores are
+# temporary (gone once the units exist): only their rejected tables are counted then.
+SHARD_STAGES = {"decode": "audio", "mel": "mel", "ssl": "ssl", "units": "units", "prosody": "prosody"}
 
 
 def corpus_summary(results: Path) -> dict[str, Any]:
@@ -29,6 +30,9 @@ def corpus_summary(results: Path) -> dict[str, Any]:
     rejected_tables = {"manifest": [results / "manifest.rejected.parquet"]}
     for stage, folder in SHARD_STAGES.items():
         stores = sorted(p for p in (results / folder).glob("*.parquet") if not p.name.endswith(".rejected.parquet"))
+        rejected_paths = sorted((results / folder).glob("*.rejected.parquet"))
+        if rejected_paths:
+            rejected_tables[stage] = rejected_paths
         if not stores:
             continue
         n, seconds = 0, 0.0
@@ -37,7 +41,6 @@ def corpus_summary(results: Path) -> dict[str, Any]:
             n += md.num_rows
             seconds += float(sum(md.column("duration").to_pylist()))
         out["stages"][stage] = {"utterances": n, "hours": round(seconds / 3600, 4), "shards": len(stores)}
-        rejected_tables[stage] = sorted((results / folder).glob("*.rejected.parquet"))
     rejected = {}
     for stage, paths in rejected_tables.items():
         table = read_rejected(paths).to_pylist()

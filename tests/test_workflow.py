@@ -1,5 +1,6 @@
 """The Snakemake workflow: DAG, an end-to-end run in a temp dir, reruns after config edits."""
 
+import json
 import os
 import re
 import subprocess
@@ -48,14 +49,25 @@ def grid_config(fixtures_dir):
     }
 
 
+# per-shard jobs from decode on, and the corpus-wide jobs of the acoustic targets
+FEATURE_JOBS = {"mel": 1, "ssl_features": 1, "units": 1, "prosody": 1}
+
+
+def after_decode(shards: int) -> dict[str, int]:
+    """Jobs that rerun when every decode store changes."""
+    return {"decode": shards, **{k: v * shards for k, v in FEATURE_JOBS.items()}, "kmeans_fit": 1, "prosody_stats": 1,
+            "summary": 1, "all": 1}
+
+
 def test_default_config_dag(tmp_path):
-    """The demo config plans the generator, the manifest, one decode job per shard, the summary."""
+    """The demo config plans the generator, the manifest, one job per shard of each per-shard
+    stage, k-means, the prosody statistics, the summary."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
-    assert planned_jobs(tmp_path, config) == {"synth_corpus": 1, "manifest": 1, "decode": 4, "summary": 1, "all": 1}
+    assert planned_jobs(tmp_path, config) == {"synth_corpus": 1, "manifest": 1, **after_decode(4)}
 
 
 def test_end_to_end_and_config_edits_rerun_only_dependants(tmp_path, grid_config):
-    assert planned_jobs(tmp_path, grid_config) == {"manifest": 1, "decode": 3, "summary": 1, "all": 1}
+    assert planned_jobs(tmp_path, grid_config) == {"manifest": 1, **after_decode(3)}
     snakemake(tmp_path, grid_config)
     res = tmp_path / "results" / "gridfix"
     manifest = Store(res / "manifest.parquet", expect_stage="manifest").df
@@ -64,6 +76,22 @@ def test_end_to_end_and_config_edits_rerun_only_dependants(tmp_path, grid_config
     assert decoded == 3
     assert "rejected" in (res / "summary.txt").read_text()
     assert (res / "logs" / "manifest.log").exists() and (res / "benchmarks" / "decode" / "000.tsv").exists()
+    # acoustic targets: every stream fitted to the video frame count
+    for s in range(3):
+        audio = Store(res / "audio" / f"{s:03d}.parquet", expect_stage="decode")
+        mel = Store(res / "mel" / f"{s:03d}.parquet", expect_stage="mel")
+        units = Store(res / "units" / f"{s:03d}.parquet", expect_stage="units")
+        prosody = Store(res / "prosody" / f"{s:03d}.parquet", expect_stage="prosody")
+        assert mel.utts == units.utts == prosody.utts == audio.utts
+        for i, n in enumerate(audio.df["n_frames"]):
+            assert mel.array("mel", i).shape == (4 * n, 80)
+            assert units.array("units", i).shape == (2 * n,)
+            assert prosody.array("lf0", i).shape == prosody.array("energy", i).shape == (n,)
+        assert not (res / "ssl" / f"{s:03d}.parquet").exists()  # temp(): removed once the units exist
+    kmeans = json.loads((res / "kmeans" / "kmeans.json").read_text())
+    assert kmeans["clamped"] and kmeans["k"] < 200  # three short clips: fewer frames than clusters
+    assert "clamping k" in (res / "logs" / "kmeans_fit.log").read_text()
+    assert set(json.loads((res / "prosody" / "stats.json").read_text())["speakers"]) == {"s1", "s2"}
     # second run: nothing to do
     assert planned_jobs(tmp_path, grid_config) == {}
 
@@ -72,10 +100,19 @@ def test_end_to_end_and_config_edits_rerun_only_dependants(tmp_path, grid_config
     assert planned_jobs(tmp_path, edited) == {}
     # the decode section: decode and what depends on it
     edited = {**grid_config, "decode": {"max_av_mismatch": 0.3}}
-    assert planned_jobs(tmp_path, edited) == {"decode": 3, "summary": 1, "all": 1}
+    assert planned_jobs(tmp_path, edited) == after_decode(3)
     # the manifest section: manifest and everything after it
     edited = {**grid_config, "manifest": {**grid_config["manifest"], "min_duration": 0.1}}
-    assert planned_jobs(tmp_path, edited) == {"manifest": 1, "decode": 3, "summary": 1, "all": 1}
+    assert planned_jobs(tmp_path, edited) == {"manifest": 1, **after_decode(3)}
+    # the prosody section: prosody, its statistics and the summary, nothing else
+    edited = {**grid_config, "prosody": {"f0_method": "harvest"}}
+    assert planned_jobs(tmp_path, edited) == {"prosody": 3, "prosody_stats": 1, "summary": 1, "all": 1}
+    # the mel section: mel, and prosody (its energy uses the mel STFT)
+    edited = {**grid_config, "mel": {"n_mels": 40}}
+    assert planned_jobs(tmp_path, edited) == {"mel": 3, "prosody": 3, "prosody_stats": 1, "summary": 1, "all": 1}
+    # the kmeans section: k-means and the units (the temporary ssl stores are rebuilt to refit)
+    edited = {**grid_config, "kmeans": {"k": 50}}
+    assert planned_jobs(tmp_path, edited) == {"ssl_features": 3, "kmeans_fit": 1, "units": 3, "summary": 1, "all": 1}
 
 
 def test_bad_config_stops_with_the_key_named(tmp_path, grid_config):

@@ -50,11 +50,14 @@ rule manifest:
 
 
 rule summary:
-    """The one-screen summary: utterances, hours, rejected (per stage, with reasons)."""
+    """The one-screen summary: utterances, hours, rejected (per stage, with reasons).
+    The ssl stores are temporary: only their rejected tables are inputs."""
     input:
         f"{RESULTS}/manifest.parquet",
         shard_outputs("audio"),
         shard_outputs("audio", ".rejected.parquet"),
+        [shard_outputs(folder) for folder in ("mel", "units", "prosody")],
+        [shard_outputs(folder, ".rejected.parquet") for folder in ("mel", "ssl", "units", "prosody")],
     output:
         txt=f"{RESULTS}/summary.txt",
         json=f"{RESULTS}/summary.json",

@@ -1,0 +1,134 @@
+# Acoustic targets: mel, 50 Hz SSL features -> k-means units, pitch and energy.
+# Every stream is fitted to the video frame count (lipspeech/timing.py).
+
+
+rule mel:
+    """One shard: log-mel spectrogram (80 bins, 100 Hz: exactly 4 frames per video frame)."""
+    input:
+        f"{RESULTS}/audio/{{shard}}.parquet",
+    output:
+        store=f"{RESULTS}/mel/{{shard}}.parquet",
+        rejected=f"{RESULTS}/mel/{{shard}}.rejected.parquet",
+    params:
+        cfg=params_json("mel"),
+    log:
+        f"{RESULTS}/logs/mel/{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/mel/{{shard}}.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        "lipspeech mel --params {params.cfg:q} --audio {input:q} --out {output.store:q}"
+        " --rejected {output.rejected:q} --threads {threads} --no-progress 2>&1 | tee {log:q}"
+
+
+rule ssl_features:
+    """One shard: 50 Hz features for the units (HuBERT layer or MFCC, ssl.source); bulky,
+    so temporary: removed once k-means and the units have read them."""
+    input:
+        f"{RESULTS}/audio/{{shard}}.parquet",
+    output:
+        store=temp(f"{RESULTS}/ssl/{{shard}}.parquet"),
+        rejected=f"{RESULTS}/ssl/{{shard}}.rejected.parquet",
+    params:
+        cfg=params_json("ssl"),
+    log:
+        f"{RESULTS}/logs/ssl_features/{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/ssl_features/{{shard}}.tsv"
+    threads: 2
+    resources:
+        # HuBERT-LARGE: ~1.3 GB of weights plus activations; GPUs are a cluster profile matter
+        mem_mb=8000,
+        runtime=120,
+    shell:
+        "lipspeech ssl-features --params {params.cfg:q} --audio {input:q} --out {output.store:q}"
+        " --rejected {output.rejected:q} --threads {threads} --no-progress 2>&1 | tee {log:q}"
+
+
+rule kmeans_fit:
+    """faiss k-means (kmeans.k clusters) on a seeded random sample of train frames of all shards."""
+    input:
+        manifest=f"{RESULTS}/manifest.parquet",
+        ssl=shard_outputs("ssl"),
+    output:
+        centroids=f"{RESULTS}/kmeans/centroids.npy",
+        json=f"{RESULTS}/kmeans/kmeans.json",
+    params:
+        cfg=params_json("ssl", "kmeans"),
+    log:
+        f"{RESULTS}/logs/kmeans_fit.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/kmeans_fit.tsv"
+    threads: 4
+    resources:
+        mem_mb=16000,
+        runtime=120,
+    shell:
+        "lipspeech kmeans-fit --params {params.cfg:q} --manifest {input.manifest:q} --ssl {input.ssl:q}"
+        " --out {output.centroids:q} --json {output.json:q} --threads {threads} --no-progress 2>&1 | tee {log:q}"
+
+
+rule units:
+    """One shard: the nearest centroid of every 50 Hz frame (2 units per video frame)."""
+    input:
+        ssl=f"{RESULTS}/ssl/{{shard}}.parquet",
+        centroids=f"{RESULTS}/kmeans/centroids.npy",
+    output:
+        store=f"{RESULTS}/units/{{shard}}.parquet",
+        rejected=f"{RESULTS}/units/{{shard}}.rejected.parquet",
+    params:
+        cfg=params_json("ssl", "kmeans"),
+    log:
+        f"{RESULTS}/logs/units/{{shard}}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    shell:
+        "lipspeech units --params {params.cfg:q} --ssl {input.ssl:q} --centroids {input.centroids:q}"
+        " --out {output.store:q} --rejected {output.rejected:q} --threads {threads} --no-progress 2>&1 | tee {log:q}"
+
+
+rule prosody:
+    """One shard: WORLD log-F0 (continuous, with a voiced mask) and energy per video frame.
+    Energy uses the mel section's STFT, so the rule carries both sections."""
+    input:
+        f"{RESULTS}/audio/{{shard}}.parquet",
+    output:
+        store=f"{RESULTS}/prosody/{{shard}}.parquet",
+        rejected=f"{RESULTS}/prosody/{{shard}}.rejected.parquet",
+    params:
+        cfg=params_json("prosody", "mel"),
+    log:
+        f"{RESULTS}/logs/prosody/{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/prosody/{{shard}}.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    shell:
+        "lipspeech prosody --params {params.cfg:q} --audio {input:q} --out {output.store:q}"
+        " --rejected {output.rejected:q} --threads {threads} --no-progress 2>&1 | tee {log:q}"
+
+
+rule prosody_stats:
+    """Per-speaker mean/std of log-F0 (voiced frames) and energy over the train split."""
+    input:
+        manifest=f"{RESULTS}/manifest.parquet",
+        prosody=shard_outputs("prosody"),
+    output:
+        f"{RESULTS}/prosody/stats.json",
+    params:
+        cfg=params_json("prosody", "mel"),
+    log:
+        f"{RESULTS}/logs/prosody_stats.log",
+    resources:
+        mem_mb=2000,
+        runtime=15,
+    shell:
+        "lipspeech prosody-stats --params {params.cfg:q} --manifest {input.manifest:q} --prosody {input.prosody:q}"
+        " --out {output:q} 2>&1 | tee {log:q}"
