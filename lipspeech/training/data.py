@@ -1,0 +1,162 @@
+"""Training data: in-memory datasets, the seeded data order and augmentation.
+
+A dataset is any sequence of :class:`~lipspeech.models.batch.Utterance`
+(``len`` + integer indexing); a plain iterable is read into a list once. When it
+has a ``lengths()`` method (video frames per item), bucketing uses it instead of
+loading every item.
+
+Data order is a pure function of (seed, epoch): a permutation of the items, cut
+into batches of ``batch_size`` (optionally bucketed by length, then the batches
+shuffled). A checkpoint therefore only stores (epoch, batches done in epoch),
+and augmentation draws from a generator seeded by (seed, epoch, batch, item), so
+resuming replays exactly what an uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from lipspeech.models.batch import CROP_SIZE, Utterance, crop_video
+from lipspeech.timing import MEL_PER_FRAME, UNITS_PER_FRAME
+
+
+class InMemoryDataset(Sequence[Utterance]):
+    """A list of utterances with a ``lengths()`` method.
+
+    Args:
+        items: the utterances.
+    """
+
+    def __init__(self, items: Iterable[Utterance]):
+        self.items = list(items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> Utterance:  # type: ignore[override]
+        return self.items[index]
+
+    def lengths(self) -> list[int]:
+        """Video frames per item."""
+        return [it.n_frames for it in self.items]
+
+
+def as_sequence(data: Any) -> Sequence[Utterance]:
+    """``data`` itself if it is indexable with a length, else its items in a list."""
+    if hasattr(data, "__len__") and hasattr(data, "__getitem__"):
+        return data
+    return InMemoryDataset(data)
+
+
+def item_lengths(data: Sequence[Utterance]) -> list[int]:
+    """Video frames per item (``data.lengths()`` when available)."""
+    lengths = getattr(data, "lengths", None)
+    if callable(lengths):
+        return list(lengths())
+    return [data[i].n_frames for i in range(len(data))]
+
+
+def epoch_batches(
+    n_items: int,
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    lengths: Sequence[int] | None = None,
+    bucket_window: int = 50,
+    drop_last: bool = False,
+) -> list[list[int]]:
+    """The batches (lists of item indices) of one epoch; a pure function of its arguments.
+
+    Args:
+        n_items: dataset size.
+        batch_size: items per batch.
+        seed, epoch: seed the permutation.
+        lengths: item lengths; given, items are bucketed: each window of
+            ``bucket_window * batch_size`` permuted items is sorted by length and
+            cut into batches, and all batches are then shuffled.
+        bucket_window: see ``lengths``.
+        drop_last: drop a last, smaller batch.
+
+    Returns:
+        List of batches, each a list of indices.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(n_items)
+    if lengths is None:
+        batches = [order[i : i + batch_size].tolist() for i in range(0, n_items, batch_size)]
+    else:
+        window = batch_size * bucket_window
+        batches = []
+        for start in range(0, n_items, window):
+            chunk = order[start : start + window]
+            chunk = chunk[np.argsort(np.asarray(lengths)[chunk], kind="stable")]
+            batches += [chunk[i : i + batch_size].tolist() for i in range(0, len(chunk), batch_size)]
+    if drop_last and batches and len(batches[-1]) < batch_size:
+        batches = batches[:-1] if lengths is None else [b for b in batches if len(b) == batch_size]
+    if lengths is not None:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
+
+
+def augment(item: Utterance, seed: int, epoch: int, batch: int, index: int, random_crop: bool, hflip: bool) -> Utterance:
+    """A randomly cropped / flipped copy of ``item`` (a pure function of the seeds).
+
+    Video larger than the model's crop gets a random crop (when ``random_crop``)
+    or is left for :func:`~lipspeech.models.batch.collate` to centre-crop.
+    """
+    if not (random_crop or hflip):
+        return item
+    rng = np.random.default_rng([seed, epoch, batch, index, 7])
+    video = np.asarray(item.video)
+    _, h, w = video.shape
+    if random_crop and (h > CROP_SIZE or w > CROP_SIZE):
+        top = int(rng.integers(0, h - CROP_SIZE + 1))
+        left = int(rng.integers(0, w - CROP_SIZE + 1))
+        video = crop_video(video, CROP_SIZE, top, left)
+    if hflip and rng.random() < 0.5:
+        video = video[:, :, ::-1]
+    return replace(item, video=video)
+
+
+def synthetic_utterances(
+    n: int,
+    n_frames: int | Sequence[int] = 20,
+    seed: int = 0,
+    n_mels: int = 80,
+    n_units: int = 200,
+    mel_offset: float = 0.0,
+) -> list[Utterance]:
+    """Random but fixed utterances for tests and benchmarks.
+
+    The mel is piecewise constant over blocks of 4 frames x 8 bins (unit
+    variance, plus a little noise) around ``mel_offset``, video frames are uint8 96x96 noise with a per-utterance
+    moving blob, units/pitch/energy are random; all streams on the time axes
+    of :mod:`lipspeech.timing`.
+    """
+    rng = np.random.default_rng(seed)
+    lengths = [n_frames] * n if isinstance(n_frames, int) else list(n_frames)
+    items = []
+    for i, t in enumerate(lengths):
+        t_mel = t * MEL_PER_FRAME
+        coarse = rng.standard_normal((t_mel // 4 + 2, n_mels // 8 + 2)).astype(np.float32)
+        mel = np.kron(coarse, np.ones((4, 8), dtype=np.float32))[:t_mel, :n_mels]
+        mel = mel + 0.1 * rng.standard_normal((t_mel, n_mels)).astype(np.float32) + mel_offset
+        yy, xx = np.mgrid[0:96, 0:96]
+        centre = rng.uniform(30, 66, size=(t, 2))
+        blob = np.exp(-((yy[None] - centre[:, :1, None]) ** 2 + (xx[None] - centre[:, 1:, None]) ** 2) / 200.0)
+        video = np.clip(40 * rng.standard_normal((t, 96, 96)) + 200 * blob + 30, 0, 255).astype(np.uint8)
+        items.append(
+            Utterance(
+                utt=f"synth{i:04d}",
+                video=video,
+                mel=mel,
+                units=rng.integers(0, n_units, size=t * UNITS_PER_FRAME),
+                pitch=rng.standard_normal(t).astype(np.float32),
+                voiced=rng.random(t) < 0.7,
+                energy=rng.standard_normal(t).astype(np.float32),
+            )
+        )
+    return items

@@ -1,0 +1,85 @@
+"""Synthesis: trained model + utterances (video only is enough) -> coarse and refined mels."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterable, Optional
+
+import numpy as np
+import torch
+
+from lipspeech.models.batch import Utterance, collate
+from lipspeech.models.ltbs import LTBSModel, build_model
+from lipspeech.timing import MEL_PER_FRAME
+from lipspeech.training.checkpoint import load_checkpoint
+
+
+@dataclass
+class Synthesis:
+    """One synthesised utterance.
+
+    Attributes:
+        utt: utterance id.
+        coarse: (4T, n_mels) float32 coarse mel (decoder output).
+        post: (4T, n_mels) float32 refined mel (post-net), equal to ``coarse``
+            when the post-net is off.
+    """
+
+    utt: str
+    coarse: np.ndarray
+    post: np.ndarray
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> LTBSModel:
+    """Build the model a checkpoint describes, load its weights; returned in eval mode."""
+    ckpt = load_checkpoint(path, map_location=device)
+    model = build_model(ckpt["model_cfg"]).to(device)
+    model.load_state_dict(ckpt["model"])
+    return model.eval()
+
+
+@torch.no_grad()
+def synthesize(
+    model: LTBSModel,
+    items: Iterable[Utterance],
+    temperature: Optional[float] = None,
+    batch_size: int = 8,
+    seed: int = 0,
+    device: Optional[str | torch.device] = None,
+) -> list[Synthesis]:
+    """Coarse and refined mels for each utterance (targets in the items are ignored).
+
+    Args:
+        model: the model (put in eval mode for the call, its mode restored after).
+        items: utterances; only ``video`` (and ``speaker`` for multi-speaker models) is used.
+        temperature: std of the post-net's z; None uses the model's default.
+        batch_size: utterances per forward pass.
+        seed: seeds z, so the same call gives the same mels.
+        device: where to run; the model's device when None.
+
+    Returns:
+        One :class:`Synthesis` per item, in order, trimmed to 4T frames.
+    """
+    items = list(items)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    results: list[Synthesis] = []
+    try:
+        for start in range(0, len(items), batch_size):
+            chunk = [Utterance(it.utt, it.video, speaker=it.speaker) for it in items[start : start + batch_size]]
+            batch = collate(chunk).to(device)
+            coarse, post = model.infer(batch.video, batch.video_lengths, temperature, batch.speakers, generator)
+            for i, n in enumerate(batch.video_lengths.tolist()):
+                results.append(
+                    Synthesis(
+                        utt=batch.utts[i],
+                        coarse=coarse[i, : n * MEL_PER_FRAME].float().cpu().numpy(),
+                        post=post[i, : n * MEL_PER_FRAME].float().cpu().numpy(),
+                    )
+                )
+    finally:
+        model.train(was_training)
+    return results

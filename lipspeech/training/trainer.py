@@ -1,0 +1,424 @@
+"""The training loop: AdamW + warmup/decay, clipping, validation, checkpoints, logs, exact resume.
+
+Run directory layout::
+
+    run_dir/
+      config.json        resolved model + train config, git commit, lipspeech version
+      losses.csv         step, split, lr, grad_norm and every loss (train and val rows)
+      tb/                TensorBoard event files (when tensorboard is importable)
+      ckpt/last.pt       the latest state (model, optimiser, scheduler, RNGs, data position)
+      ckpt/best.pt       the state with the lowest validation ``best_metric``
+
+``train(..., resume=True)`` continues from ``ckpt/last.pt`` when it exists, and
+the continued run is step-for-step the run that was never interrupted (same
+batches, augmentation, dropout masks and updates) on the same device and thread
+count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import os
+import random
+import subprocess
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from lipspeech import __version__
+from lipspeech.config import ConfigError
+from lipspeech.models.batch import Batch, Utterance, collate
+from lipspeech.models.ltbs import LTBSModel, build_model
+from lipspeech.models.presets import check_model_config
+from lipspeech.store import write_text_atomic
+from lipspeech.training.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from lipspeech.training.config import LOSS_NAMES, check_train_config
+from lipspeech.training.data import as_sequence, augment, epoch_batches, item_lengths
+
+CSV_COLUMNS = ("step", "split", "lr", "grad_norm") + LOSS_NAMES
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes:
+        step: optimiser steps done (in total, over all resumptions).
+        run_dir: the run directory.
+        last_checkpoint: path of ckpt/last.pt.
+        best_checkpoint: path of ckpt/best.pt, or None when there was no validation.
+        best_value, best_step: the best validation ``best_metric`` so far and its step.
+        history: the rows this call logged (dicts with the losses.csv columns).
+    """
+
+    step: int
+    run_dir: Path
+    last_checkpoint: Path
+    best_checkpoint: Optional[Path] = None
+    best_value: Optional[float] = None
+    best_step: Optional[int] = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def git_commit(cwd: Optional[str | os.PathLike] = None) -> str:
+    """``git rev-parse HEAD`` of the repository holding lipspeech (or ``cwd``); "unknown" if none."""
+    where = Path(cwd) if cwd is not None else Path(__file__).resolve().parent
+    try:
+        res = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return res.stdout.strip() if res.returncode == 0 and res.stdout.strip() else "unknown"
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" -> cuda when available, else cpu; anything else as torch reads it."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's global generators."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def cpu_threads(n: int) -> Iterator[None]:
+    """Use ``n`` torch intra-op threads for the block (0: leave as is), then restore."""
+    before = torch.get_num_threads()
+    if n > 0:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def deterministic_algorithms(enabled: bool) -> Iterator[None]:
+    """Turn on torch's deterministic algorithms (warn-only) for the block, then restore."""
+    previous = torch.are_deterministic_algorithms_enabled()
+    previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    previous_bench = torch.backends.cudnn.benchmark
+    if enabled:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous, warn_only=previous_warn)
+        torch.backends.cudnn.benchmark = previous_bench
+
+
+def lr_lambda(cfg: Mapping[str, Any]):
+    """Learning-rate factor per completed optimiser step: linear warmup, then decay."""
+    warmup, total = cfg["warmup_steps"], cfg["max_steps"]
+    decay, floor = cfg["decay"], cfg["min_lr_ratio"]
+    rate, every = cfg["exp_decay_rate"], cfg["exp_decay_steps"]
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if decay == "constant":
+            return 1.0
+        after = step - warmup
+        if decay == "exp":
+            return max(floor, rate ** (after / every))
+        progress = min(1.0, after / max(1, total - warmup))
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def make_optimizer(model: torch.nn.Module, cfg: Mapping[str, Any]) -> torch.optim.AdamW:
+    """AdamW; no weight decay on biases, norm gains and other 1-D parameters."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.dim() >= 2 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg["lr"], betas=tuple(cfg["betas"]), eps=cfg["eps"])
+
+
+def autocast_for(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA (when asked for and supported); nothing elsewhere."""
+    if bf16 and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class _Augmented(torch.utils.data.Dataset):
+    """Dataset view indexed by (item, epoch, batch) that applies the seeded augmentation."""
+
+    def __init__(self, data: Sequence[Utterance], cfg: Mapping[str, Any]):
+        self.data, self.cfg = data, cfg
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, key: tuple[int, int, int]) -> Utterance:
+        index, epoch, batch = key
+        return augment(self.data[index], self.cfg["seed"], epoch, batch, index, self.cfg["random_crop"], self.cfg["hflip"])
+
+
+def _train_batches(data: _Augmented, batches: list[list[int]], epoch: int, start: int, workers: int) -> Iterator[Batch]:
+    keyed = [[(i, epoch, b) for i in batches[b]] for b in range(start, len(batches))]
+    if workers == 0:
+        for keys in keyed:
+            yield collate([data[k] for k in keys])
+        return
+    # its own generator: a DataLoader otherwise draws its worker seed from the global torch RNG,
+    # which would shift the dropout stream and break exact resume
+    generator = torch.Generator().manual_seed(int(data.cfg["seed"]) * 1_000_003 + epoch)
+    loader = torch.utils.data.DataLoader(
+        data, batch_sampler=keyed, collate_fn=collate, num_workers=workers, generator=generator
+    )
+    yield from loader
+
+
+@torch.no_grad()
+def evaluate(
+    model: LTBSModel,
+    data: Sequence[Utterance],
+    batch_size: int,
+    device: torch.device,
+    bf16: bool = True,
+    free_running: bool = True,
+    max_batches: int = 0,
+) -> dict[str, float]:
+    """Mean validation losses (teacher-forced), weighted by utterances.
+
+    With ``free_running``, also ``mel_l1_free``: coarse-mel L1 when units, pitch
+    and energy are the model's own predictions, as at inference.
+    """
+    was_training = model.training
+    model.eval()
+    sums: dict[str, float] = {}
+    count = 0
+    for b, start in enumerate(range(0, len(data), batch_size)):
+        if max_batches and b >= max_batches:
+            break
+        batch = collate([data[i] for i in range(start, min(start + batch_size, len(data)))]).to(device)
+        with autocast_for(device, bf16):
+            losses = {k: float(v) for k, v in model(batch).losses.items()}
+            if free_running:
+                losses["mel_l1_free"] = float(model(batch, teacher_forcing=False).losses["mel_l1"])
+        for k, v in losses.items():
+            sums[k] = sums.get(k, 0.0) + v * len(batch)
+        count += len(batch)
+    model.train(was_training)
+    return {k: v / max(count, 1) for k, v in sums.items()}
+
+
+class _Logger:
+    """losses.csv (always) and TensorBoard (when importable and enabled)."""
+
+    def __init__(self, run_dir: Path, resume_step: Optional[int], tensorboard: bool):
+        self.path = run_dir / "losses.csv"
+        kept: list[dict[str, str]] = []
+        if resume_step is not None and self.path.exists():
+            # rows past the checkpoint belong to a run that died after it; they are replayed
+            with open(self.path, newline="") as fh:
+                kept = [r for r in csv.DictReader(fh) if int(r["step"]) <= resume_step]
+        self.file = open(self.path, "w", newline="")
+        self.writer = csv.DictWriter(self.file, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        self.writer.writeheader()
+        self.writer.writerows(kept)
+        self.file.flush()
+        self.tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as exc:  # tensorboard is optional
+                warnings.warn(f"TensorBoard logging off: {exc}", stacklevel=3)
+            else:
+                purge = None if resume_step is None else resume_step + 1
+                self.tb = SummaryWriter(log_dir=str(run_dir / "tb"), purge_step=purge)
+
+    def log(self, row: dict[str, Any]) -> None:
+        self.writer.writerow(row)
+        self.file.flush()
+        if self.tb is not None:
+            for key, value in row.items():
+                if key not in ("step", "split") and value is not None:
+                    self.tb.add_scalar(f"{row['split']}/{key}", value, row["step"])
+
+    def close(self) -> None:
+        self.file.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+def train(
+    model_cfg: Mapping[str, Any],
+    train_cfg: Mapping[str, Any],
+    train_data: Any,
+    val_data: Any,
+    run_dir: str | os.PathLike,
+    resume: bool = True,
+    stop_at_step: Optional[int] = None,
+) -> TrainResult:
+    """Train an LTBS model.
+
+    Args:
+        model_cfg: complete flat model config (:func:`lipspeech.models.model_config`).
+        train_cfg: complete training config (:func:`lipspeech.training.train_config`).
+        train_data: sequence (or iterable) of :class:`~lipspeech.models.batch.Utterance`.
+        val_data: the same for validation, or None (no validation, no best.pt).
+        run_dir: run directory (created).
+        resume: continue from ``run_dir/ckpt/last.pt`` when it exists.
+        stop_at_step: stop (saving last.pt) once this many steps are done, as a
+            time-limited job would; the LR schedule still follows ``max_steps``.
+
+    Returns:
+        :class:`TrainResult`.
+    """
+    model_cfg = check_model_config(model_cfg)
+    cfg = check_train_config(train_cfg)
+    run_dir = Path(run_dir)
+    ckpt_dir = run_dir / "ckpt"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    last_path, best_path = ckpt_dir / "last.pt", ckpt_dir / "best.pt"
+    device = resolve_device(cfg["device"])
+    data = as_sequence(train_data)
+    if len(data) == 0:
+        raise ValueError("train_data is empty")
+    val = as_sequence(val_data) if val_data is not None else None
+    lengths = item_lengths(data) if cfg["bucket"] else None
+    stop = cfg["max_steps"] if stop_at_step is None else min(stop_at_step, cfg["max_steps"])
+
+    with deterministic_algorithms(cfg["deterministic"]), cpu_threads(cfg["threads"]):
+        seed_everything(cfg["seed"])
+        model = build_model(model_cfg).to(device)
+        optimizer = make_optimizer(model, cfg)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+        step, epoch, position = 0, 0, 0
+        best = {"value": None, "step": None}
+        resumed = resume and last_path.exists()
+        if resumed:
+            ckpt = load_checkpoint(last_path, map_location=device)
+            if check_model_config(ckpt["model_cfg"]) != model_cfg:
+                changed = sorted(k for k in model_cfg if ckpt["model_cfg"].get(k) != model_cfg[k])
+                raise ConfigError(
+                    f"model config key {changed[0]}: differs from the checkpoint in {last_path} "
+                    "(use a new run directory or resume=False)"
+                )
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+            step, epoch, position = ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"]
+            best = dict(ckpt["best"])
+            restore_rng(ckpt["rng"])
+        else:
+            best_path.unlink(missing_ok=True)  # a stale best.pt from an earlier run would outrank this one
+        commit = git_commit()
+        write_text_atomic(
+            run_dir / "config.json",
+            json.dumps(
+                {"model": model_cfg, "train": cfg, "git_commit": commit, "lipspeech_version": __version__,
+                 "resumed_from_step": step if resumed else None},
+                indent=2,
+            )
+            + "\n",
+        )
+        logger = _Logger(run_dir, step if resumed else None, cfg["tensorboard"])
+        history: list[dict[str, Any]] = []
+
+        def checkpoint_state() -> dict[str, Any]:
+            return {
+                "step": step, "epoch": epoch, "batch_in_epoch": position, "best": best,
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "rng": capture_rng(), "model_cfg": model_cfg, "train_cfg": cfg,
+                "git_commit": commit, "lipspeech_version": __version__,
+            }
+
+        augmented = _Augmented(data, cfg)
+        saved_at = step if resumed else -1
+        nonfinite = 0
+        bar = tqdm(total=cfg["max_steps"], initial=step, desc="train", unit="step", dynamic_ncols=True,
+                   disable=not cfg["progress"])
+        model.train()
+        try:
+            while step < stop:
+                batches = epoch_batches(len(data), cfg["batch_size"], cfg["seed"], epoch, lengths,
+                                        cfg["bucket_window"], cfg["drop_last"])
+                if not batches:
+                    raise ValueError(f"no batches: {len(data)} utterances, batch_size {cfg['batch_size']}, drop_last")
+                for batch in _train_batches(augmented, batches, epoch, position, cfg["num_workers"]):
+                    batch = batch.to(device, non_blocking=True)
+                    with autocast_for(device, cfg["bf16"]):
+                        out = model(batch)
+                    loss = out.losses["total"]
+                    optimizer.zero_grad(set_to_none=True)
+                    if not torch.isfinite(loss):
+                        nonfinite += 1
+                        position += 1
+                        utts = ", ".join(batch.utts)
+                        warnings.warn(f"step {step + 1}: non-finite loss, batch skipped ({utts})", stacklevel=2)
+                        if nonfinite >= cfg["max_nonfinite"] > 0:
+                            raise FloatingPointError(f"{nonfinite} consecutive non-finite losses, stopping at step {step}")
+                        continue
+                    nonfinite = 0
+                    loss.backward()
+                    max_norm = cfg["grad_clip"] if cfg["grad_clip"] > 0 else float("inf")
+                    grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
+                    lr = optimizer.param_groups[0]["lr"]
+                    optimizer.step()
+                    scheduler.step()
+                    step += 1
+                    position += 1
+                    bar.update(1)
+                    if step % cfg["log_every"] == 0 or step == stop:
+                        row = {"step": step, "split": "train", "lr": lr, "grad_norm": grad_norm,
+                               **{k: float(v.detach()) for k, v in out.losses.items()}}
+                        logger.log(row)
+                        history.append(row)
+                        bar.set_postfix(loss=f"{row['total']:.3f}", mel=f"{row['mel_l1']:.3f}")
+                    validated = False
+                    if val is not None and step % cfg["val_every"] == 0:
+                        metrics = evaluate(model, val, cfg["val_batch_size"], device, cfg["bf16"],
+                                           cfg["val_free_running"], cfg["val_max_batches"])
+                        row = {"step": step, "split": "val", **metrics}
+                        logger.log(row)
+                        history.append(row)
+                        value = metrics[cfg["best_metric"]]
+                        if best["value"] is None or value < best["value"]:
+                            best = {"value": value, "step": step}
+                            save_checkpoint(best_path, checkpoint_state())
+                        validated = True
+                    if validated or (cfg["ckpt_every"] and step % cfg["ckpt_every"] == 0):
+                        save_checkpoint(last_path, checkpoint_state())
+                        saved_at = step
+                    if step >= stop:
+                        break
+                else:
+                    epoch, position = epoch + 1, 0
+        except KeyboardInterrupt:
+            # keep the work done so far; resuming replays from here exactly
+            if step != saved_at:
+                save_checkpoint(last_path, checkpoint_state())
+            raise
+        finally:
+            bar.close()
+            logger.close()
+        if step != saved_at:
+            save_checkpoint(last_path, checkpoint_state())
+    return TrainResult(
+        step=step,
+        run_dir=run_dir,
+        last_checkpoint=last_path,
+        best_checkpoint=best_path if best_path.exists() else None,
+        best_value=best["value"],
+        best_step=best["step"],
+        history=history,
+    )

@@ -1,0 +1,212 @@
+"""LTBS model: flow invertibility and log-determinants, padding invariance, ablations, presets."""
+
+import numpy as np
+import pytest
+import torch
+
+from lipspeech.config import ConfigError
+from lipspeech.models import PRESETS, Utterance, build_model, collate, count_parameters, lengths_to_mask, model_config
+from lipspeech.models.flow import ActNorm, AffineCoupling, FlowPostNet, InvConv1x1
+from lipspeech.training.data import synthetic_utterances
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # these models are too small to gain from intra-op threads, and on a shared
+    # 2-core box spinning OpenMP threads slow a busy machine down many times over
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _tiny_flow(dtype=torch.float32, seed=0) -> FlowPostNet:
+    """A small flow with every parameter random (so no layer is trivially the identity)."""
+    torch.manual_seed(seed)
+    flow = FlowPostNet(
+        channels=4, hidden=8, kernel_size=3, dilation_rate=2, wn_layers=2, blocks=2, cond_channels=3, group_size=2
+    )
+    with torch.no_grad():
+        for module in flow.modules():
+            if isinstance(module, AffineCoupling):
+                module.post.weight.normal_(0, 0.2)
+                module.post.bias.normal_(0, 0.2)
+            if isinstance(module, ActNorm):
+                module.logs.normal_(0, 0.3)
+                module.bias.normal_(0, 0.3)
+                module.initialized.fill_(True)
+    return flow.to(dtype).eval()
+
+
+def test_flow_reverse_inverts_forward_and_keeps_padding_at_zero():
+    flow = _tiny_flow()
+    torch.manual_seed(1)
+    x = torch.randn(2, 4, 9)
+    g = torch.randn(2, 3, 9)
+    mask = lengths_to_mask(torch.tensor([9, 6]))[:, None, :].float()
+    x = x * mask
+    z, logdet = flow(x, mask, g)
+    assert logdet.shape == (2,)
+    assert torch.all(z[1, :, 6:] == 0)
+    back, none = flow(z, mask, g, reverse=True)
+    assert none is None
+    torch.testing.assert_close(back, x, atol=1e-4, rtol=0)
+
+
+def test_flow_logdet_equals_autograd_jacobian():
+    flow = _tiny_flow(torch.float64)
+    torch.manual_seed(2)
+    c, t = 4, 3
+    x = torch.randn(1, c, t, dtype=torch.float64)
+    g = torch.randn(1, 3, t, dtype=torch.float64)
+    mask = torch.ones(1, 1, t, dtype=torch.float64)
+    _, logdet = flow(x, mask, g)
+
+    def f(flat):
+        return flow(flat.view(1, c, t), mask, g)[0].reshape(-1)
+
+    jac = torch.autograd.functional.jacobian(f, x.reshape(-1))
+    sign, logabsdet = torch.linalg.slogdet(jac)
+    assert sign != 0
+    torch.testing.assert_close(logdet[0], logabsdet, atol=1e-8, rtol=1e-8)
+    # each layer on its own, too
+    for layer in flow.flows:
+        _, ld = layer(x, mask, g)
+        jac = torch.autograd.functional.jacobian(lambda v: layer(v.view(1, c, t), mask, g)[0].reshape(-1), x.reshape(-1))
+        torch.testing.assert_close(ld[0], torch.linalg.slogdet(jac)[1], atol=1e-8, rtol=1e-8)
+
+
+def test_zero_initialised_flow_is_identity_at_start():
+    torch.manual_seed(0)
+    x = torch.randn(2, 80, 12)
+    g = torch.randn(2, 16, 12)
+    mask = torch.ones(2, 1, 12)
+    coupling = AffineCoupling(80, hidden=16, kernel_size=3, dilation_rate=2, layers=3, cond_channels=16)
+    y, logdet = coupling(x, mask, g)
+    assert torch.equal(y, x) and torch.all(logdet == 0)
+    # a fresh post-net is volume preserving (ActNorm not yet fitted, 1x1 convs are rotations, couplings identity)
+    flow = FlowPostNet(80, 16, 3, 2, 2, blocks=3, cond_channels=16).eval()
+    z, logdet = flow(x, mask, g)
+    torch.testing.assert_close(logdet, torch.zeros(2), atol=1e-4, rtol=0)
+    torch.testing.assert_close(z.norm(), x.norm(), atol=1e-3, rtol=1e-5)
+    # and so the untrained model's refined mel at temperature 0 is exactly its coarse mel
+    model = build_model(model_config("tiny")).eval()
+    batch = collate(synthetic_utterances(2, [8, 5], seed=3))
+    coarse, post = model.infer(batch.video, batch.video_lengths, temperature=0.0)
+    torch.testing.assert_close(post, coarse, atol=1e-5, rtol=0)
+
+
+def test_invconv_groups_span_both_coupling_halves():
+    conv = InvConv1x1(8, group_size=4)
+    x = torch.zeros(1, 8, 1)
+    x[0, 0, 0] = 1.0  # a first-half channel ...
+    y, _ = conv(x, torch.ones(1, 1, 1))
+    assert torch.count_nonzero(y[0, 4:, 0]) > 0  # ... reaches the second half
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"upsample": "transposed"},
+        {"frontend": "paper", "frontend_channels": [8, 8, 16, 16, 32]},
+    ],
+    ids=["tiny", "transposed-upsample", "paper-frontend"],
+)
+def test_padding_does_not_change_valid_outputs(overrides):
+    torch.manual_seed(0)
+    model = build_model(model_config("tiny", overrides)).eval()
+    short, long = synthetic_utterances(2, [11, 20], seed=5)
+    alone = collate([short])
+    padded = collate([short, long])
+    assert padded.video.shape[1] == 20
+    with torch.no_grad():
+        a = model(alone, teacher_forcing=False)
+        b = model(padded, teacher_forcing=False)
+        a_tf = model(alone)
+        b_tf = model(padded)
+    t = 11
+    torch.testing.assert_close(b.coarse_mel[0, : 4 * t], a.coarse_mel[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(b.unit_logits[0, : 2 * t], a.unit_logits[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(b.pitch[0, :t], a.pitch[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(b.energy[0, :t], a.energy[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(b_tf.coarse_mel[0, : 4 * t], a_tf.coarse_mel[0], atol=1e-5, rtol=1e-5)
+    assert torch.all(b.coarse_mel[0, 4 * t :] == 0)
+
+
+def test_forward_shapes_losses_and_infer():
+    torch.manual_seed(0)
+    model = build_model(model_config("tiny"))
+    batch = collate(synthetic_utterances(3, [7, 10, 4], seed=1))
+    out = model(batch, sample_post=True)
+    assert out.coarse_mel.shape == (3, 40, 80)
+    assert out.post_mel.shape == (3, 40, 80)
+    assert out.unit_logits.shape == (3, 20, 200)
+    assert out.pitch.shape == out.energy.shape == (3, 10)
+    assert set(out.losses) == {"mel_l1", "ling_ce", "pitch", "energy", "flow_nll", "total"}
+    expected = sum(out.losses[k] for k in ("mel_l1", "ling_ce", "pitch", "energy", "flow_nll"))
+    torch.testing.assert_close(out.losses["total"], expected)
+    out.losses["total"].backward()
+    assert model.visual_proj.weight.grad is not None
+    model.eval()
+    gen = torch.Generator().manual_seed(0)
+    coarse, post = model.infer(batch.video, batch.video_lengths, temperature=0.5, generator=gen)
+    assert coarse.shape == post.shape == (3, 40, 80)
+    assert torch.all(post[2, 16:] == 0) and not torch.equal(post, coarse)
+
+
+@pytest.mark.parametrize("switch", ["use_linguistic", "use_pitch", "use_energy", "use_postnet"])
+def test_ablation_switches_remove_the_part(switch):
+    torch.manual_seed(0)
+    full = build_model(model_config("tiny"))
+    model = build_model(model_config("tiny", {switch: False}))
+    assert count_parameters(model) < count_parameters(full)
+    batch = collate(synthetic_utterances(2, [6, 9], seed=2))
+    out = model(batch)
+    gone = {"use_linguistic": "ling_ce", "use_pitch": "pitch", "use_energy": "energy", "use_postnet": "flow_nll"}[switch]
+    assert gone not in out.losses and "total" in out.losses
+    attr = {"use_linguistic": out.unit_logits, "use_pitch": out.pitch, "use_energy": out.energy}.get(switch)
+    assert attr is None
+    model.eval()
+    coarse, post = model.infer(batch.video, batch.video_lengths)
+    if switch == "use_postnet":
+        assert model.postnet is None and post is coarse
+
+
+def test_collate_pads_checks_lengths_and_crops():
+    items = synthetic_utterances(2, [5, 3], seed=0)
+    batch = collate(items)
+    assert batch.video.shape == (2, 5, 1, 88, 88)
+    assert batch.mel.shape == (2, 20, 80) and batch.units.shape == (2, 10)
+    assert batch.frame_mask().tolist() == [[True] * 5, [True] * 3 + [False] * 2]
+    assert batch.mel_mask().sum().item() == 32 and batch.unit_mask().sum().item() == 16
+    assert torch.all(batch.video[1, 3:] == 0) and torch.all(batch.mel[1, 12:] == 0)
+    video_only = collate([Utterance("v", items[0].video)])
+    assert video_only.mel is None and video_only.units is None
+    bad = Utterance("bad", items[0].video, mel=np.zeros((19, 80), np.float32))
+    with pytest.raises(ValueError, match="bad: mel has 19 rows, expected 20"):
+        collate([bad])
+
+
+def test_model_config_rejects_unknown_keys_and_bad_values():
+    with pytest.raises(ConfigError, match="model config key d_modle: unknown key") as err:
+        model_config("tiny", {"d_modle": 3})
+    assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="enc_kernel: must be odd"):
+        model_config("tiny", {"enc_kernel": 4})
+    with pytest.raises(ConfigError, match="use_pitch: expected bool"):
+        model_config("tiny", {"use_pitch": "no"})
+    with pytest.raises(ConfigError, match="preset 'huge'"):
+        model_config("huge")
+    assert set(PRESETS["tiny"]) == set(PRESETS["paper"])
+
+
+def test_paper_preset_builds():
+    cfg = model_config("paper")
+    assert cfg["d_model"] == 384 and cfg["enc_heads"] == 6 and cfg["n_units"] == 200
+    model = build_model(cfg)
+    n = count_parameters(model)
+    n_tiny = count_parameters(build_model(model_config("tiny")))
+    print(f"\nparameters: paper {n:,} ({n / 1e6:.1f} M), tiny {n_tiny:,} ({n_tiny / 1e6:.2f} M)")
+    assert 11e6 < count_parameters(model.frontend) < 12e6  # a ResNet-18 trunk
+    assert 30e6 < n < 120e6

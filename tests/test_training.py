@@ -1,0 +1,173 @@
+"""Training core: overfitting, exact resume, run directory contents, data order, synthesis."""
+
+import csv
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from lipspeech.config import ConfigError
+from lipspeech.models import model_config
+from lipspeech.training import (
+    epoch_batches,
+    load_checkpoint,
+    load_model,
+    synthesize,
+    synthetic_utterances,
+    train,
+    train_config,
+)
+from lipspeech.training.trainer import lr_lambda
+
+QUIET = {"progress": False, "tensorboard": False}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # these models are too small to gain from intra-op threads, and on a shared
+    # 2-core box spinning OpenMP threads slow a busy machine down many times over
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _rows(path, split="train"):
+    with open(path, newline="") as fh:
+        return [r for r in csv.DictReader(fh) if r["split"] == split]
+
+
+def test_tiny_model_overfits_four_utterances(tmp_path):
+    items = synthetic_utterances(4, 16, seed=0)
+    mcfg = model_config("tiny", {"dropout": 0.0, "var_dropout": 0.0})
+    tcfg = train_config(
+        {**QUIET, "batch_size": 4, "max_steps": 60, "lr": 3e-3, "warmup_steps": 10, "decay": "constant",
+         "weight_decay": 0.0, "log_every": 1, "val_every": 60, "random_crop": False, "hflip": False}
+    )
+    result = train(mcfg, tcfg, items, items, tmp_path / "run")
+    mel = [row["mel_l1"] for row in result.history if row["split"] == "train"]
+    first, last = mel[0], float(np.mean(mel[-5:]))
+    val = [row for row in result.history if row["split"] == "val"][0]
+    print(f"\nmel L1: step 1 {first:.3f} -> steps 56-60 {last:.3f} ({first / last:.1f}x); "
+          f"val (teacher-forced) {val['mel_l1']:.3f}, free-running {val['mel_l1_free']:.3f}; "
+          f"flow NLL {result.history[0]['flow_nll']:.3f} -> {result.history[-2]['flow_nll']:.3f}")
+    assert first / last >= 5.0
+    assert result.history[-2]["flow_nll"] < result.history[0]["flow_nll"]
+
+
+def _resume_cfg(**overrides):
+    # dropout on, random crops and flips, 5 items in batches of 2 (epochs roll over mid-run
+    # with a partial batch), cosine schedule: everything resume must restore
+    return train_config(
+        {**QUIET, "batch_size": 2, "max_steps": 7, "lr": 1e-3, "warmup_steps": 2, "decay": "cosine",
+         "log_every": 1, "val_every": 3, "ckpt_every": 0, "seed": 7, **overrides}
+    )
+
+
+def test_interrupt_and_resume_is_exact(tmp_path):
+    items = synthetic_utterances(5, [6, 9, 7, 8, 5], seed=1)
+    val = synthetic_utterances(2, [5, 6], seed=2)
+    mcfg = model_config("tiny")
+    tcfg = _resume_cfg()
+
+    whole = train(mcfg, tcfg, items, val, tmp_path / "whole")
+    assert whole.step == 7
+
+    part = train(mcfg, tcfg, items, val, tmp_path / "split", stop_at_step=4)
+    assert part.step == 4
+    assert load_checkpoint(part.last_checkpoint)["step"] == 4
+    # a fresh process: nothing carried over in the global generators
+    random.seed(99)
+    np.random.seed(99)
+    torch.manual_seed(99)
+    rest = train(mcfg, tcfg, items, val, tmp_path / "split")
+    assert rest.step == 7
+
+    a = {int(r["step"]): r for r in _rows(tmp_path / "whole" / "losses.csv")}
+    b = {int(r["step"]): r for r in _rows(tmp_path / "split" / "losses.csv")}
+    assert sorted(a) == sorted(b) == list(range(1, 8))
+    exact = all(a[s]["total"] == b[s]["total"] for s in a)
+    print(f"\nstep 5 total loss: uninterrupted {a[5]['total']}, resumed {b[5]['total']} (bit-identical: {exact})")
+    for step in range(1, 8):
+        for key in ("total", "mel_l1", "ling_ce", "pitch", "energy", "flow_nll", "lr", "grad_norm"):
+            assert float(a[step][key]) == pytest.approx(float(b[step][key]), abs=1e-6, rel=0), (step, key)
+    sa = load_checkpoint(whole.last_checkpoint)["model"]
+    sb = load_checkpoint(rest.last_checkpoint)["model"]
+    for k in sa:
+        torch.testing.assert_close(sa[k], sb[k], atol=1e-6, rtol=0)
+    assert _rows(tmp_path / "whole" / "losses.csv", "val") and whole.best_step == rest.best_step
+
+
+def test_data_loader_workers_do_not_change_the_run(tmp_path):
+    items = synthetic_utterances(4, [6, 9, 7, 5], seed=1)
+    losses = []
+    for workers in (0, 1):
+        cfg = _resume_cfg(max_steps=3, val_every=10, num_workers=workers, bucket=True)
+        result = train(model_config("tiny"), cfg, items, None, tmp_path / f"w{workers}")
+        losses.append([row["total"] for row in result.history])
+    assert losses[0] == losses[1]
+
+
+def test_resume_refuses_a_different_model(tmp_path):
+    items = synthetic_utterances(2, 5, seed=0)
+    train(model_config("tiny"), _resume_cfg(max_steps=1, val_every=10), items, None, tmp_path / "r")
+    with pytest.raises(ConfigError, match="d_model: differs from the checkpoint"):
+        train(model_config("tiny", {"d_model": 32}), _resume_cfg(max_steps=2), items, None, tmp_path / "r")
+
+
+def test_run_directory_and_synthesis(tmp_path):
+    items = synthetic_utterances(3, [6, 8, 5], seed=3)
+    run = tmp_path / "run"
+    result = train(
+        model_config("tiny"), train_config({"batch_size": 2, "max_steps": 2, "val_every": 1, "log_every": 1,
+                                            "progress": False, "tensorboard": True}),
+        items, items[:2], run,
+    )
+    config = json.loads((run / "config.json").read_text())
+    assert set(config) >= {"model", "train", "git_commit", "lipspeech_version"}
+    assert config["model"]["d_model"] == 64 and config["git_commit"]
+    assert (run / "ckpt" / "last.pt").exists() and result.best_checkpoint == run / "ckpt" / "best.pt"
+    assert any((run / "tb").iterdir())
+    header = (run / "losses.csv").read_text().splitlines()[0].split(",")
+    assert header[:4] == ["step", "split", "lr", "grad_norm"] and "flow_nll" in header and "mel_l1_free" in header
+    assert {r["split"] for r in csv.DictReader(open(run / "losses.csv"))} == {"train", "val"}
+
+    model = load_model(result.best_checkpoint)
+    out = synthesize(model, items, temperature=0.5, seed=1)
+    again = synthesize(model, items, temperature=0.5, seed=1)
+    assert [o.utt for o in out] == [it.utt for it in items]
+    for o, o2, it in zip(out, again, items):
+        assert o.coarse.shape == o.post.shape == (4 * it.n_frames, 80)
+        np.testing.assert_array_equal(o.post, o2.post)
+    cold = synthesize(model, items[:1], temperature=0.0)
+    assert np.isfinite(cold[0].post).all()
+
+
+def test_epoch_batches_are_seeded_permutations():
+    a = epoch_batches(10, 3, seed=1, epoch=0)
+    assert a == epoch_batches(10, 3, seed=1, epoch=0)
+    assert a != epoch_batches(10, 3, seed=1, epoch=1)
+    assert sorted(i for b in a for i in b) == list(range(10)) and [len(b) for b in a] == [3, 3, 3, 1]
+    assert [len(b) for b in epoch_batches(10, 3, 1, 0, drop_last=True)] == [3, 3, 3]
+    lengths = [5, 50, 6, 51, 7, 52, 8, 53]
+    bucketed = epoch_batches(8, 2, seed=0, epoch=0, lengths=lengths)
+    assert sorted(i for b in bucketed for i in b) == list(range(8))
+    for b in bucketed:  # similar lengths share a batch
+        assert abs(lengths[b[0]] - lengths[b[1]]) < 10
+
+
+def test_lr_schedule_warms_up_then_decays():
+    f = lr_lambda(train_config({"warmup_steps": 10, "max_steps": 110, "decay": "cosine", "min_lr_ratio": 0.1}))
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(60) == pytest.approx(0.55) and f(110) == pytest.approx(0.1) and f(500) == pytest.approx(0.1)
+    g = lr_lambda(train_config({"warmup_steps": 0, "decay": "exp", "exp_decay_rate": 0.5, "exp_decay_steps": 100}))
+    assert g(100) == pytest.approx(0.5) and g(200) == pytest.approx(0.25)
+
+
+def test_train_config_rejects_unknown_keys():
+    with pytest.raises(ConfigError, match="train config key lr_max: unknown key"):
+        train_config({"lr_max": 1.0})
+    with pytest.raises(ConfigError, match="decay: 'linear' is not one of"):
+        train_config({"decay": "linear"})
