@@ -19,12 +19,14 @@ configfile: "config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/corpus.smk"
 include: "workflow/rules/decode.smk"
+include: "workflow/rules/roi.smk"
 include: "workflow/rules/features.smk"
 
 
 rule all:
     input:
         f"{RESULTS}/summary.txt",
+        shard_outputs("roi"),
         shard_outputs("mel"),
         shard_outputs("units"),
         shard_outputs("prosody"),

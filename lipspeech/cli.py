@@ -73,6 +73,22 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_roi(args: argparse.Namespace) -> int:
+    from lipspeech.vision.backends import BackendError
+    from lipspeech.vision.roi import roi_shard
+
+    cfg = _stage_config(args)
+    try:
+        ok, bad = roi_shard(
+            Path(args.manifest), Path(args.audio), cfg["roi"], Path(args.out), Path(args.qc), Path(args.rejected),
+            threads=args.threads, progress=_progress(args),
+        )
+    except BackendError as exc:
+        raise StageError(str(exc)) from None
+    print(f"roi {Path(args.audio).stem} ({cfg['roi']['backend']}): {ok} utterances, {bad} rejected -> {args.out}")
+    return 0
+
+
 def _torch_threads(threads: int) -> None:
     import torch
 
@@ -208,6 +224,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="audio store to write")
     p.add_argument("--rejected", required=True, help="rejected table to write")
     p.set_defaults(func=cmd_decode)
+
+    p = sub.add_parser("roi", help="96x96 grayscale mouth crops (landmarks, tracking, alignment) of one shard, + QC")
+    _add_stage_args(p)
+    p.add_argument("--manifest", required=True, help="manifest (video paths)")
+    p.add_argument("--audio", required=True, help="audio store (decode stage): utterances and their n_frames")
+    p.add_argument("--out", required=True, help="roi store to write")
+    p.add_argument("--qc", required=True, help="QC table to write")
+    p.add_argument("--rejected", required=True, help="rejected table to write")
+    p.set_defaults(func=cmd_roi)
 
     p = sub.add_parser("mel", help="log-mel spectrogram of one audio shard (4 frames per video frame)")
     _add_stage_args(p)

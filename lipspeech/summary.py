@@ -12,7 +12,7 @@ from lipspeech.store import Store, read_rejected
 
 # Stage folders that hold per-shard stores, in pipeline order. The ssl stores are
 # temporary (gone once the units exist): only their rejected tables are counted then.
-SHARD_STAGES = {"decode": "audio", "mel": "mel", "ssl": "ssl", "units": "units", "prosody": "prosody"}
+SHARD_STAGES = {"decode": "audio", "roi": "roi", "mel": "mel", "ssl": "ssl", "units": "units", "prosody": "prosody"}
 
 
 def corpus_summary(results: Path) -> dict[str, Any]:
@@ -29,7 +29,8 @@ def corpus_summary(results: Path) -> dict[str, Any]:
     }
     rejected_tables = {"manifest": [results / "manifest.rejected.parquet"]}
     for stage, folder in SHARD_STAGES.items():
-        stores = sorted(p for p in (results / folder).glob("*.parquet") if not p.name.endswith(".rejected.parquet"))
+        stores = sorted(p for p in (results / folder).glob("*.parquet")
+                        if not p.name.endswith((".rejected.parquet", ".qc.parquet")))  # roi's QC table
         rejected_paths = sorted((results / folder).glob("*.rejected.parquet"))
         if rejected_paths:
             rejected_tables[stage] = rejected_paths

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -50,7 +51,7 @@ def grid_config(fixtures_dir):
 
 
 # per-shard jobs from decode on, and the corpus-wide jobs of the acoustic targets
-FEATURE_JOBS = {"mel": 1, "ssl_features": 1, "units": 1, "prosody": 1}
+FEATURE_JOBS = {"roi": 1, "mel": 1, "ssl_features": 1, "units": 1, "prosody": 1}
 
 
 def after_decode(shards: int) -> dict[str, int]:
@@ -87,6 +88,11 @@ def test_end_to_end_and_config_edits_rerun_only_dependants(tmp_path, grid_config
             assert mel.array("mel", i).shape == (4 * n, 80)
             assert units.array("units", i).shape == (2 * n,)
             assert prosody.array("lf0", i).shape == prosody.array("energy", i).shape == (n,)
+        roi = Store(res / "roi" / f"{s:03d}.parquet", expect_stage="roi")
+        roi_rejected = pq.read_table(res / "roi" / f"{s:03d}.rejected.parquet").column("utt").to_pylist()
+        assert sorted(roi.utts + roi_rejected) == audio.utts
+        for i, utt in enumerate(roi.utts):
+            assert roi.array("roi", i).shape == (audio.df["n_frames"][audio.utts.index(utt)], 96, 96)
         assert not (res / "ssl" / f"{s:03d}.parquet").exists()  # temp(): removed once the units exist
     kmeans = json.loads((res / "kmeans" / "kmeans.json").read_text())
     assert kmeans["clamped"] and kmeans["k"] < 200  # three short clips: fewer frames than clusters
@@ -110,6 +116,9 @@ def test_end_to_end_and_config_edits_rerun_only_dependants(tmp_path, grid_config
     # the mel section: mel, and prosody (its energy uses the mel STFT)
     edited = {**grid_config, "mel": {"n_mels": 40}}
     assert planned_jobs(tmp_path, edited) == {"mel": 3, "prosody": 3, "prosody_stats": 1, "summary": 1, "all": 1}
+    # the roi section: the ROI crops and the summary, nothing else
+    edited = {**grid_config, "roi": {"smoothing": 9}}
+    assert planned_jobs(tmp_path, edited) == {"roi": 3, "summary": 1, "all": 1}
     # the kmeans section: k-means and the units (the temporary ssl stores are rebuilt to refit)
     edited = {**grid_config, "kmeans": {"k": 50}}
     assert planned_jobs(tmp_path, edited) == {"ssl_features": 3, "kmeans_fit": 1, "units": 3, "summary": 1, "all": 1}

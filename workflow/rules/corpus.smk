@@ -56,8 +56,8 @@ rule summary:
         f"{RESULTS}/manifest.parquet",
         shard_outputs("audio"),
         shard_outputs("audio", ".rejected.parquet"),
-        [shard_outputs(folder) for folder in ("mel", "units", "prosody")],
-        [shard_outputs(folder, ".rejected.parquet") for folder in ("mel", "ssl", "units", "prosody")],
+        [shard_outputs(folder) for folder in ("roi", "mel", "units", "prosody")],
+        [shard_outputs(folder, ".rejected.parquet") for folder in ("roi", "mel", "ssl", "units", "prosody")],
     output:
         txt=f"{RESULTS}/summary.txt",
         json=f"{RESULTS}/summary.json",

@@ -1,0 +1,381 @@
+"""ROI stage: per shard, a stabilised 96x96 grayscale mouth crop of every video frame.
+
+Per utterance: frames decoded at 25 fps (:func:`lipspeech.data.media.read_frames`)
+-> 68 landmarks, detected on key frames and tracked in between (:func:`track_landmarks`)
+-> short gaps interpolated, long ones rejected (:func:`fill_gaps`)
+-> temporal smoothing (Savitzky-Golay, quadratic)
+-> per frame, the similarity transform taking the stable points (eye corners, nose;
+   not the mouth, which moves with speech) onto :data:`REFERENCE_FACE`
+-> a ``crop_size`` square centred on the aligned mouth centre (mean of points 48..67),
+   its side set so the reference mouth width is ``mouth_width_fraction`` of it.
+
+Store ``roi/{shard}.parquet``: ``utt, n_frames, duration, detection_rate,
+frames_interpolated, landmark_jitter, face_size, detections`` and the arrays ``roi``
+(uint8 ``(T, S, S)``), ``affine`` (float32 ``(T, 2, 3)``, frame pixels -> crop pixels,
+so ``inv(affine)`` maps the crop centre ``((S-1)/2, (S-1)/2)`` back into the frame) and
+``landmarks`` (float32 ``(T, 68, 2)``, smoothed, frame pixels). ``T`` is the decode
+stage's ``n_frames``. ``roi/{shard}.qc.parquet`` has the QC figures of every utterance
+(rejected ones too, with the reason); ``roi/{shard}.rejected.parquet`` the rejections.
+Training takes random 88x88 crops of the 96x96 ROI, evaluation the centre one.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import cv2
+import numpy as np
+import pyarrow as pa
+from tqdm.auto import tqdm
+
+from lipspeech.config import config_hash
+from lipspeech.data.media import MediaError, read_frames, require_ffmpeg
+from lipspeech.store import Store, StoreMeta, one_line, write_bytes_atomic, write_rejected, write_store
+from lipspeech.timing import FPS, fit_length
+from lipspeech.vision.backends import LandmarkBackend, make_backend
+
+STAGE = "roi"
+
+# Mean face (iBUG-68), canonical 256-unit frame: eyes level, eye centres 100 units apart
+# at y = 100, centred at x = 128. Generalised Procrustes mean of dlib's landmarks on
+# the two builtin SynthGRID photos (skimage astronaut, matplotlib grace_hopper) and
+# their mirror images, so it is left/right symmetric.
+REFERENCE_FACE = np.array([
+    [21.8, 105.4], [24.4, 132.7], [28.1, 159.4], [32.6, 185.8], [43.2, 209.9], [58.4, 230.0], [79.2, 246.4],
+    [102.2, 259.2], [128.0, 263.1], [153.8, 259.2], [176.8, 246.4], [197.6, 230.0], [212.8, 209.9], [223.4, 185.8],
+    [227.9, 159.4], [231.6, 132.7], [234.2, 105.4], [37.7, 82.2], [49.6, 66.5], [68.3, 62.5], [87.9, 65.1],
+    [105.6, 73.0], [150.4, 73.0], [168.1, 65.1], [187.7, 62.5], [206.4, 66.5], [218.3, 82.2], [128.0, 98.3],
+    [128.0, 115.9], [128.0, 134.0], [128.0, 152.2], [104.2, 162.2], [115.8, 165.3], [128.0, 168.7], [140.2, 165.3],
+    [151.8, 162.2], [59.8, 99.8], [71.2, 93.3], [85.1, 93.2], [97.6, 103.2], [84.3, 104.9], [70.0, 105.5],
+    [158.4, 103.2], [170.9, 93.2], [184.8, 93.3], [196.2, 99.8], [186.0, 105.5], [171.7, 104.9], [81.5, 188.7],
+    [99.1, 186.6], [116.6, 185.4], [128.0, 188.5], [139.4, 185.4], [156.9, 186.6], [174.5, 188.7], [157.5, 206.5],
+    [140.8, 213.8], [128.0, 215.3], [115.2, 213.8], [98.5, 206.5], [88.0, 190.4], [116.1, 194.0], [128.0, 195.4],
+    [139.9, 194.0], [168.0, 190.4], [139.9, 201.9], [128.0, 202.2], [116.1, 201.9],
+], dtype=np.float64)
+
+# Points that do not move with speech: eye corners and the nose.
+STABLE_POINTS = np.array([36, 39, 42, 45, 27, 28, 29, 30, 31, 32, 33, 34, 35])
+MOUTH = slice(48, 68)
+REF_MOUTH_WIDTH = float(np.linalg.norm(REFERENCE_FACE[54] - REFERENCE_FACE[48]))
+
+
+class RoiRejected(RuntimeError):
+    """An utterance gives no usable ROI; the message is one line for the rejected table."""
+
+
+@dataclass(frozen=True)
+class RoiConfig:
+    backend: str = "dlib"
+    crop_size: int = 96
+    mouth_width_fraction: float = 0.5
+    smoothing: int = 7
+    keyframe_interval: int = 25
+    track_max_shift: float = 0.25
+    track_max_scale: float = 0.15
+    detect_max_side: int = 640
+    max_gap: int = 12
+    min_detection_rate: float = 0.8
+    max_length_mismatch: int = 2
+    contact_sheet: int = 0
+
+    @classmethod
+    def from_section(cls, cfg: Mapping[str, Any]) -> "RoiConfig":
+        return cls(**{k: cfg[k] for k in cls.__dataclass_fields__ if k in cfg})
+
+
+# --------------------------------------------------------------------------- tracking
+@dataclass
+class Track:
+    """Landmarks per frame, NaN where no face; ``detections`` = detector calls made."""
+
+    landmarks: np.ndarray  # (T, 68, 2) float32
+    detections: int
+
+
+def _extent(L: np.ndarray) -> tuple[np.ndarray, float]:
+    """Centre and size (sqrt of the bounding-box area) of a landmark set."""
+    lo, hi = L.min(0), L.max(0)
+    return (lo + hi) / 2, float(np.sqrt(max(1.0, (hi[0] - lo[0]) * (hi[1] - lo[1]))))
+
+
+def track_landmarks(frames: np.ndarray, backend: LandmarkBackend, cfg: RoiConfig) -> Track:
+    """Detect on key frames, fit in the box carried over from the previous frame in between.
+
+    The detector box of the last key frame is stored relative to the landmarks it gave
+    (offset and size in units of the landmarks' extent), so a tracked box follows the
+    face as the previous frame's landmarks move. A frame is re-detected when it is a key
+    frame (every ``keyframe_interval`` frames), when the previous frame had no face, or
+    when the tracked landmarks look unreliable: their centre moved by more than
+    ``track_max_shift`` face sizes or their size changed by more than ``track_max_scale``.
+    """
+    T = len(frames)
+    out = np.full((T, 68, 2), np.nan, dtype=np.float32)
+    detections = 0
+    prev: np.ndarray | None = None
+    rel: tuple[np.ndarray, float] | None = None  # box centre offset, box size, per landmark size
+    last_key = -10**9
+
+    def detect(gray: np.ndarray, t: int) -> np.ndarray | None:
+        nonlocal detections, rel, last_key
+        detections += 1
+        boxes = backend.detect(gray)
+        if not boxes:
+            return None
+        box = boxes[0]
+        if prev is not None and len(boxes) > 1:
+            # keep following the face we had (another face or a false positive may score higher)
+            c, _ = _extent(prev)
+            box = min(boxes, key=lambda b: np.hypot((b[0] + b[2]) / 2 - c[0], (b[1] + b[3]) / 2 - c[1]))
+        L = backend.fit(gray, box)
+        c, s = _extent(L)
+        bc = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+        rel = ((bc - c) / s, (box[2] - box[0]) / s)
+        last_key = t
+        return L
+
+    for t in range(T):
+        gray = frames[t] if frames[t].ndim == 2 else cv2.cvtColor(frames[t], cv2.COLOR_RGB2GRAY)
+        L = None
+        if prev is not None and rel is not None and t - last_key < cfg.keyframe_interval:
+            c, s = _extent(prev)
+            bc = c + rel[0] * s
+            half = rel[1] * s / 2
+            L = backend.fit(gray, (bc[0] - half, bc[1] - half, bc[0] + half, bc[1] + half))
+            c2, s2 = _extent(L)
+            if np.linalg.norm(c2 - c) > cfg.track_max_shift * s or abs(s2 / s - 1) > cfg.track_max_scale:
+                L = None
+        if L is None:
+            L = detect(gray, t)
+        out[t] = L if L is not None else np.nan
+        prev = L
+    return Track(out, detections)
+
+
+# --------------------------------------------------------------------------- gaps, smoothing, transforms
+def fill_gaps(L: np.ndarray, max_gap: int) -> tuple[np.ndarray, int, int]:
+    """Linearly interpolate frames without landmarks (edges: copy the nearest).
+
+    Returns (filled (T, 68, 2), frames interpolated, longest gap). Raises RoiRejected
+    when no frame has a face.
+    """
+    found = ~np.isnan(L[:, 0, 0])
+    T = len(L)
+    if not found.any():
+        raise RoiRejected(f"no face detected in any of {T} frames")
+    longest, run = 0, 0
+    for f in found:
+        run = 0 if f else run + 1
+        longest = max(longest, run)
+    if found.all():
+        return L.copy(), 0, 0
+    idx = np.flatnonzero(found)
+    flat = L.reshape(T, -1)
+    filled = np.empty_like(flat)
+    for j in range(flat.shape[1]):
+        filled[:, j] = np.interp(np.arange(T), idx, flat[idx, j])
+    return filled.reshape(L.shape), int((~found).sum()), longest
+
+
+def smooth(L: np.ndarray, window: int) -> np.ndarray:
+    """Savitzky-Golay smoothing over ``window`` frames (quadratic fits; 1 = none).
+
+    A quadratic fit follows a moving head without the lag and the flattening of turns
+    that a moving average has; the ends are fitted, not padded.
+    """
+    L = L.astype(np.float64)
+    window = min(window if window % 2 else window + 1, len(L) if len(L) % 2 else len(L) - 1)
+    if window < 5:  # too short to fit a quadratic and still smooth
+        return L
+    from scipy.signal import savgol_filter
+
+    return savgol_filter(L, window, 2, axis=0, mode="interp")
+
+
+def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (rotation, uniform scale, translation) src -> dst, as (2, 3)."""
+    ms, md = src.mean(0), dst.mean(0)
+    a, b = src - ms, dst - md
+    # complex-number form of 2D Procrustes: dst ~ z * src, z = scale * e^{i angle}
+    za = a[:, 0] + 1j * a[:, 1]
+    zb = b[:, 0] + 1j * b[:, 1]
+    z = np.vdot(za, zb) / max(np.vdot(za, za).real, 1e-12)
+    R = np.array([[z.real, -z.imag], [z.imag, z.real]])
+    return np.hstack([R, (md - R @ ms)[:, None]])
+
+
+def crop_affines(L: np.ndarray, crop_size: int, mouth_width_fraction: float) -> np.ndarray:
+    """(T, 68, 2) smoothed landmarks -> (T, 2, 3) frame -> crop transforms."""
+    side = REF_MOUTH_WIDTH / mouth_width_fraction  # crop side in reference units
+    k = crop_size / side
+    centre = (crop_size - 1) / 2
+    out = np.empty((len(L), 2, 3))
+    for t, pts in enumerate(L):
+        M = similarity(pts[STABLE_POINTS], REFERENCE_FACE[STABLE_POINTS])
+        mouth = M[:, :2] @ pts[MOUTH].mean(0) + M[:, 2]
+        out[t, :, :2] = k * M[:, :2]
+        out[t, :, 2] = k * (M[:, 2] - mouth) + centre
+    return out
+
+
+def apply_affine(A: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    return pts @ A[:2, :2].T + A[:2, 2]
+
+
+def invert_affine(A: np.ndarray) -> np.ndarray:
+    return cv2.invertAffineTransform(np.asarray(A, dtype=np.float64))
+
+
+@dataclass
+class RoiResult:
+    roi: np.ndarray        # (T, S, S) uint8
+    affine: np.ndarray     # (T, 2, 3) float32 frame -> crop
+    landmarks: np.ndarray  # (T, 68, 2) float32 smoothed, frame pixels
+    qc: dict[str, Any]
+
+
+def process_frames(frames: np.ndarray, backend: LandmarkBackend, cfg: RoiConfig) -> RoiResult:
+    """Mouth ROI of one utterance's frames ((T, H, W) gray or (T, H, W, 3) RGB uint8).
+
+    QC figures: ``detection_rate`` (frames with a face before gap filling),
+    ``frames_interpolated``, ``landmark_jitter`` (RMS distance, in crop pixels, between
+    the raw and the smoothed mouth centre: the frame-to-frame noise smoothing removed),
+    ``face_size`` (median outer-eye-corner distance, frame pixels), ``detections``
+    (detector calls). Raises RoiRejected with a one-line reason.
+    """
+    T = len(frames)
+    if T == 0:
+        raise RoiRejected("video has no frames")
+    track = track_landmarks(frames, backend, cfg)
+    raw, n_interp, longest = fill_gaps(track.landmarks, cfg.max_gap)
+    rate = 1.0 - n_interp / T
+    if rate < cfg.min_detection_rate:
+        raise RoiRejected(f"face found in {rate:.0%} of {T} frames (roi.min_detection_rate = {cfg.min_detection_rate})")
+    if longest > cfg.max_gap:
+        raise RoiRejected(f"face lost for {longest} consecutive frames (roi.max_gap = {cfg.max_gap})")
+    L = smooth(raw, cfg.smoothing)
+    A = crop_affines(L, cfg.crop_size, cfg.mouth_width_fraction)
+    S = cfg.crop_size
+    roi = np.empty((T, S, S), dtype=np.uint8)
+    for t in range(T):
+        gray = frames[t] if frames[t].ndim == 2 else cv2.cvtColor(frames[t], cv2.COLOR_RGB2GRAY)
+        roi[t] = cv2.warpAffine(gray, A[t], (S, S), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    scale = np.hypot(A[:, 0, 0], A[:, 1, 0])  # crop pixels per frame pixel
+    dev = np.linalg.norm(raw[:, MOUTH].mean(1) - L[:, MOUTH].mean(1), axis=1) * scale
+    qc = {
+        "detection_rate": float(rate),
+        "frames_interpolated": int(n_interp),
+        "landmark_jitter": float(np.sqrt(np.mean(dev**2))),
+        "face_size": float(np.median(np.linalg.norm(L[:, 45] - L[:, 36], axis=1))),
+        "detections": int(track.detections),
+    }
+    return RoiResult(roi, A.astype(np.float32), L.astype(np.float32), qc)
+
+
+# --------------------------------------------------------------------------- contact sheet
+def contact_sheet(items: list[tuple[str, RoiResult]], per_row: int = 8) -> np.ndarray:
+    """One row per utterance: ``per_row`` evenly spaced crops with the landmarks drawn (BGR)."""
+    S = items[0][1].roi.shape[1]
+    label_h = 14
+    sheet = np.zeros((len(items) * (S + label_h), per_row * S, 3), np.uint8)
+    for r, (utt, res) in enumerate(items):
+        y0 = r * (S + label_h)
+        cv2.putText(sheet, utt, (2, y0 + 11), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
+        for c, t in enumerate(np.linspace(0, len(res.roi) - 1, per_row).round().astype(int)):
+            tile = cv2.cvtColor(res.roi[t], cv2.COLOR_GRAY2BGR)
+            for x, y in apply_affine(res.affine[t].astype(np.float64), res.landmarks[t].astype(np.float64)):
+                if 0 <= x < S and 0 <= y < S:
+                    cv2.circle(tile, (int(round(x)), int(round(y))), 1, (0, 255, 0), -1)
+            cv2.drawMarker(tile, (S // 2, S // 2), (0, 0, 255), cv2.MARKER_CROSS, 6, 1)
+            sheet[y0 + label_h : y0 + label_h + S, c * S : (c + 1) * S] = tile
+    return sheet
+
+
+# --------------------------------------------------------------------------- shard
+def roi_utterance(video_path: str, n_frames: int, backend: LandmarkBackend, cfg: RoiConfig) -> RoiResult:
+    """Decode one video at 25 fps and crop its mouth; T is fitted to the decode stage's ``n_frames``."""
+    try:
+        frames = read_frames(video_path, fps=FPS, gray=True)
+    except MediaError as exc:
+        raise RoiRejected(str(exc)) from None
+    if abs(len(frames) - n_frames) > cfg.max_length_mismatch:
+        raise RoiRejected(f"video decoded to {len(frames)} frames but decode counted {n_frames} "
+                          f"(more than roi.max_length_mismatch = {cfg.max_length_mismatch} apart)")
+    frames = fit_length(frames, n_frames, 1, pad="edge")
+    return process_frames(frames, backend, cfg)
+
+
+QC_FIELDS = {"detection_rate": pa.float64(), "frames_interpolated": pa.int32(), "landmark_jitter": pa.float64(),
+             "face_size": pa.float64(), "detections": pa.int32()}
+
+
+def roi_shard(
+    manifest_path: Path, audio_path: Path, roi_cfg: Mapping[str, Any], out: Path, qc_out: Path, rejected_out: Path,
+    threads: int = 1, progress: bool = True,
+) -> tuple[int, int]:
+    """Mouth ROIs of every utterance of one decode store; returns (n_ok, n_rejected).
+
+    Utterances the decode stage rejected are not in its store and are skipped here
+    (their reason is already in decode's rejected table). With ``roi.contact_sheet: N``
+    the first N utterances are drawn to ``{out stem}.sheet.png`` beside the store.
+    """
+    require_ffmpeg()
+    cfg = RoiConfig.from_section(roi_cfg)
+    audio = Store(audio_path, expect_stage="decode")
+    n_frames = dict(zip(audio.utts, (int(n) for n in audio.df["n_frames"]))) if len(audio) else {}
+    manifest = Store(manifest_path, expect_stage="manifest").df.set_index("utt")
+    utts = sorted(n_frames)
+    local = threading.local()
+
+    def backend() -> LandmarkBackend:  # one per thread: dlib objects are not shared across threads
+        if not hasattr(local, "b"):
+            local.b = make_backend(cfg.backend, cfg.detect_max_side)
+        return local.b
+
+    backend()  # a backend that cannot run here fails the stage at once, in one line
+
+    def work(utt: str) -> tuple[str, RoiResult | str]:
+        try:
+            return utt, roi_utterance(str(manifest.at[utt, "video_path"]), n_frames[utt], backend(), cfg)
+        except RoiRejected as exc:
+            return utt, one_line(exc)
+        except KeyError:
+            return utt, "not in the manifest"
+
+    ok: list[tuple[str, RoiResult]] = []
+    rejected: list[tuple[str, str]] = []
+    qc_rows: list[dict[str, Any]] = []
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        bar = tqdm(pool.map(work, utts), total=len(utts), desc=f"roi {audio_path.stem}", unit="utt", disable=not progress)
+        for utt, res in bar:
+            if isinstance(res, str):
+                rejected.append((utt, res))
+                qc_rows.append({"utt": utt, **{k: None for k in QC_FIELDS}, "reason": res})
+            else:
+                ok.append((utt, res))
+                qc_rows.append({"utt": utt, **res.qc, "reason": ""})
+    h = config_hash(dict(roi_cfg))
+    extra = {"crop_size": cfg.crop_size, "fps": FPS, "backend": cfg.backend,
+             "affine": "frame pixels -> crop pixels; crop centre = ((S-1)/2, (S-1)/2)"}
+    write_store(
+        out, StoreMeta(STAGE, h, extra=extra), [u for u, _ in ok],
+        {
+            "n_frames": pa.array([len(r.roi) for _, r in ok], type=pa.int32()),
+            "duration": pa.array([len(r.roi) / FPS for _, r in ok], type=pa.float64()),
+            **{k: pa.array([r.qc[k] for _, r in ok], type=typ) for k, typ in QC_FIELDS.items()},
+        },
+        {name: [getattr(r, name) for _, r in ok] for name in ("roi", "affine", "landmarks")},
+    )
+    write_store(
+        qc_out, StoreMeta("roi-qc", h), [r["utt"] for r in qc_rows],
+        {**{k: pa.array([r[k] for r in qc_rows], type=typ) for k, typ in QC_FIELDS.items()},
+         "reason": pa.array([r["reason"] for r in qc_rows], type=pa.string())},
+    )
+    write_rejected(rejected_out, STAGE, rejected)
+    if cfg.contact_sheet > 0 and ok:
+        png = cv2.imencode(".png", contact_sheet(ok[: cfg.contact_sheet]))[1].tobytes()
+        write_bytes_atomic(Path(out).with_suffix(".sheet.png"), png)
+    return len(ok), len(rejected)
