@@ -21,6 +21,7 @@ include: "workflow/rules/corpus.smk"
 include: "workflow/rules/decode.smk"
 include: "workflow/rules/roi.smk"
 include: "workflow/rules/features.smk"
+include: "workflow/rules/model.smk"
 
 
 rule all:
@@ -31,4 +32,5 @@ rule all:
         shard_outputs("units"),
         shard_outputs("prosody"),
         f"{RESULTS}/prosody/stats.json",
+        expand(f"{RESULTS}/eval/{{exp}}/mels.parquet", exp=EXPERIMENTS),
     default_target: True

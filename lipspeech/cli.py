@@ -193,6 +193,49 @@ def cmd_store_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _experiment(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
+    """The experiment --exp names: the --experiment JSON entry (what Snakemake passes), else from the config."""
+    from lipspeech.training.stage import find_experiment
+
+    if args.experiment:
+        try:
+            entry = json.loads(args.experiment)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--experiment is not valid JSON ({exc})") from exc
+        experiments = validate_config({"experiments": [entry]})["experiments"]  # schema check of the entry
+    else:
+        experiments = cfg["experiments"]
+    return find_experiment(experiments, args.exp)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from lipspeech.training.stage import run_train
+
+    cfg = _stage_config(args)
+    exp = _experiment(args, cfg)
+    results = Path(args.results or f"results/{cfg['corpus']['name']}")
+    run_dir = Path(args.run_dir) if args.run_dir else results / "models" / exp["name"]
+    _torch_threads(args.threads)
+    summary = run_train(results, exp, cfg["model"], cfg["train"], run_dir, threads=args.threads, progress=_progress(args))
+    print(f"train {exp['name']}: {summary['steps']} steps in {summary['seconds']:.0f} s, best {summary['best_metric']} "
+          f"{summary['best_value']:.4f} at step {summary['best_step']} -> {run_dir / 'ckpt' / 'best.pt'}")
+    return 0
+
+
+def cmd_synthesize(args: argparse.Namespace) -> int:
+    from lipspeech.training.stage import run_synthesize
+
+    cfg = _stage_config(args)
+    exp = _experiment(args, cfg)
+    results = Path(args.results or f"results/{cfg['corpus']['name']}")
+    ckpt = Path(args.ckpt) if args.ckpt else results / "models" / exp["name"] / "ckpt" / "best.pt"
+    out = Path(args.out) if args.out else results / "eval" / exp["name"] / "mels.parquet"
+    _torch_threads(args.threads)
+    n = run_synthesize(results, exp, ckpt, out, split=args.split, temperature=args.temperature)
+    print(f"synthesize {exp['name']}: {n} {args.split} utterances -> {out}")
+    return 0
+
+
 def _add_stage_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="config.yaml to read (defaults are used for missing keys)")
     p.add_argument("--params", help="JSON object of config sections overriding --config (what Snakemake passes)")
@@ -277,6 +320,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prosody", required=True, nargs="+", help="prosody stores")
     p.add_argument("--out", required=True, help="stats .json to write")
     p.set_defaults(func=cmd_prosody_stats)
+
+    p = sub.add_parser("train", help="train one experiment (LTBS model) on the train split, validating on val")
+    _add_stage_args(p)
+    p.add_argument("--exp", required=True, help="experiment name (an entry of the config's experiments)")
+    p.add_argument("--experiment", help="that entry as JSON (what Snakemake passes); default: from the config")
+    p.add_argument("--results", help="results/{corpus} folder (default: from corpus.name)")
+    p.add_argument("--run-dir", help="run directory (default: {results}/models/{exp}); resumes from its ckpt/last.pt")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("synthesize", help="coarse and post-net mels of a split's videos with a trained experiment")
+    _add_stage_args(p)
+    p.add_argument("--exp", required=True, help="experiment name")
+    p.add_argument("--experiment", help="the experiment's config entry as JSON (default: from the config)")
+    p.add_argument("--results", help="results/{corpus} folder (default: from corpus.name)")
+    p.add_argument("--ckpt", help="checkpoint (default: {results}/models/{exp}/ckpt/best.pt)")
+    p.add_argument("--out", help="mels store to write (default: {results}/eval/{exp}/mels.parquet)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--temperature", type=float, help="std of the post-net prior (default: the model's)")
+    p.set_defaults(func=cmd_synthesize)
 
     p = sub.add_parser("summary", help="one-screen summary of a corpus's results folder")
     p.add_argument("results", help="results/{corpus} folder")

@@ -72,6 +72,14 @@ def _check_consistency(config: Mapping[str, Any]) -> None:
     corpus = config["corpus"]
     if corpus["kind"] != "synthgrid" and not corpus.get("root"):
         raise ConfigError(f"config key corpus.root: required for corpus.kind {corpus['kind']!r}")
+    names = [e["name"] for e in config["experiments"]]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup is not None:
+        raise ConfigError(f"config key experiments: name {dup!r} is used twice")
+    train = config["train"]
+    if train["val_every"] > train["max_steps"]:
+        raise ConfigError(f"config key train.val_every: {train['val_every']} > train.max_steps "
+                          f"({train['max_steps']}): no validation, so no best.pt")
     ratios = corpus["split_ratios"]
     if abs(sum(ratios) - 1.0) > 1e-6:
         raise ConfigError(f"config key corpus.split_ratios: must sum to 1 (got {sum(ratios):g})")

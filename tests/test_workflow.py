@@ -47,6 +47,8 @@ def grid_config(fixtures_dir):
     return {
         "corpus": {"name": "gridfix", "kind": "grid", "root": str(root), "audio_root": str(root / "audio_25k")},
         "manifest": {"shards": 3},
+        # the fixture clips have no detectable face, so there is nothing to train on: no experiments
+        "experiments": [],
     }
 
 
@@ -62,9 +64,17 @@ def after_decode(shards: int) -> dict[str, int]:
 
 def test_default_config_dag(tmp_path):
     """The demo config plans the generator, the manifest, one job per shard of each per-shard
-    stage, k-means, the prosody statistics, the summary."""
+    stage, k-means, the prosody statistics, the summary, training and synthesis of the one experiment."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
-    assert planned_jobs(tmp_path, config) == {"synth_corpus": 1, "manifest": 1, **after_decode(4)}
+    assert planned_jobs(tmp_path, config) == {"synth_corpus": 1, "manifest": 1, **after_decode(4), "train": 1,
+                                              "synthesize": 1}
+
+
+def test_experiments_dag(tmp_path, grid_config):
+    """One train and one synthesize job per experiment."""
+    experiments = [{"name": "ltbs"}, {"name": "no_pitch", "overrides": {"use_pitch": False}}]
+    config = {**grid_config, "experiments": experiments, "train": {"max_steps": 2, "val_every": 1}}
+    assert planned_jobs(tmp_path, config) == {"manifest": 1, **after_decode(3), "train": 2, "synthesize": 2}
 
 
 def test_end_to_end_and_config_edits_rerun_only_dependants(tmp_path, grid_config):

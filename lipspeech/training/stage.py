@@ -1,0 +1,279 @@
+"""The train and synthesize stages: what ``lipspeech train`` / ``lipspeech synthesize`` run.
+
+Experiments
+    The config's ``experiments`` list names each model to train, e.g.
+    ``{name: ltbs, preset: tiny, overrides: {use_pitch: false}}``. Its model
+    config is ``model_config(preset, {**model.overrides, **experiment.overrides})``
+    (the experiment's ``preset`` defaults to ``model.preset``); the paper's
+    ablations are the model switches ``use_linguistic``, ``use_pitch``,
+    ``use_energy`` and ``use_postnet``.
+
+Run directory ``results/{corpus}/models/{exp}/``
+    ``config.json`` (resolved configs, git commit; written by the trainer),
+    ``losses.csv``, ``ckpt/last.pt``, ``ckpt/best.pt``, plus ``run.json``
+    (the run key below and the data summary) and ``ckpt/best.kept.pt``.
+
+Resume under Snakemake
+    The workflow declares only ``ckpt/best.pt`` (protected). Snakemake deletes a
+    job's declared outputs before it runs and after it fails, so ``best.pt`` may
+    be gone when a killed training job is restarted, while ``last.pt`` (not
+    declared) survives. Hence training runs in chunks of ``val_every`` steps
+    (each chunk resumes exactly from ``last.pt``) and after each chunk
+    ``best.pt`` is hard-linked to ``best.kept.pt``; a resumed run puts the kept
+    copy back. ``last.pt`` is only resumed when ``run.json``'s key (model
+    config, training config less the keys that do not change the result, and
+    the data fingerprint) matches this run; otherwise the run starts afresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from lipspeech.config import ConfigError, config_hash
+from lipspeech.features.common import StageError
+from lipspeech.models.presets import model_config
+from lipspeech.store import StoreMeta, write_store, write_text_atomic
+from lipspeech.timing import FPS, MEL_PER_FRAME
+from lipspeech.training.config import train_config
+from lipspeech.training.stores import TRAIN_STORES, VIDEO_STORES, CorpusStores, StoreDataset, speaker_ids
+
+STAGE_SYNTH = "synthesize"
+#: train-config keys that do not change what is trained (ignored by the resume key)
+RESULT_NEUTRAL = ("progress", "tensorboard", "num_workers", "threads", "device", "log_every")
+ABLATION_SWITCHES = ("use_linguistic", "use_pitch", "use_energy", "use_postnet")
+
+
+def find_experiment(experiments: Sequence[Mapping[str, Any]], name: str) -> dict[str, Any]:
+    """The entry of ``experiments`` called ``name`` (ConfigError if none)."""
+    for exp in experiments:
+        if exp.get("name") == name:
+            return dict(exp)
+    known = ", ".join(str(e.get("name")) for e in experiments) or "none"
+    raise ConfigError(f"config key experiments: no experiment named {name!r} (known: {known})")
+
+
+def experiment_model_config(
+    exp: Mapping[str, Any], model_section: Optional[Mapping[str, Any]] = None,
+) -> dict[str, Any]:
+    """The flat model config of one experiment: preset + shared overrides + its own overrides."""
+    model_section = model_section or {}
+    preset = exp.get("preset") or model_section.get("preset", "tiny")
+    overrides = {**dict(model_section.get("overrides") or {}), **dict(exp.get("overrides") or {})}
+    return model_config(preset, overrides)
+
+
+def _run_key(model_cfg: Mapping[str, Any], train_cfg: Mapping[str, Any], data: Mapping[str, Any]) -> str:
+    kept = {k: v for k, v in train_cfg.items() if k not in RESULT_NEUTRAL}
+    return config_hash(dict(model_cfg), kept, dict(data))
+
+
+def _link(src: Path, dst: Path) -> None:
+    """``dst`` becomes another name of ``src`` (a copy where hard links are impossible)."""
+    if dst.exists() and os.path.samefile(src, dst):
+        return  # renaming a hard link onto its twin would leave the temporary name behind
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        import shutil
+
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def _restore_best(ckpt_dir: Path) -> None:
+    """Put ``best.kept.pt`` back as ``best.pt`` when Snakemake removed it (see the module docstring)."""
+    best, kept, last = ckpt_dir / "best.pt", ckpt_dir / "best.kept.pt", ckpt_dir / "last.pt"
+    if best.exists() or not kept.exists() or not last.exists():
+        return
+    from lipspeech.training.checkpoint import load_checkpoint
+
+    kept_step = load_checkpoint(kept)["step"]
+    best_step = load_checkpoint(last)["best"]["step"]
+    if kept_step != best_step:
+        warnings.warn(f"{best}: restored from step {kept_step}, but the best validation was at step {best_step} "
+                      "(lost when the job was interrupted)", stacklevel=2)
+    _link(kept, best)
+
+
+def run_train(
+    results_dir: Path,
+    exp: Mapping[str, Any],
+    model_section: Mapping[str, Any],
+    train_section: Mapping[str, Any],
+    run_dir: Path,
+    threads: int = 1,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train one experiment on the train split of ``results_dir``'s stores, validating on val.
+
+    Args:
+        results_dir: ``results/{corpus}``.
+        exp: the experiment's entry of the config (``name``, ``preset``, ``overrides``).
+        model_section: the config's ``model`` section (``preset``, shared ``overrides``).
+        train_section: overrides of :func:`~lipspeech.training.train_config` (the ``train`` section).
+        run_dir: ``results/{corpus}/models/{exp}``.
+        threads: torch CPU threads.
+        progress: progress bar.
+
+    Returns:
+        A summary (printed by the CLI, stored in ``run.json``).
+    """
+    results_dir, run_dir = Path(results_dir), Path(run_dir)
+    model_cfg = experiment_model_config(exp, model_section)
+    section = {k: v for k, v in dict(train_section).items() if k not in ("threads", "progress")}
+    train_cfg = train_config({**section, "threads": max(1, threads), "progress": progress})
+    if train_cfg["val_every"] > train_cfg["max_steps"]:
+        raise ConfigError(f"config key train.val_every: {train_cfg['val_every']} > max_steps {train_cfg['max_steps']}, "
+                          "so there would be no validation and no best.pt")
+
+    corpus = CorpusStores(results_dir)
+    speakers = speaker_ids(corpus.manifest) if model_cfg["n_speakers"] > 0 else None
+    if speakers is not None and len(speakers) > model_cfg["n_speakers"]:
+        raise ConfigError(f"model config key n_speakers: {model_cfg['n_speakers']} < {len(speakers)} train speakers")
+    train_data = StoreDataset(corpus, "train", TRAIN_STORES, speakers)
+    val_data = StoreDataset(corpus, "val", TRAIN_STORES, speakers)
+    lines = [train_data.summary(), val_data.summary()]
+    if len(train_data) == 0:
+        raise StageError(f"no train utterances in {results_dir} ({train_data.summary()})")
+    if len(val_data) == 0:
+        # a tiny corpus (test fixtures) may have no val split; best.pt must still exist
+        val_data = train_data
+        lines.append("val split empty: validating on the train utterances")
+    for line in lines:
+        print(f"train {exp['name']}: {line}", flush=True)
+
+    data_key = {"train": train_data.fingerprint(), "val": val_data.fingerprint()}
+    key = _run_key(model_cfg, train_cfg, data_key)
+    ckpt_dir = run_dir / "ckpt"
+    run_json = run_dir / "run.json"
+    previous = json.loads(run_json.read_text()).get("key") if run_json.exists() else None
+    resumed_from = None
+    if previous != key:
+        # another config or other data: the old state must not be resumed, not even after a crash of this run
+        for name in ("last.pt", "best.pt", "best.kept.pt"):
+            (ckpt_dir / name).unlink(missing_ok=True)
+    elif (ckpt_dir / "last.pt").exists():
+        from lipspeech.training.checkpoint import load_checkpoint
+
+        _restore_best(ckpt_dir)
+        resumed_from = int(load_checkpoint(ckpt_dir / "last.pt")["step"])
+        print(f"train {exp['name']}: resuming from step {resumed_from} ({ckpt_dir / 'last.pt'})", flush=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    info: dict[str, Any] = {
+        "key": key,
+        "experiment": dict(exp),
+        "train": {"utterances": len(train_data), "skipped": dict(train_data.skipped)},
+        "val": {"utterances": len(val_data), "skipped": dict(val_data.skipped), "is_train": val_data is train_data},
+        "speakers": speakers,
+        # config.json's resumed_from_step is the last chunk's start; this is where this run began
+        "resumed_from_step": resumed_from,
+    }
+    write_text_atomic(run_json, json.dumps(info, indent=1, sort_keys=True) + "\n")
+
+    from lipspeech.training.trainer import train
+
+    started = time.time()
+    every, max_steps = train_cfg["val_every"], train_cfg["max_steps"]
+    step, result = resumed_from or 0, None
+    # chunks of val_every steps, each resuming exactly from last.pt, so that best.pt is kept after each
+    while result is None or step < max_steps:
+        stop = min(max_steps, (step // every + 1) * every)
+        result = train(model_cfg, train_cfg, train_data, val_data, run_dir, resume=True, stop_at_step=stop)
+        if (ckpt_dir / "best.pt").exists():
+            _link(ckpt_dir / "best.pt", ckpt_dir / "best.kept.pt")
+        if result.step <= step:  # nothing left to do (a finished run resumed)
+            break
+        step = result.step
+    if not (ckpt_dir / "best.pt").exists():
+        raise StageError(f"{ckpt_dir / 'best.pt'}: not written (no validation ran)")
+    summary = {
+        "experiment": exp["name"],
+        "steps": result.step,
+        "best_step": result.best_step,
+        "best_value": result.best_value,
+        "best_metric": train_cfg["best_metric"],
+        "seconds": round(time.time() - started, 1),
+        "train_utterances": len(train_data),
+        "val_utterances": len(val_data),
+        "skipped": {"train": train_data.n_skipped, "val": val_data.n_skipped},
+        "run_dir": str(run_dir),
+    }
+    info["result"] = summary
+    write_text_atomic(run_json, json.dumps(info, indent=1, sort_keys=True) + "\n")
+    return summary
+
+
+def _sha1(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def run_synthesize(
+    results_dir: Path,
+    exp: Mapping[str, Any],
+    ckpt: Path,
+    out: Path,
+    split: str = "test",
+    temperature: Optional[float] = None,
+    batch_size: int = 8,
+    device: Optional[str] = None,
+) -> int:
+    """Coarse and post-net mels of every ``split`` utterance with a ROI; returns the number written.
+
+    Writes the store ``out`` (``results/{corpus}/eval/{exp}/mels.parquet``): ``utt,
+    n_frames, duration`` and arrays ``coarse``, ``post`` float32 ``(T * 4, n_mels)``.
+    Only the video is used, so utterances rejected by the acoustic stages are
+    synthesised too (the evaluation decides what it can score). ``device``: cuda
+    when available unless given.
+    """
+    from lipspeech.training.checkpoint import load_checkpoint
+    from lipspeech.training.synthesis import load_model, synthesize
+
+    import torch
+
+    results_dir, ckpt, out = Path(results_dir), Path(ckpt), Path(out)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = load_model(ckpt, device)
+    state = load_checkpoint(ckpt)
+    run_json = ckpt.parent.parent / "run.json"
+    speakers = None
+    if state["model_cfg"]["n_speakers"] > 0:
+        if not run_json.exists():
+            raise StageError(f"{run_json}: missing; a model with a speaker embedding needs its speaker ids")
+        speakers = json.loads(run_json.read_text())["speakers"]
+    data = StoreDataset(CorpusStores(results_dir, load_stats=False), split, VIDEO_STORES, speakers)
+    print(f"synthesize {exp['name']}: {data.summary()}", flush=True)
+    results = synthesize(model, (data[i] for i in range(len(data))), temperature=temperature, batch_size=batch_size)
+    n_mels = int(state["model_cfg"]["n_mels"])
+    coarse = [np.asarray(r.coarse, dtype=np.float32) for r in results]
+    post = [np.asarray(r.post, dtype=np.float32) for r in results]
+    n_frames = [int(r.coarse.shape[0]) // MEL_PER_FRAME for r in results]
+    meta = StoreMeta(
+        STAGE_SYNTH,
+        config_hash(dict(exp), {"ckpt_sha1": _sha1(ckpt), "split": split, "temperature": temperature}),
+        extra={"experiment": exp["name"], "checkpoint": str(ckpt), "step": int(state["step"]), "split": split,
+               "temperature": state["model_cfg"]["temperature"] if temperature is None else temperature,
+               "n_mels": n_mels,
+               "skipped": dict(data.skipped)},
+    )
+    write_store(
+        out, meta, [r.utt for r in results],
+        {"n_frames": pa.array(n_frames, type=pa.int32()),
+         "duration": pa.array([n / FPS for n in n_frames], type=pa.float64())},
+        {"coarse": coarse, "post": post},
+    )
+    return len(results)

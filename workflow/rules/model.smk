@@ -1,0 +1,72 @@
+# The LTBS model: one training run and one synthesis per experiment of config["experiments"].
+# An experiment = a model preset + overrides (the paper's ablations are the use_* switches).
+
+EXPERIMENTS = [e["name"] for e in config["experiments"]]
+
+
+wildcard_constraints:
+    exp="|".join(EXPERIMENTS) if EXPERIMENTS else r"[^/]+",
+
+
+def experiment_json(wildcards):
+    """The experiment's own config entry, as JSON (editing it reruns only that experiment)."""
+    for e in config["experiments"]:
+        if e["name"] == wildcards.exp:
+            return json.dumps(e, sort_keys=True)
+    raise WorkflowError(f"no experiment named {wildcards.exp!r} in config['experiments']")
+
+
+rule train:
+    """Train one experiment on the train split (validating on val). Only best.pt is declared,
+    and protected: the trainer keeps last.pt (and best.kept.pt) beside it undeclared, so a
+    killed job resumes exactly where it stopped; to retrain, delete the run directory."""
+    input:
+        manifest=f"{RESULTS}/manifest.parquet",
+        roi=shard_outputs("roi"),
+        mel=shard_outputs("mel"),
+        units=shard_outputs("units"),
+        prosody=shard_outputs("prosody"),
+        stats=f"{RESULTS}/prosody/stats.json",
+    output:
+        protected(f"{RESULTS}/models/{{exp}}/ckpt/best.pt"),
+    params:
+        cfg=params_json("model", "train"),
+        exp=experiment_json,
+        results=RESULTS,
+        run_dir=lambda wildcards: f"{RESULTS}/models/{wildcards.exp}",
+    log:
+        f"{RESULTS}/logs/train/{{exp}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train/{{exp}}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=720,
+    shell:
+        "lipspeech train --params {params.cfg:q} --exp {wildcards.exp:q} --experiment {params.exp:q}"
+        " --results {params.results:q} --run-dir {params.run_dir:q} --threads {threads} --no-progress"
+        " 2>&1 | tee {log:q}"
+
+
+rule synthesize:
+    """Coarse and post-net mels of every test utterance (video only) with one experiment's best.pt."""
+    input:
+        manifest=f"{RESULTS}/manifest.parquet",
+        roi=shard_outputs("roi"),
+        ckpt=f"{RESULTS}/models/{{exp}}/ckpt/best.pt",
+    output:
+        f"{RESULTS}/eval/{{exp}}/mels.parquet",
+    params:
+        exp=experiment_json,
+        results=RESULTS,
+    log:
+        f"{RESULTS}/logs/synthesize/{{exp}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/synthesize/{{exp}}.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        "lipspeech synthesize --exp {wildcards.exp:q} --experiment {params.exp:q} --results {params.results:q}"
+        " --ckpt {input.ckpt:q} --out {output:q} --threads {threads} --no-progress 2>&1 | tee {log:q}"
