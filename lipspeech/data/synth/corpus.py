@@ -29,26 +29,6 @@ from lipspeech.data import gridgrammar
 GENERATOR = "SynthGRID"
 ALIGN_UNITS_PER_SECOND = 25000  # GRID: 1000 units per video frame at 25 fps
 
-DEFAULT_CFG = {
-    "seed": 1234,
-    "speakers": ["s1", "s2", "s4", "s29"],
-    "utterances_per_speaker": 60,
-    "faces": ["astronaut", "grace_hopper"],
-    "voices": [
-        {"voice": "en-us", "pitch": 35, "range": 40, "rate": 160},
-        {"voice": "en-us+f2", "pitch": 65, "range": 60, "rate": 170},
-        {"voice": "en-gb", "pitch": 45, "range": 50, "rate": 150},
-        {"voice": "en-us+f4", "pitch": 55, "range": 70, "rate": 175},
-    ],
-    "jitter": {"pitch": 8, "range": 10, "rate": 12},
-    "frame_size": [360, 288],
-    "fps": 25,
-    "container": "mpg",
-    "silence": [0.25, 0.6],
-    "head_motion": 1.0,
-    "lighting": 1.0,
-}
-
 _CONTAINERS = {
     "mpg": ["-c:v", "mpeg1video", "-q:v", "2", "-pix_fmt", "yuv420p",
             "-c:a", "mp2", "-b:a", "128k", "-f", "mpeg"],
@@ -59,18 +39,11 @@ _CONTAINERS = {
 
 # --------------------------------------------------------------------------- helpers
 def normalise_cfg(cfg: dict | None) -> dict:
-    """cfg with missing keys filled from DEFAULT_CFG (plain JSON types)."""
-    out = json.loads(json.dumps(DEFAULT_CFG))
-    for k, v in (cfg or {}).items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = {**out[k], **v}
-        else:
-            out[k] = v
-    out = json.loads(json.dumps(out, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
-    if out["container"] not in _CONTAINERS:
-        raise ValueError(f"container must be one of {sorted(_CONTAINERS)}, got {out['container']!r}")
-    if not out["speakers"] or not out["faces"] or not out["voices"]:
-        raise ValueError("speakers, faces and voices must not be empty")
+    """cfg validated against the config schema's `synth` section, defaults filled (plain JSON types)."""
+    from lipspeech.config import validate_config  # the one place defaults are defined
+
+    plain = json.loads(json.dumps(cfg or {}, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+    out = validate_config({"synth": plain})["synth"]
     return out
 
 
