@@ -243,83 +243,50 @@ def _add_stage_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _stage_parser(sub: Any, name: str, help: str, func: Callable[[argparse.Namespace], int],
+                  **required: str) -> argparse.ArgumentParser:
+    """A stage subcommand: the common stage options plus required path options (option name -> help)."""
+    p = sub.add_parser(name, help=help)
+    _add_stage_args(p)
+    for option, text in required.items():
+        p.add_argument(f"--{option}", required=True, help=text)
+    p.set_defaults(func=func)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lipspeech", description="Silent talking-face video to speech: pipeline stages.")
     parser.add_argument("--version", action="version", version=f"lipspeech {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
 
-    p = sub.add_parser("synth-corpus", help="generate the SynthGRID demo corpus (GRID layout) offline")
-    _add_stage_args(p)
-    p.add_argument("--out", required=True, help="output folder (GRID layout); corpus.json is written last")
-    p.set_defaults(func=cmd_synth_corpus)
-
-    p = sub.add_parser("manifest", help="list a corpus's utterances with split and shard")
-    _add_stage_args(p)
+    REJ = "rejected table to write"
+    _stage_parser(sub, "synth-corpus", "generate the SynthGRID demo corpus (GRID layout) offline", cmd_synth_corpus,
+                  out="output folder (GRID layout); corpus.json is written last")
+    p = _stage_parser(sub, "manifest", "list a corpus's utterances with split and shard", cmd_manifest,
+                      out="manifest.parquet to write", rejected=REJ)
     p.add_argument("--root", help="corpus root (default: corpus.root of the config)")
-    p.add_argument("--out", required=True, help="manifest.parquet to write")
-    p.add_argument("--rejected", required=True, help="rejected table to write")
-    p.set_defaults(func=cmd_manifest)
-
-    p = sub.add_parser("decode", help="decode one shard's audio (16 kHz mono) and count frames (25 fps)")
-    _add_stage_args(p)
-    p.add_argument("--manifest", required=True)
-    p.add_argument("--shard", type=int, required=True)
-    p.add_argument("--out", required=True, help="audio store to write")
-    p.add_argument("--rejected", required=True, help="rejected table to write")
-    p.set_defaults(func=cmd_decode)
-
-    p = sub.add_parser("roi", help="96x96 grayscale mouth crops (landmarks, tracking, alignment) of one shard, + QC")
-    _add_stage_args(p)
-    p.add_argument("--manifest", required=True, help="manifest (video paths)")
-    p.add_argument("--audio", required=True, help="audio store (decode stage): utterances and their n_frames")
-    p.add_argument("--out", required=True, help="roi store to write")
-    p.add_argument("--qc", required=True, help="QC table to write")
-    p.add_argument("--rejected", required=True, help="rejected table to write")
-    p.set_defaults(func=cmd_roi)
-
-    p = sub.add_parser("mel", help="log-mel spectrogram of one audio shard (4 frames per video frame)")
-    _add_stage_args(p)
-    p.add_argument("--audio", required=True, help="audio store (decode stage) to read")
-    p.add_argument("--out", required=True, help="mel store to write")
-    p.add_argument("--rejected", required=True, help="rejected table to write")
-    p.set_defaults(func=cmd_mel)
-
-    p = sub.add_parser("ssl-features", help="50 Hz HuBERT-layer (or MFCC) features of one audio shard")
-    _add_stage_args(p)
-    p.add_argument("--audio", required=True, help="audio store (decode stage) to read")
-    p.add_argument("--out", required=True, help="ssl store to write")
-    p.add_argument("--rejected", required=True, help="rejected table to write")
-    p.set_defaults(func=cmd_ssl_features)
-
-    p = sub.add_parser("kmeans-fit", help="faiss k-means of the units on a sample of train frames of all ssl shards")
-    _add_stage_args(p)
-    p.add_argument("--manifest", required=True, help="manifest (for the train split)")
+    p = _stage_parser(sub, "decode", "decode one shard's audio (16 kHz mono) and count frames (25 fps)", cmd_decode,
+                      manifest="manifest to read", out="audio store to write", rejected=REJ)
+    p.add_argument("--shard", type=int, required=True, help="shard number")
+    _stage_parser(sub, "roi", "96x96 grayscale mouth crops (landmarks, tracking, alignment) of one shard, + QC", cmd_roi,
+                  manifest="manifest (video paths)", audio="audio store (decode stage): utterances and their n_frames",
+                  out="roi store to write", qc="QC table to write", rejected=REJ)
+    _stage_parser(sub, "mel", "log-mel spectrogram of one audio shard (4 frames per video frame)", cmd_mel,
+                  audio="audio store (decode stage) to read", out="mel store to write", rejected=REJ)
+    _stage_parser(sub, "ssl-features", "50 Hz HuBERT-layer (or MFCC) features of one audio shard", cmd_ssl_features,
+                  audio="audio store (decode stage) to read", out="ssl store to write", rejected=REJ)
+    p = _stage_parser(sub, "kmeans-fit", "faiss k-means of the units on a sample of train frames of all ssl shards",
+                      cmd_kmeans_fit, manifest="manifest (for the train split)", out="centroids .npy to write",
+                      json="kmeans .json to write (config hash, k, objective)")
     p.add_argument("--ssl", required=True, nargs="+", help="ssl stores")
-    p.add_argument("--out", required=True, help="centroids .npy to write")
-    p.add_argument("--json", required=True, help="kmeans .json to write (config hash, k, objective)")
-    p.set_defaults(func=cmd_kmeans_fit)
-
-    p = sub.add_parser("units", help="nearest-centroid units (2 per video frame) of one ssl shard")
-    _add_stage_args(p)
-    p.add_argument("--ssl", required=True, help="ssl store to read")
-    p.add_argument("--centroids", required=True, help="centroids .npy (kmeans-fit)")
-    p.add_argument("--out", required=True, help="units store to write")
-    p.add_argument("--rejected", required=True, help="rejected table to write")
-    p.set_defaults(func=cmd_units)
-
-    p = sub.add_parser("prosody", help="WORLD log-F0, voiced mask and energy (per video frame) of one audio shard")
-    _add_stage_args(p)
-    p.add_argument("--audio", required=True, help="audio store (decode stage) to read")
-    p.add_argument("--out", required=True, help="prosody store to write")
-    p.add_argument("--rejected", required=True, help="rejected table to write")
-    p.set_defaults(func=cmd_prosody)
-
-    p = sub.add_parser("prosody-stats", help="per-speaker log-F0 and energy mean/std over the train split")
-    _add_stage_args(p)
-    p.add_argument("--manifest", required=True, help="manifest (speakers, train split)")
+    _stage_parser(sub, "units", "nearest-centroid units (2 per video frame) of one ssl shard", cmd_units,
+                  ssl="ssl store to read", centroids="centroids .npy (kmeans-fit)", out="units store to write",
+                  rejected=REJ)
+    _stage_parser(sub, "prosody", "WORLD log-F0, voiced mask and energy (per video frame) of one audio shard",
+                  cmd_prosody, audio="audio store (decode stage) to read", out="prosody store to write", rejected=REJ)
+    p = _stage_parser(sub, "prosody-stats", "per-speaker log-F0 and energy mean/std over the train split",
+                      cmd_prosody_stats, manifest="manifest (speakers, train split)", out="stats .json to write")
     p.add_argument("--prosody", required=True, nargs="+", help="prosody stores")
-    p.add_argument("--out", required=True, help="stats .json to write")
-    p.set_defaults(func=cmd_prosody_stats)
 
     p = sub.add_parser("train", help="train one experiment (LTBS model) on the train split, validating on val")
     _add_stage_args(p)
