@@ -138,25 +138,34 @@ def model_config(preset: str = "paper", overrides: Optional[Mapping[str, Any]] =
     return check_model_config(cfg)
 
 
+def check_flat_config(
+    section: str, cfg: Mapping[str, Any], reference: Mapping[str, Any], choices: Mapping[str, tuple]
+) -> dict[str, Any]:
+    """The checks model and train configs share: exactly the reference's keys, each of the
+    reference value's type, enumerated keys within their choices. Returns a deep copy
+    (tuples as lists); raises :class:`ConfigError` naming the first bad key."""
+    for key in cfg:
+        if key not in reference:
+            raise ConfigError(f"{section} config key {key}: unknown key (known: {', '.join(sorted(reference))})")
+    missing = [k for k in reference if k not in cfg]
+    if missing:
+        raise ConfigError(f"{section} config key {missing[0]}: missing (build configs with {section}_config())")
+    out = {k: (list(v) if isinstance(v, tuple) else copy.deepcopy(v)) for k, v in cfg.items()}
+    for key, value in out.items():
+        check_type(section, key, value, reference[key])
+    for key, allowed in choices.items():
+        if out[key] not in allowed:
+            raise ConfigError(f"{section} config key {key}: {out[key]!r} is not one of {', '.join(allowed)}")
+    return out
+
+
 def check_model_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """Check a complete flat model config (every key of a preset, nothing else); returns a copy.
 
     Raises:
         ConfigError: one line naming the first unknown, missing or bad key.
     """
-    reference = PRESETS["paper"]
-    for key in cfg:
-        if key not in reference:
-            raise ConfigError(f"model config key {key}: unknown key (known: {', '.join(sorted(reference))})")
-    missing = [k for k in reference if k not in cfg]
-    if missing:
-        raise ConfigError(f"model config key {missing[0]}: missing (build configs with model_config())")
-    cfg = {k: (list(v) if isinstance(v, tuple) else copy.deepcopy(v)) for k, v in cfg.items()}
-    for key, value in cfg.items():
-        check_type("model", key, value, reference[key])
-    for key, allowed in _CHOICES.items():
-        if cfg[key] not in allowed:
-            raise ConfigError(f"model config key {key}: {cfg[key]!r} is not one of {', '.join(allowed)}")
+    cfg = check_flat_config("model", cfg, PRESETS["paper"], _CHOICES)
     for key in _ODD:
         if cfg[key] % 2 != 1:
             raise ConfigError(f"model config key {key}: must be odd, got {cfg[key]}")

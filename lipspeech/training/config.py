@@ -6,7 +6,7 @@ import copy
 from typing import Any, Mapping, Optional
 
 from lipspeech.config import ConfigError
-from lipspeech.models.presets import check_type
+from lipspeech.models.presets import check_flat_config
 
 TRAIN_DEFAULTS: dict[str, Any] = {
     "seed": 1234,  # seeds python, numpy and torch; also the data order and augmentation
@@ -69,18 +69,7 @@ def train_config(overrides: Optional[Mapping[str, Any]] = None) -> dict[str, Any
 
 def check_train_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """Check a complete training config; returns a copy (raises :class:`ConfigError`)."""
-    for key in cfg:
-        if key not in TRAIN_DEFAULTS:
-            raise ConfigError(f"train config key {key}: unknown key (known: {', '.join(sorted(TRAIN_DEFAULTS))})")
-    missing = [k for k in TRAIN_DEFAULTS if k not in cfg]
-    if missing:
-        raise ConfigError(f"train config key {missing[0]}: missing (build configs with train_config())")
-    cfg = {k: (list(v) if isinstance(v, tuple) else copy.deepcopy(v)) for k, v in cfg.items()}
-    for key, value in cfg.items():
-        check_type("train", key, value, TRAIN_DEFAULTS[key])
-    for key, allowed in _CHOICES.items():
-        if cfg[key] not in allowed:
-            raise ConfigError(f"train config key {key}: {cfg[key]!r} is not one of {', '.join(allowed)}")
+    cfg = check_flat_config("train", cfg, TRAIN_DEFAULTS, _CHOICES)
     for key in _POSITIVE:
         if cfg[key] <= 0:
             raise ConfigError(f"train config key {key}: must be > 0, got {cfg[key]}")
