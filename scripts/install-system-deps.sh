@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install the system programs lipspeech needs (ffmpeg, espeak-ng) when missing.
+# Install the system programs lipspeech needs (ffmpeg, espeak-ng, chromium) when missing.
 # As root it runs apt-get; otherwise it prints the exact command to run.
 set -euo pipefail
 
@@ -8,6 +8,8 @@ command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || need+
 command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
 # libespeak-ng is used through ctypes for phoneme timings
 ldconfig -p 2>/dev/null | grep -q 'libespeak-ng.so.1' || need+=(libespeak-ng1)
+# headless Chromium renders report.html in the tests (audio players, images); Debian's package is "chromium"
+command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || need+=(chromium)
 [ "${#need[@]}" -eq 0 ] && exit 0
 
 if ! command -v apt-get >/dev/null 2>&1; then
