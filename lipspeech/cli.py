@@ -236,6 +236,22 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from lipspeech.evaluation.report import build_report
+
+    cfg = _stage_config(args)
+    results = Path(args.results or f"results/{cfg['corpus']['name']}")
+    html_out = Path(args.html) if args.html else results / "report.html"
+    md_out = Path(args.md) if args.md else results / "report.md"
+    _torch_threads(args.threads)
+    data = build_report(results, cfg, html_out, md_out, systems=args.systems, progress=_progress(args))
+    print(f"report {data.corpus}: {len(data.systems)} systems, {len(data.examples)} examples, {len(data.notes)} notes "
+          f"-> {html_out} ({html_out.stat().st_size / 1e6:.2f} MB), {md_out}")
+    for note in data.notes:
+        print(f"  note: {note}")
+    return 0
+
+
 def _add_stage_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="config.yaml to read (defaults are used for missing keys)")
     p.add_argument("--params", help="JSON object of config sections overriding --config (what Snakemake passes)")
@@ -306,6 +322,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--temperature", type=float, help="std of the post-net prior (default: the model's)")
     p.set_defaults(func=cmd_synthesize)
+
+    p = sub.add_parser("report", help="report.html (metrics, audio players, plots; self-contained) + report.md")
+    _add_stage_args(p)
+    p.add_argument("--results", help="results/{corpus} folder (default: from corpus.name)")
+    p.add_argument("--systems", nargs="+",
+                   help="rows, in order (default: ground_truth gt_vocoded and every experiment of the config)")
+    p.add_argument("--html", help="page to write (default: {results}/report.html)")
+    p.add_argument("--md", help="Markdown summary to write (default: {results}/report.md)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("summary", help="one-screen summary of a corpus's results folder")
     p.add_argument("results", help="results/{corpus} folder")
