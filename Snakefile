@@ -22,6 +22,7 @@ include: "workflow/rules/decode.smk"
 include: "workflow/rules/roi.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/model.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

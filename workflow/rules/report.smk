@@ -1,0 +1,34 @@
+# The report: one self-contained HTML page (+ Markdown) comparing every system on the test split.
+# Systems: the ground-truth audio, ground-truth mels through the vocoder, then each experiment.
+
+REPORT_SYSTEMS = ["ground_truth", "gt_vocoded"] + [e["name"] for e in config["experiments"]]
+
+
+rule report:
+    """results/{corpus}/report.html (metrics table, WER per speaker, audio players, mel and F0
+    plots of report.n_examples test utterances; audio and images embedded) and report.md.
+    The ground truth has no audio.parquet: its audio, mels and F0 come from the shards."""
+    input:
+        manifest=f"{RESULTS}/manifest.parquet",
+        audio=shard_outputs("audio"),
+        mel=shard_outputs("mel"),
+        prosody=shard_outputs("prosody"),
+        summaries=expand(f"{RESULTS}/eval/{{system}}/summary.json", system=REPORT_SYSTEMS),
+        metrics=expand(f"{RESULTS}/eval/{{system}}/metrics.parquet", system=REPORT_SYSTEMS),
+        vocoded=expand(f"{RESULTS}/eval/{{system}}/audio.parquet", system=REPORT_SYSTEMS[1:]),
+    output:
+        html=f"{RESULTS}/report.html",
+        md=f"{RESULTS}/report.md",
+    params:
+        # mel and prosody: the examples' mels and F0 are computed like the targets
+        cfg=params_json("report", "corpus", "mel", "prosody", "model", "experiments"),
+        results=RESULTS,
+    log:
+        f"{RESULTS}/logs/report.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    shell:
+        "lipspeech report --params {params.cfg:q} --results {params.results:q} --html {output.html:q}"
+        " --md {output.md:q} --threads {threads} --no-progress 2>&1 | tee {log:q}"
