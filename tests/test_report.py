@@ -1,0 +1,401 @@
+"""The report stage: HTML/Markdown content from fake stores in the shared eval format,
+example selection, per-speaker WER, the rule, and the page rendered in headless Chromium."""
+
+import base64
+import io
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import wave
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from lipspeech.cli import main
+from lipspeech.config import validate_config
+from lipspeech.data.manifest import shard_name
+from lipspeech.evaluation.report import (
+    GROUND_TRUTH, GT_VOCODED, METRICS, SystemResult, build_report, select_examples, speaker_wer, wav_bytes,
+)
+from lipspeech.features.mel import mel_shard
+from lipspeech.features.prosody import prosody_shard
+from lipspeech.store import Store, StoreMeta, write_store
+
+REPO = Path(__file__).resolve().parents[1]
+SR = 16000
+SHARDS = 2
+EXPERIMENTS = ["ltbs", "no_pitch"]
+SYSTEMS = [GROUND_TRUTH, GT_VOCODED, *EXPERIMENTS]
+# per-utterance WER of each system, by test utterance (s1_0..s1_3, s2_0..s2_3)
+TEST_UTTS = [f"s{s}_{i}" for s in (1, 2) for i in range(4)]
+UTT_WER = {
+    GROUND_TRUTH: [0.0] * 8,
+    GT_VOCODED: [0.0, 0.0, 1 / 6, 0.0, 0.0, 0.0, 0.0, 1 / 6],
+    "ltbs": [0.0, 1 / 6, 2 / 6, 0.5, 1 / 6, 0.0, 4 / 6, 2 / 6],
+    "no_pitch": [1 / 6, 2 / 6, 2 / 6, 0.5, 2 / 6, 1 / 6, 4 / 6, 3 / 6],
+}
+SUMMARY = {  # what evaluate would write; the report must show exactly these (formatted)
+    GROUND_TRUTH: {"wer": 0.0, "cer": 0.0, "stoi": float("nan"), "estoi": float("nan"), "pesq_nb": float("nan"),
+                   "mcd": float("nan"), "f0_mean": 118.04, "f0_std": 12.61, "vuv_error": float("nan"),
+                   "energy_mae": float("nan")},
+    GT_VOCODED: {"wer": 0.041666, "cer": 0.0213, "stoi": 0.9312, "estoi": 0.8547, "pesq_nb": 3.4049, "mcd": 2.131,
+                 "f0_mean": 117.5, "f0_std": 12.9, "vuv_error": 0.0412, "energy_mae": 0.1234},
+    "ltbs": {"wer": 0.1707, "cer": 0.0917, "stoi": 0.6123, "estoi": 0.4011, "pesq_nb": 1.5551, "mcd": 4.876,
+             "f0_mean": 121.3, "f0_std": 9.97, "vuv_error": 0.1502, "energy_mae": 1.0249},
+    "no_pitch": {"wer": 0.2211, "cer": 0.1305, "stoi": 0.6544, "estoi": 0.3876, "pesq_nb": 1.49, "mcd": 5.02,
+                 "f0_mean": 117.9, "f0_std": 4.2, "vuv_error": 0.2001, "energy_mae": 1.3},
+}
+F0_SHIFT = {GT_VOCODED: 1.0, "ltbs": 1.15, "no_pitch": 1.0}
+REF = "bin blue at f two now"
+
+
+def voice(n_frames: int, f0: float, seed: int, flat: bool = False) -> np.ndarray:
+    """(n_frames * 640,) a buzzy vowel-like tone with a gliding F0 and silent edges."""
+    n = n_frames * 640
+    t = np.arange(n) / SR
+    contour = np.full(n, f0) if flat else f0 * (1 + 0.15 * np.sin(2 * np.pi * 1.5 * t))
+    phase = 2 * np.pi * np.cumsum(contour) / SR
+    x = sum(np.sin(k * phase) / k for k in range(1, 12))
+    env = np.clip(np.minimum(t - 0.12, t[-1] - 0.12 - t) * 10, 0, 1)
+    rng = np.random.default_rng(seed)
+    return (0.25 * x * env + 1e-4 * rng.standard_normal(n)).astype(np.float32)
+
+
+def frames_of(i: int) -> int:
+    return 24 + 3 * i  # 0.96 s .. 1.80 s
+
+
+def build_results(root: Path) -> Path:
+    """results/{corpus} with manifest, audio/mel/prosody shards and eval/{system} in the shared format."""
+    res = root / "results" / "fake"
+    utts = TEST_UTTS + ["s1_train"]
+    rows = []
+    for i, utt in enumerate(utts):
+        spk = utt.split("_")[0]
+        rows.append({"utt": utt, "speaker": spk, "split": "train" if "train" in utt else "test", "shard": i % SHARDS,
+                     "text": REF.replace("two", str(i)), "duration": frames_of(i) / 25})
+    manifest = pd.DataFrame(rows)
+    write_store(res / "manifest.parquet", StoreMeta("manifest", "x"), list(manifest["utt"]),
+                {c: list(manifest[c]) for c in manifest.columns if c != "utt"})
+    base_f0 = {"s1": 110.0, "s2": 180.0}
+    gt_audio = {u: voice(frames_of(i), base_f0[u.split("_")[0]], i) for i, u in enumerate(utts)}
+    cfg = validate_config({})
+    for shard in range(SHARDS):
+        mine = [u for i, u in enumerate(utts) if i % SHARDS == shard]
+        n = [len(gt_audio[u]) // 640 for u in mine]
+        path = res / "audio" / f"{shard_name(shard)}.parquet"
+        write_store(path, StoreMeta("decode", "x"), mine, {"n_frames": n, "duration": [k / 25 for k in n]},
+                    {"audio": [gt_audio[u] for u in mine]})
+        mel_shard(path, cfg["mel"], res / "mel" / path.name, res / "mel" / f"{shard_name(shard)}.rejected.parquet",
+                  progress=False)
+        prosody_shard(path, cfg["prosody"], cfg["mel"], res / "prosody" / path.name,
+                      res / "prosody" / f"{shard_name(shard)}.rejected.parquet", progress=False)
+    for system in SYSTEMS:
+        folder = res / "eval" / system
+        folder.mkdir(parents=True)
+        if system != GROUND_TRUTH:
+            audio = [voice(frames_of(i), base_f0[u[:2]] * F0_SHIFT[system], 100 + i, flat=system == "no_pitch")
+                     for i, u in enumerate(TEST_UTTS)]
+            n = [len(a) // 640 for a in audio]
+            write_store(folder / "audio.parquet",
+                        StoreMeta("vocode", "x", extra={"system": system, "vocoder": "griffin_lim (32 iterations)"}),
+                        TEST_UTTS, {"n_frames": n, "duration": [k / 25 for k in n]}, {"audio": audio})
+        metrics = pd.DataFrame({
+            "utt": TEST_UTTS, "speaker": [u[:2] for u in TEST_UTTS],
+            "ref": [manifest.set_index("utt").at[u, "text"] for u in TEST_UTTS],
+            "hyp": [f"{system} says {u}" for u in TEST_UTTS], "wer": UTT_WER[system], "cer": [0.1] * 8,
+            **{m.key: [0.5] * 8 for m in METRICS if m.key not in ("wer", "cer")},
+        })
+        metrics.to_parquet(folder / "metrics.parquet")
+        summary = {"system": system, "n": 8, **SUMMARY[system], "asr": "pocketsphinx en-us (test)"}
+        (folder / "summary.json").write_text(json.dumps(summary))
+    return res
+
+
+def report_config(**report) -> dict:
+    cfg = validate_config({"corpus": {"name": "fake"}, "report": report,
+                           "experiments": [{"name": "ltbs", "description": "the full model"},
+                                           {"name": "no_pitch", "overrides": {"use_pitch": False}}]})
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """One fake results folder and its default report (3 examples x 4 systems)."""
+    root = tmp_path_factory.mktemp("report")
+    res = build_results(root)
+    data = build_report(res, report_config(), res / "report.html", res / "report.md")
+    return res, data, (res / "report.html").read_text(), (res / "report.md").read_text()
+
+
+class DomReader(HTMLParser):
+    """Attributes of audio/img/tr/body elements and the text of table cells by row."""
+
+    def __init__(self):
+        super().__init__()
+        self.audio, self.img, self.rows, self.body = [], [], [], {}
+        self._row = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "audio":
+            self.audio.append(attrs)
+        elif tag == "img":
+            self.img.append(attrs)
+        elif tag == "body":
+            self.body = attrs
+        elif tag == "tr" and "data-system" in attrs:
+            self._row = {"system": attrs["data-system"], "cells": []}
+            self.rows.append(self._row)
+        elif tag == "td" and self._row is not None:
+            self._row["cells"].append("")
+
+    def handle_endtag(self, tag):
+        if tag == "tr":
+            self._row = None
+
+    def handle_data(self, data):
+        if self._row is not None and self._row["cells"]:
+            self._row["cells"][-1] += data
+
+
+def parse(page: str) -> DomReader:
+    reader = DomReader()
+    reader.feed(page)
+    return reader
+
+
+def decode_wav(uri: str) -> tuple[int, np.ndarray]:
+    assert uri.startswith("data:audio/wav;base64,")
+    with wave.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))) as w:
+        assert (w.getnchannels(), w.getsampwidth()) == (1, 2)
+        return w.getframerate(), np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+
+
+def test_metrics_table_rows_and_numbers(built):
+    res, data, page, _ = built
+    dom = parse(page)
+    table = [r for r in dom.rows]
+    assert [r["system"] for r in table] == SYSTEMS
+    labels = [r["cells"][0] for r in table]
+    assert labels == ["ground truth audio", "ground-truth mel through the vocoder", "ltbs", "no_pitch"]
+    header = re.search(r"<table id=\"metrics\"><thead>(.*?)</thead>", page).group(1)
+    for needle in ("WER (%) ↓", "CER (%) ↓", "STOI ↑", "ESTOI ↑", "PESQ-nb ↑", "MCD (dB) ↓", "F0 mean (Hz) ≈GT",
+                   "F0 std (Hz) ≈GT", "V/UV error (%) ↓", "energy MAE ↓"):
+        assert needle in header
+    cells = {r["system"]: dict(zip(["n"] + [m.key for m in METRICS], r["cells"][1:])) for r in table}
+    assert cells["ltbs"] == {"n": "8", "wer": "17.07", "cer": "9.17", "stoi": "0.612", "estoi": "0.401",
+                             "pesq_nb": "1.56", "mcd": "4.88", "f0_mean": "121.3", "f0_std": "10.0",
+                             "vuv_error": "15.0", "energy_mae": "1.02"}
+    assert cells[GT_VOCODED]["wer"] == "4.17" and cells[GT_VOCODED]["energy_mae"] == "0.123"
+    # NaN (a metric that does not apply to the ground truth against itself) is a dash
+    assert cells[GROUND_TRUTH]["stoi"] == cells[GROUND_TRUTH]["pesq_nb"] == "—"
+    assert cells[GROUND_TRUTH]["f0_mean"] == "118.0"
+    # bold = best experiment: ltbs wins WER; no_pitch wins STOI and F0 mean (closest to 118.04), ltbs F0 std
+    row_html = {s: re.search(rf'<tr [^>]*data-system="{s}">(.*?)</tr>', page).group(1) for s in SYSTEMS}
+    bolded = {s: set(re.findall(r'data-metric="(\w+)"><b>', h)) for s, h in row_html.items()}
+    assert bolded[GROUND_TRUTH] == bolded[GT_VOCODED] == set()  # references do not compete
+    assert bolded["ltbs"] == {"wer", "cer", "estoi", "pesq_nb", "mcd", "f0_std", "vuv_error", "energy_mae"}
+    assert bolded["no_pitch"] == {"stoi", "f0_mean"}
+    # header facts
+    assert "pocketsphinx en-us (test)" in page and "8 (2 speakers)" in page and data.n_test == 8
+    assert "griffin_lim (32 iterations)" in page  # the vocoder, in what the gt_vocoded row is
+    assert "without pitch predictor" in page and "the full model" in page
+
+
+def test_examples_audio_and_images(built):
+    res, data, page, _ = built
+    dom = parse(page)
+    # 3 examples x 4 systems, every one a 16-bit WAV equal to its source (to the 16-bit step)
+    assert len(data.examples) == 3 and len(dom.audio) == 3 * len(SYSTEMS)
+    gt = {u: Store(res / "audio" / f"{shard_name(i % SHARDS)}.parquet") for i, u in enumerate(TEST_UTTS)}
+    for attrs in dom.audio:
+        sr, pcm = decode_wav(attrs["src"])
+        utt, system = attrs["data-utt"], attrs["data-system"]
+        if system == GROUND_TRUTH:
+            store = gt[utt]
+        else:
+            store = Store(res / "eval" / system / "audio.parquet")
+        source = store.array("audio", store.row_index()[utt])
+        assert sr == SR and len(pcm) == len(source)
+        assert np.max(np.abs(pcm / 32767.0 - source)) <= 1.0 / 32767
+    assert len(dom.img) == 3
+    for attrs in dom.img:
+        png = base64.b64decode(attrs["src"].split(",", 1)[1])
+        assert attrs["src"].startswith("data:image/png;base64,") and png[:8] == b"\x89PNG\r\n\x1a\n"
+        width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+        assert width == 7 * 80 and 400 < height < 600  # 7 in at 80 dpi; 4 mel panels + F0: about 5.4 in
+    # reference text and every system's transcript beside the players
+    for ex in data.examples:
+        section = re.search(rf'<section class="example" data-utt="{ex.utt}">(.*?)</section>', page).group(1)
+        assert REF.split()[0] in section and ex.text in section
+        for s in SYSTEMS:
+            assert f"{s} says {ex.utt}" in section
+    # the F0 the plots use: the systems' from their audio, the ground truth's from the prosody store
+    ex = data.examples[0]
+    f0 = {t.system: np.nanmedian(t.f0) for t in ex.tracks}
+    assert f0["ltbs"] == pytest.approx(1.15 * f0[GROUND_TRUTH], rel=0.05)
+    assert f0[GT_VOCODED] == pytest.approx(f0[GROUND_TRUTH], rel=0.05)
+
+
+def test_page_is_self_contained_and_small(built):
+    res, _, page, _ = built
+    assert not re.search(r"https?://|<link|@import|url\(", page)
+    for src in re.findall(r'src="([^"]*)"', page):
+        assert src.startswith("data:")
+    assert "<style>" in page and "<script>" in page
+    # 12 players of 1-1.5 s and 3 figures: well under a megabyte and a half
+    assert (res / "report.html").stat().st_size < 1.5e6
+    assert not list(res.glob(".report.*"))  # atomic writes leave no temporary files
+
+
+def test_markdown_summary(built):
+    res, data, _, md = built
+    lines = md.splitlines()
+    header = next(l for l in lines if l.startswith("| system"))
+    assert "WER (%) ↓" in header and "F0 mean (Hz) ≈GT" in header
+    table = [l for l in lines if l.startswith("| ")]
+    assert table[2].startswith("| ground truth audio | 8 | 0.00 | 0.00 | — |")
+    assert table[3].startswith("| ground-truth mel through the vocoder | 8 | 4.17 |")
+    assert table[4].startswith("| ltbs | 8 | **17.07** | **9.17** | 0.612 |")
+    assert table[5].startswith("| no_pitch | 8 | 22.11 | 13.05 | **0.654** |")
+    assert "- **no_pitch**: preset tiny; without pitch predictor." in md
+    assert f"`{data.cfg_hash}`" in md and "lipspeech 0.1.0, git commit" in md
+    assert "## WER per speaker (%)" in md and md.count("says") == 3 * len(SYSTEMS)
+
+
+def test_speaker_wer_weights_utterances_by_reference_words():
+    metrics = pd.DataFrame({"speaker": ["a", "a", "b", "b"], "ref": ["one two", "one two three four", "x", None],
+                            "wer": [0.5, 0.25, 1.0, 0.7]})
+    out = speaker_wer(metrics)
+    # a: (0.5*2 + 0.25*4) / 6 errors per word; b: the empty reference weighs nothing
+    assert out == {"a": (pytest.approx(2 / 6), 2), "b": (pytest.approx(1.0), 2)}
+
+
+def test_speaker_table_in_page(built):
+    _, data, page, _ = built
+    # every reference has 6 words, so the weighted WER is the plain mean over the speaker's utterances
+    expected = {spk: np.mean(UTT_WER["ltbs"][k:k + 4]) for spk, k in (("s1", 0), ("s2", 4))}
+    assert data.speakers["ltbs"] == {"s1": (pytest.approx(expected["s1"]), 4), "s2": (pytest.approx(expected["s2"]), 4)}
+    row = re.search(r"<tr><td>s2</td>(.*?)</tr>", page).group(1)
+    assert f"{expected['s2'] * 100:.2f}" in row
+
+
+def _fake_system(name, kind, wers):
+    utts = [f"u{i}" for i in range(len(wers))]
+    return SystemResult(name, name, kind, "", {"wer": 0.0}, pd.DataFrame({"utt": utts, "wer": wers}).set_index("utt",
+                                                                                                            drop=False))
+
+
+def test_example_selection_is_deterministic():
+    systems = [_fake_system(GROUND_TRUTH, "reference", [0.0] * 7),
+               _fake_system("a", "experiment", [0.9, 0.1, 0.5, 0.3, 0.4, float("nan"), 0.0]),
+               _fake_system("b", "experiment", [0.7, 0.1, 0.3, 0.3, 0.4, float("nan"), 0.2])]
+    cands = [f"u{i}" for i in range(7)][::-1]
+    # means: u0 .8, u1 .1, u2 .4, u3 .3, u4 .4, u5 nan, u6 .1; median .35 -> u3 (.05), then u2/u4 (.05) by id
+    assert select_examples(cands, systems, 3, "median_wer") == ["u2", "u3", "u4"]
+    assert select_examples(cands, systems, 2, "sorted") == ["u0", "u1"]
+    assert select_examples(cands, systems, 0, "median_wer") == []
+    assert select_examples(cands, systems, 50, "median_wer") == sorted(cands)  # the NaN one comes last, but comes
+    with pytest.raises(ValueError):
+        select_examples(cands, systems, 1, "best")
+
+
+def test_wav_bytes_is_16bit_pcm_and_clips():
+    x = np.array([0.0, 0.5, -0.5, 2.0, -2.0, np.nan], dtype=np.float32)
+    sr, pcm = decode_wav("data:audio/wav;base64," + base64.b64encode(wav_bytes(x)).decode())
+    assert sr == SR and pcm.tolist() == [0, 16384, -16384, 32767, -32767, 0]
+
+
+def test_missing_system_is_a_noted_row_not_a_crash(built, tmp_path):
+    res, _, _, _ = built
+    data = build_report(res, report_config(n_examples=1, selection="sorted"), tmp_path / "r.html", tmp_path / "r.md",
+                        systems=[GROUND_TRUTH, "ltbs", "ghost"])
+    page = (tmp_path / "r.html").read_text()
+    dom = parse(page)
+    assert [r["system"] for r in dom.rows] == [GROUND_TRUTH, "ltbs", "ghost"]
+    assert dom.rows[2]["cells"][1:] == ["—"] * (1 + len(METRICS))
+    assert any("ghost" in n and "summary.json" in n for n in data.notes) and "<h2>Notes</h2>" in page
+    # the example still has the players of the systems that exist
+    assert [e.utt for e in data.examples] == ["s1_0"] and len(dom.audio) == 2
+
+
+def test_cli(built, tmp_path, capsys):
+    res, _, _, _ = built
+    params = json.dumps({"corpus": {"name": "fake"}, "report": {"n_examples": 1, "selection": "sorted"},
+                         "experiments": [{"name": "ltbs"}, {"name": "no_pitch"}]})
+    assert main(["report", "--params", params, "--results", str(res), "--html", str(tmp_path / "r.html"),
+                 "--md", str(tmp_path / "r.md"), "--no-progress"]) == 0
+    assert "4 systems, 1 examples, 0 notes" in capsys.readouterr().out
+    assert len(parse((tmp_path / "r.html").read_text()).audio) == len(SYSTEMS)
+    assert (tmp_path / "r.md").read_text().startswith("# lipspeech report: fake")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html", "r.md"]  # nothing temporary left behind
+
+
+def test_rule_inputs(built, tmp_path):
+    """The report rule finds every input it declares in the shared layout (evaluate's outputs given)."""
+    res, _, _, _ = built
+    work = tmp_path / "wf"
+    shutil.copytree(res, work / "results" / "fake", ignore=shutil.ignore_patterns("report.*"))
+    config = {"corpus": {"name": "fake"}, "manifest": {"shards": SHARDS}, "experiments": [{"name": "ltbs"},
+                                                                                         {"name": "no_pitch"}]}
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    bin_dir = Path(sys.executable).parent
+    proc = subprocess.run(
+        [str(bin_dir / "snakemake"), "results/fake/report.html", "-n", "-p", "-s", str(REPO / "Snakefile"),
+         "-d", str(work), "--configfile", str(work / "config.yaml"), "--cores", "1", "--allowed-rules", "report"],
+        capture_output=True, text=True, cwd=work,
+    )
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 0, text[-3000:]
+    assert re.search(r"^report\s+1\s*$", text, re.M) and "--md results/fake/report.md" in text.replace("'", "")
+
+
+# ------------------------------------------------------------------------- headless Chromium
+
+def chromium_binary() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def test_page_renders_in_headless_chromium(built, tmp_path):
+    """Every player decodes its WAV to the right duration and every PNG decodes, in a real browser."""
+    binary = chromium_binary()
+    if binary is None:
+        if os.geteuid() == 0:
+            pytest.fail("chromium is not installed: run scripts/install-system-deps.sh (apt-get install chromium)")
+        pytest.skip("chromium is not installed and we are not root: sudo apt-get install chromium")
+    res, data, page, _ = built
+    start = time.monotonic()
+    proc = subprocess.run(
+        [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+         "--mute-audio", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=30000", "--dump-dom",
+         (res / "report.html").as_uri()],
+        capture_output=True, text=True, timeout=180,
+    )
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dom = parse(proc.stdout)
+    assert dom.body.get("data-media-checked") == str(3 * len(SYSTEMS)), (
+        f"not every audio element loaded within the budget ({elapsed:.1f} s): {proc.stderr[-1000:]}")
+    expected = {}
+    for ex in data.examples:
+        for t in ex.tracks:
+            expected[(ex.utt, t.system)] = len(t.audio) / SR
+    assert len(dom.audio) == len(expected)
+    for attrs in dom.audio:
+        duration = attrs.get("data-duration")
+        assert duration not in (None, "error"), attrs.get("data-system")
+        assert math.isfinite(float(duration)) and float(duration) > 0
+        assert float(duration) == pytest.approx(expected[(attrs["data-utt"], attrs["data-system"])], abs=0.05)
+    assert len(dom.img) == 3 and all(int(a["data-natural-width"]) == 560 for a in dom.img)
+    assert [r["system"] for r in dom.rows] == SYSTEMS
+    assert [r["cells"][0] for r in dom.rows][:2] == ["ground truth audio", "ground-truth mel through the vocoder"]
