@@ -252,7 +252,7 @@ def best_rows(systems: Sequence[SystemResult]) -> dict[str, set[str]]:
             scores = {s.name: sign * float(s.summary[m.key]) for s in exps if is_number(s.summary.get(m.key))}
         if scores:
             low = min(scores.values())
-            # ties at the displayed precision share the bold
+            # exact ties share the bold
             best[m.key] = {n for n, v in scores.items() if abs(v - low) <= 1e-12 + 1e-9 * abs(low)}
     return best
 
@@ -466,7 +466,7 @@ def build_examples(
         tracks = []
         for s in systems:
             row = s.metrics.loc[utt] if s.metrics is not None and utt in s.metrics.index else None
-            hyp = None if row is None or "hyp" not in row.index or row["hyp"] is None else str(row["hyp"])
+            hyp = row["hyp"] if row is not None and isinstance(row.get("hyp"), str) else None  # NaN: no transcript
             wer = float(row["wer"]) if row is not None and is_number(row["wer"]) else None
             t = ExampleTrack(s.name, s.label, None, hyp, wer)
             try:
@@ -487,7 +487,8 @@ def build_examples(
             except (StoreError, KeyError, ValueError) as exc:
                 t.note = one_line(exc)
             tracks.append(t)
-        ex = Example(utt, str(info.at[utt, "speaker"]), str(info.at[utt, "text"] or ""), tracks)
+        text = info.at[utt, "text"]
+        ex = Example(utt, str(info.at[utt, "speaker"]), text if isinstance(text, str) else "", tracks)
         if any(t.mel is not None for t in tracks):
             ex.png = example_figure(ex, dpi, float(mel_cfg["log_floor"]))
         out.append(ex)
