@@ -110,8 +110,9 @@ def test_invconv_groups_span_both_coupling_halves():
         {},
         {"upsample": "transposed"},
         {"frontend": "paper", "frontend_channels": [8, 8, 16, 16, 32]},
+        {"frontend_downsample": 2},
     ],
-    ids=["tiny", "transposed-upsample", "paper-frontend"],
+    ids=["tiny", "transposed-upsample", "paper-frontend", "downsampled-input"],
 )
 def test_padding_does_not_change_valid_outputs(overrides):
     torch.manual_seed(0)
@@ -196,6 +197,8 @@ def test_model_config_rejects_unknown_keys_and_bad_values():
         model_config("tiny", {"enc_kernel": 4})
     with pytest.raises(ConfigError, match="use_pitch: expected bool"):
         model_config("tiny", {"use_pitch": "no"})
+    with pytest.raises(ConfigError, match="frontend_downsample: must be >= 1"):
+        model_config("tiny", {"frontend_downsample": 0})
     with pytest.raises(ConfigError, match="preset 'huge'"):
         model_config("huge")
     assert set(PRESETS["tiny"]) == set(PRESETS["paper"])

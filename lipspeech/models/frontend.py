@@ -146,10 +146,37 @@ class TinyFrontEnd(nn.Module):
         return _unpack_valid(x, mask)
 
 
-def build_frontend(kind: str, channels: Sequence[int]) -> nn.Module:
-    """The front-end named ``kind`` ("paper" or "tiny") with the given widths."""
+class InputDownsample(nn.Module):
+    """Average-pool each frame by ``factor`` before a front-end (cheaper CPU training).
+
+    Pooling is per frame, so zero (padded) frames stay exactly zero and the
+    front-end's padding invariance is kept.
+
+    Args:
+        frontend: the front-end that receives the smaller frames.
+        factor: spatial pooling factor (>= 2).
+    """
+
+    def __init__(self, frontend: nn.Module, factor: int):
+        super().__init__()
+        self.factor = int(factor)
+        self.inner = frontend
+        self.out_dim = frontend.out_dim
+
+    def forward(self, video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, T, 1, H, W), (B, T) -> (B, T, out_dim); H and W are pooled by ``factor`` first."""
+        b, t = video.shape[:2]
+        small = nn.functional.avg_pool2d(video.flatten(0, 1), self.factor, ceil_mode=True)
+        return self.inner(small.unflatten(0, (b, t)), mask)
+
+
+def build_frontend(kind: str, channels: Sequence[int], downsample: int = 1) -> nn.Module:
+    """The front-end named ``kind`` ("paper" or "tiny") with the given widths, fed frames
+    average-pooled by ``downsample`` (1: full resolution)."""
     if kind == "paper":
-        return PaperFrontEnd(channels)
-    if kind == "tiny":
-        return TinyFrontEnd(channels)
-    raise ValueError(f"unknown front-end {kind!r} (known: paper, tiny)")
+        frontend: nn.Module = PaperFrontEnd(channels)
+    elif kind == "tiny":
+        frontend = TinyFrontEnd(channels)
+    else:
+        raise ValueError(f"unknown front-end {kind!r} (known: paper, tiny)")
+    return InputDownsample(frontend, downsample) if downsample > 1 else frontend

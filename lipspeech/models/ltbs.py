@@ -298,7 +298,7 @@ def build_model(cfg: Mapping[str, Any]) -> LTBSModel:
     """Build an :class:`LTBSModel` from a flat model config (see :func:`lipspeech.models.presets.model_config`)."""
     cfg = check_model_config(cfg)
     d = cfg["d_model"]
-    frontend = build_frontend(cfg["frontend"], cfg["frontend_channels"])
+    frontend = build_frontend(cfg["frontend"], cfg["frontend_channels"], cfg["frontend_downsample"])
     encoder = Conformer(d, cfg["enc_layers"], cfg["enc_heads"], cfg["enc_ffn"], cfg["enc_kernel"], cfg["dropout"])
     adaptor = VarianceAdaptor(
         d,

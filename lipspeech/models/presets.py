@@ -22,6 +22,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         # --- visual front-end
         "frontend": "paper",  # 3D conv (5x7x7, stride 1x2x2) + max-pool + ResNet-18 trunk per frame (paper)
         "frontend_channels": [64, 64, 128, 256, 512],  # 3D stem, then the 4 ResNet-18 stages (ResNet-18 widths)
+        "frontend_downsample": 1,  # average-pool each 88x88 crop by this factor first (1: full resolution) (ours)
         # --- conformer encoder h_v
         "d_model": 384,  # hidden size of the encoder (paper, GRID)
         "enc_heads": 6,  # attention heads (paper, GRID)
@@ -181,6 +182,8 @@ def check_model_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"model config key frontend_channels: the paper front-end needs 5 widths, got {widths}")
     if cfg["frontend"] == "tiny" and len(widths) < 2:
         raise ConfigError(f"model config key frontend_channels: the tiny front-end needs >= 2 widths, got {widths}")
+    if cfg["frontend_downsample"] < 1:
+        raise ConfigError(f"model config key frontend_downsample: must be >= 1, got {cfg['frontend_downsample']}")
     if cfg["temperature"] < 0:
         raise ConfigError(f"model config key temperature: must be >= 0, got {cfg['temperature']}")
     return cfg

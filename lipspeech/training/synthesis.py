@@ -31,10 +31,15 @@ class Synthesis:
     post: np.ndarray
 
 
+# Model keys added after checkpoints were first written, with the value that reproduces
+# the older model exactly (so older checkpoints still load).
+ADDED_MODEL_KEYS = {"frontend_downsample": 1}
+
+
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> LTBSModel:
     """Build the model a checkpoint describes, load its weights; returned in eval mode."""
     ckpt = load_checkpoint(path, map_location=device)
-    model = build_model(ckpt["model_cfg"]).to(device)
+    model = build_model({**ADDED_MODEL_KEYS, **ckpt["model_cfg"]}).to(device)
     model.load_state_dict(ckpt["model"])
     return model.eval()
 
