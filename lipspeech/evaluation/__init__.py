@@ -1,0 +1,9 @@
+"""Evaluation of synthesised speech: ASR (WER/CER), intelligibility and quality (STOI,
+ESTOI, PESQ), spectral distance (MCD) and prosody (F0, voicing, energy).
+
+Modules: :mod:`~lipspeech.evaluation.text` (normalisation, WER/CER),
+:mod:`~lipspeech.evaluation.grammar` (slot grammars from a corpus's transcripts),
+:mod:`~lipspeech.evaluation.asr` (pocketsphinx, faster-whisper),
+:mod:`~lipspeech.evaluation.metrics` (signal metrics) and
+:mod:`~lipspeech.evaluation.stage` (the ``evaluate`` stage).
+"""
