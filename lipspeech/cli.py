@@ -252,6 +252,27 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from lipspeech.evaluation.stage import run_evaluate
+
+    cfg = _stage_config(args)
+    _torch_threads(args.threads)
+    s = run_evaluate(
+        args.system, Path(args.manifest), [Path(p) for p in args.reference], Path(args.audio) if args.audio else None,
+        cfg["evaluate"], cfg["prosody"], cfg["mel"], Path(args.out), Path(args.summary), Path(args.rejected),
+        progress=_progress(args),
+    )
+
+    def fmt(key: str) -> str:
+        return "n/a" if s[key] is None else f"{s[key]:.3f}"
+
+    print(f"evaluate {args.system}: {s['n']} utterances ({s['n_rejected']} rejected); WER {fmt('wer')} CER {fmt('cer')} "
+          f"STOI {fmt('stoi')} ESTOI {fmt('estoi')} PESQ-NB {fmt('pesq_nb')} MCD {fmt('mcd')} dB "
+          f"V/UV {fmt('vuv_error')} -> {args.summary}")
+    print(f"  ASR: {s['asr']}")
+    return 0
+
+
 def _add_stage_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="config.yaml to read (defaults are used for missing keys)")
     p.add_argument("--params", help="JSON object of config sections overriding --config (what Snakemake passes)")
@@ -331,6 +352,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--html", help="page to write (default: {results}/report.html)")
     p.add_argument("--md", help="Markdown summary to write (default: {results}/report.md)")
     p.set_defaults(func=cmd_report)
+
+    p = _stage_parser(sub, "evaluate", "score one system's test audio against the ground truth (ASR, STOI, PESQ, "
+                      "MCD, F0, energy)", cmd_evaluate, system="ground_truth, gt_vocoded or an experiment name",
+                      manifest="manifest (text, speaker, split)", out="metrics.parquet to write",
+                      summary="summary.json to write", rejected=REJ)
+    p.add_argument("--reference", required=True, nargs="+", help="ground-truth audio stores (decode stage, all shards)")
+    p.add_argument("--audio", help="the system's audio store (stage vocode); not for ground_truth")
 
     p = sub.add_parser("summary", help="one-screen summary of a corpus's results folder")
     p.add_argument("results", help="results/{corpus} folder")

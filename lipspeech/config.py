@@ -21,6 +21,10 @@ import jsonschema
 import yaml
 
 
+#: evaluation systems that are not experiments (eval/{name}/): no experiment may take these names
+RESERVED_SYSTEM_NAMES = ("ground_truth", "gt_vocoded")
+
+
 class ConfigError(ValueError):
     """The configuration is invalid; the message names the offending key."""
 
@@ -73,6 +77,10 @@ def _check_consistency(config: Mapping[str, Any]) -> None:
     if corpus["kind"] != "synthgrid" and not corpus.get("root"):
         raise ConfigError(f"config key corpus.root: required for corpus.kind {corpus['kind']!r}")
     names = [e["name"] for e in config["experiments"]]
+    reserved = next((n for n in names if n in RESERVED_SYSTEM_NAMES), None)
+    if reserved is not None:
+        raise ConfigError(f"config key experiments: name {reserved!r} is reserved for an evaluation system "
+                          f"({', '.join(RESERVED_SYSTEM_NAMES)})")
     dup = next((n for n in names if names.count(n) > 1), None)
     if dup is not None:
         raise ConfigError(f"config key experiments: name {dup!r} is used twice")

@@ -59,7 +59,7 @@ FEATURE_JOBS = {"roi": 1, "mel": 1, "ssl_features": 1, "units": 1, "prosody": 1}
 def after_decode(shards: int) -> dict[str, int]:
     """Jobs that rerun when every decode store changes."""
     return {"decode": shards, **{k: v * shards for k, v in FEATURE_JOBS.items()}, "kmeans_fit": 1, "prosody_stats": 1,
-            "summary": 1, "all": 1}
+            "summary": 1, "evaluate": 1, "all": 1}
 
 
 def test_default_config_dag(tmp_path):
@@ -108,6 +108,11 @@ def test_end_to_end_and_config_edits_rerun_only_dependants(tmp_path, grid_config
     assert kmeans["clamped"] and kmeans["k"] < 200  # three short clips: fewer frames than clusters
     assert "clamping k" in (res / "logs" / "kmeans_fit.log").read_text()
     assert set(json.loads((res / "prosody" / "stats.json").read_text())["speakers"]) == {"s1", "s2"}
+    # the ground truth's own evaluation: every test utterance scored or rejected
+    gt = json.loads((res / "eval" / "ground_truth" / "summary.json").read_text())
+    n_test = int((manifest["split"] == "test").sum())
+    assert gt["system"] == "ground_truth" and gt["n"] + gt["n_rejected"] == n_test
+    assert (res / "eval" / "ground_truth" / "metrics.parquet").exists()
     # second run: nothing to do
     assert planned_jobs(tmp_path, grid_config) == {}
 
@@ -120,12 +125,16 @@ def test_end_to_end_and_config_edits_rerun_only_dependants(tmp_path, grid_config
     # the manifest section: manifest and everything after it
     edited = {**grid_config, "manifest": {**grid_config["manifest"], "min_duration": 0.1}}
     assert planned_jobs(tmp_path, edited) == {"manifest": 1, **after_decode(3)}
-    # the prosody section: prosody, its statistics and the summary, nothing else
+    # the evaluate section: only the evaluation
+    edited = {**grid_config, "evaluate": {"pesq": False}}
+    assert planned_jobs(tmp_path, edited) == {"evaluate": 1, "all": 1}
+    # the prosody section: prosody, its statistics, the summary and the evaluation (same F0/energy), nothing else
     edited = {**grid_config, "prosody": {"f0_method": "harvest"}}
-    assert planned_jobs(tmp_path, edited) == {"prosody": 3, "prosody_stats": 1, "summary": 1, "all": 1}
-    # the mel section: mel, and prosody (its energy uses the mel STFT)
+    assert planned_jobs(tmp_path, edited) == {"prosody": 3, "prosody_stats": 1, "summary": 1, "evaluate": 1, "all": 1}
+    # the mel section: mel, prosody (its energy uses the mel STFT) and the evaluation (its MCD and energy)
     edited = {**grid_config, "mel": {"n_mels": 40}}
-    assert planned_jobs(tmp_path, edited) == {"mel": 3, "prosody": 3, "prosody_stats": 1, "summary": 1, "all": 1}
+    assert planned_jobs(tmp_path, edited) == {"mel": 3, "prosody": 3, "prosody_stats": 1, "summary": 1, "evaluate": 1,
+                                              "all": 1}
     # the roi section: the ROI crops and the summary, nothing else
     edited = {**grid_config, "roi": {"smoothing": 9}}
     assert planned_jobs(tmp_path, edited) == {"roi": 3, "summary": 1, "all": 1}
