@@ -22,6 +22,7 @@ include: "workflow/rules/decode.smk"
 include: "workflow/rules/roi.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/model.smk"
+include: "workflow/rules/vocoder.smk"
 
 
 rule all:
@@ -33,4 +34,5 @@ rule all:
         shard_outputs("prosody"),
         f"{RESULTS}/prosody/stats.json",
         expand(f"{RESULTS}/eval/{{exp}}/mels.parquet", exp=EXPERIMENTS),
+        expand(f"{RESULTS}/eval/{{system}}/audio.parquet", system=SYSTEMS),
     default_target: True

@@ -21,6 +21,10 @@ import jsonschema
 import yaml
 
 
+#: system names the vocode/evaluate/report stages use for the references; no experiment may take them
+RESERVED_SYSTEMS = ("ground_truth", "gt_vocoded")
+
+
 class ConfigError(ValueError):
     """The configuration is invalid; the message names the offending key."""
 
@@ -73,6 +77,10 @@ def _check_consistency(config: Mapping[str, Any]) -> None:
     if corpus["kind"] != "synthgrid" and not corpus.get("root"):
         raise ConfigError(f"config key corpus.root: required for corpus.kind {corpus['kind']!r}")
     names = [e["name"] for e in config["experiments"]]
+    reserved = next((n for n in names if n in RESERVED_SYSTEMS), None)
+    if reserved is not None:
+        raise ConfigError(f"config key experiments: name {reserved!r} is reserved for the reference systems "
+                          f"({', '.join(RESERVED_SYSTEMS)}); rename the experiment")
     dup = next((n for n in names if names.count(n) > 1), None)
     if dup is not None:
         raise ConfigError(f"config key experiments: name {dup!r} is used twice")
@@ -80,6 +88,10 @@ def _check_consistency(config: Mapping[str, Any]) -> None:
     if train["val_every"] > train["max_steps"]:
         raise ConfigError(f"config key train.val_every: {train['val_every']} > train.max_steps "
                           f"({train['max_steps']}): no validation, so no best.pt")
+    vtrain = config["vocoder"]["train"]
+    if vtrain["val_every"] > vtrain["max_steps"]:
+        raise ConfigError(f"config key vocoder.train.val_every: {vtrain['val_every']} > vocoder.train.max_steps "
+                          f"({vtrain['max_steps']}): no validation, so no best.pt")
     ratios = corpus["split_ratios"]
     if abs(sum(ratios) - 1.0) > 1e-6:
         raise ConfigError(f"config key corpus.split_ratios: must sum to 1 (got {sum(ratios):g})")
