@@ -323,3 +323,25 @@ def test_reserved_system_names_are_refused():
             validate_config({"experiments": [{"name": name}]})
     with pytest.raises(ConfigError, match="vocoder.train.val_every"):
         validate_config({"vocoder": {"train": {"max_steps": 10, "val_every": 20}}})
+
+
+def test_cli_train_vocoder_then_vocode(trained, tmp_path, capsys):
+    from lipspeech.cli import main
+
+    results, _, _ = trained
+    params = {"vocoder": {"kind": "hifigan", "preset": "tiny", "griffin_lim": {"n_iter": 2},
+                          "train": {**VTRAIN, "max_steps": 2, "val_every": 2}}}
+    run_dir = tmp_path / "vocoder"
+    assert main(["train-vocoder", "--params", json.dumps(params), "--results", str(results), "--run-dir", str(run_dir),
+                 "--threads", "1", "--no-progress"]) == 0
+    assert "train-vocoder (tiny): 2 steps" in capsys.readouterr().out
+    out = tmp_path / "eval" / "gt_vocoded" / "audio.parquet"
+    args = ["vocode", "--params", json.dumps(params), "--system", "gt_vocoded", "--results", str(results),
+            "--out", str(out), "--rejected", str(out.with_suffix(".rejected.parquet")), "--threads", "1",
+            "--no-progress", "--device", "cpu"]
+    assert main(args + ["--checkpoint", str(run_dir / "ckpt" / "best.pt")]) == 0
+    assert "vocode gt_vocoded (hifigan): 2 utterances, 1 rejected" in capsys.readouterr().out
+    assert Store(out, expect_stage="vocode").meta.extra["vocoder_detail"]["step"] == 2
+    # no trained vocoder where the stage is told to look: one line naming what to do
+    assert main(args + ["--checkpoint", str(tmp_path / "none" / "best.pt")]) == 2
+    assert "train one with lipspeech train-vocoder" in capsys.readouterr().err

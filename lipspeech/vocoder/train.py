@@ -214,7 +214,7 @@ class GanTrainer:
         """Decay both learning rates (called after every epoch over the train split)."""
         with warnings.catch_warnings():
             # a run resumed exactly at an epoch's end decays before its first optimiser step: that is intended
-            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
             self.sched_g.step()
             self.sched_d.step()
 
