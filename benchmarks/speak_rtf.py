@@ -11,11 +11,15 @@ from the presets): the work per second of audio does not depend on the weights,
 so the timings are those of trained models. RTF = seconds of processing per
 second of audio (lower is faster); loading the models is excluded (reported apart).
 Each row: one warm-up call, then the median of ``--repeat`` calls per part.
+Two tables: wall-clock RTF, and CPU RTF (CPU seconds of this process and its
+ffmpeg children, all threads): on a machine shared with other jobs the wall clock
+also counts the waiting for a core, the CPU time does not.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 from pathlib import Path
@@ -66,21 +70,30 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="speak_rtf_"))
     video = Path(args.video) if args.video else make_clip(tmp / "raw")
-    print(f"clip {video} | torch {torch.__version__}, {args.threads} threads, CPU")
-    print("| model | vocoder | decode | ROI | model | vocoder | **total RTF** | loading (s) |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(f"clip {video} | torch {torch.__version__}, {args.threads} threads, CPU | load average "
+          + " ".join(f"{x:.1f}" for x in os.getloadavg()))
+    rows = []
     for m in args.models:
         ckpt = model_ckpt(m, tmp / f"model_{m}.pt")
         for v in args.vocoders:
             voc = "griffin-lim" if v == "griffin-lim" else str(vocoder_ckpt(v, tmp / f"vocoder_{v}.pt"))
             runs = [speak(video, None, ckpt, vocoder=voc, device="cpu") for _ in range(args.repeat + 1)][1:]
             dur = runs[0].duration
-            med = {p: statistics.median(r.seconds[p] for r in runs) / dur for p in PARTS}
-            load = statistics.median(r.seconds["load"] for r in runs)
             name = "griffin_lim (64 it.)" if v == "griffin-lim" else f"hifigan {v}"
-            print(f"| {m} | {name} | " + " | ".join(f"{med[p]:.3f}" for p in PARTS)
-                  + f" | **{sum(med.values()):.3f}** | {load:.1f} |", flush=True)
-    print(f"audio duration {dur:.2f} s")
+            wall = {p: statistics.median(r.seconds[p] for r in runs) / dur for p in PARTS}
+            cpu = {p: statistics.median(r.cpu_seconds[p] for r in runs) / dur for p in PARTS}
+            load = statistics.median(r.seconds["load"] for r in runs)
+            rows.append((m, name, wall, cpu, load))
+            print(f"  {m} + {name}: wall RTF {sum(wall.values()):.3f}, CPU RTF {sum(cpu.values()):.3f}", flush=True)
+    for title, key in (("wall-clock RTF", 2), ("CPU RTF", 3)):
+        print(f"\n{title} (audio {dur:.2f} s, load average now "
+              + " ".join(f"{x:.1f}" for x in os.getloadavg()) + ")")
+        print("| model | vocoder | decode | ROI | model | vocoder | **total** | loading (s) |")
+        print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for row in rows:
+            t = row[key]
+            print(f"| {row[0]} | {row[1]} | " + " | ".join(f"{t[p]:.3f}" for p in PARTS)
+                  + f" | **{sum(t.values()):.3f}** | {row[4]:.1f} |")
 
 
 if __name__ == "__main__":

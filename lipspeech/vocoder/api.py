@@ -63,7 +63,7 @@ class Vocoder:
     @torch.no_grad()
     def __call__(self, log_mel: np.ndarray) -> np.ndarray:
         """(T, n_mels) log-mel -> (T * hop,) float32 audio in [-1, 1]."""
-        x = torch.from_numpy(np.ascontiguousarray(self.check(log_mel)))[None].to(self.device)
+        x = torch.tensor(self.check(log_mel), device=self.device)[None]  # a copy: store arrays are read-only views
         return self._run(x)[0].float().cpu().numpy()
 
     def batch(self, log_mels: Sequence[np.ndarray], max_frames: int = 4000) -> list[np.ndarray]:

@@ -16,10 +16,6 @@ else:
     VOCODER_CKPT = VOCODER["checkpoint"]
 
 
-wildcard_constraints:
-    system="|".join(re.escape(s) for s in SYSTEMS),
-
-
 if TRAIN_VOCODER:
 
     rule train_vocoder:
@@ -68,6 +64,9 @@ rule vocode:
     n_frames * 640 samples each) + the utterances it could not vocode."""
     input:
         unpack(vocode_inputs),
+    wildcard_constraints:
+        # a rule-level constraint: other rules' {system} also takes "ground_truth", which is never vocoded
+        system="|".join(re.escape(s) for s in SYSTEMS),
     output:
         audio=f"{RESULTS}/eval/{{system}}/audio.parquet",
         rejected=f"{RESULTS}/eval/{{system}}/audio.rejected.parquet",
