@@ -22,8 +22,6 @@ is a deterministic function of the mel and the settings (on one device).
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -131,13 +129,3 @@ def spectral_convergence(reference: torch.Tensor, estimate: torch.Tensor) -> flo
     """||ref - est||_F / ||ref||_F of two magnitude spectrograms (0 = identical)."""
     return float(torch.linalg.norm(reference - estimate) / torch.linalg.norm(reference).clamp_min(1e-12))
 
-
-def reconstruct_from_magnitude(gl: GriffinLim, magnitude: torch.Tensor, n_iter: Optional[int] = None) -> torch.Tensor:
-    """Griffin-Lim of a known magnitude (B, T, F) -> (B, hop * T) (no mel inversion; for measurements)."""
-    if n_iter is not None:
-        saved, gl.n_iter = gl.n_iter, n_iter
-        try:
-            return gl.griffin_lim(magnitude)
-        finally:
-            gl.n_iter = saved
-    return gl.griffin_lim(magnitude)
