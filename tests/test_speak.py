@@ -66,6 +66,10 @@ def test_speak_writes_16k_wav_of_640_samples_per_frame(setup, vocoder, capsys):
             "--threads", "1"]
     if vocoder:
         args += ["--vocoder", str(setup["vocoder"])]
+    else:  # the config's vocoder (Griffin-Lim), with fewer iterations to keep the test fast
+        config = setup["tmp"] / "config.yaml"
+        config.write_text("vocoder: {kind: griffin_lim, griffin_lim: {n_iter: 8}}\n")
+        args += ["--config", str(config)]
     assert main(args) == 0
     audio, sr = sf.read(out, dtype="float32")
     assert sr == 16000 and audio.ndim == 1
