@@ -22,6 +22,7 @@ include: "workflow/rules/decode.smk"
 include: "workflow/rules/roi.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/model.smk"
+include: "workflow/rules/vocoder.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
@@ -35,6 +36,7 @@ rule all:
         shard_outputs("prosody"),
         f"{RESULTS}/prosody/stats.json",
         expand(f"{RESULTS}/eval/{{exp}}/mels.parquet", exp=EXPERIMENTS),
-        # the other systems (gt_vocoded, experiments) join once the vocode stage writes their audio
-        f"{RESULTS}/eval/ground_truth/summary.json",
+        expand(f"{RESULTS}/eval/{{system}}/audio.parquet", system=SYSTEMS),
+        expand(f"{RESULTS}/eval/{{system}}/summary.json", system=EVAL_SYSTEMS),
+        f"{RESULTS}/report.html",
     default_target: True

@@ -273,6 +273,46 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_vocoder(args: argparse.Namespace) -> int:
+    from lipspeech.vocoder.stage import run_train_vocoder
+
+    cfg = _stage_config(args)
+    results = Path(args.results or f"results/{cfg['corpus']['name']}")
+    run_dir = Path(args.run_dir) if args.run_dir else results / "vocoder"
+    _torch_threads(args.threads)
+    s = run_train_vocoder(results, cfg["vocoder"], cfg["mel"], run_dir, threads=args.threads, progress=_progress(args))
+    print(f"train-vocoder ({s['preset']}): {s['steps']} steps in {s['seconds']:.0f} s, best val mel L1 "
+          f"{s['best_mel_l1']:.4f} at step {s['best_step']} -> {run_dir / 'ckpt' / 'best.pt'}")
+    return 0
+
+
+def cmd_vocode(args: argparse.Namespace) -> int:
+    from lipspeech.features.audio import AudioConfig
+    from lipspeech.vocoder import load_vocoder
+    from lipspeech.vocoder.stage import run_vocode
+
+    cfg = _stage_config(args)
+    results = Path(args.results or f"results/{cfg['corpus']['name']}")
+    _torch_threads(args.threads)
+    vocoder = load_vocoder(cfg["vocoder"], AudioConfig.from_section(cfg["mel"]), args.device or cfg["vocoder"]["device"],
+                           checkpoint=args.checkpoint or results / "vocoder" / "ckpt" / "best.pt")
+    ok, bad = run_vocode(results, args.system, vocoder, cfg["vocoder"], cfg["mel"], Path(args.out), Path(args.rejected),
+                         mels=Path(args.mels) if args.mels else None, split=args.split, progress=_progress(args))
+    print(f"vocode {args.system} ({vocoder.kind}): {ok} utterances, {bad} rejected -> {args.out}")
+    return 0
+
+
+def cmd_speak(args: argparse.Namespace) -> int:
+    from lipspeech.speak import format_report, speak
+
+    cfg = load_config(args.config) if args.config else None
+    _torch_threads(args.threads)
+    res = speak(args.video, args.out, args.model, vocoder=args.vocoder, config=cfg, device=args.device,
+                temperature=args.temperature, speaker=args.speaker)
+    print(format_report(args.video, args.out, res))
+    return 0
+
+
 def _add_stage_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="config.yaml to read (defaults are used for missing keys)")
     p.add_argument("--params", help="JSON object of config sections overriding --config (what Snakemake passes)")
@@ -359,6 +399,34 @@ def build_parser() -> argparse.ArgumentParser:
                       summary="summary.json to write", rejected=REJ)
     p.add_argument("--reference", required=True, nargs="+", help="ground-truth audio stores (decode stage, all shards)")
     p.add_argument("--audio", help="the system's audio store (stage vocode); not for ground_truth")
+
+    p = sub.add_parser("train-vocoder", help="train a HiFi-GAN on the train split's audio and mels (vocoder.preset)")
+    _add_stage_args(p)
+    p.add_argument("--results", help="results/{corpus} folder (default: from corpus.name)")
+    p.add_argument("--run-dir", help="run directory (default: {results}/vocoder); resumes from its ckpt/last.pt")
+    p.set_defaults(func=cmd_train_vocoder)
+
+    p = _stage_parser(sub, "vocode", "one system's test-split mels -> 16 kHz audio store (the configured vocoder)",
+                      cmd_vocode, out="audio store to write (eval/{system}/audio.parquet)", rejected=REJ)
+    p.add_argument("--system", required=True, help="an experiment name (its eval/{exp}/mels.parquet) or gt_vocoded")
+    p.add_argument("--results", help="results/{corpus} folder (default: from corpus.name)")
+    p.add_argument("--mels", help="synthesize store of the experiment (default: {results}/eval/{system}/mels.parquet)")
+    p.add_argument("--checkpoint", help="HiFi-GAN checkpoint when vocoder.checkpoint is null "
+                                        "(default: {results}/vocoder/ckpt/best.pt)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"], help="split of gt_vocoded")
+    p.add_argument("--device", help="cpu, cuda, auto (default: vocoder.device)")
+
+    p = sub.add_parser("speak", help="speech from any talking-face video with a trained model: VIDEO -> WAV")
+    p.add_argument("video", help="video file (any format ffmpeg reads)")
+    p.add_argument("-o", "--out", required=True, help="WAV file to write (16 kHz mono)")
+    p.add_argument("--model", required=True, help="model checkpoint (results/{corpus}/models/{exp}/ckpt/best.pt)")
+    p.add_argument("--vocoder", help="HiFi-GAN checkpoint or griffin-lim (default: the config's vocoder)")
+    p.add_argument("--config", help="config.yaml for the roi, mel and vocoder settings (default: the defaults)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--temperature", type=float, help="std of the post-net prior (default: the model's)")
+    p.add_argument("--speaker", help="speaker name or index, for models with a speaker embedding")
+    p.add_argument("--threads", type=int, default=max(1, min(4, os.cpu_count() or 1)), help="torch CPU threads")
+    p.set_defaults(func=cmd_speak)
 
     p = sub.add_parser("summary", help="one-screen summary of a corpus's results folder")
     p.add_argument("results", help="results/{corpus} folder")

@@ -88,6 +88,10 @@ def _check_consistency(config: Mapping[str, Any]) -> None:
     if train["val_every"] > train["max_steps"]:
         raise ConfigError(f"config key train.val_every: {train['val_every']} > train.max_steps "
                           f"({train['max_steps']}): no validation, so no best.pt")
+    vtrain = config["vocoder"]["train"]
+    if vtrain["val_every"] > vtrain["max_steps"]:
+        raise ConfigError(f"config key vocoder.train.val_every: {vtrain['val_every']} > vocoder.train.max_steps "
+                          f"({vtrain['max_steps']}): no validation, so no best.pt")
     ratios = corpus["split_ratios"]
     if abs(sum(ratios) - 1.0) > 1e-6:
         raise ConfigError(f"config key corpus.split_ratios: must sum to 1 (got {sum(ratios):g})")

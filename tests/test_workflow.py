@@ -56,25 +56,32 @@ def grid_config(fixtures_dir):
 FEATURE_JOBS = {"roi": 1, "mel": 1, "ssl_features": 1, "units": 1, "prosody": 1}
 
 
-def after_decode(shards: int) -> dict[str, int]:
-    """Jobs that rerun when every decode store changes."""
+def after_decode(shards: int, experiments: int = 0) -> dict[str, int]:
+    """Jobs that rerun when every decode store changes: the per-shard stages, then vocode (gt_vocoded + each
+    experiment), evaluate (ground_truth, gt_vocoded + each experiment) and the report."""
     return {"decode": shards, **{k: v * shards for k, v in FEATURE_JOBS.items()}, "kmeans_fit": 1, "prosody_stats": 1,
-            "summary": 1, "evaluate": 1, "all": 1}
+            "vocode": 1 + experiments, "evaluate": 2 + experiments, "report": 1, "summary": 1, "all": 1}
 
 
 def test_default_config_dag(tmp_path):
     """The demo config plans the generator, the manifest, one job per shard of each per-shard
     stage, k-means, the prosody statistics, the summary, training and synthesis of the one experiment."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
-    assert planned_jobs(tmp_path, config) == {"synth_corpus": 1, "manifest": 1, **after_decode(4), "train": 1,
+    assert planned_jobs(tmp_path, config) == {"synth_corpus": 1, "manifest": 1, **after_decode(4, 1), "train": 1,
                                               "synthesize": 1}
 
 
 def test_experiments_dag(tmp_path, grid_config):
-    """One train and one synthesize job per experiment."""
+    """One train, one synthesize and one vocode job per experiment (+ vocode of gt_vocoded); train_vocoder
+    only for a HiFi-GAN without a checkpoint."""
     experiments = [{"name": "ltbs"}, {"name": "no_pitch", "overrides": {"use_pitch": False}}]
     config = {**grid_config, "experiments": experiments, "train": {"max_steps": 2, "val_every": 1}}
-    assert planned_jobs(tmp_path, config) == {"manifest": 1, **after_decode(3), "train": 2, "synthesize": 2}
+    expected = {"manifest": 1, **after_decode(3, 2), "train": 2, "synthesize": 2}
+    assert planned_jobs(tmp_path, config) == expected
+    assert planned_jobs(tmp_path, {**config, "vocoder": {"kind": "hifigan"}}) == {**expected, "train_vocoder": 1}
+    ckpt = tmp_path / "given.pt"
+    ckpt.write_bytes(b"")
+    assert planned_jobs(tmp_path, {**config, "vocoder": {"kind": "hifigan", "checkpoint": str(ckpt)}}) == expected
 
 
 def test_end_to_end_and_config_edits_rerun_only_dependants(tmp_path, grid_config):
@@ -113,6 +120,10 @@ def test_end_to_end_and_config_edits_rerun_only_dependants(tmp_path, grid_config
     n_test = int((manifest["split"] == "test").sum())
     assert gt["system"] == "ground_truth" and gt["n"] + gt["n_rejected"] == n_test
     assert (res / "eval" / "ground_truth" / "metrics.parquet").exists()
+    vocoded = Store(res / "eval" / "gt_vocoded" / "audio.parquet", expect_stage="vocode")
+    assert vocoded.meta.extra["system"] == "gt_vocoded" and vocoded.meta.extra["vocoder"] == "griffin_lim"
+    test_utts = set(manifest.loc[manifest["split"] == "test", "utt"])
+    assert set(vocoded.utts) <= test_utts
     # second run: nothing to do
     assert planned_jobs(tmp_path, grid_config) == {}
 
@@ -127,14 +138,20 @@ def test_end_to_end_and_config_edits_rerun_only_dependants(tmp_path, grid_config
     assert planned_jobs(tmp_path, edited) == {"manifest": 1, **after_decode(3)}
     # the evaluate section: only the evaluation
     edited = {**grid_config, "evaluate": {"pesq": False}}
-    assert planned_jobs(tmp_path, edited) == {"evaluate": 1, "all": 1}
+    assert planned_jobs(tmp_path, edited) == {"evaluate": 2, "report": 1, "all": 1}
     # the prosody section: prosody, its statistics, the summary and the evaluation (same F0/energy), nothing else
     edited = {**grid_config, "prosody": {"f0_method": "harvest"}}
-    assert planned_jobs(tmp_path, edited) == {"prosody": 3, "prosody_stats": 1, "summary": 1, "evaluate": 1, "all": 1}
-    # the mel section: mel, prosody (its energy uses the mel STFT) and the evaluation (its MCD and energy)
-    edited = {**grid_config, "mel": {"n_mels": 40}}
-    assert planned_jobs(tmp_path, edited) == {"mel": 3, "prosody": 3, "prosody_stats": 1, "summary": 1, "evaluate": 1,
+    assert planned_jobs(tmp_path, edited) == {"prosody": 3, "prosody_stats": 1, "summary": 1, "evaluate": 2, "report": 1,
                                               "all": 1}
+    # the mel section: mel, prosody (its energy uses the mel STFT), the vocoded ground-truth mels and the evaluation
+    edited = {**grid_config, "mel": {"n_mels": 40}}
+    assert planned_jobs(tmp_path, edited) == {"mel": 3, "prosody": 3, "prosody_stats": 1, "vocode": 1, "summary": 1,
+                                              "evaluate": 2, "report": 1, "all": 1}
+    # the vocoder: Griffin-Lim settings revocode (and rescore gt_vocoded); HiFi-GAN training keys are not read
+    edited = {**grid_config, "vocoder": {"griffin_lim": {"n_iter": 8}}}
+    assert planned_jobs(tmp_path, edited) == {"vocode": 1, "evaluate": 1, "report": 1, "all": 1}
+    edited = {**grid_config, "vocoder": {"train": {"max_steps": 5, "val_every": 5}}}
+    assert planned_jobs(tmp_path, edited) == {}
     # the roi section: the ROI crops and the summary, nothing else
     edited = {**grid_config, "roi": {"smoothing": 9}}
     assert planned_jobs(tmp_path, edited) == {"roi": 3, "summary": 1, "all": 1}

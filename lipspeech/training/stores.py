@@ -39,7 +39,7 @@ import numpy as np
 from lipspeech.data.manifest import shard_name
 from lipspeech.models.batch import Utterance
 from lipspeech.store import SHAPE_SUFFIX, Store, StoreError
-from lipspeech.timing import MEL_PER_FRAME, UNITS_PER_FRAME
+from lipspeech.timing import MEL_PER_FRAME, SAMPLES_PER_FRAME, UNITS_PER_FRAME
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ STORES: dict[str, tuple[str, str, int]] = {
     "mel": ("mel", "mel", MEL_PER_FRAME),
     "units": ("units", "units", UNITS_PER_FRAME),
     "prosody": ("prosody", "lf0", 1),
+    "audio": ("decode", "audio", SAMPLES_PER_FRAME),  # the vocoder's training targets
 }
 #: what training needs; synthesis needs only the video
 TRAIN_STORES = ("roi", "mel", "units", "prosody")
@@ -82,6 +83,10 @@ class CorpusStores:
             path = self.results_dir / folder / f"{shard_name(shard)}.parquet"
             self._stores[key] = Store(path, expect_stage=STORES[folder][0]) if path.exists() else None
         return self._stores[key]
+
+    def opened(self, folder: str) -> list[Store]:
+        """The store files of ``folder`` opened so far (e.g. to check their metadata)."""
+        return [s for (f, _), s in self._stores.items() if f == folder and s is not None]
 
     def rows(self, folder: str, shard: int) -> dict[str, tuple[int, list[int]]]:
         """utt -> (row, shape of the store's length array) of one store file (empty when it is missing)."""

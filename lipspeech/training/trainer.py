@@ -220,10 +220,15 @@ def evaluate(
     return {k: v / max(count, 1) for k, v in sums.items()}
 
 
-class _Logger:
-    """losses.csv (always) and TensorBoard (when importable and enabled)."""
+class LossLogger:
+    """losses.csv (always) and TensorBoard (when importable and enabled).
 
-    def __init__(self, run_dir: Path, resume_step: Optional[int], tensorboard: bool):
+    ``columns``: the CSV header (the acoustic model's losses by default; the
+    vocoder trainer passes its own).
+    """
+
+    def __init__(self, run_dir: Path, resume_step: Optional[int], tensorboard: bool,
+                 columns: Sequence[str] = CSV_COLUMNS):
         self.path = run_dir / "losses.csv"
         kept: list[dict[str, str]] = []
         if resume_step is not None and self.path.exists():
@@ -231,7 +236,7 @@ class _Logger:
             with open(self.path, newline="") as fh:
                 kept = [r for r in csv.DictReader(fh) if int(r["step"]) <= resume_step]
         self.file = open(self.path, "w", newline="")
-        self.writer = csv.DictWriter(self.file, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        self.writer = csv.DictWriter(self.file, fieldnames=list(columns), extrasaction="ignore")
         self.writer.writeheader()
         self.writer.writerows(kept)
         self.file.flush()
@@ -331,7 +336,7 @@ def train(
             )
             + "\n",
         )
-        logger = _Logger(run_dir, step if resumed else None, cfg["tensorboard"])
+        logger = LossLogger(run_dir, step if resumed else None, cfg["tensorboard"])
         history: list[dict[str, Any]] = []
 
         def checkpoint_state() -> dict[str, Any]:

@@ -1,7 +1,7 @@
 # The report: one self-contained HTML page (+ Markdown) comparing every system on the test split.
 # Systems: the ground-truth audio, ground-truth mels through the vocoder, then each experiment.
 
-REPORT_SYSTEMS = ["ground_truth", "gt_vocoded"] + [e["name"] for e in config["experiments"]]
+REPORT_SYSTEMS = EVAL_SYSTEMS  # ground_truth, gt_vocoded, then each experiment (evaluate.smk)
 
 
 rule report:

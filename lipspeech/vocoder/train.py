@@ -1,0 +1,390 @@
+"""HiFi-GAN training: random segments of ground-truth (mel, audio), LSGAN + feature matching + mel L1.
+
+Each step takes a batch of utterances (an epoch is a seeded permutation of the
+train split, :func:`~lipspeech.training.data.epoch_batches`) and from each a
+random window of ``segment_frames`` mel frames and the ``160 * segment_frames``
+samples under it (utterances shorter than that are padded: zeros for the audio,
+the log-mel of silence for the mel). The generator sees the stored mel (what the
+acoustic model learns to predict); its mel loss compares the
+:class:`~lipspeech.features.audio.MelSpectrogram` of its output with that of the
+real segment, computed the same way.
+
+Per step (the paper's order): a discriminator update on real vs generated audio,
+then a generator update on ``adv + lambda_fm * fm + lambda_mel * mel_l1``.
+AdamW for both, the learning rate multiplied by ``lr_decay`` after every epoch.
+Validation: mel L1 between the val utterances' stored mels and the mels of
+their whole-utterance generator output (``best.pt`` = lowest).
+
+Run directory (``results/{corpus}/vocoder/``): ``config.json``, ``losses.csv``,
+``tb/`` (TensorBoard: losses, and the first val utterance's audio at each
+validation), ``ckpt/last.pt`` and ``ckpt/best.pt`` (checkpoint helpers of
+:mod:`lipspeech.training.checkpoint`). Resuming from ``last.pt`` continues the
+very run that was interrupted (same batches, segments and updates) on the same
+device and thread count.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from lipspeech import __version__
+from lipspeech.config import ConfigError, default_section
+from lipspeech.features.audio import AudioConfig, MelSpectrogram
+from lipspeech.store import write_text_atomic
+from lipspeech.training.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from lipspeech.training.data import epoch_batches
+from lipspeech.training.trainer import (
+    LossLogger,
+    TrainResult,
+    cpu_threads,
+    deterministic_algorithms,
+    git_commit,
+    resolve_device,
+    seed_everything,
+)
+from lipspeech.vocoder.hifigan import (
+    Discriminators,
+    Generator,
+    check_hifigan_config,
+    discriminator_loss,
+    feature_matching_loss,
+    generator_adv_loss,
+)
+
+CSV_COLUMNS = ("step", "split", "lr", "loss_d", "loss_g", "adv", "fm", "mel_l1", "grad_norm_g", "grad_norm_d")
+
+
+def vocoder_train_config(overrides: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
+    """The ``vocoder.train`` section: schema defaults updated with ``overrides`` (validated)."""
+    from lipspeech.config import validate_config
+
+    section = dict(default_section("vocoder")["train"])
+    section.update(dict(overrides or {}))
+    return validate_config({"vocoder": {"train": section}})["vocoder"]["train"]
+
+
+@dataclass
+class VocoderItem:
+    """One utterance for vocoder training.
+
+    Attributes:
+        utt: utterance id.
+        audio: (160 T,) float32 waveform.
+        mel: (T, n_mels) float32 log-mel of that waveform (the mel stage's).
+    """
+
+    utt: str
+    audio: np.ndarray
+    mel: np.ndarray
+
+
+def load_items(results_dir: str | Path, split: str, corpus: Any = None) -> tuple[list[VocoderItem], Counter]:
+    """The ``split`` utterances that have both a decoded audio and a mel (views into the stores).
+
+    Returns the items (manifest order) and reason -> count of the left-out ones.
+    """
+    from lipspeech.training.stores import CorpusStores
+
+    corpus = corpus or CorpusStores(results_dir, load_stats=False)
+    manifest = corpus.manifest
+    rows = manifest[manifest["split"] == split]
+    items: list[VocoderItem] = []
+    skipped: Counter = Counter()
+    for utt, shard in zip(rows["utt"], rows["shard"]):
+        shard = int(shard)
+        a, m = corpus.rows("audio", shard).get(utt), corpus.rows("mel", shard).get(utt)
+        if a is None or m is None:
+            skipped["not in audio" if a is None else "not in mel"] += 1
+            continue
+        audio = corpus.store("audio", shard).array("audio", a[0])
+        mel = corpus.store("mel", shard).array("mel", m[0])
+        if len(audio) != len(mel) * 160 or len(mel) == 0:
+            skipped["length mismatch"] += 1
+            continue
+        items.append(VocoderItem(utt, audio, mel))
+    return items, skipped
+
+
+def segment(item: VocoderItem, frames: int, rng: np.random.Generator, silence: float, hop: int = 160) -> tuple[np.ndarray, np.ndarray]:
+    """A random window of ``frames`` mel frames and its ``hop * frames`` samples.
+
+    Returns (mel (frames, n_mels), audio (hop * frames,)), padded when the utterance is shorter.
+    """
+    t = len(item.mel)
+    start = int(rng.integers(0, t - frames + 1)) if t > frames else 0
+    mel = np.full((frames, item.mel.shape[1]), silence, dtype=np.float32)
+    audio = np.zeros(frames * hop, dtype=np.float32)
+    n = min(frames, t - start)
+    mel[:n] = item.mel[start : start + n]
+    audio[: n * hop] = item.audio[start * hop : (start + n) * hop]
+    return mel, audio
+
+
+def make_batch(items: Sequence[VocoderItem], indices: Sequence[int], frames: int, seed: int, epoch: int, batch: int,
+               silence: float, hop: int = 160) -> tuple[torch.Tensor, torch.Tensor]:
+    """Segments of ``items[indices]``, each a pure function of (seed, epoch, batch, index).
+
+    Returns mel (B, n_mels, frames) and audio (B, 1, hop * frames).
+    """
+    mels, audios = [], []
+    for i in indices:
+        m, a = segment(items[i], frames, np.random.default_rng([seed, epoch, batch, i, 11]), silence, hop)
+        mels.append(m.T)
+        audios.append(a[None])
+    return torch.from_numpy(np.stack(mels)), torch.from_numpy(np.stack(audios))
+
+
+class GanTrainer:
+    """The generator, the discriminators, their optimisers and schedulers, and one training step.
+
+    Args:
+        gen_cfg: checked HiFi-GAN config (:func:`~lipspeech.vocoder.hifigan.hifigan_config`).
+        audio_cfg: the mel definition.
+        cfg: the ``vocoder.train`` section.
+        device: where to train.
+    """
+
+    def __init__(self, gen_cfg: Mapping[str, Any], audio_cfg: AudioConfig, cfg: Mapping[str, Any], device: torch.device):
+        self.cfg, self.device, self.audio_cfg = dict(cfg), device, audio_cfg
+        self.generator = Generator(gen_cfg, audio_cfg.n_mels).to(device)
+        self.discriminators = Discriminators(gen_cfg).to(device)
+        betas = tuple(cfg["betas"])
+        self.opt_g = torch.optim.AdamW(self.generator.parameters(), cfg["lr"], betas=betas)
+        self.opt_d = torch.optim.AdamW(self.discriminators.parameters(), cfg["lr"], betas=betas)
+        self.sched_g = torch.optim.lr_scheduler.ExponentialLR(self.opt_g, cfg["lr_decay"])
+        self.sched_d = torch.optim.lr_scheduler.ExponentialLR(self.opt_d, cfg["lr_decay"])
+        self.melspec = MelSpectrogram(audio_cfg).to(device)
+
+    def train_step(self, mel: torch.Tensor, audio: torch.Tensor) -> Optional[dict[str, float]]:
+        """One discriminator and one generator update.
+
+        Args:
+            mel: (B, n_mels, F) log-mel segments.
+            audio: (B, 1, 160 F) the audio under them.
+
+        Returns:
+            The losses, or None when a loss was not finite (nothing updated).
+        """
+        g, d = self.generator.train(), self.discriminators.train()
+        mel, audio = mel.to(self.device), audio.to(self.device)
+        fake = g(mel)
+        real_scores, _ = d(audio)
+        fake_scores, _ = d(fake.detach())
+        loss_d = discriminator_loss(real_scores, fake_scores)
+        if not torch.isfinite(loss_d):
+            return None
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        grad_d = float(torch.nn.utils.clip_grad_norm_(d.parameters(), float("inf")))
+        self.opt_d.step()
+
+        d.requires_grad_(False)  # the generator step needs gradients through D, not for D's weights
+        try:
+            mel_l1 = F.l1_loss(self.melspec(fake.squeeze(1)), self.melspec(audio.squeeze(1)))
+            with torch.no_grad():
+                _, real_features = d(audio)
+            fake_scores, fake_features = d(fake)
+            adv = generator_adv_loss(fake_scores)
+            fm = feature_matching_loss(real_features, fake_features)
+            loss_g = adv + self.cfg["lambda_fm"] * fm + self.cfg["lambda_mel"] * mel_l1
+            if not torch.isfinite(loss_g):
+                return None
+            self.opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            grad_g = float(torch.nn.utils.clip_grad_norm_(g.parameters(), float("inf")))
+            self.opt_g.step()
+        finally:
+            d.requires_grad_(True)
+        values = {k: float(v.detach()) for k, v in
+                  (("loss_d", loss_d), ("loss_g", loss_g), ("adv", adv), ("fm", fm), ("mel_l1", mel_l1))}
+        return {**values, "grad_norm_g": grad_g, "grad_norm_d": grad_d}
+
+    def end_epoch(self) -> None:
+        """Decay both learning rates (called after every epoch over the train split)."""
+        with warnings.catch_warnings():
+            # a run resumed exactly at an epoch's end decays before its first optimiser step: that is intended
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+            self.sched_g.step()
+            self.sched_d.step()
+
+    @torch.no_grad()
+    def generate(self, mel: np.ndarray) -> torch.Tensor:
+        """(T, n_mels) -> (160 T,) audio of the generator in eval mode (training mode restored)."""
+        was = self.generator.training
+        self.generator.eval()
+        try:
+            x = torch.tensor(mel, dtype=torch.float32, device=self.device).T[None]
+            return self.generator(x)[0, 0]
+        finally:
+            self.generator.train(was)
+
+    @torch.no_grad()
+    def validate(self, items: Sequence[VocoderItem], max_items: int = 0) -> float:
+        """Mel L1 of whole utterances: stored log-mel vs the log-mel of the generated audio (mean over values)."""
+        total, count = 0.0, 0
+        for item in items[: max_items or None]:
+            target = torch.tensor(item.mel, dtype=torch.float32, device=self.device)  # a copy: store views are read-only
+            pred = self.melspec(self.generate(item.mel))
+            total += float(torch.abs(pred - target).sum())
+            count += target.numel()
+        return total / max(count, 1)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "generator": self.generator.state_dict(), "discriminator": self.discriminators.state_dict(),
+            "optim_g": self.opt_g.state_dict(), "optim_d": self.opt_d.state_dict(),
+            "sched_g": self.sched_g.state_dict(), "sched_d": self.sched_d.state_dict(),
+        }
+
+    def load(self, ckpt: Mapping[str, Any]) -> None:
+        self.generator.load_state_dict(ckpt["generator"])
+        self.discriminators.load_state_dict(ckpt["discriminator"])
+        self.opt_g.load_state_dict(ckpt["optim_g"])
+        self.opt_d.load_state_dict(ckpt["optim_d"])
+        self.sched_g.load_state_dict(ckpt["sched_g"])
+        self.sched_d.load_state_dict(ckpt["sched_d"])
+
+
+def train_vocoder(
+    gen_cfg: Mapping[str, Any],
+    audio_cfg: AudioConfig,
+    train_cfg: Mapping[str, Any],
+    train_items: Sequence[VocoderItem],
+    val_items: Optional[Sequence[VocoderItem]],
+    run_dir: str | os.PathLike,
+    preset: Optional[str] = None,
+    resume: bool = True,
+    stop_at_step: Optional[int] = None,
+    threads: int = 0,
+    progress: bool = True,
+) -> TrainResult:
+    """Train a HiFi-GAN.
+
+    Args:
+        gen_cfg: HiFi-GAN sizes (:func:`~lipspeech.vocoder.hifigan.hifigan_config`).
+        audio_cfg: the mel definition of the items.
+        train_cfg: the ``vocoder.train`` section (:func:`vocoder_train_config`).
+        train_items, val_items: :class:`VocoderItem` sequences (val None: no validation, no best.pt).
+        run_dir: run directory (created).
+        preset: preset name, recorded in the checkpoints.
+        resume: continue from ``run_dir/ckpt/last.pt`` when it exists.
+        stop_at_step: stop (saving last.pt) after this many steps; the run is still sized by max_steps.
+        threads: torch CPU threads (0: leave as is).
+        progress: tqdm bar.
+
+    Returns:
+        :class:`~lipspeech.training.trainer.TrainResult`.
+    """
+    gen_cfg = check_hifigan_config(gen_cfg)
+    cfg = dict(train_cfg)
+    run_dir = Path(run_dir)
+    ckpt_dir = run_dir / "ckpt"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    last_path, best_path = ckpt_dir / "last.pt", ckpt_dir / "best.pt"
+    if len(train_items) == 0:
+        raise ValueError("no training utterances")
+    device = resolve_device(cfg["device"])
+    stop = cfg["max_steps"] if stop_at_step is None else min(stop_at_step, cfg["max_steps"])
+    silence = float(np.log(audio_cfg.log_floor))
+    hop = audio_cfg.hop_length
+
+    with deterministic_algorithms(cfg["deterministic"]), cpu_threads(threads):
+        seed_everything(cfg["seed"])
+        gan = GanTrainer(gen_cfg, audio_cfg, cfg, device)
+        step, epoch, position = 0, 0, 0
+        best: dict[str, Any] = {"value": None, "step": None}
+        resumed = resume and last_path.exists()
+        if resumed:
+            ckpt = load_checkpoint(last_path, map_location=device)
+            if ckpt.get("generator_cfg") != gen_cfg or ckpt.get("audio_cfg") != audio_cfg.as_dict():
+                raise ConfigError(f"vocoder config: differs from the checkpoint in {last_path} "
+                                  "(use a new run directory or resume=False)")
+            gan.load(ckpt)
+            step, epoch, position = ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"]
+            best = dict(ckpt["best"])
+            restore_rng(ckpt["rng"])
+        else:
+            best_path.unlink(missing_ok=True)  # a stale best.pt of an earlier run would outrank this one
+        commit = git_commit()
+        write_text_atomic(run_dir / "config.json", json.dumps(
+            {"preset": preset, "generator": gen_cfg, "audio": audio_cfg.as_dict(), "train": cfg, "git_commit": commit,
+             "lipspeech_version": __version__, "resumed_from_step": step if resumed else None}, indent=2) + "\n")
+        logger = LossLogger(run_dir, step if resumed else None, cfg["tensorboard"], CSV_COLUMNS)
+        history: list[dict[str, Any]] = []
+
+        def checkpoint_state() -> dict[str, Any]:
+            return {"step": step, "epoch": epoch, "batch_in_epoch": position, "best": best, **gan.state(),
+                    "rng": capture_rng(), "generator_cfg": gen_cfg, "preset": preset, "audio_cfg": audio_cfg.as_dict(),
+                    "train_cfg": cfg, "git_commit": commit, "lipspeech_version": __version__}
+
+        saved_at = step if resumed else -1
+        nonfinite = 0
+        bar = tqdm(total=cfg["max_steps"], initial=step, desc="train-vocoder", unit="step", dynamic_ncols=True,
+                   disable=not progress)
+        try:
+            while step < stop:
+                batches = epoch_batches(len(train_items), cfg["batch_size"], cfg["seed"], epoch)
+                for b in range(position, len(batches)):
+                    mel, audio = make_batch(train_items, batches[b], cfg["segment_frames"], cfg["seed"], epoch, b,
+                                            silence, hop)
+                    lr = gan.opt_g.param_groups[0]["lr"]
+                    losses = gan.train_step(mel, audio)
+                    position += 1
+                    if losses is None:
+                        nonfinite += 1
+                        warnings.warn(f"step {step + 1}: non-finite loss, batch skipped", stacklevel=2)
+                        if nonfinite >= 10:
+                            raise FloatingPointError(f"{nonfinite} consecutive non-finite losses, stopping at step {step}")
+                        continue
+                    nonfinite = 0
+                    step += 1
+                    bar.update(1)
+                    if step % cfg["log_every"] == 0 or step == stop:
+                        row = {"step": step, "split": "train", "lr": lr, **losses}
+                        logger.log(row)
+                        history.append(row)
+                        bar.set_postfix(mel=f"{losses['mel_l1']:.3f}", d=f"{losses['loss_d']:.3f}")
+                    validated = False
+                    if val_items is not None and step % cfg["val_every"] == 0:
+                        value = gan.validate(val_items, cfg["val_max_utterances"])
+                        row = {"step": step, "split": "val", "mel_l1": value}
+                        logger.log(row)
+                        history.append(row)
+                        if logger.tb is not None and len(val_items):
+                            logger.tb.add_audio("val/generated", gan.generate(val_items[0].mel).cpu()[None], step,
+                                                audio_cfg.sample_rate)
+                        if best["value"] is None or value < best["value"]:
+                            best = {"value": value, "step": step}
+                            save_checkpoint(best_path, checkpoint_state())
+                        validated = True
+                    if validated or (cfg["ckpt_every"] and step % cfg["ckpt_every"] == 0):
+                        save_checkpoint(last_path, checkpoint_state())
+                        saved_at = step
+                    if step >= stop:
+                        break
+                else:
+                    epoch, position = epoch + 1, 0
+                    gan.end_epoch()
+        except KeyboardInterrupt:
+            if step != saved_at:
+                save_checkpoint(last_path, checkpoint_state())
+            raise
+        finally:
+            bar.close()
+            logger.close()
+        if step != saved_at:
+            save_checkpoint(last_path, checkpoint_state())
+    return TrainResult(step=step, run_dir=run_dir, last_checkpoint=last_path,
+                       best_checkpoint=best_path if best_path.exists() else None,
+                       best_value=best["value"], best_step=best["step"], history=history)

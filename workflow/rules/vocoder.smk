@@ -1,0 +1,90 @@
+# The vocoder: log-mel -> 16 kHz audio for every system the evaluation compares.
+# vocoder.kind griffin_lim needs no training; hifigan uses vocoder.checkpoint, or, when that
+# is null, a HiFi-GAN the train_vocoder rule trains on this corpus's ground-truth audio.
+import re
+
+VOCODER = config["vocoder"]
+#: the systems vocoded for the evaluation: every experiment, and the ground-truth mels
+#: through the same vocoder ("ground_truth", the decoded audio itself, needs no vocoding)
+SYSTEMS = EXPERIMENTS + ["gt_vocoded"]
+TRAIN_VOCODER = VOCODER["kind"] == "hifigan" and not VOCODER["checkpoint"]
+if VOCODER["kind"] != "hifigan":
+    VOCODER_CKPT = None
+elif TRAIN_VOCODER:
+    VOCODER_CKPT = f"{RESULTS}/vocoder/ckpt/best.pt"
+else:
+    VOCODER_CKPT = VOCODER["checkpoint"]
+
+
+if TRAIN_VOCODER:
+
+    rule train_vocoder:
+        """HiFi-GAN (vocoder.preset) on random segments of the train split's audio and mels, validated
+        on val. Only best.pt is declared, and protected; last.pt and best.kept.pt beside it let a
+        killed job resume exactly. To retrain, delete results/{corpus}/vocoder/."""
+        input:
+            manifest=f"{RESULTS}/manifest.parquet",
+            audio=shard_outputs("audio"),
+            mel=shard_outputs("mel"),
+        output:
+            protected(f"{RESULTS}/vocoder/ckpt/best.pt"),
+        params:
+            # only what changes the trained weights: not kind, checkpoint, device or griffin_lim
+            cfg=json.dumps({"vocoder": {"preset": VOCODER["preset"], "train": VOCODER["train"]}, "mel": config["mel"]},
+                           sort_keys=True),
+            results=RESULTS,
+            run_dir=f"{RESULTS}/vocoder",
+        log:
+            f"{RESULTS}/logs/train_vocoder.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/train_vocoder.tsv"
+        threads: 2
+        resources:
+            mem_mb=8000,
+            runtime=1440,
+        shell:
+            "lipspeech train-vocoder --params {params.cfg:q} --results {params.results:q} --run-dir {params.run_dir:q}"
+            " --threads {threads} --no-progress 2>&1 | tee {log:q}"
+
+
+def vocode_inputs(wildcards):
+    """gt_vocoded: the manifest (test split) and the mel stores; an experiment: its synthesized
+    mels; either way the HiFi-GAN checkpoint when there is one."""
+    if wildcards.system == "gt_vocoded":
+        inputs = {"manifest": f"{RESULTS}/manifest.parquet", "mel": shard_outputs("mel")}
+    else:
+        inputs = {"mels": f"{RESULTS}/eval/{wildcards.system}/mels.parquet"}
+    if VOCODER_CKPT:
+        inputs["vocoder"] = VOCODER_CKPT
+    return inputs
+
+
+rule vocode:
+    """One system's test-split mels through the vocoder -> eval/{system}/audio.parquet (16 kHz,
+    n_frames * 640 samples each) + the utterances it could not vocode."""
+    input:
+        unpack(vocode_inputs),
+    wildcard_constraints:
+        # a rule-level constraint: other rules' {system} also takes "ground_truth", which is never vocoded
+        system="|".join(re.escape(s) for s in SYSTEMS),
+    output:
+        audio=f"{RESULTS}/eval/{{system}}/audio.parquet",
+        rejected=f"{RESULTS}/eval/{{system}}/audio.rejected.parquet",
+    params:
+        # the vocoder without its training keys (those reach this rule through the checkpoint)
+        cfg=json.dumps({"vocoder": {k: v for k, v in VOCODER.items() if k != "train"}, "mel": config["mel"]},
+                       sort_keys=True),
+        results=RESULTS,
+        checkpoint=f"--checkpoint {VOCODER_CKPT}" if VOCODER_CKPT else "",
+    log:
+        f"{RESULTS}/logs/vocode/{{system}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/vocode/{{system}}.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    shell:
+        "lipspeech vocode --params {params.cfg:q} --system {wildcards.system:q} --results {params.results:q}"
+        " {params.checkpoint} --out {output.audio:q} --rejected {output.rejected:q} --threads {threads}"
+        " --no-progress 2>&1 | tee {log:q}"
