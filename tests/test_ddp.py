@@ -1,7 +1,10 @@
 """Data-parallel training: 2 CPU processes (gloo) take the steps of 1 process on the same global batch."""
 
+import json
 import os
 import socket
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -11,6 +14,7 @@ from lipspeech.models import build_model, model_config
 from lipspeech.training import load_checkpoint, synthetic_utterances, train, train_config
 from lipspeech.training.distributed import AllReduceBatchNorm, DistInfo, process_group, shard_batches
 from lipspeech.training.trainer import seed_everything
+from test_stage_train import EXP, MODEL as STAGE_MODEL, TRAIN as STAGE_TRAIN, fake_results
 
 # no dropout (each rank draws its own masks); random crops and flips stay on: they are keyed
 # by the global (epoch, batch, item), so they must come out the same. 8 items of one length in
@@ -105,3 +109,24 @@ def test_all_reduce_batchnorm_is_batchnorm_in_one_process():
     ours = AllReduceBatchNorm(3)
     x = torch.randn(4, 3, 5, 5)
     assert torch.allclose(ref(x), ours(x)) and torch.allclose(ref.running_var, ours.running_var)
+
+
+def test_train_command_with_nproc_runs_under_torchrun(tmp_path):
+    """`lipspeech train --nproc 2` (what the Snakemake rule runs): 2 ranks, rank 0 writes and reports once."""
+    results = fake_results(tmp_path / "results" / "fake")
+    run_dir = results / "models" / "ltbs"
+    params = json.dumps({"model": STAGE_MODEL, "train": STAGE_TRAIN})
+    cmd = [sys.executable, "-m", "lipspeech.cli", "train", "--params", params, "--exp", "ltbs",
+           "--experiment", json.dumps(EXP), "--results", str(results), "--run-dir", str(run_dir),
+           "--threads", "2", "--nproc", "2", "--no-progress"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "2 processes (DDP)" in out and "data-parallel: 2 processes" in out
+    assert out.count("train ltbs: 4 steps") == 1  # the summary comes from rank 0 only
+    last = load_checkpoint(run_dir / "ckpt" / "last.pt")
+    assert last["step"] == 4 and len(last["rng_ranks"]) == 2
+    assert (run_dir / "ckpt" / "best.pt").exists() and (run_dir / "ckpt" / "best.kept.pt").exists()
+    assert json.loads((run_dir / "config.json").read_text())["world_size"] == 2
+    rows = [line.split(",")[:2] for line in (run_dir / "losses.csv").read_text().splitlines()[1:]]
+    assert rows == [["1", "train"], ["2", "train"], ["2", "val"], ["3", "train"], ["4", "train"], ["4", "val"]]
