@@ -1,7 +1,7 @@
 # lipspeech: the two commands.
 #   make demo   run the whole pipeline on the built-in SynthGRID demo corpus (offline)
 #   make test   run the test suite
-#   make test-slurm  the pipeline on a throw-away local SLURM cluster vs a local run (root; ~10 min)
+#   make test-slurm  the pipeline on a throw-away local SLURM cluster vs a local run (root; 5-10 min)
 # Both install what they need first: ffmpeg/espeak-ng (apt-get, as root) and a .venv
 # with the locked Python dependencies (requirements.lock).
 
