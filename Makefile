@@ -1,6 +1,7 @@
 # lipspeech: the two commands.
 #   make demo   run the whole pipeline on the built-in SynthGRID demo corpus (offline)
 #   make test   run the test suite
+#   make test-slurm  the pipeline on a throw-away local SLURM cluster vs a local run (root; 5-10 min)
 # Both install what they need first: ffmpeg/espeak-ng (apt-get, as root) and a .venv
 # with the locked Python dependencies (requirements.lock).
 
@@ -11,7 +12,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo test deps venv lock dryrun clean-demo
+.PHONY: demo test test-slurm deps venv lock dryrun clean-demo
 
 demo: deps venv
 	$(BIN)/snakemake --cores $(CORES)
@@ -19,6 +20,14 @@ demo: deps venv
 
 test: deps venv
 	$(BIN)/python -m pytest -q
+
+# Bring a single-node SLURM up on this machine (apt-get installs it when missing), run the
+# tiny pipeline on it and locally, compare, tear the cluster down (also when the test fails).
+test-slurm: deps venv
+	bash scripts/slurm/up.sh
+	LIPSPEECH_TEST_SLURM=1 $(BIN)/python -m pytest -q -s -p no:cacheprovider \
+	  --basetemp=$${TMPDIR:-/tmp}/lipspeech-test-slurm tests/test_slurm.py; \
+	  rc=$$?; bash scripts/slurm/down.sh; exit $$rc
 
 deps:
 	@bash scripts/install-system-deps.sh

@@ -208,15 +208,46 @@ def _experiment(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]
     return find_experiment(experiments, args.exp)
 
 
+def _without_option(argv: list[str], option: str) -> list[str]:
+    """``argv`` less ``option VALUE`` / ``option=VALUE``."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == option:
+            skip = True
+        elif not a.startswith(option + "="):
+            out.append(a)
+    return out
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    from lipspeech.training.distributed import launched_world_size, torchrun_command
     from lipspeech.training.stage import run_train
 
     cfg = _stage_config(args)
     exp = _experiment(args, cfg)
     results = Path(args.results or f"results/{cfg['corpus']['name']}")
     run_dir = Path(args.run_dir) if args.run_dir else results / "models" / exp["name"]
-    _torch_threads(args.threads)
-    summary = run_train(results, exp, cfg["model"], cfg["train"], run_dir, threads=args.threads, progress=_progress(args))
+    if args.nproc > 1 and launched_world_size() == 1:
+        import torch
+
+        device = str(cfg["train"].get("device", "auto"))
+        if (device == "auto" and torch.cuda.is_available()) or device.startswith("cuda"):
+            if args.nproc > torch.cuda.device_count():
+                raise ConfigError(f"--nproc {args.nproc}: only {torch.cuda.device_count()} GPUs visible")
+        # this same command in nproc processes under torchrun (DDP); exec, so that a signal from
+        # SLURM or Snakemake reaches torchrun, which passes it on to its workers
+        cmd = torchrun_command(args.nproc, _without_option(args.argv, "--nproc"))
+        print(f"train {exp['name']}: {args.nproc} processes (DDP): {' '.join(cmd[:9])} ...", flush=True)
+        os.execv(cmd[0], cmd)
+    threads = args.threads
+    if launched_world_size() > 1:  # the job's CPUs are shared by this node's processes
+        threads = max(1, threads // int(os.environ.get("LOCAL_WORLD_SIZE", launched_world_size())))
+    _torch_threads(threads)
+    summary = run_train(results, exp, cfg["model"], cfg["train"], run_dir, threads=threads, progress=_progress(args))
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
     print(f"train {exp['name']}: {summary['steps']} steps in {summary['seconds']:.0f} s, best {summary['best_metric']} "
           f"{summary['best_value']:.4f} at step {summary['best_step']} -> {run_dir / 'ckpt' / 'best.pt'}")
     return 0
@@ -371,6 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", help="that entry as JSON (what Snakemake passes); default: from the config")
     p.add_argument("--results", help="results/{corpus} folder (default: from corpus.name)")
     p.add_argument("--run-dir", help="run directory (default: {results}/models/{exp}); resumes from its ckpt/last.pt")
+    p.add_argument("--nproc", type=int, default=1,
+                   help="data-parallel processes on this node, under torchrun (one per GPU; gloo on CPU); "
+                        "1 (default): a single process")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("synthesize", help="coarse and post-net mels of a split's videos with a trained experiment")
@@ -443,6 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # to run the same command again (torchrun)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -14,6 +14,7 @@ from lipspeech.training import (
     epoch_batches,
     load_checkpoint,
     load_model,
+    save_checkpoint,
     synthesize,
     synthetic_utterances,
     train,
@@ -171,3 +172,12 @@ def test_train_config_rejects_unknown_keys():
         train_config({"lr_max": 1.0})
     with pytest.raises(ConfigError, match="decay: 'linear' is not one of"):
         train_config({"decay": "linear"})
+
+
+def test_the_same_checkpoint_state_gives_the_same_bytes(tmp_path):
+    # checkpoints are hashed downstream (synthesize's config hash): identical runs, identical files
+    state = {"step": 3, "model": {"w": torch.arange(6.0).reshape(2, 3)}, "rng": {"torch": torch.get_rng_state()}}
+    save_checkpoint(tmp_path / "a.pt", state)
+    save_checkpoint(tmp_path / "b.pt", state)
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+    assert torch.equal(load_checkpoint(tmp_path / "b.pt")["model"]["w"], state["model"]["w"])

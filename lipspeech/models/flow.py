@@ -24,6 +24,14 @@ def _lengths(mask: torch.Tensor) -> torch.Tensor:
     return mask.sum(dim=(1, 2))
 
 
+def _sum_over_ranks(t: torch.Tensor) -> torch.Tensor:
+    """``t`` summed over the processes of data-parallel training (in place); ``t`` itself otherwise."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(t)
+    return t
+
+
 class ActNorm(nn.Module):
     """Per-channel affine map ``y = bias + exp(logs) * x``.
 
@@ -45,9 +53,10 @@ class ActNorm(nn.Module):
 
     @torch.no_grad()
     def _init_from(self, x: torch.Tensor, mask: torch.Tensor) -> None:
-        n = mask.sum().clamp_min(1.0)
-        mean = (x * mask).sum(dim=(0, 2), keepdim=True) / n
-        var = (((x - mean) * mask) ** 2).sum(dim=(0, 2), keepdim=True) / n
+        # in data-parallel training the statistics are those of the whole batch, over all ranks
+        n = _sum_over_ranks(mask.sum()).clamp_min(1.0)
+        mean = _sum_over_ranks((x * mask).sum(dim=(0, 2), keepdim=True)) / n
+        var = _sum_over_ranks((((x - mean) * mask) ** 2).sum(dim=(0, 2), keepdim=True)) / n
         logs = -0.5 * torch.log(var.clamp_min(1e-6))
         self.logs.copy_(logs)
         self.bias.copy_(-mean * torch.exp(logs))

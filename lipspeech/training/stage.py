@@ -23,6 +23,14 @@ Resume under Snakemake
     copy back. ``last.pt`` is only resumed when ``run.json``'s key (model
     config, training config less the keys that do not change the result, and
     the data fingerprint) matches this run; otherwise the run starts afresh.
+
+Data-parallel
+    Under torchrun (``lipspeech train --nproc N``) every process runs
+    :func:`run_train`; it joins the process group, rank 0 alone writes
+    ``run.json`` and the checkpoints, and the others wait for it where they would
+    read them. The number of processes is not part of the run key (like the
+    device and thread count, it changes the numbers only by float rounding and
+    dropout draws), so a run may resume with another.
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ from lipspeech.models.presets import model_config
 from lipspeech.store import StoreMeta, write_store, write_text_atomic
 from lipspeech.timing import FPS, MEL_PER_FRAME
 from lipspeech.training.config import train_config
+from lipspeech.training.distributed import DistInfo, barrier, process_group
 from lipspeech.training.stores import TRAIN_STORES, VIDEO_STORES, CorpusStores, StoreDataset, speaker_ids
 
 STAGE_SYNTH = "synthesize"
@@ -129,10 +138,22 @@ def run_train(
     Returns:
         A summary (printed by the CLI, stored in ``run.json``).
     """
-    results_dir, run_dir = Path(results_dir), Path(run_dir)
-    model_cfg = experiment_model_config(exp, model_section)
     section = {k: v for k, v in dict(train_section).items() if k not in ("threads", "progress")}
     train_cfg = train_config({**section, "threads": max(1, threads), "progress": progress})
+    with process_group(train_cfg["device"]) as ddp:
+        return _run_train(Path(results_dir), exp, model_section, train_cfg, Path(run_dir), ddp)
+
+
+def _run_train(
+    results_dir: Path,
+    exp: Mapping[str, Any],
+    model_section: Mapping[str, Any],
+    train_cfg: dict[str, Any],
+    run_dir: Path,
+    ddp: Optional[DistInfo],
+) -> dict[str, Any]:
+    main = ddp is None or ddp.is_main
+    model_cfg = experiment_model_config(exp, model_section)
     if train_cfg["val_every"] > train_cfg["max_steps"]:
         raise ConfigError(f"config key train.val_every: {train_cfg['val_every']} > max_steps {train_cfg['max_steps']}, "
                           "so there would be no validation and no best.pt")
@@ -150,7 +171,9 @@ def run_train(
         # a tiny corpus (test fixtures) may have no val split; best.pt must still exist
         val_data = train_data
         lines.append("val split empty: validating on the train utterances")
-    for line in lines:
+    if ddp is not None:
+        lines.append(f"data-parallel: {ddp.world_size} processes, rank 0 writes")
+    for line in lines if main else []:
         print(f"train {exp['name']}: {line}", flush=True)
 
     data_key = {"train": train_data.fingerprint(), "val": val_data.fingerprint()}
@@ -159,16 +182,20 @@ def run_train(
     run_json = run_dir / "run.json"
     previous = json.loads(run_json.read_text()).get("key") if run_json.exists() else None
     resumed_from = None
-    if previous != key:
-        # another config or other data: the old state must not be resumed, not even after a crash of this run
-        for name in ("last.pt", "best.pt", "best.kept.pt"):
-            (ckpt_dir / name).unlink(missing_ok=True)
-    elif (ckpt_dir / "last.pt").exists():
+    if main:
+        if previous != key:
+            # another config or other data: the old state must not be resumed, not even after a crash of this run
+            for name in ("last.pt", "best.pt", "best.kept.pt"):
+                (ckpt_dir / name).unlink(missing_ok=True)
+        elif (ckpt_dir / "last.pt").exists():
+            _restore_best(ckpt_dir)
+    barrier()  # the other ranks look at ckpt/ once rank 0 has cleaned it up
+    if previous == key and (ckpt_dir / "last.pt").exists():
         from lipspeech.training.checkpoint import load_checkpoint
 
-        _restore_best(ckpt_dir)
         resumed_from = int(load_checkpoint(ckpt_dir / "last.pt")["step"])
-        print(f"train {exp['name']}: resuming from step {resumed_from} ({ckpt_dir / 'last.pt'})", flush=True)
+        if main:
+            print(f"train {exp['name']}: resuming from step {resumed_from} ({ckpt_dir / 'last.pt'})", flush=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     info: dict[str, Any] = {
         "key": key,
@@ -179,7 +206,8 @@ def run_train(
         # config.json's resumed_from_step is the last chunk's start; this is where this run began
         "resumed_from_step": resumed_from,
     }
-    write_text_atomic(run_json, json.dumps(info, indent=1, sort_keys=True) + "\n")
+    if main:
+        write_text_atomic(run_json, json.dumps(info, indent=1, sort_keys=True) + "\n")
 
     from lipspeech.training.trainer import train
 
@@ -190,7 +218,7 @@ def run_train(
     while result is None or step < max_steps:
         stop = min(max_steps, (step // every + 1) * every)
         result = train(model_cfg, train_cfg, train_data, val_data, run_dir, resume=True, stop_at_step=stop)
-        if (ckpt_dir / "best.pt").exists():
+        if main and (ckpt_dir / "best.pt").exists():
             _link(ckpt_dir / "best.pt", ckpt_dir / "best.kept.pt")
         if result.step <= step:  # nothing left to do (a finished run resumed)
             break
@@ -210,7 +238,8 @@ def run_train(
         "run_dir": str(run_dir),
     }
     info["result"] = summary
-    write_text_atomic(run_json, json.dumps(info, indent=1, sort_keys=True) + "\n")
+    if main:
+        write_text_atomic(run_json, json.dumps(info, indent=1, sort_keys=True) + "\n")
     return summary
 
 

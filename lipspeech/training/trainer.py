@@ -13,6 +13,10 @@ Run directory layout::
 the continued run is step-for-step the run that was never interrupted (same
 batches, augmentation, dropout masks and updates) on the same device and thread
 count.
+
+Under torchrun (``lipspeech train --nproc N``) the same loop runs data-parallel:
+see :mod:`lipspeech.training.distributed`. Rank 0 validates, logs and writes the
+checkpoints; ``last.pt`` then also keeps every rank's RNG state (``rng_ranks``).
 """
 
 from __future__ import annotations
@@ -42,6 +46,15 @@ from lipspeech.store import write_text_atomic
 from lipspeech.training.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from lipspeech.training.config import LOSS_NAMES, check_train_config
 from lipspeech.training.data import as_sequence, augment, epoch_batches, item_lengths
+from lipspeech.training.distributed import (
+    all_true,
+    barrier,
+    dist_info,
+    gather_objects,
+    mean_over_ranks,
+    shard_batches,
+    sync_batchnorm,
+)
 
 CSV_COLUMNS = ("step", "split", "lr", "grad_norm") + LOSS_NAMES
 
@@ -264,6 +277,16 @@ class LossLogger:
             self.tb.close()
 
 
+class _NoLogger:
+    """What ranks other than 0 log to: nothing."""
+
+    def log(self, row: dict[str, Any]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def train(
     model_cfg: Mapping[str, Any],
     train_cfg: Mapping[str, Any],
@@ -295,6 +318,10 @@ def train(
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     last_path, best_path = ckpt_dir / "last.pt", ckpt_dir / "best.pt"
     device = resolve_device(cfg["device"])
+    ddp = dist_info()  # None: the single-process run
+    main = ddp is None or ddp.is_main
+    if ddp is not None and device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", ddp.local_rank)
     data = as_sequence(train_data)
     if len(data) == 0:
         raise ValueError("train_data is empty")
@@ -305,6 +332,8 @@ def train(
     with deterministic_algorithms(cfg["deterministic"]), cpu_threads(cfg["threads"]):
         seed_everything(cfg["seed"])
         model = build_model(model_cfg).to(device)
+        if ddp is not None:
+            model = sync_batchnorm(model, device.type == "cuda")
         optimizer = make_optimizer(model, cfg)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
         step, epoch, position = 0, 0, 0
@@ -323,49 +352,75 @@ def train(
             scheduler.load_state_dict(ckpt["scheduler"])
             step, epoch, position = ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"]
             best = dict(ckpt["best"])
-            restore_rng(ckpt["rng"])
+            ranks_rng = ckpt.get("rng_ranks")
+            if ddp is not None and ranks_rng is not None and len(ranks_rng) == ddp.world_size:
+                restore_rng(ranks_rng[ddp.rank])
+            else:
+                restore_rng(ckpt["rng"])
         else:
-            best_path.unlink(missing_ok=True)  # a stale best.pt from an earlier run would outrank this one
+            if main:
+                best_path.unlink(missing_ok=True)  # a stale best.pt from an earlier run would outrank this one
+            if ddp is not None and ddp.rank > 0:
+                torch.manual_seed(cfg["seed"] + 1_000_003 * ddp.rank)  # its own dropout masks, same initial model
+        net: torch.nn.Module = model
+        if ddp is not None:
+            net = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None)
         commit = git_commit()
-        write_text_atomic(
-            run_dir / "config.json",
-            json.dumps(
-                {"model": model_cfg, "train": cfg, "git_commit": commit, "lipspeech_version": __version__,
-                 "resumed_from_step": step if resumed else None},
-                indent=2,
+        if main:
+            write_text_atomic(
+                run_dir / "config.json",
+                json.dumps(
+                    {"model": model_cfg, "train": cfg, "git_commit": commit, "lipspeech_version": __version__,
+                     "resumed_from_step": step if resumed else None,
+                     **({} if ddp is None else {"world_size": ddp.world_size})},
+                    indent=2,
+                )
+                + "\n",
             )
-            + "\n",
-        )
-        logger = LossLogger(run_dir, step if resumed else None, cfg["tensorboard"])
+        logger = LossLogger(run_dir, step if resumed else None, cfg["tensorboard"]) if main else _NoLogger()
         history: list[dict[str, Any]] = []
 
-        def checkpoint_state() -> dict[str, Any]:
-            return {
+        def checkpoint_state(ranks_rng: Optional[list[dict[str, Any]]] = None) -> dict[str, Any]:
+            state = {
                 "step": step, "epoch": epoch, "batch_in_epoch": position, "best": best,
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "rng": capture_rng(), "model_cfg": model_cfg, "train_cfg": cfg,
+                "rng": capture_rng() if ranks_rng is None else ranks_rng[0], "model_cfg": model_cfg, "train_cfg": cfg,
                 "git_commit": commit, "lipspeech_version": __version__,
             }
+            if ranks_rng is not None:
+                state["rng_ranks"] = ranks_rng
+            return state
+
+        def ranks_rng_if_ddp() -> Optional[list[dict[str, Any]]]:
+            # a collective: every rank calls it at the same steps
+            return None if ddp is None else gather_objects(capture_rng())
 
         augmented = _Augmented(data, cfg)
         saved_at = step if resumed else -1
         nonfinite = 0
         bar = tqdm(total=cfg["max_steps"], initial=step, desc="train", unit="step", dynamic_ncols=True,
-                   disable=not cfg["progress"])
+                   disable=not cfg["progress"] or not main)
         model.train()
         try:
             while step < stop:
                 batches = epoch_batches(len(data), cfg["batch_size"], cfg["seed"], epoch, lengths,
                                         cfg["bucket_window"], cfg["drop_last"])
+                if ddp is not None:
+                    batches = shard_batches(batches, ddp)
                 if not batches:
-                    raise ValueError(f"no batches: {len(data)} utterances, batch_size {cfg['batch_size']}, drop_last")
+                    raise ValueError(f"no batches: {len(data)} utterances, batch_size {cfg['batch_size']}, drop_last"
+                                     + ("" if ddp is None else f", {ddp.world_size} processes"))
                 for batch in _train_batches(augmented, batches, epoch, position, cfg["num_workers"]):
                     batch = batch.to(device, non_blocking=True)
                     with autocast_for(device, cfg["bf16"]):
-                        out = model(batch)
+                        out = net(batch)
                     loss = out.losses["total"]
                     optimizer.zero_grad(set_to_none=True)
-                    if not torch.isfinite(loss):
+                    finite = bool(torch.isfinite(loss))
+                    if ddp is not None:
+                        finite = all_true(finite)  # all ranks skip together, or DDP would wait forever
+                    if not finite:
                         nonfinite += 1
                         position += 1
                         utts = ", ".join(batch.utts)
@@ -384,40 +439,51 @@ def train(
                     position += 1
                     bar.update(1)
                     if step % cfg["log_every"] == 0 or step == stop:
-                        row = {"step": step, "split": "train", "lr": lr, "grad_norm": grad_norm,
-                               **{k: float(v.detach()) for k, v in out.losses.items()}}
+                        losses = {k: float(v.detach()) for k, v in out.losses.items()}
+                        if ddp is not None:
+                            losses = mean_over_ranks(losses, LOSS_NAMES)  # the global batch's losses
+                        row = {"step": step, "split": "train", "lr": lr, "grad_norm": grad_norm, **losses}
                         logger.log(row)
                         history.append(row)
                         bar.set_postfix(loss=f"{row['total']:.3f}", mel=f"{row['mel_l1']:.3f}")
-                    validated = False
+                    validated = improved = False
                     if val is not None and step % cfg["val_every"] == 0:
-                        metrics = evaluate(model, val, cfg["val_batch_size"], device, cfg["bf16"],
-                                           cfg["val_free_running"], cfg["val_max_batches"])
-                        row = {"step": step, "split": "val", **metrics}
-                        logger.log(row)
-                        history.append(row)
-                        value = metrics[cfg["best_metric"]]
-                        if best["value"] is None or value < best["value"]:
-                            best = {"value": value, "step": step}
-                            save_checkpoint(best_path, checkpoint_state())
+                        if main:  # the other ranks wait for it at their next collective
+                            metrics = evaluate(model, val, cfg["val_batch_size"], device, cfg["bf16"],
+                                               cfg["val_free_running"], cfg["val_max_batches"])
+                            row = {"step": step, "split": "val", **metrics}
+                            logger.log(row)
+                            history.append(row)
+                            value = metrics[cfg["best_metric"]]
+                            if best["value"] is None or value < best["value"]:
+                                best = {"value": value, "step": step}
+                                improved = True
                         validated = True
-                    if validated or (cfg["ckpt_every"] and step % cfg["ckpt_every"] == 0):
-                        save_checkpoint(last_path, checkpoint_state())
+                    save_last = validated or (cfg["ckpt_every"] and step % cfg["ckpt_every"] == 0)
+                    ranks_rng = ranks_rng_if_ddp() if save_last else None
+                    if improved:
+                        save_checkpoint(best_path, checkpoint_state(ranks_rng))
+                    if save_last:
+                        if main:
+                            save_checkpoint(last_path, checkpoint_state(ranks_rng))
                         saved_at = step
                     if step >= stop:
                         break
                 else:
                     epoch, position = epoch + 1, 0
         except KeyboardInterrupt:
-            # keep the work done so far; resuming replays from here exactly
-            if step != saved_at:
+            # keep the work done so far; resuming replays from here exactly (other ranks' RNGs are lost)
+            if step != saved_at and main:
                 save_checkpoint(last_path, checkpoint_state())
             raise
         finally:
             bar.close()
             logger.close()
         if step != saved_at:
-            save_checkpoint(last_path, checkpoint_state())
+            ranks_rng = ranks_rng_if_ddp()
+            if main:
+                save_checkpoint(last_path, checkpoint_state(ranks_rng))
+        barrier()  # nobody reads last.pt / best.pt before rank 0 has written them
     return TrainResult(
         step=step,
         run_dir=run_dir,

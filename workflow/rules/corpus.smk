@@ -12,7 +12,9 @@ rule synth_corpus:
         f"{RESULTS}/logs/synth_corpus.log",
     benchmark:
         f"{RESULTS}/benchmarks/synth_corpus.tsv"
-    threads: workflow.cores
+    # every core of a local run (Snakemake caps threads at --cores); not workflow.cores, which
+    # a cluster run (no --cores) cannot evaluate; cluster profiles set their own (set-threads)
+    threads: 256
     resources:
         mem_mb=4000,
         runtime=120,

@@ -126,6 +126,7 @@ rule prosody_stats:
         cfg=params_json("prosody", "mel"),
     log:
         f"{RESULTS}/logs/prosody_stats.log",
+    localrule: True  # seconds of work: on a cluster it runs here rather than wait in a queue
     resources:
         mem_mb=2000,
         runtime=15,

@@ -42,10 +42,13 @@ rule train:
     resources:
         mem_mb=8000,
         runtime=720,
+        # data-parallel processes (DDP under torchrun, one per GPU); a cluster profile sets it
+        # with `gpu`. Not a rerun trigger: a killed run may resume with another count
+        nproc=1,
     shell:
         "lipspeech train --params {params.cfg:q} --exp {wildcards.exp:q} --experiment {params.exp:q}"
-        " --results {params.results:q} --run-dir {params.run_dir:q} --threads {threads} --no-progress"
-        " 2>&1 | tee {log:q}"
+        " --results {params.results:q} --run-dir {params.run_dir:q} --threads {threads} --nproc {resources.nproc}"
+        " --no-progress 2>&1 | tee {log:q}"
 
 
 rule synthesize:

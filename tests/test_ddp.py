@@ -1,0 +1,132 @@
+"""Data-parallel training: 2 CPU processes (gloo) take the steps of 1 process on the same global batch."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from lipspeech.models import build_model, model_config
+from lipspeech.training import load_checkpoint, synthetic_utterances, train, train_config
+from lipspeech.training.distributed import AllReduceBatchNorm, DistInfo, process_group, shard_batches
+from lipspeech.training.trainer import seed_everything
+from test_stage_train import EXP, MODEL as STAGE_MODEL, TRAIN as STAGE_TRAIN, fake_results
+
+# no dropout (each rank draws its own masks); random crops and flips stay on: they are keyed
+# by the global (epoch, batch, item), so they must come out the same. 8 items of one length in
+# batches of 4: every rank's slice has as many frames, and 3 steps cross an epoch boundary.
+# Adam's eps is raised from 1e-9: with a tiny eps a near-zero gradient (the convolutions before
+# BatchNorm have them) becomes a +-lr step whatever its rounding, which turns float noise into
+# 1e-4 parameter differences; with 1e-3 the step stays proportional to the gradient.
+MODEL = {"dropout": 0.0, "var_dropout": 0.0}
+TRAIN = {"batch_size": 4, "max_steps": 3, "lr": 1e-3, "warmup_steps": 1, "decay": "constant", "eps": 1e-3,
+         "log_every": 1, "val_every": 3, "ckpt_every": 0, "seed": 11, "device": "cpu", "threads": 1,
+         "progress": False, "tensorboard": False, "val_free_running": False, "best_metric": "mel_l1"}
+
+
+def _data():
+    return synthetic_utterances(8, 6, seed=3), synthetic_utterances(2, 6, seed=4)
+
+
+def _worker(rank: int, world: int, port: int, run_dir: str, overrides: dict) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
+    torch.set_num_threads(1)
+    items, val = _data()
+    with process_group("cpu") as info:
+        assert info is not None and info.world_size == world
+        train(model_config("tiny", MODEL), train_config({**TRAIN, **overrides}), items, val, run_dir)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(tmp_path):
+    items, val = _data()
+    mcfg = model_config("tiny", MODEL)
+    single = train(mcfg, train_config(TRAIN), items, val, tmp_path / "single")
+    half = train(mcfg, train_config({**TRAIN, "batch_size": 2}), items, val, tmp_path / "half")
+
+    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path / "ddp"), {}), nprocs=2, join=True)
+
+    ddp_ckpt = load_checkpoint(tmp_path / "ddp" / "ckpt" / "last.pt")
+    one = load_checkpoint(single.last_checkpoint)["model"]
+    other = load_checkpoint(half.last_checkpoint)["model"]
+    assert ddp_ckpt["step"] == 3 and len(ddp_ckpt["rng_ranks"]) == 2
+    worst, moved, sensitive = 0.0, 0.0, 0.0
+    for name, value in one.items():
+        if not value.is_floating_point():
+            assert torch.equal(value, ddp_ckpt["model"][name]), name
+            continue
+        worst = max(worst, float((value - ddp_ckpt["model"][name]).abs().max()))
+        sensitive = max(sensitive, float((value - other[name]).abs().max()))
+    seed_everything(TRAIN["seed"])
+    for name, value in build_model(mcfg).state_dict().items():
+        if value.is_floating_point():
+            moved = max(moved, float((value - one[name]).abs().max()))
+    print(f"\nmax |param diff|: DDP vs single {worst:.2e}; single vs half batch {sensitive:.2e}; "
+          f"moved from init {moved:.2e}")
+    assert moved > 1e-3  # the steps changed the model
+    assert sensitive > 1e-3  # another batch gives other parameters: the comparison can tell
+    assert worst < 1e-5
+    # BatchNorm running statistics (buffers) too: the global batch's
+    bn = [k for k in one if k.endswith("running_var")]
+    assert bn and all(torch.allclose(one[k], ddp_ckpt["model"][k], atol=1e-5) for k in bn)
+    # the logged train losses are the global batch's
+    ddp_rows = (tmp_path / "ddp" / "losses.csv").read_text().splitlines()
+    one_rows = (tmp_path / "single" / "losses.csv").read_text().splitlines()
+    assert len(ddp_rows) == len(one_rows)
+    for a, b in zip(ddp_rows[1:], one_rows[1:]):
+        fa, fb = a.split(","), b.split(",")
+        assert fa[:2] == fb[:2]
+        assert all(abs(float(x) - float(y)) < 1e-4 for x, y in zip(fa[2:], fb[2:]) if x and y)
+
+
+def test_shard_batches_slices_each_batch_and_drops_too_small_ones():
+    batches = [[0, 1, 2, 3, 4], [5, 6], [7]]
+    assert shard_batches(batches, DistInfo(0, 2, 0)) == [[0, 2, 4], [5]]
+    assert shard_batches(batches, DistInfo(1, 2, 1)) == [[1, 3], [6]]
+
+
+def test_all_reduce_batchnorm_is_batchnorm_in_one_process():
+    torch.manual_seed(0)
+    ref = torch.nn.BatchNorm2d(3)
+    ours = AllReduceBatchNorm(3)
+    x = torch.randn(4, 3, 5, 5)
+    assert torch.allclose(ref(x), ours(x)) and torch.allclose(ref.running_var, ours.running_var)
+
+
+def test_train_command_with_nproc_runs_under_torchrun(tmp_path):
+    """`lipspeech train --nproc 2` (what the Snakemake rule runs): 2 ranks, rank 0 writes and reports once."""
+    results = fake_results(tmp_path / "results" / "fake")
+    run_dir = results / "models" / "ltbs"
+    params = json.dumps({"model": STAGE_MODEL, "train": STAGE_TRAIN})
+    cmd = [sys.executable, "-m", "lipspeech.cli", "train", "--params", params, "--exp", "ltbs",
+           "--experiment", json.dumps(EXP), "--results", str(results), "--run-dir", str(run_dir),
+           "--threads", "2", "--nproc", "2", "--no-progress"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "2 processes (DDP)" in out and "data-parallel: 2 processes" in out
+    assert out.count("train ltbs: 4 steps") == 1  # the summary comes from rank 0 only
+    last = load_checkpoint(run_dir / "ckpt" / "last.pt")
+    assert last["step"] == 4 and len(last["rng_ranks"]) == 2
+    assert (run_dir / "ckpt" / "best.pt").exists() and (run_dir / "ckpt" / "best.kept.pt").exists()
+    assert json.loads((run_dir / "config.json").read_text())["world_size"] == 2
+    rows = [line.split(",")[:2] for line in (run_dir / "losses.csv").read_text().splitlines()[1:]]
+    assert rows == [["1", "train"], ["2", "train"], ["2", "val"], ["3", "train"], ["4", "train"], ["4", "val"]]
