@@ -48,9 +48,14 @@ def restore_rng(state: Mapping[str, Any]) -> None:
 
 
 def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically (temporary file + rename)."""
+    """Write ``state`` to ``path`` atomically (temporary file + rename).
+
+    Saved through a file object: given a path, torch names the zip archive inside after
+    the (random) temporary file name, and the same state would give different bytes.
+    """
     with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT, **state}, tmp)
+        with open(tmp, "wb") as fh:
+            torch.save({"format": FORMAT, **state}, fh)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Optional[str | torch.device] = "cpu") -> dict[str, Any]:

@@ -114,6 +114,7 @@ def run_train(
     run_dir: Path,
     threads: int = 1,
     progress: bool = True,
+    fail_fast: bool = False,
 ) -> dict[str, Any]:
     """Train one experiment on the train split of ``results_dir``'s stores, validating on val.
 
@@ -125,6 +126,7 @@ def run_train(
         run_dir: ``results/{corpus}/models/{exp}``.
         threads: torch CPU threads.
         progress: progress bar.
+        fail_fast: an unreadable input store fails the stage (else its utterances are skipped, with a line each).
 
     Returns:
         A summary (printed by the CLI, stored in ``run.json``).
@@ -144,6 +146,10 @@ def run_train(
     train_data = StoreDataset(corpus, "train", TRAIN_STORES, speakers)
     val_data = StoreDataset(corpus, "val", TRAIN_STORES, speakers)
     lines = [train_data.summary(), val_data.summary()]
+    for path, reason in sorted(corpus.unreadable.items()):
+        if fail_fast:
+            raise StageError(f"fail_fast: {reason}")
+        lines.append(f"skipping the utterances of an unreadable store: {reason}")
     if len(train_data) == 0:
         raise StageError(f"no train utterances in {results_dir} ({train_data.summary()})")
     if len(val_data) == 0:
