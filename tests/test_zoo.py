@@ -10,6 +10,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
 from lipspeech.cli import main as cli_main
@@ -221,26 +224,35 @@ def test_ten_minute_clip_rejected_or_decoded_in_bounded_memory(zoo, folder_run, 
 
 
 # --------------------------------------------------------------------------- fail_fast
-def test_fail_fast_stops_at_the_first_rejection(folder_run, tmp_path, capsys, monkeypatch):
-    out = folder_run["out"]
+def test_fail_fast_stops_at_the_first_rejection(zoo, folder_run, tmp_path, capsys, monkeypatch):
+    # a manifest of two zoo clips, one that decode rejects (rows of the zoo's manifest, metadata kept)
+    table = folder_run["stores"]["manifest"].table
+    pq.write_table(table.filter(pc.is_in(table["utt"], pa.array(["good_clean", "bad_truncated"]))),
+                   tmp_path / "m.parquet")
     monkeypatch.delenv("LIPSPEECH_FAIL_FAST", raising=False)
-    args = ["decode", "--manifest", str(out / "manifest.parquet"), "--shard", "0", "--out", str(tmp_path / "a.parquet"),
+    args = ["decode", "--manifest", str(tmp_path / "m.parquet"), "--shard", "0", "--out", str(tmp_path / "a.parquet"),
             "--rejected", str(tmp_path / "ar.parquet"), "--no-progress"]
     assert cli_main([*args, "--fail-fast"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "fail_fast: decode rejected bad_truncated: damaged or truncated" in err
     assert not (tmp_path / "a.parquet").exists() and not (tmp_path / "ar.parquet").exists()
     monkeypatch.setenv("LIPSPEECH_FAIL_FAST", "1")  # how the workflow hands config key fail_fast down
-    assert cli_main(args) == 1
+    assert cli_main(args) == 1 and "fail_fast: decode rejected bad_truncated" in capsys.readouterr().err
     monkeypatch.setenv("LIPSPEECH_FAIL_FAST", "0")
     assert cli_main(args) == 0 and (tmp_path / "a.parquet").exists()
+    assert read_rejected([tmp_path / "ar.parquet"]).column("utt").to_pylist() == ["bad_truncated"]
     # the manifest stage too, from the config file's key
+    corpus = tmp_path / "corpus"
+    (corpus / "x").mkdir(parents=True)
+    os.link(zoo.folder / "good" / "clean.mpg", corpus / "x" / "clean.mpg")
+    (corpus / "x" / "empty.mp4").write_bytes(b"")
     cfg_file = tmp_path / "ff.yaml"
-    cfg_file.write_text(json.dumps({"fail_fast": True, "corpus": {"kind": "folder", "root": str(folder_run["cfg"]["corpus"]["root"])}}))
+    cfg_file.write_text(json.dumps({"fail_fast": True, "corpus": {"kind": "folder", "root": str(corpus)}}))
     monkeypatch.delenv("LIPSPEECH_FAIL_FAST")
-    assert cli_main(["manifest", "--config", str(cfg_file), "--out", str(tmp_path / "m.parquet"),
+    assert cli_main(["manifest", "--config", str(cfg_file), "--out", str(tmp_path / "m2.parquet"),
                      "--rejected", str(tmp_path / "mr.parquet"), "--no-progress"]) == 1
-    assert "fail_fast: manifest rejected bad_" in capsys.readouterr().err
+    assert capsys.readouterr().err.strip() == \
+        "lipspeech manifest: fail_fast: manifest rejected x_empty: empty file (0 bytes)"
 
 
 # --------------------------------------------------------------------------- corrupt stores
@@ -278,6 +290,13 @@ def test_corrupt_parquet_shard(folder_run, tmp_path, capsys):
     with pytest.raises(StageError, match="^fail_fast: input store"):
         mel_shard(audio, mel_cfg, tmp_path / "x.parquet", tmp_path / "xr.parquet", progress=False,
                   manifest=results / "manifest.parquet", fail_fast=True)
+    # roi has the manifest anyway: the shard's utterances, rejected and in the QC table
+    from lipspeech.vision.roi import roi_shard
+
+    assert roi_shard(results / "manifest.parquet", audio, folder_run["cfg"]["roi"], results / "roi/000.parquet",
+                     results / "roi/000.qc.parquet", results / "roi/000.rejected.parquet", progress=False) == (0, n_shard)
+    qc = Store(results / "roi/000.qc.parquet").df
+    assert len(qc) == n_shard and qc["reason"].str.contains("is unreadable").all()
     # corpus-wide: skipped with a warning
     bad_prosody = _corrupt(out / "audio/000.parquet", results / "prosody/000.parquet")
     lines = []
@@ -293,6 +312,22 @@ def test_corrupt_parquet_shard(folder_run, tmp_path, capsys):
                      "--out", str(tmp_path / "a.parquet"), "--rejected", str(tmp_path / "ar.parquet")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "not a readable Parquet store" in err
+
+
+def test_training_skips_the_utterances_of_an_unreadable_store(tmp_path):
+    from lipspeech.training.stage import run_train
+    from lipspeech.training.stores import CorpusStores, StoreDataset
+    from test_stage_train import EXP, MODEL, TRAIN, UTTS, fake_results
+
+    results = fake_results(tmp_path / "results" / "fake")
+    _corrupt(results / "mel/001.parquet", results / "mel/001.parquet")
+    corpus = CorpusStores(results)
+    train = StoreDataset(corpus, "train")
+    lost = sum(1 for u, (_, split, shard) in UTTS.items() if split == "train" and shard == 1)
+    assert train.skipped["mel store unreadable"] == lost and len(train) > 0
+    assert list(corpus.unreadable) == [str(results / "mel/001.parquet")]
+    with pytest.raises(StageError, match="^fail_fast: .*mel/001.parquet"):
+        run_train(results, EXP, MODEL, TRAIN, results / "models/x", progress=False, fail_fast=True)
 
 
 # --------------------------------------------------------------------------- config keys
