@@ -226,6 +226,25 @@ def test_killed_workflow_reruns_to_the_same_stores_and_writes_only_results(zoo, 
     assert not (fresh / "results/zoo/manifest.parquet").exists()
 
 
+@pytest.mark.slow
+def test_synth_corpus_writes_only_its_output(tmp_path, monkeypatch):
+    """The demo corpus generator (espeak-ng, both builtin faces) writes nothing outside its folder:
+    no matplotlib config dir, no PulseAudio runtime files from espeak-ng's initialisation."""
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    home, tmpdir = tmp_path / "home", tmp_path / "tmp"
+    env = _env(home, tmpdir)
+    before = {"repo": _snapshot(REPO, (".git",)), "home": _snapshot(home), "tmpdir": _snapshot(tmpdir)}
+    params = {"synth": {"speakers": ["s1", "s2"], "utterances_per_speaker": 1, "frame_size": [180, 144]}}
+    proc = subprocess.run([str(BIN / "lipspeech"), "synth-corpus", "--params", json.dumps(params), "--out",
+                           str(tmp_path / "results/raw"), "--threads", "2", "--no-progress"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert len(list((tmp_path / "results/raw").glob("s?/*.mpg"))) == 2
+    after = {"repo": _snapshot(REPO, (".git",)), "home": _snapshot(home), "tmpdir": _snapshot(tmpdir)}
+    changed = _outside_results({k: _diff(before[k], after[k]) for k in before})
+    assert not any(changed.values()), f"written outside results/: {changed}"
+
+
 # --------------------------------------------------------------------------- train, killed after a checkpoint
 TRAIN_PARAMS = {"model": MODEL, "train": {**TRAIN, "max_steps": 12, "val_every": 3}}
 
