@@ -45,6 +45,10 @@ class StoreError(RuntimeError):
     """A store file is missing, unreadable or not what the caller expects."""
 
 
+class StoreUnreadable(StoreError):
+    """A store file exists but cannot be read as a store (damaged: a disk error, a copy cut short)."""
+
+
 @dataclass(frozen=True)
 class StoreMeta:
     """What every store file says about itself."""
@@ -240,11 +244,14 @@ class Store:
         except FileNotFoundError as exc:
             raise StoreError(f"{self.path}: no such store file") from exc
         except (pa.ArrowInvalid, OSError) as exc:
-            raise StoreError(f"{self.path}: not a readable Parquet store ({one_line(exc)})") from exc
+            raise StoreUnreadable(f"{self.path}: not a readable Parquet store ({one_line(exc)})") from exc
         raw = (self.table.schema.metadata or {}).get(META_KEY)
         if raw is None:
-            raise StoreError(f"{self.path}: Parquet file has no lipspeech metadata")
-        self.meta_dict: dict[str, Any] = json.loads(raw)
+            raise StoreUnreadable(f"{self.path}: Parquet file has no lipspeech metadata")
+        try:
+            self.meta_dict: dict[str, Any] = json.loads(raw)
+        except ValueError as exc:
+            raise StoreUnreadable(f"{self.path}: damaged lipspeech metadata ({exc})") from None
         if expect_stage is not None and self.meta_dict["stage"] != expect_stage:
             raise StoreError(f"{self.path}: holds stage {self.meta_dict['stage']!r}, expected {expect_stage!r}")
         self._flat: dict[str, tuple[np.ndarray, np.ndarray]] = {}

@@ -23,7 +23,7 @@ from lipspeech.data.media import count_frames, read_frames
 from lipspeech.features.common import StageError
 from lipspeech.features.mel import mel_shard
 from lipspeech.features.prosody import prosody_stats
-from lipspeech.store import Store, read_rejected
+from lipspeech.store import Store, StoreError, read_rejected
 from lipspeech.summary import corpus_summary, format_summary
 from lipspeech.timing import SAMPLES_PER_FRAME
 from zoo import FOLDER_CASES, GRID_CASES, UNICODE_NAME
@@ -284,6 +284,10 @@ def test_corrupt_parquet_shard(folder_run, tmp_path, capsys):
     assert all("input store audio/000.parquet is unreadable" in r["reason"] and "rebuild" in r["reason"]
                and "\n" not in r["reason"] for r in rows)
     assert len(Store(results / "mel/000.parquet", expect_stage="mel")) == 0
+    # a missing input is a wiring mistake, not damage: the stage fails
+    with pytest.raises(StoreError, match="no such store file"):
+        mel_shard(results / "audio/001.parquet", mel_cfg, tmp_path / "x.parquet", tmp_path / "xr.parquet",
+                  progress=False, manifest=results / "manifest.parquet")
     # without a manifest the stage cannot say whom it lost: it fails, in one line
     with pytest.raises(StageError, match="is unreadable"):
         mel_shard(audio, mel_cfg, tmp_path / "x.parquet", tmp_path / "xr.parquet", progress=False)

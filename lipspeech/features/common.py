@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pyarrow as pa
 
-from lipspeech.store import Store, StoreError, StoreMeta, one_line, write_rejected, write_store
+from lipspeech.store import Store, StoreError, StoreMeta, StoreUnreadable, one_line, write_rejected, write_store
 from lipspeech.timing import FPS, SAMPLES_PER_FRAME
 
 
@@ -75,10 +75,11 @@ def open_input_store(
 
     A damaged store (a disk error, a copy cut short) then costs that shard's utterances
     a one-line reason each, and the rest of the run goes on; with ``fail_fast`` it stops.
+    A missing file or a store of another stage is a wiring mistake, not damage: StoreError.
     """
     try:
         return Store(path, expect_stage=expect_stage), []
-    except StoreError as exc:
+    except StoreUnreadable as exc:
         if fail_fast:
             raise StageError(f"fail_fast: {unreadable_reason(path, exc)}") from None
         return None, unreadable_input(path, exc, manifest_path)
@@ -108,7 +109,7 @@ def open_stores(
     for path in paths:
         try:
             out.append((Path(path), Store(path, expect_stage=expect_stage)))
-        except StoreError as exc:
+        except StoreUnreadable as exc:
             if fail_fast:
                 raise StageError(f"fail_fast: {unreadable_reason(path, exc)}") from None
             log(f"warning: skipping {unreadable_reason(path, exc)}")

@@ -38,7 +38,7 @@ import numpy as np
 
 from lipspeech.data.manifest import shard_name
 from lipspeech.models.batch import Utterance
-from lipspeech.store import SHAPE_SUFFIX, Store, StoreError, one_line
+from lipspeech.store import SHAPE_SUFFIX, Store, StoreError, StoreUnreadable, one_line
 from lipspeech.timing import MEL_PER_FRAME, UNITS_PER_FRAME
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ class CorpusStores:
             if path.exists():
                 try:
                     store = Store(path, expect_stage=STORES[folder][0])
-                except StoreError as exc:
+                except StoreUnreadable as exc:
                     self.unreadable[str(path)] = one_line(exc)
             self._stores[key] = store
         return self._stores[key]
