@@ -116,12 +116,20 @@ def open_stores(
     return out
 
 
-def read_audio_store(
+def read_audio_store(path: Path) -> tuple[list[str], list[int], list[np.ndarray]]:
+    """(utts, n_frames, audio arrays (T*640,) float32 views) of one decode store."""
+    store = Store(path, expect_stage="decode")
+    n_frames = [int(n) for n in store.df["n_frames"]] if len(store) else []
+    return store.utts, n_frames, store.arrays("audio") if len(store) else []
+
+
+def read_audio_input(
     path: Path, manifest_path: Path | None = None, fail_fast: bool = False,
 ) -> tuple[list[str], list[int], list[np.ndarray], list[tuple[str, str]]]:
-    """(utts, n_frames, audio arrays (T*640,) float32 views, rejections) of one decode store.
+    """A per-shard stage's audio input: :func:`read_audio_store` plus rejections.
 
-    The rejections are non-empty only when the store is unreadable (:func:`open_input_store`).
+    The rejections are non-empty only when the store is damaged (:func:`open_input_store`):
+    then every utterance of the shard, and no audio.
     """
     store, rejected = open_input_store(path, "decode", manifest_path, fail_fast)
     if store is None or not len(store):

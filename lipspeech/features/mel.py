@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from lipspeech.config import config_hash
 from lipspeech.features.audio import AudioConfig, MelSpectrogram
-from lipspeech.features.common import ShardResult, audio_problem, read_audio_store
+from lipspeech.features.common import ShardResult, audio_problem, read_audio_input
 from lipspeech.timing import MEL_PER_FRAME, fit_length
 
 STAGE = "mel"
@@ -43,7 +43,7 @@ def mel_shard(
     """
     acfg = AudioConfig.from_section(mel_cfg)
     module = MelSpectrogram(acfg)
-    utts, n_frames, audio, unreadable = read_audio_store(audio_path, manifest, fail_fast)
+    utts, n_frames, audio, unreadable = read_audio_input(audio_path, manifest, fail_fast)
     res = ShardResult(rejected=unreadable)
     bar = tqdm(zip(utts, n_frames, audio), total=len(utts), desc=f"mel {audio_path.stem}", unit="utt", disable=not progress)
     for utt, n, x in bar:

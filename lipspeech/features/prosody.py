@@ -49,7 +49,7 @@ from tqdm.auto import tqdm
 
 from lipspeech.config import config_hash
 from lipspeech.features.audio import AudioConfig, MelSpectrogram
-from lipspeech.features.common import ShardResult, audio_problem, open_stores, read_audio_store
+from lipspeech.features.common import ShardResult, audio_problem, open_stores, read_audio_input
 from lipspeech.store import Store, write_text_atomic
 from lipspeech.timing import HOP_LENGTH, MEL_PER_FRAME, SAMPLE_RATE, fit_length
 
@@ -145,7 +145,7 @@ def prosody_shard(
     ``manifest`` and ``fail_fast`` as for :func:`lipspeech.features.mel.mel_shard`.
     """
     module = MelSpectrogram(AudioConfig.from_section(mel_cfg))
-    utts, n_frames, audio, unreadable = read_audio_store(audio_path, manifest, fail_fast)
+    utts, n_frames, audio, unreadable = read_audio_input(audio_path, manifest, fail_fast)
 
     def work(i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | str:
         problem = audio_problem(audio[i], n_frames[i])

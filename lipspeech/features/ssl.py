@@ -48,7 +48,7 @@ from tqdm.auto import tqdm
 
 from lipspeech.config import config_hash
 from lipspeech.features.audio import frame_pad
-from lipspeech.features.common import ShardResult, StageError, audio_problem, read_audio_store
+from lipspeech.features.common import ShardResult, StageError, audio_problem, read_audio_input
 from lipspeech.store import one_line
 from lipspeech.timing import SAMPLE_RATE, UNITS_PER_FRAME, fit_length
 
@@ -248,7 +248,7 @@ def ssl_shard(
 
     ``manifest`` and ``fail_fast`` as for :func:`lipspeech.features.mel.mel_shard`.
     """
-    utts, n_frames, audio, unreadable = read_audio_store(audio_path, manifest, fail_fast)
+    utts, n_frames, audio, unreadable = read_audio_input(audio_path, manifest, fail_fast)
     res = ShardResult(rejected=unreadable)
     good: list[int] = []
     for i, (utt, n, x) in enumerate(zip(utts, n_frames, audio)):
