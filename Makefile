@@ -45,6 +45,9 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements.lock
 	$(BIN)/python -m pip install -q --no-deps -e .
+	# librosa compiles (numba) and caches some functions on first import, beside its own files:
+	# done here, at install, rather than by the first pipeline stage (which writes only results/)
+	$(BIN)/python -c "import librosa"
 	rm -f $(VENV)/.installed-*
 	touch $@
 

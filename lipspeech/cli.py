@@ -16,11 +16,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from lipspeech import __version__
-from lipspeech.config import ConfigError, load_config, validate_config
-from lipspeech.features.common import StageError
+
+# Package modules are imported inside the commands, so that `lipspeech doctor` still runs
+# (and says what to install) when a dependency is missing.
 
 
 def _stage_config(args: argparse.Namespace) -> dict[str, Any]:
+    from lipspeech.config import ConfigError, load_config, validate_config
+
     cfg = load_config(args.config) if args.config else {}
     if args.params:
         try:
@@ -35,6 +38,20 @@ def _stage_config(args: argparse.Namespace) -> dict[str, Any]:
 
 def _progress(args: argparse.Namespace) -> bool:
     return not args.no_progress
+
+
+def _fail_fast(args: argparse.Namespace, cfg: dict[str, Any]) -> bool:
+    """--fail-fast, else LIPSPEECH_FAIL_FAST (how the workflow hands down config key fail_fast), else the config."""
+    env = os.environ.get("LIPSPEECH_FAIL_FAST", "").strip().lower()
+    if args.fail_fast:
+        return True
+    if env:
+        return env in ("1", "true", "yes", "on")
+    return bool(cfg["fail_fast"])
+
+
+def _opt_path(value: str | None) -> Path | None:
+    return Path(value) if value else None
 
 
 def cmd_synth_corpus(args: argparse.Namespace) -> int:
@@ -53,7 +70,7 @@ def cmd_manifest(args: argparse.Namespace) -> int:
     root = Path(args.root or cfg["corpus"]["root"] or "")
     df, rejected = build_manifest(
         cfg["corpus"], cfg["manifest"], root, Path(args.out), Path(args.rejected),
-        threads=args.threads, progress=_progress(args),
+        threads=args.threads, progress=_progress(args), fail_fast=_fail_fast(args, cfg),
     )
     print(f"manifest: {len(df)} utterances ({df['duration'].sum() / 3600:.3f} h), {len(rejected)} rejected -> {args.out}")
     for utt, reason in list(rejected.items())[:20]:
@@ -67,13 +84,14 @@ def cmd_decode(args: argparse.Namespace) -> int:
     cfg = _stage_config(args)
     ok, bad = decode_shard(
         Path(args.manifest), args.shard, cfg["decode"], Path(args.out), Path(args.rejected),
-        threads=args.threads, progress=_progress(args),
+        threads=args.threads, progress=_progress(args), fail_fast=_fail_fast(args, cfg),
     )
     print(f"decode shard {args.shard}: {ok} utterances, {bad} rejected -> {args.out}")
     return 0
 
 
 def cmd_roi(args: argparse.Namespace) -> int:
+    from lipspeech.features.common import StageError
     from lipspeech.vision.backends import BackendError
     from lipspeech.vision.roi import roi_shard
 
@@ -81,7 +99,7 @@ def cmd_roi(args: argparse.Namespace) -> int:
     try:
         ok, bad = roi_shard(
             Path(args.manifest), Path(args.audio), cfg["roi"], Path(args.out), Path(args.qc), Path(args.rejected),
-            threads=args.threads, progress=_progress(args),
+            threads=args.threads, progress=_progress(args), fail_fast=_fail_fast(args, cfg),
         )
     except BackendError as exc:
         raise StageError(str(exc)) from None
@@ -100,7 +118,8 @@ def cmd_mel(args: argparse.Namespace) -> int:
 
     cfg = _stage_config(args)
     _torch_threads(args.threads)
-    ok, bad = mel_shard(Path(args.audio), cfg["mel"], Path(args.out), Path(args.rejected), progress=_progress(args))
+    ok, bad = mel_shard(Path(args.audio), cfg["mel"], Path(args.out), Path(args.rejected), progress=_progress(args),
+                        manifest=_opt_path(args.manifest), fail_fast=_fail_fast(args, cfg))
     print(f"mel {Path(args.audio).stem}: {ok} utterances, {bad} rejected -> {args.out}")
     return 0
 
@@ -110,7 +129,8 @@ def cmd_ssl_features(args: argparse.Namespace) -> int:
 
     cfg = _stage_config(args)
     _torch_threads(args.threads)
-    ok, bad = ssl_shard(Path(args.audio), cfg["ssl"], Path(args.out), Path(args.rejected), progress=_progress(args))
+    ok, bad = ssl_shard(Path(args.audio), cfg["ssl"], Path(args.out), Path(args.rejected), progress=_progress(args),
+                        manifest=_opt_path(args.manifest), fail_fast=_fail_fast(args, cfg))
     print(f"ssl-features {Path(args.audio).stem} ({cfg['ssl']['source']}): {ok} utterances, {bad} rejected -> {args.out}")
     return 0
 
@@ -124,7 +144,7 @@ def cmd_kmeans_fit(args: argparse.Namespace) -> int:
     faiss.omp_set_num_threads(max(1, args.threads))
     info = kmeans_fit(
         [Path(p) for p in args.ssl], Path(args.manifest), cfg["ssl"], cfg["kmeans"], Path(args.out),
-        Path(args.json), progress=_progress(args),
+        Path(args.json), progress=_progress(args), fail_fast=_fail_fast(args, cfg),
     )
     print(f"kmeans-fit: k = {info['k']} on {info['frames_sampled']} frames of dimension {info['dim']}, "
           f"mean squared distance {info['mean_sq_distance']:.4g} -> {args.out}")
@@ -140,7 +160,7 @@ def cmd_units(args: argparse.Namespace) -> int:
     faiss.omp_set_num_threads(max(1, args.threads))
     ok, bad = units_shard(
         Path(args.ssl), Path(args.centroids), cfg["ssl"], cfg["kmeans"], Path(args.out), Path(args.rejected),
-        progress=_progress(args),
+        progress=_progress(args), manifest=_opt_path(args.manifest), fail_fast=_fail_fast(args, cfg),
     )
     print(f"units {Path(args.ssl).stem}: {ok} utterances, {bad} rejected -> {args.out}")
     return 0
@@ -153,7 +173,8 @@ def cmd_prosody(args: argparse.Namespace) -> int:
     _torch_threads(1)  # parallelism comes from one pyworld thread per utterance
     ok, bad = prosody_shard(
         Path(args.audio), cfg["prosody"], cfg["mel"], Path(args.out), Path(args.rejected),
-        threads=args.threads, progress=_progress(args),
+        threads=args.threads, progress=_progress(args), manifest=_opt_path(args.manifest),
+        fail_fast=_fail_fast(args, cfg),
     )
     print(f"prosody {Path(args.audio).stem}: {ok} utterances, {bad} rejected -> {args.out}")
     return 0
@@ -163,7 +184,8 @@ def cmd_prosody_stats(args: argparse.Namespace) -> int:
     from lipspeech.features.prosody import prosody_stats
 
     cfg = _stage_config(args)
-    stats = prosody_stats([Path(p) for p in args.prosody], Path(args.manifest), cfg["prosody"], cfg["mel"], Path(args.out))
+    stats = prosody_stats([Path(p) for p in args.prosody], Path(args.manifest), cfg["prosody"], cfg["mel"], Path(args.out),
+                          fail_fast=_fail_fast(args, cfg))
     print(f"prosody-stats: {len(stats['speakers'])} speakers, {stats['global']['utterances']} train utterances"
           f" -> {args.out}")
     return 0
@@ -195,6 +217,7 @@ def cmd_store_info(args: argparse.Namespace) -> int:
 
 def _experiment(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
     """The experiment --exp names: the --experiment JSON entry (what Snakemake passes), else from the config."""
+    from lipspeech.config import ConfigError, validate_config
     from lipspeech.training.stage import find_experiment
 
     if args.experiment:
@@ -222,6 +245,7 @@ def _without_option(argv: list[str], option: str) -> list[str]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from lipspeech.config import ConfigError
     from lipspeech.training.distributed import launched_world_size, torchrun_command
     from lipspeech.training.stage import run_train
 
@@ -245,7 +269,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if launched_world_size() > 1:  # the job's CPUs are shared by this node's processes
         threads = max(1, threads // int(os.environ.get("LOCAL_WORLD_SIZE", launched_world_size())))
     _torch_threads(threads)
-    summary = run_train(results, exp, cfg["model"], cfg["train"], run_dir, threads=threads, progress=_progress(args))
+    summary = run_train(results, exp, cfg["model"], cfg["train"], run_dir, threads=threads, progress=_progress(args),
+                        fail_fast=_fail_fast(args, cfg))
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     print(f"train {exp['name']}: {summary['steps']} steps in {summary['seconds']:.0f} s, best {summary['best_metric']} "
@@ -334,6 +359,7 @@ def cmd_vocode(args: argparse.Namespace) -> int:
 
 
 def cmd_speak(args: argparse.Namespace) -> int:
+    from lipspeech.config import load_config
     from lipspeech.speak import format_report, speak
 
     cfg = load_config(args.config) if args.config else None
@@ -349,6 +375,8 @@ def _add_stage_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", help="JSON object of config sections overriding --config (what Snakemake passes)")
     p.add_argument("--threads", type=int, default=max(1, min(4, os.cpu_count() or 1)), help="worker threads/processes")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--fail-fast", action="store_true",
+                   help="fail at the first rejected utterance (config key fail_fast; env LIPSPEECH_FAIL_FAST=1)")
 
 
 def _stage_parser(sub: Any, name: str, help: str, func: Callable[[argparse.Namespace], int],
@@ -379,19 +407,25 @@ def build_parser() -> argparse.ArgumentParser:
     _stage_parser(sub, "roi", "96x96 grayscale mouth crops (landmarks, tracking, alignment) of one shard, + QC", cmd_roi,
                   manifest="manifest (video paths)", audio="audio store (decode stage): utterances and their n_frames",
                   out="roi store to write", qc="QC table to write", rejected=REJ)
-    _stage_parser(sub, "mel", "log-mel spectrogram of one audio shard (4 frames per video frame)", cmd_mel,
-                  audio="audio store (decode stage) to read", out="mel store to write", rejected=REJ)
-    _stage_parser(sub, "ssl-features", "50 Hz HuBERT-layer (or MFCC) features of one audio shard", cmd_ssl_features,
-                  audio="audio store (decode stage) to read", out="ssl store to write", rejected=REJ)
+    MAN = "manifest: names the shard's utterances (rejected) should the input store be unreadable"
+    p = _stage_parser(sub, "mel", "log-mel spectrogram of one audio shard (4 frames per video frame)", cmd_mel,
+                      audio="audio store (decode stage) to read", out="mel store to write", rejected=REJ)
+    p.add_argument("--manifest", help=MAN)
+    p = _stage_parser(sub, "ssl-features", "50 Hz HuBERT-layer (or MFCC) features of one audio shard", cmd_ssl_features,
+                      audio="audio store (decode stage) to read", out="ssl store to write", rejected=REJ)
+    p.add_argument("--manifest", help=MAN)
     p = _stage_parser(sub, "kmeans-fit", "faiss k-means of the units on a sample of train frames of all ssl shards",
                       cmd_kmeans_fit, manifest="manifest (for the train split)", out="centroids .npy to write",
                       json="kmeans .json to write (config hash, k, objective)")
     p.add_argument("--ssl", required=True, nargs="+", help="ssl stores")
-    _stage_parser(sub, "units", "nearest-centroid units (2 per video frame) of one ssl shard", cmd_units,
-                  ssl="ssl store to read", centroids="centroids .npy (kmeans-fit)", out="units store to write",
-                  rejected=REJ)
-    _stage_parser(sub, "prosody", "WORLD log-F0, voiced mask and energy (per video frame) of one audio shard",
-                  cmd_prosody, audio="audio store (decode stage) to read", out="prosody store to write", rejected=REJ)
+    p = _stage_parser(sub, "units", "nearest-centroid units (2 per video frame) of one ssl shard", cmd_units,
+                      ssl="ssl store to read", centroids="centroids .npy (kmeans-fit)", out="units store to write",
+                      rejected=REJ)
+    p.add_argument("--manifest", help=MAN)
+    p = _stage_parser(sub, "prosody", "WORLD log-F0, voiced mask and energy (per video frame) of one audio shard",
+                      cmd_prosody, audio="audio store (decode stage) to read", out="prosody store to write",
+                      rejected=REJ)
+    p.add_argument("--manifest", help=MAN)
     p = _stage_parser(sub, "prosody-stats", "per-speaker log-F0 and energy mean/std over the train split",
                       cmd_prosody_stats, manifest="manifest (speakers, train split)", out="stats .json to write")
     p.add_argument("--prosody", required=True, nargs="+", help="prosody stores")
@@ -467,6 +501,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="also write the text here (and .json beside it)")
     p.set_defaults(func=cmd_summary)
 
+    from lipspeech.doctor import add_parser as add_doctor
+
+    add_doctor(sub)
+
     p = sub.add_parser("store-info", help="show a feature store's metadata and first rows")
     p.add_argument("path")
     p.add_argument("--rows", type=int, default=5)
@@ -479,21 +517,28 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # to run the same command again (torchrun)
     func: Callable[[argparse.Namespace], int] = args.func
+    if args.command == "doctor":  # needs nothing beyond the standard library to start
+        return func(args)
+    from lipspeech.config import ConfigError
+    from lipspeech.data.media import MediaError
+    from lipspeech.features.common import StageError
+    from lipspeech.store import StoreError, one_line
+
     try:
         return func(args)
     except ConfigError as exc:
         print(f"lipspeech {args.command}: {exc}", file=sys.stderr)
         return 2
-    except StageError as exc:  # a stage that cannot run at all says why in one line
-        print(f"lipspeech {args.command}: {exc}", file=sys.stderr)
+    except (StageError, StoreError, MediaError) as exc:  # a stage that cannot run at all says why in one line
+        print(f"lipspeech {args.command}: {one_line(exc, limit=1000)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a stage failing as a whole: one readable line, traceback only on request
         if os.environ.get("LIPSPEECH_DEBUG"):
             raise
-        print(f"lipspeech {args.command}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        print("  (set LIPSPEECH_DEBUG=1 for the traceback)", file=sys.stderr)
+        print(f"lipspeech {args.command}: error: {type(exc).__name__}: {one_line(exc, limit=1000)} "
+              "(LIPSPEECH_DEBUG=1 shows the traceback)", file=sys.stderr)
         return 1
 
 

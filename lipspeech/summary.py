@@ -6,9 +6,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lipspeech.store import Store, read_rejected
+from lipspeech.store import Store, one_line, read_rejected
 
 # Stage folders that hold per-shard stores, in pipeline order. The ssl stores are
 # temporary (gone once the units exist): only their rejected tables are counted then.
@@ -28,6 +29,7 @@ def corpus_summary(results: Path) -> dict[str, Any]:
         "stages": {},
     }
     rejected_tables = {"manifest": [results / "manifest.rejected.parquet"]}
+    unreadable: list[str] = []
     for stage, folder in SHARD_STAGES.items():
         stores = sorted(p for p in (results / folder).glob("*.parquet")
                         if not p.name.endswith((".rejected.parquet", ".qc.parquet")))  # roi's QC table
@@ -38,17 +40,29 @@ def corpus_summary(results: Path) -> dict[str, Any]:
             continue
         n, seconds = 0, 0.0
         for p in stores:
-            md = pq.read_table(p, columns=["duration"])
+            try:
+                md = pq.read_table(p, columns=["duration"])
+            except (pa.ArrowException, OSError) as exc:  # reported, not fatal: the summary is how one finds out
+                unreadable.append(f"{p.relative_to(results)}: {one_line(exc)}")
+                continue
             n += md.num_rows
             seconds += float(sum(md.column("duration").to_pylist()))
         out["stages"][stage] = {"utterances": n, "hours": round(seconds / 3600, 4), "shards": len(stores)}
     rejected = {}
     for stage, paths in rejected_tables.items():
-        table = read_rejected(paths).to_pylist()
+        readable = []
+        for p in paths:
+            try:
+                pq.read_metadata(p)
+                readable.append(p)
+            except (pa.ArrowException, OSError) as exc:
+                unreadable.append(f"{p.relative_to(results)}: {one_line(exc)}")
+        table = read_rejected(readable).to_pylist()
         reasons = Counter(_reason_kind(r["reason"]) for r in table)
         rejected[stage] = {"count": len(table), "reasons": dict(reasons.most_common(5)),
                            "examples": [f"{r['utt']}: {r['reason']}" for r in table[:3]]}
     out["rejected"] = rejected
+    out["unreadable"] = unreadable
     return out
 
 
@@ -74,4 +88,6 @@ def format_summary(s: dict[str, Any]) -> str:
             lines.append(f"    {stage}: {r['count']}")
             for kind, count in r["reasons"].items():
                 lines.append(f"      {count:>5} x {kind}")
+    for entry in s.get("unreadable", []):
+        lines.append(f"  UNREADABLE {entry} (delete it and rerun to rebuild it)")
     return "\n".join(lines) + "\n"

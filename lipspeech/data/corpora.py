@@ -53,6 +53,8 @@ class Entry:
     text: str | None = None
     split: str | None = None  # set when the corpus itself decides (lists, CSV column)
     list_key: str | None = None  # "speaker/name" used to match published split lists
+    problem: str | None = None  # why the utterance cannot be used (e.g. an unreadable transcript): rejected
+    text_file: str | None = None  # where the transcript is (or would be), for messages
 
 
 def _videos_under(folder: Path) -> list[Path]:
@@ -60,15 +62,34 @@ def _videos_under(folder: Path) -> list[Path]:
 
 
 def read_grid_align(path: Path) -> tuple[str, list[tuple[int, int, str]]]:
-    """Parse a GRID ``.align`` file -> (transcript, [(start, end, word)]) in GRID units (1000 per frame)."""
+    """Parse a GRID ``.align`` file -> (transcript, [(start, end, word)]) in GRID units (1000 per frame).
+
+    Raises ValueError (one line) when a non-blank line is not ``start end word`` or the
+    file is not text, so one damaged file costs one utterance, not the manifest.
+    """
     rows: list[tuple[int, int, str]] = []
-    for line in path.read_text().splitlines():
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text") from None
+    for n, line in enumerate(text.splitlines(), 1):
         parts = line.split()
-        if len(parts) != 3:
+        if not parts:
             continue
+        if len(parts) != 3 or not (parts[0].isdigit() and parts[1].isdigit()):
+            raise ValueError(f"line {n} is not 'start end word': {line.strip()[:40]!r}")
         rows.append((int(parts[0]), int(parts[1]), parts[2]))
     words = [w for _, _, w in rows if w not in GRID_SILENCES]
     return " ".join(words), rows
+
+
+def read_transcript(path: Path) -> str | None:
+    """A plain-text transcript, whitespace collapsed (None when empty). ValueError if not UTF-8."""
+    try:
+        text = " ".join(path.read_text(encoding="utf-8").split())
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text") from None
+    return text or None
 
 
 def read_grid(root: Path, audio_root: Path | None = None) -> list[Entry]:
@@ -87,17 +108,23 @@ def read_grid(root: Path, audio_root: Path | None = None) -> list[Entry]:
         align_dirs = [spk_dir / "align", root / "align" / spk, root / "alignments" / spk, root / "alignments" / spk / "align"]
         for video in _videos_under(spk_dir):
             name = video.stem
-            text = None
+            text, problem = None, None
+            text_file = str((align_dirs[0] / f"{name}.align").relative_to(root))
             for d in align_dirs:
                 if (d / f"{name}.align").exists():
-                    text = read_grid_align(d / f"{name}.align")[0]
+                    text_file = str((d / f"{name}.align").relative_to(root))
+                    try:
+                        text = read_grid_align(d / f"{name}.align")[0] or None
+                    except (ValueError, OSError) as exc:
+                        problem = f"unreadable alignment {text_file}: {exc}"
                     break
             audio = None
             for cand in ([audio_root / spk / f"{name}.wav"] if audio_root else []) + [video.with_suffix(".wav")]:
                 if cand.exists():
                     audio = cand
                     break
-            entries.append(Entry(f"{spk}_{name}", spk, video, audio, text, list_key=f"{spk}/{name}"))
+            entries.append(Entry(f"{spk}_{name}", spk, video, audio, text, list_key=f"{spk}/{name}",
+                                 problem=problem, text_file=text_file))
     return entries
 
 
@@ -135,10 +162,16 @@ def read_folder(root: Path) -> list[Entry]:
         for video in sorted(p for p in spk_dir.iterdir() if p.suffix.lower() in VIDEO_EXTS and p.is_file()):
             txt = video.with_suffix(".txt")
             wav = video.with_suffix(".wav")
-            text = " ".join(txt.read_text().split()) if txt.exists() else None
+            text, problem = None, None
+            if txt.exists():
+                try:
+                    text = read_transcript(txt)
+                except (ValueError, OSError) as exc:
+                    problem = f"unreadable transcript {spk_dir.name}/{txt.name}: {exc}"
             entries.append(
                 Entry(f"{spk_dir.name}_{video.stem}", spk_dir.name, video, wav if wav.exists() else None, text,
-                      list_key=f"{spk_dir.name}/{video.stem}")
+                      list_key=f"{spk_dir.name}/{video.stem}", problem=problem,
+                      text_file=f"{spk_dir.name}/{txt.name}")
             )
     return entries
 

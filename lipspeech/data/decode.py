@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from lipspeech.config import config_hash
 from lipspeech.data.media import MediaError, count_frames, read_audio, require_ffmpeg
+from lipspeech.features.common import refuse_rejections
 from lipspeech.store import Store, StoreMeta, write_rejected, write_store
 from lipspeech.timing import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, fit_length
 
@@ -27,10 +28,11 @@ STAGE = "decode"
 
 def decode_utterance(video_path: str, audio_path: str, cfg: Mapping[str, Any]) -> tuple[np.ndarray, int, float]:
     """Decode one utterance -> (audio (T*640,) float32, T, raw audio seconds)."""
-    n_frames = count_frames(video_path, fps=FPS)
+    damaged = bool(cfg.get("reject_damaged", True))
+    n_frames = count_frames(video_path, fps=FPS, reject_damaged=damaged)
     if n_frames == 0:
         raise MediaError("video stream has no frames")
-    audio = read_audio(audio_path, sample_rate=SAMPLE_RATE)
+    audio = read_audio(audio_path, sample_rate=SAMPLE_RATE, reject_damaged=damaged)
     if audio.size == 0:
         raise MediaError("audio stream decoded to no samples")
     if not np.all(np.isfinite(audio)):
@@ -47,9 +49,12 @@ def decode_utterance(video_path: str, audio_path: str, cfg: Mapping[str, Any]) -
 
 def decode_shard(
     manifest_path: Path, shard: int, cfg: Mapping[str, Any], out: Path, rejected_out: Path,
-    threads: int = 1, progress: bool = True,
+    threads: int = 1, progress: bool = True, fail_fast: bool = False,
 ) -> tuple[int, int]:
-    """Decode every utterance of one shard; returns (n_ok, n_rejected)."""
+    """Decode every utterance of one shard; returns (n_ok, n_rejected).
+
+    With ``fail_fast`` a rejected utterance fails the stage (StageError) and nothing is written.
+    """
     require_ffmpeg()
     df = Store(manifest_path, expect_stage="manifest").df
     rows = df[df["shard"] == shard].sort_values("utt")
@@ -72,6 +77,7 @@ def decode_shard(
             audio.append(res[0])
             n_frames.append(res[1])
             raw.append(res[2])
+    refuse_rejections(STAGE, rejected, fail_fast)
     meta = StoreMeta(STAGE, config_hash(dict(cfg)), extra={"sample_rate": SAMPLE_RATE, "fps": FPS})
     write_store(
         out,

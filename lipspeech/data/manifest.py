@@ -27,11 +27,14 @@ from tqdm.auto import tqdm
 
 from lipspeech.config import config_hash
 from lipspeech.data.corpora import SPLITS, Entry, read_corpus
+from lipspeech.data.gridgrammar import all_words
 from lipspeech.data.media import MediaError, probe, require_ffmpeg
+from lipspeech.features.common import refuse_rejections
 from lipspeech.store import StoreMeta, write_rejected, write_store
 from lipspeech.timing import FPS
 
 STAGE = "manifest"
+GRID_WORDS = frozenset(all_words())
 COLUMNS = {
     "speaker": pa.string(),
     "split": pa.string(),
@@ -146,6 +149,33 @@ def assign_splits(entries: list[Entry], corpus_cfg: Mapping[str, Any]) -> list[t
     return out
 
 
+def transcripts_required(kind: str, policy: str) -> bool:
+    """manifest.transcripts: auto = required where the corpus has one per clip (GRID, SynthGRID)."""
+    return policy == "required" or (policy == "auto" and kind in ("grid", "synthgrid"))
+
+
+def transcript_problem(entry: Entry, kind: str, policy: str) -> str | None:
+    """Why an utterance's transcript makes it unusable, or None.
+
+    A reader's own problem (an unreadable transcript file) always rejects; a missing
+    transcript rejects when transcripts are required; GRID transcripts must use GRID's
+    51-word vocabulary (anything else means a damaged or foreign alignment file).
+    """
+    if entry.problem:
+        return entry.problem
+    if entry.text is None:
+        if not transcripts_required(kind, policy):
+            return None
+        where = f"{entry.text_file} missing or without words" if entry.text_file else "none given"
+        return f"no transcript ({where}; manifest.transcripts: optional keeps such clips)"
+    if kind in ("grid", "synthgrid"):
+        unknown = sorted({w for w in entry.text.lower().split() if w not in GRID_WORDS})
+        if unknown:
+            shown = ", ".join(repr(w) for w in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+            return f"transcript {entry.text_file} has words outside the GRID vocabulary: {shown}"
+    return None
+
+
 def _probe_entry(entry: Entry, manifest_cfg: Mapping[str, Any]) -> dict[str, Any]:
     """Probe one utterance; raise MediaError with a one-line reason when it is unusable."""
     info = probe(entry.video_path)
@@ -186,19 +216,29 @@ def build_manifest(
     rejected_out: Path,
     threads: int = 1,
     progress: bool = True,
+    fail_fast: bool = False,
 ) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Read the corpus, probe every utterance, write ``manifest.parquet`` and its rejected table."""
+    """Read the corpus, probe every utterance, write ``manifest.parquet`` and its rejected table.
+
+    With ``fail_fast`` any rejected utterance fails the stage (StageError) and nothing is written.
+    """
     require_ffmpeg()
     audio_root = Path(corpus_cfg["audio_root"]) if corpus_cfg.get("audio_root") else None
-    entries = assign_splits(read_corpus(corpus_cfg["kind"], root, audio_root), corpus_cfg)
+    kind = corpus_cfg["kind"]
+    entries = assign_splits(read_corpus(kind, root, audio_root), corpus_cfg)
     rejected: dict[str, str] = {}
     seen: set[str] = set()
     unique = []
+    policy = manifest_cfg.get("transcripts", "auto")
     for e, split in entries:
         if e.utt in seen:
             rejected[e.utt] = f"duplicate utterance id (also from another file): {e.video_path}"
             continue
         seen.add(e.utt)
+        problem = transcript_problem(e, kind, policy)
+        if problem:
+            rejected[e.utt] = problem
+            continue
         unique.append((e, split))
 
     def work(item: tuple[Entry, str]) -> tuple[Entry, str, dict[str, Any] | str]:
@@ -227,6 +267,7 @@ def build_manifest(
                 }
             )
     rows.sort(key=lambda r: r["utt"])
+    refuse_rejections(STAGE, sorted(rejected.items()), fail_fast)
     meta = StoreMeta(STAGE, config_hash(dict(corpus_cfg), dict(manifest_cfg)), extra={"root": str(root)})
     write_store(out, meta, [r["utt"] for r in rows], {c: pa.array([r[c] for r in rows], type=t) for c, t in COLUMNS.items()})
     df = pd.DataFrame(rows, columns=["utt", *COLUMNS])

@@ -7,6 +7,7 @@ input", ...).
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass
 from fractions import Fraction
@@ -32,9 +33,36 @@ def require_ffmpeg() -> None:
         )
 
 
+# ffmpeg prefixes messages with "[component @ 0x55d0c0ffee00]": the address differs from run to
+# run, and a rejected table must be the same bytes every time
+_ADDRESS = re.compile(r" @ 0x[0-9a-fA-F]+\]")
+
+
+def _stderr_lines(stderr: bytes | None) -> list[str]:
+    text = (stderr or b"").decode("utf-8", "replace")
+    return [_ADDRESS.sub("]", ln.strip()) for ln in text.splitlines() if ln.strip()]
+
+
 def _ffmpeg_reason(exc: ffmpeg.Error) -> str:
-    lines = [ln.strip() for ln in (exc.stderr or b"").decode("utf-8", "replace").splitlines() if ln.strip()]
+    lines = _stderr_lines(exc.stderr)
     return one_line("ffmpeg: " + (lines[-1] if lines else "failed without a message"))
+
+
+# messages of our own raw output muxers (f32le, rawvideo) are about timestamps, which raw samples and
+# frames do not carry (e.g. the non-monotonic dts of stream-copy concatenated clips): not damage
+_OWN_MUXER = re.compile(r"^\[(out#\d+/)?(f32le|rawvideo)\]")
+
+
+def _check_damage(stderr: bytes | None, what: str) -> None:
+    """Raise MediaError when ffmpeg reported decoding errors (``-v error``) on a run that succeeded.
+
+    A truncated or corrupt file often decodes "successfully" to fewer frames or samples,
+    with the damage only visible in these messages.
+    """
+    lines = [ln for ln in _stderr_lines(stderr) if not _OWN_MUXER.match(ln)]
+    if lines:
+        more = f" (+{len(lines) - 1} more)" if len(lines) > 1 else ""
+        raise MediaError(f"damaged or truncated {what} stream, ffmpeg: {lines[0]}{more}")
 
 
 @dataclass(frozen=True)
@@ -100,31 +128,42 @@ def probe(path: str | Path) -> MediaInfo:
     )
 
 
-def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Decode the first audio stream to mono float32 at ``sample_rate`` (ffmpeg resamples and downmixes)."""
+def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, reject_damaged: bool = False) -> np.ndarray:
+    """Decode the first audio stream to mono float32 at ``sample_rate`` (ffmpeg resamples and downmixes).
+
+    With ``reject_damaged``, decoding errors ffmpeg reports (a truncated or corrupt
+    stream) raise MediaError even when some audio came out.
+    """
     require_ffmpeg()
     try:
-        out, _ = (
+        out, err = (
             ffmpeg.input(str(path))
             .output("pipe:", format="f32le", acodec="pcm_f32le", ac=1, ar=sample_rate, map="0:a:0")
-            .global_args("-nostdin", "-threads", "1")
+            .global_args("-nostdin", "-threads", "1", "-v", "error")
             .run(capture_stdout=True, capture_stderr=True)
         )
     except ffmpeg.Error as exc:
         raise MediaError(_ffmpeg_reason(exc)) from None
+    if reject_damaged:
+        _check_damage(err, "audio")
     return np.frombuffer(out, dtype="<f4").copy()
 
 
 def read_frames(
-    path: str | Path, fps: float = FPS, gray: bool = False, size: tuple[int, int] | None = None
+    path: str | Path, fps: float = FPS, gray: bool = False, size: tuple[int, int] | None = None,
+    reject_damaged: bool = False,
 ) -> np.ndarray:
     """Decode the first video stream at ``fps`` (resampled by ffmpeg's fps filter).
+
+    Every reader of video frames (decode's frame count, the ROI stage) comes through
+    here, so a 29.97, 30 or 50 fps source gives the same 25 fps frames everywhere.
 
     Args:
         path: media file.
         fps: output frame rate (frames are dropped/duplicated by ffmpeg to reach it).
         gray: return (T, H, W) luma instead of (T, H, W, 3) RGB.
         size: optional (width, height) to scale to.
+        reject_damaged: raise MediaError when ffmpeg reports decoding errors.
 
     Returns:
         uint8 array (T, H, W, 3) or (T, H, W).
@@ -139,13 +178,15 @@ def read_frames(
         stream = stream.filter("scale", width, height)
     pix_fmt, channels = ("gray", 1) if gray else ("rgb24", 3)
     try:
-        out, _ = (
+        out, err = (
             stream.output("pipe:", format="rawvideo", pix_fmt=pix_fmt)
-            .global_args("-nostdin", "-threads", "1")
+            .global_args("-nostdin", "-threads", "1", "-v", "error")
             .run(capture_stdout=True, capture_stderr=True)
         )
     except ffmpeg.Error as exc:
         raise MediaError(_ffmpeg_reason(exc)) from None
+    if reject_damaged:
+        _check_damage(err, "video")
     frame_bytes = width * height * channels
     if len(out) == 0 or len(out) % frame_bytes:
         raise MediaError(f"video decoded to {len(out)} bytes, not a whole number of {width}x{height} frames")
@@ -153,6 +194,6 @@ def read_frames(
     return np.frombuffer(out, dtype=np.uint8).reshape(shape)
 
 
-def count_frames(path: str | Path, fps: float = FPS) -> int:
+def count_frames(path: str | Path, fps: float = FPS, reject_damaged: bool = False) -> int:
     """Number of frames the video has once resampled to ``fps`` (decodes, tiny output)."""
-    return int(read_frames(path, fps=fps, gray=True, size=(8, 8)).shape[0])
+    return int(read_frames(path, fps=fps, gray=True, size=(8, 8), reject_damaged=reject_damaged).shape[0])

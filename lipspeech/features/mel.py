@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from lipspeech.config import config_hash
 from lipspeech.features.audio import AudioConfig, MelSpectrogram
-from lipspeech.features.common import ShardResult, audio_problem, read_audio_store
+from lipspeech.features.common import ShardResult, audio_problem, read_audio_input
 from lipspeech.timing import MEL_PER_FRAME, fit_length
 
 STAGE = "mel"
@@ -34,12 +34,17 @@ def utterance_mel(audio: np.ndarray, n_frames: int, module: MelSpectrogram) -> n
 
 def mel_shard(
     audio_path: Path, mel_cfg: Mapping[str, Any], out: Path, rejected_out: Path, progress: bool = True,
+    manifest: Path | None = None, fail_fast: bool = False,
 ) -> tuple[int, int]:
-    """Compute the log-mel of every utterance of one audio store; returns (n_ok, n_rejected)."""
+    """Compute the log-mel of every utterance of one audio store; returns (n_ok, n_rejected).
+
+    ``manifest`` names the shard's utterances should the audio store be unreadable;
+    ``fail_fast``: any rejection fails the stage instead (config key fail_fast).
+    """
     acfg = AudioConfig.from_section(mel_cfg)
     module = MelSpectrogram(acfg)
-    utts, n_frames, audio = read_audio_store(audio_path)
-    res = ShardResult()
+    utts, n_frames, audio, unreadable = read_audio_input(audio_path, manifest, fail_fast)
+    res = ShardResult(rejected=unreadable)
     bar = tqdm(zip(utts, n_frames, audio), total=len(utts), desc=f"mel {audio_path.stem}", unit="utt", disable=not progress)
     for utt, n, x in bar:
         problem = audio_problem(x, n)
@@ -47,4 +52,5 @@ def mel_shard(
             res.reject(utt, problem)
             continue
         res.add(utt, n, mel=utterance_mel(x, n, module))
-    return res.write(out, rejected_out, STAGE, config_hash(dict(mel_cfg)), ["mel"], extra={"audio": acfg.as_dict()})
+    return res.write(out, rejected_out, STAGE, config_hash(dict(mel_cfg)), ["mel"], extra={"audio": acfg.as_dict()},
+                     fail_fast=fail_fast)

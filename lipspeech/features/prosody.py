@@ -49,7 +49,7 @@ from tqdm.auto import tqdm
 
 from lipspeech.config import config_hash
 from lipspeech.features.audio import AudioConfig, MelSpectrogram
-from lipspeech.features.common import ShardResult, audio_problem, read_audio_store
+from lipspeech.features.common import ShardResult, audio_problem, open_stores, read_audio_input
 from lipspeech.store import Store, write_text_atomic
 from lipspeech.timing import HOP_LENGTH, MEL_PER_FRAME, SAMPLE_RATE, fit_length
 
@@ -138,17 +138,20 @@ def utterance_prosody(
 
 def prosody_shard(
     audio_path: Path, prosody_cfg: Mapping[str, Any], mel_cfg: Mapping[str, Any], out: Path, rejected_out: Path,
-    threads: int = 1, progress: bool = True,
+    threads: int = 1, progress: bool = True, manifest: Path | None = None, fail_fast: bool = False,
 ) -> tuple[int, int]:
-    """F0 and energy of every utterance of one audio store; returns (n_ok, n_rejected)."""
+    """F0 and energy of every utterance of one audio store; returns (n_ok, n_rejected).
+
+    ``manifest`` and ``fail_fast`` as for :func:`lipspeech.features.mel.mel_shard`.
+    """
     module = MelSpectrogram(AudioConfig.from_section(mel_cfg))
-    utts, n_frames, audio = read_audio_store(audio_path)
+    utts, n_frames, audio, unreadable = read_audio_input(audio_path, manifest, fail_fast)
 
     def work(i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | str:
         problem = audio_problem(audio[i], n_frames[i])
         return problem if problem else utterance_prosody(audio[i], n_frames[i], prosody_cfg, module)
 
-    res = ShardResult()
+    res = ShardResult(rejected=unreadable)
     ratios: list[float] = []
     # pyworld releases the GIL, so threads give real parallelism here
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
@@ -164,7 +167,7 @@ def prosody_shard(
     return res.write(
         out, rejected_out, STAGE, prosody_hash(prosody_cfg, mel_cfg), ["lf0", "voiced", "energy"],
         extra={"f0_method": prosody_cfg["f0_method"], "energy": prosody_cfg["energy"]},
-        columns={"voiced_ratio": pa.array(ratios, type=pa.float32())},
+        columns={"voiced_ratio": pa.array(ratios, type=pa.float32())}, fail_fast=fail_fast,
     )
 
 
@@ -177,20 +180,20 @@ def _mean_std(values: Sequence[np.ndarray]) -> dict[str, Any]:
 
 def prosody_stats(
     prosody_paths: Sequence[Path], manifest_path: Path, prosody_cfg: Mapping[str, Any], mel_cfg: Mapping[str, Any],
-    out: Path,
+    out: Path, fail_fast: bool = False, log: Any = print,
 ) -> dict[str, Any]:
     """Per-speaker mean/std of lf0 (voiced frames) and energy (all frames) over the train split.
 
     ``lf0`` is null for a speaker without a single voiced train frame; consumers
     fall back to ``global`` then, as for speakers absent from the train split.
+    Unreadable prosody stores are skipped with a warning on ``log`` (fail with ``fail_fast``).
     """
     manifest = Store(manifest_path, expect_stage="manifest").df
     speaker_of = dict(zip(manifest["utt"], manifest["speaker"]))
     train = set(manifest.loc[manifest["split"] == "train", "utt"])
     lf0: dict[str, list[np.ndarray]] = {}
     energy: dict[str, list[np.ndarray]] = {}
-    for path in prosody_paths:
-        store = Store(path, expect_stage=STAGE)
+    for _, store in open_stores(prosody_paths, STAGE, fail_fast, log):
         for i, utt in enumerate(store.utts):
             if utt not in train:
                 continue

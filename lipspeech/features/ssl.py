@@ -48,7 +48,7 @@ from tqdm.auto import tqdm
 
 from lipspeech.config import config_hash
 from lipspeech.features.audio import frame_pad
-from lipspeech.features.common import ShardResult, StageError, audio_problem, read_audio_store
+from lipspeech.features.common import ShardResult, StageError, audio_problem, read_audio_input
 from lipspeech.store import one_line
 from lipspeech.timing import SAMPLE_RATE, UNITS_PER_FRAME, fit_length
 
@@ -242,10 +242,14 @@ def hubert_batch(hub: LoadedHubert, audios: Sequence[np.ndarray], layer: int) ->
 
 def ssl_shard(
     audio_path: Path, ssl_cfg: Mapping[str, Any], out: Path, rejected_out: Path, progress: bool = True,
+    manifest: Path | None = None, fail_fast: bool = False,
 ) -> tuple[int, int]:
-    """Compute the 50 Hz features of every utterance of one audio store; returns (n_ok, n_rejected)."""
-    utts, n_frames, audio = read_audio_store(audio_path)
-    res = ShardResult()
+    """Compute the 50 Hz features of every utterance of one audio store; returns (n_ok, n_rejected).
+
+    ``manifest`` and ``fail_fast`` as for :func:`lipspeech.features.mel.mel_shard`.
+    """
+    utts, n_frames, audio, unreadable = read_audio_input(audio_path, manifest, fail_fast)
+    res = ShardResult(rejected=unreadable)
     good: list[int] = []
     for i, (utt, n, x) in enumerate(zip(utts, n_frames, audio)):
         problem = audio_problem(x, n)
@@ -278,4 +282,5 @@ def ssl_shard(
         res.add(utts[i], n_frames[i], features=feats[i])
     if res.utts:
         extra["dim"] = int(res.arrays["features"][0].shape[1])
-    return res.write(out, rejected_out, STAGE, config_hash(dict(ssl_cfg)), ["features"], extra=extra)
+    return res.write(out, rejected_out, STAGE, config_hash(dict(ssl_cfg)), ["features"], extra=extra,
+                     fail_fast=fail_fast)

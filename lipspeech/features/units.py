@@ -26,7 +26,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from lipspeech.config import config_hash
-from lipspeech.features.common import ShardResult, StageError
+from lipspeech.features.common import ShardResult, StageError, open_input_store, open_stores
 from lipspeech.store import SHAPE_SUFFIX, Store, atomic_path, write_text_atomic
 
 STAGE_FIT = "kmeans"
@@ -42,11 +42,13 @@ def kmeans_hash(ssl_cfg: Mapping[str, Any], kmeans_cfg: Mapping[str, Any]) -> st
 
 def sample_frames(
     ssl_paths: Sequence[Path], utts: set[str] | None, n_sample: int, seed: int, progress: bool = True,
+    fail_fast: bool = False, log: Any = print,
 ) -> np.ndarray:
     """Draw up to ``n_sample`` frames uniformly without replacement across stores.
 
     Args:
-        ssl_paths: ssl stores.
+        ssl_paths: ssl stores (unreadable ones are skipped with a warning on ``log``,
+            or fail the stage with ``fail_fast``).
         utts: utterances to draw from (None: all).
         n_sample: frames wanted (all frames when fewer exist).
         seed: random seed; the same stores and seed give the same sample.
@@ -55,8 +57,7 @@ def sample_frames(
         (n, D) float32, n = min(n_sample, frames available).
     """
     counts: list[tuple[Path, list[int], list[int]]] = []  # store, row indices, frames per row
-    for path in ssl_paths:
-        store = Store(path, expect_stage="ssl")
+    for path, store in open_stores(ssl_paths, "ssl", fail_fast, log):
         if not len(store):
             continue
         shapes = store.table.column("features" + SHAPE_SUFFIX).to_pylist()
@@ -156,12 +157,13 @@ def fit_kmeans(
 
 def kmeans_fit(
     ssl_paths: Sequence[Path], manifest_path: Path, ssl_cfg: Mapping[str, Any], kmeans_cfg: Mapping[str, Any],
-    out_centroids: Path, out_json: Path, progress: bool = True, log: Any = print,
+    out_centroids: Path, out_json: Path, progress: bool = True, log: Any = print, fail_fast: bool = False,
 ) -> dict[str, Any]:
     """Fit the k-means of the units on train frames of every ssl shard; returns what the json holds."""
     manifest = Store(manifest_path, expect_stage="manifest").df
     train = set(manifest.loc[manifest["split"] == "train", "utt"])
-    x = sample_frames(ssl_paths, train, int(kmeans_cfg["sample_frames"]), int(kmeans_cfg["seed"]), progress)
+    x = sample_frames(ssl_paths, train, int(kmeans_cfg["sample_frames"]), int(kmeans_cfg["seed"]), progress,
+                      fail_fast=fail_fast, log=log)
     centroids, objective, k_used = fit_kmeans(
         x, int(kmeans_cfg["k"]), int(kmeans_cfg["seed"]), int(kmeans_cfg["niter"]), log, init=kmeans_cfg["init"],
     )
@@ -194,9 +196,12 @@ def assign_units(features: np.ndarray, index: Any) -> np.ndarray:
 
 def units_shard(
     ssl_path: Path, centroids_path: Path, ssl_cfg: Mapping[str, Any], kmeans_cfg: Mapping[str, Any],
-    out: Path, rejected_out: Path, progress: bool = True,
+    out: Path, rejected_out: Path, progress: bool = True, manifest: Path | None = None, fail_fast: bool = False,
 ) -> tuple[int, int]:
-    """Assign units to every utterance of one ssl store; returns (n_ok, n_rejected)."""
+    """Assign units to every utterance of one ssl store; returns (n_ok, n_rejected).
+
+    ``manifest`` and ``fail_fast`` as for :func:`lipspeech.features.mel.mel_shard`.
+    """
     import faiss
 
     centroids = np.load(centroids_path)
@@ -204,10 +209,11 @@ def units_shard(
         raise StageError(f"{centroids.shape[0]} centroids do not fit the int16 units store")
     index = faiss.IndexFlatL2(centroids.shape[1])
     index.add(np.ascontiguousarray(centroids, dtype=np.float32))
-    store = Store(ssl_path, expect_stage="ssl")
-    n_frames = [int(n) for n in store.df["n_frames"]] if len(store) else []
-    res = ShardResult()
-    for i, utt in enumerate(tqdm(store.utts, desc=f"units {ssl_path.stem}", unit="utt", disable=not progress)):
+    store, unreadable = open_input_store(ssl_path, "ssl", manifest, fail_fast)
+    n_frames = [int(n) for n in store.df["n_frames"]] if store is not None and len(store) else []
+    res = ShardResult(rejected=unreadable)
+    utts = store.utts if store is not None else []
+    for i, utt in enumerate(tqdm(utts, desc=f"units {ssl_path.stem}", unit="utt", disable=not progress)):
         feats = store.array("features", i)
         if feats.ndim != 2 or feats.shape[1] != centroids.shape[1]:
             res.reject(utt, f"features have shape {feats.shape}, centroids have dimension {centroids.shape[1]}")
@@ -217,5 +223,5 @@ def units_shard(
             res.add(utt, n_frames[i], units=assign_units(feats, index))
     return res.write(
         out, rejected_out, STAGE_UNITS, kmeans_hash(ssl_cfg, kmeans_cfg), ["units"],
-        extra={"k": int(centroids.shape[0])},
+        extra={"k": int(centroids.shape[0])}, fail_fast=fail_fast,
     )

@@ -48,11 +48,14 @@ def restore_rng(state: Mapping[str, Any]) -> None:
 
 
 def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically (temporary file + rename)."""
-    # through a file object: saved to a path, torch names the archive's inner folder after the
-    # (random) temporary file, and the same state would give other bytes each time
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        torch.save({"format": FORMAT, **state}, fh)
+    """Write ``state`` to ``path`` atomically (temporary file + rename).
+
+    Saved through a file object: given a path, torch names the zip archive inside after
+    the (random) temporary file name, and the same state would give different bytes.
+    """
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            torch.save({"format": FORMAT, **state}, fh)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Optional[str | torch.device] = "cpu") -> dict[str, Any]:

@@ -123,6 +123,7 @@ def run_train(
     run_dir: Path,
     threads: int = 1,
     progress: bool = True,
+    fail_fast: bool = False,
 ) -> dict[str, Any]:
     """Train one experiment on the train split of ``results_dir``'s stores, validating on val.
 
@@ -134,6 +135,7 @@ def run_train(
         run_dir: ``results/{corpus}/models/{exp}``.
         threads: torch CPU threads.
         progress: progress bar.
+        fail_fast: an unreadable input store fails the stage (else its utterances are skipped, with a line each).
 
     Returns:
         A summary (printed by the CLI, stored in ``run.json``).
@@ -141,7 +143,7 @@ def run_train(
     section = {k: v for k, v in dict(train_section).items() if k not in ("threads", "progress")}
     train_cfg = train_config({**section, "threads": max(1, threads), "progress": progress})
     with process_group(train_cfg["device"]) as ddp:
-        return _run_train(Path(results_dir), exp, model_section, train_cfg, Path(run_dir), ddp)
+        return _run_train(Path(results_dir), exp, model_section, train_cfg, Path(run_dir), ddp, fail_fast)
 
 
 def _run_train(
@@ -151,6 +153,7 @@ def _run_train(
     train_cfg: dict[str, Any],
     run_dir: Path,
     ddp: Optional[DistInfo],
+    fail_fast: bool = False,
 ) -> dict[str, Any]:
     main = ddp is None or ddp.is_main
     model_cfg = experiment_model_config(exp, model_section)
@@ -165,6 +168,10 @@ def _run_train(
     train_data = StoreDataset(corpus, "train", TRAIN_STORES, speakers)
     val_data = StoreDataset(corpus, "val", TRAIN_STORES, speakers)
     lines = [train_data.summary(), val_data.summary()]
+    for path, reason in sorted(corpus.unreadable.items()):
+        if fail_fast:
+            raise StageError(f"fail_fast: {reason}")
+        lines.append(f"skipping the utterances of an unreadable store: {reason}")
     if len(train_data) == 0:
         raise StageError(f"no train utterances in {results_dir} ({train_data.summary()})")
     if len(val_data) == 0:

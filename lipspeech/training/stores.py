@@ -38,7 +38,7 @@ import numpy as np
 
 from lipspeech.data.manifest import shard_name
 from lipspeech.models.batch import Utterance
-from lipspeech.store import SHAPE_SUFFIX, Store, StoreError
+from lipspeech.store import SHAPE_SUFFIX, Store, StoreError, StoreUnreadable, one_line
 from lipspeech.timing import MEL_PER_FRAME, SAMPLES_PER_FRAME, UNITS_PER_FRAME
 
 log = logging.getLogger(__name__)
@@ -75,18 +75,29 @@ class CorpusStores:
             self.stats = json.loads(stats_path.read_text())
         self._stores: dict[tuple[str, int], Optional[Store]] = {}
         self._shapes: dict[tuple[str, int], dict[str, tuple[int, list[int]]]] = {}
+        #: store path -> why it could not be read (its utterances are skipped, not fatal)
+        self.unreadable: dict[str, str] = {}
 
     def store(self, folder: str, shard: int) -> Optional[Store]:
-        """The store ``folder/{shard}.parquet``, or None when the file does not exist."""
+        """The store ``folder/{shard}.parquet``, or None when the file does not exist or is unreadable."""
         key = (folder, shard)
         if key not in self._stores:
             path = self.results_dir / folder / f"{shard_name(shard)}.parquet"
-            self._stores[key] = Store(path, expect_stage=STORES[folder][0]) if path.exists() else None
+            store = None
+            if path.exists():
+                try:
+                    store = Store(path, expect_stage=STORES[folder][0])
+                except StoreUnreadable as exc:
+                    self.unreadable[str(path)] = one_line(exc)
+            self._stores[key] = store
         return self._stores[key]
 
     def opened(self, folder: str) -> list[Store]:
         """The store files of ``folder`` opened so far (e.g. to check their metadata)."""
         return [s for (f, _), s in self._stores.items() if f == folder and s is not None]
+
+    def is_unreadable(self, folder: str, shard: int) -> bool:
+        return str(self.results_dir / folder / f"{shard_name(shard)}.parquet") in self.unreadable
 
     def rows(self, folder: str, shard: int) -> dict[str, tuple[int, list[int]]]:
         """utt -> (row, shape of the store's length array) of one store file (empty when it is missing)."""
@@ -153,7 +164,7 @@ class StoreDataset(Sequence[Utterance]):
             for folder in self.stores:
                 hit = self.corpus.rows(folder, shard).get(utt)
                 if hit is None:
-                    reason = f"not in {folder}"
+                    reason = f"{folder} store unreadable" if self.corpus.is_unreadable(folder, shard) else f"not in {folder}"
                     break
                 row, shape = hit
                 t, rem = divmod(shape[0], STORES[folder][2])

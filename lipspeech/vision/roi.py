@@ -10,7 +10,7 @@ Per utterance: frames decoded at 25 fps (:func:`lipspeech.data.media.read_frames
    its side set so the reference mouth width is ``mouth_width_fraction`` of it.
 
 Store ``roi/{shard}.parquet``: ``utt, n_frames, duration, detection_rate,
-frames_interpolated, landmark_jitter, face_size, detections`` and the arrays ``roi``
+frames_interpolated, landmark_jitter, face_size, detections, faces`` and the arrays ``roi``
 (uint8 ``(T, S, S)``), ``affine`` (float32 ``(T, 2, 3)``, frame pixels -> crop pixels,
 so ``inv(affine)`` maps the crop centre ``((S-1)/2, (S-1)/2)`` back into the frame) and
 ``landmarks`` (float32 ``(T, 68, 2)``, smoothed, frame pixels). ``T`` is the decode
@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from lipspeech.config import config_hash
 from lipspeech.data.media import MediaError, read_frames, require_ffmpeg
+from lipspeech.features.common import open_input_store, refuse_rejections
 from lipspeech.store import Store, StoreMeta, one_line, write_bytes_atomic, write_rejected, write_store
 from lipspeech.timing import FPS, fit_length
 from lipspeech.vision.backends import LandmarkBackend, make_backend
@@ -94,6 +95,7 @@ class Track:
 
     landmarks: np.ndarray  # (T, 68, 2) float32
     detections: int
+    faces: int = 0  # most faces the detector found on one frame (> 1: the tracker followed one of them)
 
 
 def _extent(L: np.ndarray) -> tuple[np.ndarray, float]:
@@ -111,21 +113,26 @@ def track_landmarks(frames: np.ndarray, backend: LandmarkBackend, cfg: RoiConfig
     frame (every ``keyframe_interval`` frames), when the previous frame had no face, or
     when the tracked landmarks look unreliable: their centre moved by more than
     ``track_max_shift`` face sizes or their size changed by more than ``track_max_scale``.
+    With several faces, a track starts on the largest one and key frames keep to the face
+    nearest the previous frame's, so one clip is cropped on one person throughout.
     """
     T = len(frames)
     out = np.full((T, 68, 2), np.nan, dtype=np.float32)
-    detections = 0
+    detections = faces = 0
     prev: np.ndarray | None = None
     rel: tuple[np.ndarray, float] | None = None  # box centre offset, box size, per landmark size
     last_key = -10**9
 
     def detect(gray: np.ndarray, t: int) -> np.ndarray | None:
-        nonlocal detections, rel, last_key
+        nonlocal detections, faces, rel, last_key
         detections += 1
         boxes = backend.detect(gray)
+        faces = max(faces, len(boxes))
         if not boxes:
             return None
-        box = boxes[0]
+        # a new track starts on the largest face: nearest the camera, the speaker of a talking-head
+        # clip (with two people, HOG confidence says nothing about who matters)
+        box = max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
         if prev is not None and len(boxes) > 1:
             # keep following the face we had (another face or a false positive may score higher)
             c, _ = _extent(prev)
@@ -152,7 +159,7 @@ def track_landmarks(frames: np.ndarray, backend: LandmarkBackend, cfg: RoiConfig
             L = detect(gray, t)
         out[t] = L if L is not None else np.nan
         prev = L
-    return Track(out, detections)
+    return Track(out, detections, faces)
 
 
 # --------------------------------------------------------------------------- gaps, smoothing, transforms
@@ -244,7 +251,10 @@ def process_frames(frames: np.ndarray, backend: LandmarkBackend, cfg: RoiConfig)
     ``frames_interpolated``, ``landmark_jitter`` (RMS distance, in crop pixels, between
     the raw and the smoothed mouth centre: the frame-to-frame noise smoothing removed),
     ``face_size`` (median outer-eye-corner distance, frame pixels), ``detections``
-    (detector calls). Raises RoiRejected with a one-line reason.
+    (detector calls), ``faces`` (most faces found on one frame: with more than one, the
+    most confident face of the first detection is followed throughout, so a clip with
+    two people is cropped on one of them; filter on this column to drop such clips).
+    Raises RoiRejected with a one-line reason.
     """
     T = len(frames)
     if T == 0:
@@ -271,6 +281,7 @@ def process_frames(frames: np.ndarray, backend: LandmarkBackend, cfg: RoiConfig)
         "landmark_jitter": float(np.sqrt(np.mean(dev**2))),
         "face_size": float(np.median(np.linalg.norm(L[:, 45] - L[:, 36], axis=1))),
         "detections": int(track.detections),
+        "faces": int(track.faces),
     }
     return RoiResult(roi, A.astype(np.float32), L.astype(np.float32), qc)
 
@@ -309,23 +320,25 @@ def roi_utterance(video_path: str, n_frames: int, backend: LandmarkBackend, cfg:
 
 
 QC_FIELDS = {"detection_rate": pa.float64(), "frames_interpolated": pa.int32(), "landmark_jitter": pa.float64(),
-             "face_size": pa.float64(), "detections": pa.int32()}
+             "face_size": pa.float64(), "detections": pa.int32(), "faces": pa.int32()}
 
 
 def roi_shard(
     manifest_path: Path, audio_path: Path, roi_cfg: Mapping[str, Any], out: Path, qc_out: Path, rejected_out: Path,
-    threads: int = 1, progress: bool = True,
+    threads: int = 1, progress: bool = True, fail_fast: bool = False,
 ) -> tuple[int, int]:
     """Mouth ROIs of every utterance of one decode store; returns (n_ok, n_rejected).
 
     Utterances the decode stage rejected are not in its store and are skipped here
-    (their reason is already in decode's rejected table). With ``roi.contact_sheet: N``
+    (their reason is already in decode's rejected table); an unreadable decode store
+    rejects the shard's utterances (named by the manifest). With ``roi.contact_sheet: N``
     the first N utterances are drawn to ``{out stem}.sheet.png`` beside the store.
+    With ``fail_fast`` any rejection fails the stage (StageError) and nothing is written.
     """
     require_ffmpeg()
     cfg = RoiConfig.from_section(roi_cfg)
-    audio = Store(audio_path, expect_stage="decode")
-    n_frames = dict(zip(audio.utts, (int(n) for n in audio.df["n_frames"]))) if len(audio) else {}
+    audio, unreadable = open_input_store(audio_path, "decode", manifest_path, fail_fast)
+    n_frames = dict(zip(audio.utts, (int(n) for n in audio.df["n_frames"]))) if audio is not None and len(audio) else {}
     manifest = Store(manifest_path, expect_stage="manifest").df.set_index("utt")
     utts = sorted(n_frames)
     local = threading.local()
@@ -346,8 +359,8 @@ def roi_shard(
             return utt, "not in the manifest"
 
     ok: list[tuple[str, RoiResult]] = []
-    rejected: list[tuple[str, str]] = []
-    qc_rows: list[dict[str, Any]] = []
+    rejected: list[tuple[str, str]] = list(unreadable)
+    qc_rows: list[dict[str, Any]] = [{"utt": u, **{k: None for k in QC_FIELDS}, "reason": r} for u, r in unreadable]
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         bar = tqdm(pool.map(work, utts), total=len(utts), desc=f"roi {audio_path.stem}", unit="utt", disable=not progress)
         for utt, res in bar:
@@ -357,6 +370,7 @@ def roi_shard(
             else:
                 ok.append((utt, res))
                 qc_rows.append({"utt": utt, **res.qc, "reason": ""})
+    refuse_rejections(STAGE, rejected, fail_fast)
     h = config_hash(dict(roi_cfg))
     extra = {"crop_size": cfg.crop_size, "fps": FPS, "backend": cfg.backend,
              "affine": "frame pixels -> crop pixels; crop centre = ((S-1)/2, (S-1)/2)"}

@@ -1,5 +1,6 @@
 # Shared helpers: config validation, result paths, shards.
 import json
+import os
 
 from lipspeech.config import ConfigError, validate_config
 from lipspeech.data.manifest import shard_name
@@ -8,6 +9,10 @@ try:
     validate_config(config)
 except ConfigError as exc:
     raise WorkflowError(f"invalid configuration: {exc}") from None
+
+# fail_fast reaches the jobs through the environment (every job's `lipspeech` reads it), not
+# through params: flipping it changes no output, so it must not rerun anything.
+os.environ["LIPSPEECH_FAIL_FAST"] = "1" if config["fail_fast"] else "0"
 
 CORPUS = config["corpus"]["name"]
 RESULTS = f"results/{CORPUS}"

@@ -5,7 +5,9 @@
 rule mel:
     """One shard: log-mel spectrogram (80 bins, 100 Hz: exactly 4 frames per video frame)."""
     input:
-        f"{RESULTS}/audio/{{shard}}.parquet",
+        audio=f"{RESULTS}/audio/{{shard}}.parquet",
+        # names the shard's utterances in the rejected table should the audio store be unreadable
+        manifest=f"{RESULTS}/manifest.parquet",
     output:
         store=f"{RESULTS}/mel/{{shard}}.parquet",
         rejected=f"{RESULTS}/mel/{{shard}}.rejected.parquet",
@@ -20,7 +22,7 @@ rule mel:
         mem_mb=4000,
         runtime=60,
     shell:
-        "lipspeech mel --params {params.cfg:q} --audio {input:q} --out {output.store:q}"
+        "lipspeech mel --params {params.cfg:q} --audio {input.audio:q} --manifest {input.manifest:q} --out {output.store:q}"
         " --rejected {output.rejected:q} --threads {threads} --no-progress 2>&1 | tee {log:q}"
 
 
@@ -28,7 +30,8 @@ rule ssl_features:
     """One shard: 50 Hz features for the units (HuBERT layer or MFCC, ssl.source); bulky,
     so temporary: removed once k-means and the units have read them."""
     input:
-        f"{RESULTS}/audio/{{shard}}.parquet",
+        audio=f"{RESULTS}/audio/{{shard}}.parquet",
+        manifest=f"{RESULTS}/manifest.parquet",
     output:
         store=temp(f"{RESULTS}/ssl/{{shard}}.parquet"),
         rejected=f"{RESULTS}/ssl/{{shard}}.rejected.parquet",
@@ -44,7 +47,8 @@ rule ssl_features:
         mem_mb=8000,
         runtime=120,
     shell:
-        "lipspeech ssl-features --params {params.cfg:q} --audio {input:q} --out {output.store:q}"
+        "lipspeech ssl-features --params {params.cfg:q} --audio {input.audio:q} --manifest {input.manifest:q}"
+        " --out {output.store:q}"
         " --rejected {output.rejected:q} --threads {threads} --no-progress 2>&1 | tee {log:q}"
 
 
@@ -76,6 +80,7 @@ rule units:
     input:
         ssl=f"{RESULTS}/ssl/{{shard}}.parquet",
         centroids=f"{RESULTS}/kmeans/centroids.npy",
+        manifest=f"{RESULTS}/manifest.parquet",
     output:
         store=f"{RESULTS}/units/{{shard}}.parquet",
         rejected=f"{RESULTS}/units/{{shard}}.rejected.parquet",
@@ -88,7 +93,7 @@ rule units:
         mem_mb=4000,
         runtime=30,
     shell:
-        "lipspeech units --params {params.cfg:q} --ssl {input.ssl:q} --centroids {input.centroids:q}"
+        "lipspeech units --params {params.cfg:q} --ssl {input.ssl:q} --centroids {input.centroids:q} --manifest {input.manifest:q}"
         " --out {output.store:q} --rejected {output.rejected:q} --threads {threads} --no-progress 2>&1 | tee {log:q}"
 
 
@@ -96,7 +101,8 @@ rule prosody:
     """One shard: WORLD log-F0 (continuous, with a voiced mask) and energy per video frame.
     Energy uses the mel section's STFT, so the rule carries both sections."""
     input:
-        f"{RESULTS}/audio/{{shard}}.parquet",
+        audio=f"{RESULTS}/audio/{{shard}}.parquet",
+        manifest=f"{RESULTS}/manifest.parquet",
     output:
         store=f"{RESULTS}/prosody/{{shard}}.parquet",
         rejected=f"{RESULTS}/prosody/{{shard}}.rejected.parquet",
@@ -111,7 +117,8 @@ rule prosody:
         mem_mb=4000,
         runtime=120,
     shell:
-        "lipspeech prosody --params {params.cfg:q} --audio {input:q} --out {output.store:q}"
+        "lipspeech prosody --params {params.cfg:q} --audio {input.audio:q} --manifest {input.manifest:q}"
+        " --out {output.store:q}"
         " --rejected {output.rejected:q} --threads {threads} --no-progress 2>&1 | tee {log:q}"
 
 

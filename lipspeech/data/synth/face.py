@@ -7,6 +7,7 @@ the mouth's rest geometry and colours, and the jaw-drop displacement field.
 """
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,16 +25,14 @@ def load_face_image(spec: str) -> np.ndarray:
         import skimage.data
         return np.ascontiguousarray(skimage.data.astronaut()[..., :3])
     if spec == "grace_hopper":
-        path = None
-        try:
-            import matplotlib.cbook as cbook
-            path = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
-        except Exception:
-            import matplotlib
-            cand = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
-            path = cand if cand.is_file() else None
-        if path is None or not Path(path).is_file():
-            raise RuntimeError("matplotlib sample data grace_hopper.jpg not found")
+        # found without importing matplotlib, whose import creates ~/.config/matplotlib (a stage
+        # writes nothing outside results/)
+        mpl = importlib.util.find_spec("matplotlib")
+        locs = list(mpl.submodule_search_locations or []) if mpl is not None else []
+        path = next((p for loc in locs if (p := Path(loc) / "mpl-data" / "sample_data" / "grace_hopper.jpg").is_file()),
+                    None)
+        if path is None:
+            raise RuntimeError("matplotlib sample data grace_hopper.jpg not found (pip install matplotlib)")
         spec = str(path)
     img = cv2.imread(str(spec), cv2.IMREAD_COLOR)
     if img is None:

@@ -108,8 +108,19 @@ class Espeak:
                                      ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
         lib.espeak_Synth.restype = ctypes.c_int
         lib.espeak_Synchronize.restype = ctypes.c_int
-        sr = lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 200, None,
-                                   INIT_PHONEME_EVENTS | INIT_DONT_EXIT)
+        # espeak-ng (1.51) opens a PulseAudio client while initialising, even in synchronous mode
+        # where it never plays anything, and libpulse then writes runtime files to ~/.config/pulse
+        # and $TMPDIR: a stage must write nothing outside results/, so no server is named meanwhile
+        saved = os.environ.get("PULSE_SERVER")
+        os.environ["PULSE_SERVER"] = "none"
+        try:
+            sr = lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 200, None,
+                                       INIT_PHONEME_EVENTS | INIT_DONT_EXIT)
+        finally:
+            if saved is None:
+                os.environ.pop("PULSE_SERVER", None)
+            else:
+                os.environ["PULSE_SERVER"] = saved
         if sr <= 0:
             raise RuntimeError(f"espeak_Initialize failed ({sr}): apt-get install espeak-ng espeak-ng-data")
         self.lib = lib

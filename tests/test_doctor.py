@@ -1,0 +1,115 @@
+"""lipspeech doctor: one line per requirement, what to do for each missing one, exit 1 when the
+configured pipeline lacks something."""
+
+import io
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lipspeech.cli import main as cli_main
+from lipspeech.doctor import MISSING, NOT_NEEDED, OK, check_gpu, check_hubert, doctor
+
+BIN = Path(sys.executable).parent
+
+
+def _run(tmp_path, monkeypatch, config=None, path=None, **kw):
+    monkeypatch.chdir(tmp_path)  # no config.yaml here unless written: the defaults
+    if path is not None:
+        monkeypatch.setenv("PATH", path)
+    cfg = None
+    if config is not None:
+        cfg = tmp_path / "cfg.yaml"
+        cfg.write_text(yaml.safe_dump(config))
+    out = io.StringIO()
+    code = doctor(str(cfg) if cfg else None, results=str(tmp_path / "results"), out=out, **kw)
+    lines = out.getvalue().splitlines()
+    return code, {ln.split()[1]: ln for ln in lines[1:-1]}, lines
+
+
+def _path_with(tmp_path, *tools) -> str:
+    """A PATH of links to just these tools (and the venv's lipspeech)."""
+    d = tmp_path / "bin"
+    d.mkdir(parents=True, exist_ok=True)
+    for tool in tools:
+        if shutil.which(tool):
+            os.symlink(shutil.which(tool), d / tool)
+    os.symlink(BIN / "lipspeech", d / "lipspeech")
+    return str(d)
+
+
+def test_everything_here(tmp_path, monkeypatch):
+    """This machine (make test installs ffmpeg, espeak-ng and the locked packages) has all the demo needs."""
+    code, checks, lines = _run(tmp_path, monkeypatch, path=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    assert code == 0, "\n".join(lines)
+    assert lines[-1] == "everything this config needs is here"
+    for name in ("python", "lipspeech", "ffmpeg", "espeak-ng", "dlib", "pocketsphinx", "disk"):
+        assert checks[name].split()[0] == OK, checks[name]
+    assert "not needed (ssl.source is mfcc)" in checks["HuBERT"]
+
+
+def test_missing_ffmpeg_is_reported_with_what_to_do(tmp_path, monkeypatch):
+    code, checks, lines = _run(tmp_path, monkeypatch, path=_path_with(tmp_path, "espeak-ng"))
+    assert code == 1
+    assert checks["ffmpeg"].split()[0] == MISSING
+    assert "ffmpeg and ffprobe not on PATH -> make deps (or: apt-get install ffmpeg)" in checks["ffmpeg"]
+    assert checks["espeak-ng"].split()[0] == OK
+    assert lines[-1] == "missing: ffmpeg"
+    assert all(len(ln) < 400 for ln in lines)  # one line each
+
+
+def test_what_the_config_does_not_need_does_not_fail(tmp_path, monkeypatch, fixtures_dir):
+    """espeak-ng only matters for the synthgrid corpus."""
+    config = {"corpus": {"kind": "grid", "root": str(fixtures_dir / "grid")}}
+    code, checks, _ = _run(tmp_path, monkeypatch, config, path=_path_with(tmp_path, "ffmpeg", "ffprobe"),
+                           min_free_gb=0.001)
+    assert checks["espeak-ng"].split()[0] == NOT_NEEDED and "not needed by this config" in checks["espeak-ng"]
+    assert code == 0
+    code, _, _ = _run(tmp_path, monkeypatch, {}, path=_path_with(tmp_path / "x", "ffmpeg", "ffprobe"))
+    assert code == 1  # the synthgrid demo does need it
+
+
+def test_hubert_weights_local_folder_or_hf_cache(tmp_path, monkeypatch):
+    assert check_hubert({"source": "mfcc"}).status == NOT_NEEDED
+    missing = check_hubert({"source": "hubert", "model": str(tmp_path / "no_such_model")})
+    assert missing.status == MISSING and "no such folder" in missing.detail and "ssl.source: mfcc" in missing.fix
+    local = tmp_path / "hubert"
+    local.mkdir()
+    (local / "config.json").write_text("{}")
+    assert check_hubert({"source": "hubert", "model": str(local)}).status == MISSING  # no weights
+    (local / "model.safetensors").write_bytes(b"x")
+    assert check_hubert({"source": "hubert", "model": str(local)}).status == OK
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    hub = check_hubert({"source": "hubert", "model": "facebook/hubert-large-ll60k"})
+    assert hub.status == MISSING and str(tmp_path / "hub") in hub.detail and "huggingface-cli download" in hub.fix
+    snap = tmp_path / "hub" / "models--facebook--hubert-large-ll60k" / "snapshots" / "abc123"
+    snap.mkdir(parents=True)
+    (snap / "config.json").write_text("{}")
+    (snap / "pytorch_model.bin").write_bytes(b"x")
+    assert check_hubert({"source": "hubert", "model": "facebook/hubert-large-ll60k"}).status == OK
+
+
+def test_gpu_needed_only_when_asked_for(monkeypatch):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert check_gpu({"train": {"device": "auto"}, "ssl": {"device": "auto"}}).status != MISSING
+    gpu = check_gpu({"train": {"device": "cuda"}, "ssl": {"device": "auto"}})
+    assert gpu.status == MISSING and "train.device: cuda" in gpu.detail
+
+
+def test_bad_config_and_full_disk(tmp_path, monkeypatch):
+    code, _, lines = _run(tmp_path, monkeypatch, {"roi": {"smothing": 3}})
+    assert code == 1 and "config key roi.smothing: unknown key" in lines[1]
+    code, checks, _ = _run(tmp_path, monkeypatch, min_free_gb=1e9)
+    assert code == 1 and checks["disk"].split()[0] == MISSING
+
+
+def test_cli_subcommand(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", _path_with(tmp_path, "espeak-ng"))
+    assert cli_main(["doctor", "--results", str(tmp_path)]) == 1
+    assert "MISSING  ffmpeg" in capsys.readouterr().out
