@@ -32,3 +32,15 @@ def zoo(tmp_path_factory):
     from zoo import build_zoo
 
     return build_zoo(tmp_path_factory.mktemp("zoo"))
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: on a shared 2-core machine two spinning OpenMP threads
+    make small models (GAN steps, DDP workers) several times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -16,6 +16,8 @@ from lipspeech.training.distributed import AllReduceBatchNorm, DistInfo, process
 from lipspeech.training.trainer import seed_everything
 from test_stage_train import EXP, MODEL as STAGE_MODEL, TRAIN as STAGE_TRAIN, fake_results
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
 # no dropout (each rank draws its own masks); random crops and flips stay on: they are keyed
 # by the global (epoch, batch, item), so they must come out the same. 8 items of one length in
 # batches of 4: every rank's slice has as many frames, and 3 steps cross an epoch boundary.
@@ -47,13 +49,6 @@ def _free_port() -> int:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(tmp_path):

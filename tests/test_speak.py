@@ -9,16 +9,12 @@ import torch
 
 from lipspeech.cli import main
 
-pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("espeak-ng") is None,
-                                reason="needs ffmpeg and espeak-ng")
+pytestmark = [
+    pytest.mark.usefixtures("one_thread"),  # tests/conftest.py
+    pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("espeak-ng") is None,
+                       reason="needs ffmpeg and espeak-ng"),
+]
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -17,17 +17,11 @@ from lipspeech.vocoder.griffinlim import spectral_convergence
 from lipspeech.vocoder.stage import run_train_vocoder, run_vocode
 from lipspeech.vocoder.train import GanTrainer, VocoderItem, load_items, make_batch, train_vocoder, vocoder_train_config
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
 AC = AudioConfig()
 SILENCE = float(np.log(AC.log_floor))
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine, two spinning OpenMP threads make GAN steps ~8x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tone(n_samples: int, f0: float = 140.0, seed: int = 0) -> np.ndarray:
