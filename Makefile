@@ -14,9 +14,12 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: demo test test-slurm deps venv lock dryrun clean-demo
 
+# Ends with the corpus summary and the report's metrics table (the page: results/synthgrid/report.html).
 demo: deps venv
 	$(BIN)/snakemake --cores $(CORES)
 	@cat results/synthgrid/summary.txt
+	@echo; awk '/^## Metrics/{on=1; next} /^## /{on=0} on' results/synthgrid/report.md
+	@echo "report: results/synthgrid/report.html (audio players, mel and F0 plots), results/synthgrid/report.md"
 
 # The suite, then the SLURM test (a throw-away local cluster; needs root to install and start
 # it: as non-root without SLURM installed it is skipped with the reason; LIPSPEECH_SKIP_SLURM=1 skips it).

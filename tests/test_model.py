@@ -213,3 +213,20 @@ def test_paper_preset_builds():
     print(f"\nparameters: paper {n:,} ({n / 1e6:.1f} M), tiny {n_tiny:,} ({n_tiny / 1e6:.2f} M)")
     assert 11e6 < count_parameters(model.frontend) < 12e6  # a ResNet-18 trunk
     assert 30e6 < n < 120e6
+
+
+def test_small_preset_is_the_demo_model_and_runs_on_pooled_crops():
+    from lipspeech.config import validate_config
+
+    cfg = validate_config({})
+    assert cfg["model"]["preset"] == "small" and [e["preset"] for e in cfg["experiments"]] == ["small"]
+    small = model_config("small")
+    assert small["frontend_downsample"] == 2 and set(small) == set(PRESETS["paper"])
+    torch.manual_seed(0)
+    model = build_model(small).eval()
+    n = count_parameters(model)
+    assert count_parameters(build_model(model_config("tiny"))) < n < count_parameters(build_model(model_config("paper")))
+    batch = collate(synthetic_utterances(2, [9, 5], seed=2))
+    coarse, post = model.infer(batch.video, batch.video_lengths, temperature=0.667)
+    assert coarse.shape == post.shape == (2, 36, 80)
+    assert torch.all(post[1, 20:] == 0) and torch.isfinite(post).all()

@@ -268,7 +268,7 @@ def test_markdown_summary(built):
     assert table[3].startswith("| ground-truth mel through the vocoder | 8 | 4.17 |")
     assert table[4].startswith("| ltbs | 8 | **17.07** | **9.17** | 0.612 |")
     assert table[5].startswith("| no_pitch | 8 | 22.11 | 13.05 | **0.654** |")
-    assert "- **no_pitch**: preset tiny; without pitch predictor." in md
+    assert "- **no_pitch**: preset small; without pitch predictor." in md
     assert f"`{data.cfg_hash}`" in md and "lipspeech 0.1.0, git commit" in md
     assert "## WER per speaker (%)" in md and md.count("says") == 3 * len(SYSTEMS)
 
