@@ -281,6 +281,9 @@ def test_evaluate_stage_end_to_end(tmp_path, speech):
     assert summary["wer"] <= 0.25 and "grid" in summary["asr_details"]["grammar"]
     assert summary["wer"] == pytest.approx(corpus_rates(list(df["ref"]), list(df["hyp"]))[0])
     assert summary["asr"].startswith("pocketsphinx")
+    # chance level: each reference word is guessed right with probability 1/|its slot|
+    slots = [s.split() for s in summary["asr_details"]["grammar_slots"]]
+    assert summary["chance_wer"] == pytest.approx(1 - np.mean([1 / len(s) for s in slots]), abs=0.05)
 
     # a system through the command line, as the workflow runs it
     out = res / "eval" / "fake_exp"

@@ -116,7 +116,8 @@ def build_results(root: Path) -> Path:
             **{m.key: [0.5] * 8 for m in METRICS if m.key not in ("wer", "cer")},
         })
         metrics.to_parquet(folder / "metrics.parquet")
-        summary = {"system": system, "n": 8, **SUMMARY[system], "asr": "pocketsphinx en-us (test)"}
+        summary = {"system": system, "n": 8, **SUMMARY[system], "asr": "pocketsphinx en-us (test)",
+                   "chance_wer": 0.8123}
         (folder / "summary.json").write_text(json.dumps(summary))
     return res
 
@@ -269,6 +270,8 @@ def test_markdown_summary(built):
     assert table[4].startswith("| ltbs | 8 | **17.07** | **9.17** | 0.612 |")
     assert table[5].startswith("| no_pitch | 8 | 22.11 | 13.05 | **0.654** |")
     assert "- **no_pitch**: preset small; without pitch predictor." in md
+    assert "chance level: a random sentence of the ASR's grammar scores WER 81.23%" in md
+    assert "<th>chance WER</th><td>81.23% (random sentences of the ASR&#x27;s grammar)</td>" in built[2]
     assert f"`{data.cfg_hash}`" in md and "lipspeech 0.1.0, git commit" in md
     assert "## WER per speaker (%)" in md and md.count("says") == 3 * len(SYSTEMS)
 

@@ -513,6 +513,15 @@ class ReportData:
     cfg_hash: str
     model_commits: dict[str, str]
     notes: list[str]
+    chance_wer: Optional[float] = None  # random sentences of the ASR's grammar against the references
+
+
+def chance_line(data: ReportData) -> Optional[str]:
+    """The chance level of the WER column, when the ASR decodes a grammar."""
+    if not is_number(data.chance_wer):
+        return None
+    return (f"chance level: a random sentence of the ASR's grammar scores WER {_fmt_pct(data.chance_wer)}% "
+            "against these references")
 
 
 def _git_commit() -> str:
@@ -553,6 +562,8 @@ def gather(
                               progress=progress)
     speakers = {s.name: speaker_wer(s.metrics) for s in rows if s.metrics is not None}
     asr = sorted({str(s.summary["asr"]) for s in rows if s.summary.get("asr")})
+    # every system is scored on the same test references; the ground truth's row comes first
+    chance = next((s.summary["chance_wer"] for s in rows if is_number(s.summary.get("chance_wer"))), None)
     commits = {}
     for s in rows:
         run_cfg = results / "models" / s.name / "config.json"
@@ -567,6 +578,7 @@ def gather(
         date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), version=__version__, asr=asr,
         systems=rows, speakers=speakers, examples=examples, report_cfg=report_cfg,
         cfg_hash=config_hash(report_cfg, dict(cfg["mel"]), dict(cfg["prosody"])), model_commits=commits, notes=notes,
+        chance_wer=chance,
     )
 
 
@@ -693,6 +705,8 @@ def render_html(data: ReportData) -> str:
         ("ASR", "; ".join(data.asr) or MISSING), ("lipspeech", data.version), ("git commit", data.git),
         ("generated", data.date),
     ]
+    if chance_line(data):
+        meta.insert(3, ("chance WER", f"{_fmt_pct(data.chance_wer)}% (random sentences of the ASR's grammar)"))
     meta_html = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in meta)
     sp_rows = _speakers_table(data, lambda v: _fmt_pct(v), lambda h: h)
     speakers_html = ""
@@ -758,7 +772,7 @@ def render_markdown(data: ReportData) -> str:
         f"- generated {data.date}; audio players and plots: report.html", "",
         "## Metrics", "", _md_table(rows), "",
         "↓ lower is better, ↑ higher is better, ≈GT closest to the ground-truth audio is best; bold: best experiment;"
-        " — = not available or not applicable.", "",
+        " — = not available or not applicable." + (f" The {chance_line(data)}." if chance_line(data) else ""), "",
         "## What each row is", "",
     ]
     for s in data.systems:

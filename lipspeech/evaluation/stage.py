@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 
 from lipspeech.config import RESERVED_SYSTEM_NAMES, config_hash
 from lipspeech.evaluation.asr import build_asr
+from lipspeech.evaluation.grammar import random_sentence_wer
 from lipspeech.evaluation.metrics import SIGNAL_METRICS, Features, SignalScorer
 from lipspeech.evaluation.text import char_errors, corpus_rates, normalize_text, word_errors
 from lipspeech.features.common import StageError, audio_problem
@@ -52,6 +53,9 @@ from lipspeech.timing import SAMPLES_PER_FRAME, fit_length
 STAGE = "evaluate"
 GROUND_TRUTH, GT_VOCODED = RESERVED_SYSTEM_NAMES
 SPLIT = "test"
+#: seeds the random grammar sentences of the chance level (chance_wer in summary.json)
+CHANCE_SEED = 20240101
+CHANCE_DRAWS = 100
 
 #: metrics.parquet columns after ``utt``
 COLUMNS = ("speaker", "ref", "hyp", "wer", "cer", *SIGNAL_METRICS, "n_frames")
@@ -233,6 +237,10 @@ def run_evaluate(
         wer, cer = corpus_rates(rows["ref"], rows["hyp"])
     else:
         wer = cer = math.nan
+    # what a recogniser confined to the grammar scores on these references by guessing
+    grammar = getattr(asr, "grammar", None)
+    chance = (random_sentence_wer(grammar, rows["ref"], np.random.default_rng(CHANCE_SEED), CHANCE_DRAWS)
+              if grammar is not None and rows["ref"] else math.nan)
     n = len(utts)
     definitions = dict(DEFINITIONS)
     definitions["mcd"] = definitions["mcd"].format(order=eval_cfg["mcd_order"])
@@ -245,6 +253,7 @@ def run_evaluate(
         "n_rejected": len(rejected),
         "wer": _json_number(wer),
         "cer": _json_number(cer),
+        "chance_wer": _json_number(chance),
         **{k: _json_number(_mean(rows[k])) for k in SIGNAL_METRICS},
         "asr": asr_info["description"],
         "asr_details": asr_info,
