@@ -191,6 +191,32 @@ def test_signal_metrics_identity_delay_noise(speech):
     assert set(scorer.seconds) >= {"f0", "mel_energy", "stoi", "estoi", "pesq_nb", "mcd"}
 
 
+def test_f0_metrics_ignore_the_pitch_dio_finds_in_near_silence(speech):
+    """The speech's own mels through Griffin-Lim: DIO hears ~100 Hz in the frame-rate ripple GL leaves
+    at -90 dB between words; with the silence gate the V/UV error and mean F0 stay near the source's."""
+    import torch
+
+    from lipspeech.evaluation.metrics import SignalScorer, loud_frames
+    from lipspeech.features.audio import AudioConfig, MelSpectrogram
+    from lipspeech.vocoder.api import GriffinLimVocoder
+
+    x = speech[1]  # a female voice: its F0 (about 200 Hz) is well clear of the ripple's
+    T = len(x) // SAMPLES_PER_FRAME
+    with torch.inference_mode():
+        mel = MelSpectrogram(AudioConfig())(torch.from_numpy(x)).numpy()
+    y = GriffinLimVocoder(AudioConfig(), torch.device("cpu"), n_iter=32)(mel)[: len(x)]
+    gated = SignalScorer(default_section("mel"), default_section("prosody"), use_pesq=False)
+    raw = SignalScorer(default_section("mel"), default_section("prosody"), use_pesq=False, f0_silence_db=0)
+    ref = gated.features(x, T)
+    with_gate, without = gated.score(ref, gated.features(y, T)), raw.score(raw.features(x, T), raw.features(y, T))
+    assert with_gate["vuv_error"] < 0.1 and without["vuv_error"] > 0.2  # measured: 0.045 and 0.275
+    assert abs(with_gate["f0_mean"] - gated.score(ref, ref)["f0_mean"]) < 5
+    assert without["f0_mean"] < with_gate["f0_mean"] - 20  # the spurious ~100 Hz frames pull it down
+
+    assert loud_frames(np.array([1.0, 1e-2, 1e-4, 0.0]), 60).tolist() == [True, True, False, False]
+    assert loud_frames(np.zeros(3), 60).tolist() == [False] * 3 and loud_frames(np.zeros(2), 0).all()
+
+
 def test_metric_edge_cases():
     from lipspeech.evaluation.metrics import (
         cepstrum_matrix, f0_moments, f0_rmse_cents, mel_cepstral_distortion, pesq_nb, stoi, vuv_error,

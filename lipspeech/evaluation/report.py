@@ -387,11 +387,12 @@ def voiced_f0(lf0: np.ndarray, voiced: np.ndarray) -> np.ndarray:
 class SignalAnalyser:
     """Mel and F0 of a system's waveform, with the definitions of the mel and prosody stages."""
 
-    def __init__(self, mel_cfg: Mapping[str, Any], prosody_cfg: Mapping[str, Any]):
+    def __init__(self, mel_cfg: Mapping[str, Any], prosody_cfg: Mapping[str, Any], f0_silence_db: float = 60.0):
         from lipspeech.features.audio import AudioConfig, MelSpectrogram
 
         self.module = MelSpectrogram(AudioConfig.from_section(mel_cfg))
         self.prosody_cfg = dict(prosody_cfg)
+        self.f0_silence_db = float(f0_silence_db)
 
     def mel(self, audio: np.ndarray) -> np.ndarray:
         """(N,) -> (N // 160, n_mels) log-mel."""
@@ -400,12 +401,14 @@ class SignalAnalyser:
         return utterance_mel(audio, len(audio) // SAMPLES_PER_FRAME, self.module)
 
     def f0(self, audio: np.ndarray) -> np.ndarray:
-        """(N,) -> (N // 640,) F0 in Hz per video frame, NaN where unvoiced."""
+        """(N,) -> (N // 640,) F0 in Hz per video frame, NaN where unvoiced (or silent, as in the metrics)."""
+        from lipspeech.evaluation.metrics import loud_frames
         from lipspeech.features.prosody import utterance_prosody
 
         n_frames = len(audio) // SAMPLES_PER_FRAME
-        lf0, voiced, _ = utterance_prosody(np.asarray(audio, dtype=np.float32), n_frames, self.prosody_cfg, self.module)
-        return voiced_f0(lf0, voiced)
+        lf0, voiced, energy = utterance_prosody(np.asarray(audio, dtype=np.float32), n_frames, self.prosody_cfg,
+                                                self.module)
+        return voiced_f0(lf0, voiced & loud_frames(energy, self.f0_silence_db))
 
 
 def example_figure(example: Example, dpi: int, log_floor: float) -> bytes:
@@ -456,10 +459,11 @@ def example_figure(example: Example, dpi: int, log_floor: float) -> bytes:
 def build_examples(
     results: Path, manifest: pd.DataFrame, systems: Sequence[SystemResult], utts: Sequence[str],
     mel_cfg: Mapping[str, Any], prosody_cfg: Mapping[str, Any], dpi: int, progress: bool = False,
+    f0_silence_db: float = 60.0,
 ) -> list[Example]:
     """Audio, transcripts, mels, F0 and the figure of each example utterance."""
     reader = ExampleReader(results, manifest)
-    analyser = SignalAnalyser(mel_cfg, prosody_cfg)
+    analyser = SignalAnalyser(mel_cfg, prosody_cfg, f0_silence_db)
     info = manifest.set_index("utt")
     out = []
     for utt in tqdm(list(utts), desc="report examples", unit="utt", disable=not progress):
@@ -559,7 +563,7 @@ def gather(
             candidates = candidates & set(s.audio.utts)
     chosen = select_examples(sorted(candidates), rows, int(report_cfg["n_examples"]), report_cfg["selection"])
     examples = build_examples(results, manifest, rows, chosen, cfg["mel"], cfg["prosody"], int(report_cfg["dpi"]),
-                              progress=progress)
+                              progress=progress, f0_silence_db=cfg["evaluate"]["f0_silence_db"])
     speakers = {s.name: speaker_wer(s.metrics) for s in rows if s.metrics is not None}
     asr = sorted({str(s.summary["asr"]) for s in rows if s.summary.get("asr")})
     # every system is scored on the same test references; the ground truth's row comes first

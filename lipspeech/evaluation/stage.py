@@ -193,7 +193,7 @@ def run_evaluate(
             rejected.append((utt, f"not a {SPLIT}-split utterance of the manifest"))
 
     asr, asr_info = build_asr(eval_cfg, texts)
-    scorer = SignalScorer(mel_cfg, prosody_cfg, eval_cfg["mcd_order"], eval_cfg["pesq"])
+    scorer = SignalScorer(mel_cfg, prosody_cfg, eval_cfg["mcd_order"], eval_cfg["pesq"], eval_cfg["f0_silence_db"])
     rows: dict[str, list[Any]] = {c: [] for c in COLUMNS}
     utts: list[str] = []
     asr_seconds = 0.0

@@ -20,8 +20,9 @@ rule report:
         html=f"{RESULTS}/report.html",
         md=f"{RESULTS}/report.md",
     params:
-        # mel and prosody: the examples' mels and F0 are computed like the targets
-        cfg=params_json("report", "corpus", "mel", "prosody", "model", "experiments"),
+        # mel, prosody and evaluate's f0_silence_db: the examples' mels and F0 are computed as the
+        # targets and the metrics compute them
+        cfg=params_json("report", "corpus", "mel", "prosody", "evaluate", "model", "experiments"),
         results=RESULTS,
     log:
         f"{RESULTS}/logs/report.log",
