@@ -59,6 +59,18 @@ class StoreMeta:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
+def _process_umask() -> int:
+    # read once, at import (single-threaded): os.umask can only be read by setting it
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: the mode a file written with open() would get here; mkstemp's own 0600 would hide every store,
+#: checkpoint and report from the rest of a lab sharing the results folder
+FILE_MODE = 0o666 & ~_process_umask()
+
+
 def _tmp_prefix(path: Path, pid: int | None = None) -> str:
     return f".{path.name}.{socket.gethostname()}-{os.getpid() if pid is None else pid}."
 
@@ -100,8 +112,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
 
     The temporary file lives in the same folder so the final ``os.replace`` is an
-    atomic rename on POSIX file systems. On error the temporary file is removed; one
-    left by a killed writer is removed by the next write of the same ``path``.
+    atomic rename on POSIX file systems. The file ends with the permissions the umask
+    gives a plain ``open()`` (:data:`FILE_MODE`), not mkstemp's 0600. On error the
+    temporary file is removed; one left by a killed writer is removed by the next
+    write of the same ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -113,6 +127,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp_path, FILE_MODE)
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)

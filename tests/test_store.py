@@ -79,6 +79,29 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["s.parquet"]  # no temporary left behind
 
 
+def test_atomic_writes_get_the_umask_mode_not_mkstemps(tmp_path, monkeypatch):
+    """Stores, texts and checkpoints are readable by whoever the umask lets read a plain file
+    (mkstemp alone would leave every output 0600: unreadable for the rest of a lab)."""
+    import os
+    import stat
+
+    import torch
+
+    from lipspeech import store
+    from lipspeech.training.checkpoint import save_checkpoint
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert store.FILE_MODE == 0o666 & ~mask
+    for mode in (0o644, 0o640):
+        monkeypatch.setattr(store, "FILE_MODE", mode)
+        paths = [tmp_path / f"s{mode:o}.parquet", tmp_path / f"t{mode:o}.json", tmp_path / f"c{mode:o}.pt"]
+        write_store(paths[0], StoreMeta("t", "h"), ["a"], arrays={"x": [np.ones(3, np.float32)]})
+        store.write_text_atomic(paths[1], "{}")
+        save_checkpoint(paths[2], {"step": 0, "w": torch.zeros(2)})
+        assert [stat.S_IMODE(p.stat().st_mode) for p in paths] == [mode] * 3
+
+
 def test_wrong_stage_and_garbage_are_clear_errors(tmp_path):
     path = tmp_path / "s.parquet"
     write_store(path, StoreMeta("roi", "h"), ["a"])
