@@ -64,7 +64,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--video", help="a talking-face clip (default: a generated SynthGRID clip)")
-    ap.add_argument("--models", nargs="+", default=["tiny", "paper"])
+    ap.add_argument("--models", nargs="+", default=["tiny", "small", "paper"])
     ap.add_argument("--vocoders", nargs="+", default=["griffin-lim", "tiny", "v1"])
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
