@@ -387,7 +387,7 @@ def voiced_f0(lf0: np.ndarray, voiced: np.ndarray) -> np.ndarray:
 class SignalAnalyser:
     """Mel and F0 of a system's waveform, with the definitions of the mel and prosody stages."""
 
-    def __init__(self, mel_cfg: Mapping[str, Any], prosody_cfg: Mapping[str, Any], f0_silence_db: float = 60.0):
+    def __init__(self, mel_cfg: Mapping[str, Any], prosody_cfg: Mapping[str, Any], f0_silence_db: float):
         from lipspeech.features.audio import AudioConfig, MelSpectrogram
 
         self.module = MelSpectrogram(AudioConfig.from_section(mel_cfg))
@@ -458,8 +458,8 @@ def example_figure(example: Example, dpi: int, log_floor: float) -> bytes:
 
 def build_examples(
     results: Path, manifest: pd.DataFrame, systems: Sequence[SystemResult], utts: Sequence[str],
-    mel_cfg: Mapping[str, Any], prosody_cfg: Mapping[str, Any], dpi: int, progress: bool = False,
-    f0_silence_db: float = 60.0,
+    mel_cfg: Mapping[str, Any], prosody_cfg: Mapping[str, Any], f0_silence_db: float, dpi: int,
+    progress: bool = False,
 ) -> list[Example]:
     """Audio, transcripts, mels, F0 and the figure of each example utterance."""
     reader = ExampleReader(results, manifest)
@@ -562,8 +562,8 @@ def gather(
         if s.audio is not None:
             candidates = candidates & set(s.audio.utts)
     chosen = select_examples(sorted(candidates), rows, int(report_cfg["n_examples"]), report_cfg["selection"])
-    examples = build_examples(results, manifest, rows, chosen, cfg["mel"], cfg["prosody"], int(report_cfg["dpi"]),
-                              progress=progress, f0_silence_db=cfg["evaluate"]["f0_silence_db"])
+    examples = build_examples(results, manifest, rows, chosen, cfg["mel"], cfg["prosody"],
+                              cfg["evaluate"]["f0_silence_db"], int(report_cfg["dpi"]), progress=progress)
     speakers = {s.name: speaker_wer(s.metrics) for s in rows if s.metrics is not None}
     asr = sorted({str(s.summary["asr"]) for s in rows if s.summary.get("asr")})
     # every system is scored on the same test references; the ground truth's row comes first
@@ -760,6 +760,7 @@ def _md_table(rows: Sequence[Sequence[str]], align_right_from: int = 1) -> str:
 def render_markdown(data: ReportData) -> str:
     """The Markdown summary: metrics table, rows, WER per speaker, example transcripts, config."""
     best = best_rows(data.systems)
+    chance = chance_line(data)
     rows = [["system", "n", *[m.header for m in METRICS]]]
     for s in data.systems:
         n = s.summary.get("n", len(s.metrics) if s.metrics is not None else None)
@@ -776,7 +777,7 @@ def render_markdown(data: ReportData) -> str:
         f"- generated {data.date}; audio players and plots: report.html", "",
         "## Metrics", "", _md_table(rows), "",
         "↓ lower is better, ↑ higher is better, ≈GT closest to the ground-truth audio is best; bold: best experiment;"
-        " — = not available or not applicable." + (f" The {chance_line(data)}." if chance_line(data) else ""), "",
+        " — = not available or not applicable." + (f" The {chance}." if chance else ""), "",
         "## What each row is", "",
     ]
     for s in data.systems:
