@@ -62,6 +62,7 @@ def main() -> None:
     train_data, val_data = loaded(corpus, "train", TRAIN_STORES), loaded(corpus, "val", TRAIN_STORES)
     test = list(loaded(corpus, "test", VIDEO_STORES))
     text_of = dict(zip(corpus.manifest["utt"], corpus.manifest["text"]))
+    refs = [normalize_text(text_of[u.utt]) for u in test]
     asr, info = build_asr(cfg["evaluate"], list(corpus.manifest["text"]))
     vocoder = load_vocoder(cfg["vocoder"], AudioConfig.from_section(cfg["mel"]), "cpu")
     steps = [int(s) for s in args.eval_at.split(",")]
@@ -82,7 +83,6 @@ def main() -> None:
         train_l1 = rows["train"][-1]["mel_l1"] if rows["train"] else float("nan")
         val_l1 = rows["val"][-1].get("mel_l1_free", float("nan")) if rows["val"] else float("nan")
         model = load_model(run / "ckpt" / "last.pt")
-        refs = [normalize_text(text_of[u.utt]) for u in test]
         for i, t in enumerate(temperatures):
             mels = synthesize(model, test, temperature=t)
             kinds = [("coarse", "coarse")] if i == 0 else []
