@@ -9,7 +9,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 CORES  ?= $(shell nproc)
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cat requirements.lock requirements-nodeps.lock pyproject.toml | cksum | cut -d' ' -f1)
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: demo test test-slurm deps venv lock dryrun clean-demo
@@ -43,10 +43,11 @@ deps:
 
 venv: $(STAMP)
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock requirements-nodeps.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps -r requirements-nodeps.lock
 	$(BIN)/python -m pip install -q --no-deps -e .
 	# librosa compiles (numba) and caches some functions on first import, beside its own files:
 	# done here, at install, rather than by the first pipeline stage (which writes only results/)

@@ -59,6 +59,7 @@ import numpy as np
 import torch
 
 from lipspeech.evaluation.asr import resample
+from lipspeech.evaluation.families import SIGNAL_METRICS
 from lipspeech.features.audio import AudioConfig, MelSpectrogram
 from lipspeech.features.prosody import frame_energy, to_video_rate, world_f0
 from lipspeech.timing import MEL_PER_FRAME, SAMPLE_RATE, fit_length
@@ -66,9 +67,6 @@ from lipspeech.timing import MEL_PER_FRAME, SAMPLE_RATE, fit_length
 PESQ_RATE = 8_000
 DB_PER_NEPER = 10.0 / math.log(10.0)
 
-#: the signal metric columns, in table order
-SIGNAL_METRICS = ("stoi", "estoi", "pesq_nb", "mcd", "f0_mean", "f0_std", "f0_skew", "f0_kurt", "vuv_error",
-                  "f0_rmse_cents", "energy_mae")
 
 
 def stoi(ref: np.ndarray, deg: np.ndarray, sample_rate: int = SAMPLE_RATE, extended: bool = False) -> float:

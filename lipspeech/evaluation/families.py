@@ -1,0 +1,74 @@
+"""The evaluation's metric families (config ``evaluate.metrics``) and what each needs installed.
+
+Checked where a missing package should be said: by the Snakefile when it loads the config (before
+any job runs), by ``lipspeech doctor``, and by the evaluate stage before it scores anything. The
+checks only look packages up (:func:`importlib.util.find_spec`); nothing heavy is imported.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any, Callable, Mapping, Sequence
+
+FAMILIES = ("asr", "signal", "dnsmos", "speaker")
+#: each family's figures (summary.json keys, metrics.parquet columns), in table order
+ASR_METRICS = ("wer", "cer")
+SIGNAL_METRICS = ("stoi", "estoi", "pesq_nb", "mcd", "f0_mean", "f0_std", "f0_skew", "f0_kurt", "vuv_error",
+                  "f0_rmse_cents", "energy_mae")
+DNSMOS_METRICS = ("dnsmos_p808", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl")
+SPEAKER_METRICS = ("speaker_sim", "speaker_sim_other")
+FIGURES = (*ASR_METRICS, *SIGNAL_METRICS, *DNSMOS_METRICS, *SPEAKER_METRICS)
+
+
+def _packages(*names: str) -> Callable[[], str | None]:
+    def check() -> str | None:
+        missing = [n for n in names if importlib.util.find_spec(n) is None]
+        return f"package(s) {', '.join(missing)} not installed" if missing else None
+    return check
+
+
+def _dnsmos() -> str | None:
+    from lipspeech.evaluation.dnsmos import DNSMOSUnavailable, model_dir
+
+    try:
+        model_dir()
+    except DNSMOSUnavailable as exc:
+        return str(exc)
+    return None
+
+
+def _speaker() -> str | None:
+    from lipspeech.evaluation.speaker import SpeakerUnavailable, weights_path
+
+    try:
+        weights_path()
+    except SpeakerUnavailable as exc:
+        return str(exc)
+    return None
+
+
+#: family -> a check returning None when usable, else the one-line reason
+CHECKS: Mapping[str, Callable[[], str | None]] = {
+    "asr": lambda: None,  # the recogniser is checked by build_asr (evaluate.asr says which, or none)
+    "signal": _packages("pystoi", "pesq", "pyworld"),
+    "dnsmos": _dnsmos,
+    "speaker": _speaker,
+}
+
+
+def family_problems(families: Sequence[str]) -> dict[str, str]:
+    """family -> why it cannot run, for the selected ``families`` that cannot."""
+    out = {}
+    for fam in families:
+        reason = CHECKS[fam]()
+        if reason:
+            out[fam] = reason
+    return out
+
+
+def check_families(eval_cfg: Mapping[str, Any]) -> None:
+    """Raise a one-line :class:`RuntimeError` naming the first selected family that cannot run."""
+    problems = family_problems(eval_cfg["metrics"])
+    if problems:
+        fam, reason = next(iter(problems.items()))
+        raise RuntimeError(f"config key evaluate.metrics: family {fam} cannot run: {reason}")
