@@ -299,8 +299,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     results = Path(args.results or f"results/{cfg['corpus']['name']}")
     html_out = Path(args.html) if args.html else results / "report.html"
     md_out = Path(args.md) if args.md else results / "report.md"
+    json_out = Path(args.json) if args.json else results / "report.json"
     _torch_threads(args.threads)
-    data = build_report(results, cfg, html_out, md_out, systems=args.systems, progress=_progress(args))
+    data = build_report(results, cfg, html_out, md_out, systems=args.systems, progress=_progress(args),
+                        json_out=json_out)
     print(f"report {data.corpus}: {len(data.systems)} systems, {len(data.examples)} examples, {len(data.notes)} notes "
           f"-> {html_out} ({html_out.stat().st_size / 1e6:.2f} MB), {md_out}")
     for note in data.notes:
@@ -316,7 +318,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     s = run_evaluate(
         args.system, Path(args.manifest), [Path(p) for p in args.reference], Path(args.audio) if args.audio else None,
         cfg["evaluate"], cfg["prosody"], cfg["mel"], Path(args.out), Path(args.summary), Path(args.rejected),
-        progress=_progress(args),
+        progress=_progress(args), threads=args.threads,
     )
 
     def fmt(key: str) -> str:
@@ -324,7 +326,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     print(f"evaluate {args.system}: {s['n']} utterances ({s['n_rejected']} rejected); WER {fmt('wer')} CER {fmt('cer')} "
           f"STOI {fmt('stoi')} ESTOI {fmt('estoi')} PESQ-NB {fmt('pesq_nb')} MCD {fmt('mcd')} dB "
-          f"V/UV {fmt('vuv_error')} -> {args.summary}")
+          f"V/UV {fmt('vuv_error')} DNSMOS P.808 {fmt('dnsmos_p808')} OVRL {fmt('dnsmos_ovrl')} "
+          f"speaker sim {fmt('speaker_sim')} -> {args.summary}")
     print(f"  ASR: {s['asr']}")
     return 0
 
@@ -459,6 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rows, in order (default: ground_truth gt_vocoded and every experiment of the config)")
     p.add_argument("--html", help="page to write (default: {results}/report.html)")
     p.add_argument("--md", help="Markdown summary to write (default: {results}/report.md)")
+    p.add_argument("--json", help="the tables as numbers, with intervals and differences (default: {results}/report.json)")
     p.set_defaults(func=cmd_report)
 
     p = _stage_parser(sub, "evaluate", "score one system's test audio against the ground truth (ASR, STOI, PESQ, "

@@ -38,7 +38,7 @@ FALLBACK_DEPS = {
     "face_recognition_models": "face_recognition_models", "torch": "torch", "snakemake": "snakemake",
     "transformers": "transformers", "faiss-cpu": "faiss", "pyworld-prebuilt": "pyworld", "librosa": "librosa",
     "tensorboard": "tensorboard", "pocketsphinx": "pocketsphinx", "jiwer": "jiwer", "pystoi": "pystoi",
-    "pesq": "pesq",
+    "pesq": "pesq", "onnxruntime": "onnxruntime", "speechmos": "speechmos",
 }
 
 
@@ -255,6 +255,24 @@ def check_pocketsphinx(needed: bool) -> Check:
     return Check("pocketsphinx", OK, str(model))
 
 
+def check_metric_families(evaluation: dict[str, Any]) -> list[Check]:
+    """The evaluation's metric families that need a package of their own (DNSMOS, speaker similarity):
+    needed when evaluate.metrics selects them."""
+    from lipspeech.evaluation.families import CHECKS
+
+    selected = set(evaluation.get("metrics") or ())
+    out = []
+    for family, name, fix in (("dnsmos", "DNSMOS models", "pip install speechmos onnxruntime"),
+                              ("speaker", "GE2E speaker encoder", "pip install --no-deps resemblyzer")):
+        reason = CHECKS[family]()
+        if reason:
+            out.append(_need(family in selected, name, reason.split(":")[0],
+                             f"{fix} (both in make's lock files), or remove {family} from evaluate.metrics"))
+        else:
+            out.append(Check(name, OK, "installed" + ("" if family in selected else " (not in evaluate.metrics)")))
+    return out
+
+
 def check_gpu(cfg: dict[str, Any]) -> Check:
     """A CUDA GPU: required only where the config asks for cuda explicitly."""
     wants = [f"{section}.device: {cfg[section]['device']}" for section in ("train", "ssl")
@@ -305,7 +323,8 @@ def run_checks(cfg: dict[str, Any], results: Path, min_free_gb: float | None = N
         lambda: check_dlib(cfg["roi"]["backend"] == "dlib"),
         lambda: check_face_alignment(cfg["roi"]["backend"] == "face_alignment"),
         lambda: check_hubert(cfg["ssl"]),
-        lambda: check_pocketsphinx(asr == "pocketsphinx"),
+        lambda: check_pocketsphinx(asr == "pocketsphinx" and "asr" in evaluation.get("metrics", ["asr"])),
+        lambda: check_metric_families(evaluation if isinstance(evaluation, dict) else {}),
         lambda: check_gpu(cfg),
         lambda: check_disk(results, min_free_gb),
     ]

@@ -17,15 +17,31 @@ What is scored
     system's audio to the reference's ``T * 640`` samples). Rows of the
     system's store that are not test utterances are rejected too.
 
+Metric families (``evaluate.metrics``)
+    ``asr``: the recogniser's transcript, WER and CER; ``signal``: the intrusive metrics of
+    :mod:`lipspeech.evaluation.metrics` against the ground truth; ``dnsmos``: the non-intrusive
+    MOS predictors of :mod:`lipspeech.evaluation.dnsmos` on the system's audio alone;
+    ``speaker``: GE2E cosine similarity (:mod:`lipspeech.evaluation.speaker`) to the ground truth
+    of the same utterance (``speaker_sim``) and, as the floor, to the ground truth of the next
+    test utterance (in id order, cyclically) spoken by a *different* speaker
+    (``speaker_sim_other``). A family that does not run leaves its columns NaN.
+
+Intervals
+    Seeded percentile bootstrap over the scored utterances (:mod:`lipspeech.evaluation.bootstrap`,
+    ``evaluate.bootstrap_resamples`` draws, ``evaluate.bootstrap_seed``): a 95 % interval of each
+    corpus-level figure in ``summary.json`` (``ci95``). Paired differences between systems are
+    the report's (they need two systems).
+
 Outputs (``results/{corpus}/eval/{system}/``)
     ``metrics.parquet``: a store (stage ``evaluate``), one row per scored
-    utterance: ``utt, speaker, ref, hyp, wer, cer`` + the signal metrics of
-    :mod:`lipspeech.evaluation.metrics` + ``n_frames``; ``ref`` and ``hyp``
-    are normalised (:func:`lipspeech.evaluation.text.normalize_text`).
+    utterance: :data:`COLUMNS` after ``utt`` (``ref`` and ``hyp`` normalised by
+    :func:`lipspeech.evaluation.text.normalize_text`; ``word_edits``/``ref_words`` and
+    ``char_edits``/``ref_chars`` are the counts behind ``wer``/``cer``).
     ``summary.json``: ``system, n, n_rejected, wer, cer`` (corpus level),
-    the means of the signal metrics over utterances where they are defined,
-    ``asr`` (a description of the recogniser), and details (``asr_details``,
-    ``nan_counts``, ``failures``, ``seconds_per_utt``, ``definitions``).
+    the means of every other metric over utterances where it is defined, ``ci95`` (metric ->
+    [low, high] or null), ``bootstrap``, ``metrics`` (the families run), ``asr`` (a description
+    of the recogniser), and details (``asr_details``, ``nan_counts``, ``failures``,
+    ``seconds_per_utt``, ``definitions``).
     ``metrics.rejected.parquet``: ``utt, stage, reason``.
 """
 
@@ -42,9 +58,13 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from lipspeech.config import RESERVED_SYSTEM_NAMES, config_hash
+from lipspeech.evaluation import bootstrap
 from lipspeech.evaluation.asr import build_asr
+from lipspeech.evaluation.dnsmos import DNSMOS
+from lipspeech.evaluation.families import FIGURES, check_families
 from lipspeech.evaluation.grammar import random_sentence_wer
-from lipspeech.evaluation.metrics import SIGNAL_METRICS, Features, SignalScorer
+from lipspeech.evaluation.metrics import Features, SignalScorer
+from lipspeech.evaluation.speaker import SpeakerScorer
 from lipspeech.evaluation.text import char_errors, corpus_rates, normalize_text, word_errors
 from lipspeech.features.common import StageError, audio_problem
 from lipspeech.store import Store, StoreMeta, write_rejected, write_store, write_text_atomic
@@ -58,7 +78,8 @@ CHANCE_SEED = 20240101
 CHANCE_DRAWS = 100
 
 #: metrics.parquet columns after ``utt``
-COLUMNS = ("speaker", "ref", "hyp", "wer", "cer", *SIGNAL_METRICS, "n_frames")
+COUNT_COLUMNS = ("word_edits", "ref_words", "char_edits", "ref_chars")
+COLUMNS = ("speaker", "ref", "hyp", *FIGURES, *COUNT_COLUMNS, "n_frames")
 
 DEFINITIONS = {
     "wer": "corpus level: word edits / reference words over all scored utterances (normalised text)",
@@ -74,7 +95,34 @@ DEFINITIONS = {
     "vuv_error": "fraction of 10 ms frames whose voicing differs from the ground truth",
     "f0_rmse_cents": "RMS of 1200 log2(F0_sys / F0_gt) over frames voiced in both",
     "energy_mae": "mean |energy_sys - energy_gt| per video frame (25 Hz), prosody-stage energy units ({energy})",
+    "dnsmos_p808": "DNSMOS P.808 MOS (1-5) of the system's audio alone (no reference): the model_v8 network of the "
+                   "speechmos wheel on a 120-band log-mel, window scores (9.01 s windows every 1 s, short "
+                   "utterances tiled) averaged; mean over utterances",
+    "dnsmos_sig": "DNSMOS P.835 speech-signal quality (1-5), sig_bak_ovr network + the published calibration "
+                  "polynomial; same windows; mean over utterances",
+    "dnsmos_bak": "DNSMOS P.835 background-noise quality (1-5), likewise",
+    "dnsmos_ovrl": "DNSMOS P.835 overall quality (1-5), likewise",
+    "speaker_sim": "cosine of GE2E embeddings (resemblyzer's pretrained encoder) of the system's utterance and the "
+                   "ground truth of the same utterance; mean over utterances",
+    "speaker_sim_other": "cosine of GE2E embeddings of the system's utterance and the ground truth of a different "
+                         "speaker's test utterance (the next in id order, cyclically): the floor of speaker_sim",
+    "ci95": "95 % percentile interval of the figure over {resamples} seeded bootstrap resamples of the scored "
+            "utterances (seed {seed}); WER/CER resampled as summed edits over summed reference length",
 }
+
+
+def other_speaker_reference(utts: Sequence[str], speaker_of: Mapping[str, str]) -> dict[str, str]:
+    """utt -> the next utterance of ``utts`` (sorted, cyclically) spoken by another speaker;
+    utterances with no other speaker in ``utts`` are left out."""
+    order = sorted(utts)
+    out = {}
+    for i, utt in enumerate(order):
+        for j in range(1, len(order)):
+            other = order[(i + j) % len(order)]
+            if speaker_of[other] != speaker_of[utt]:
+                out[utt] = other
+                break
+    return out
 
 
 def evaluate_hash(eval_cfg: Mapping[str, Any], prosody_cfg: Mapping[str, Any], mel_cfg: Mapping[str, Any]) -> str:
@@ -129,6 +177,7 @@ def run_evaluate(
     summary_out: Path,
     rejected_out: Path,
     progress: bool = True,
+    threads: int = 1,
 ) -> dict[str, Any]:
     """Score one system on the test split; writes the table, the summary and the rejected table.
 
@@ -140,11 +189,16 @@ def run_evaluate(
         eval_cfg, prosody_cfg, mel_cfg: the config sections.
         out, summary_out, rejected_out: ``metrics.parquet``, ``summary.json``, ``metrics.rejected.parquet``.
         progress: progress bar.
+        threads: onnxruntime threads of DNSMOS.
 
     Returns:
         The summary (also written to ``summary_out``).
     """
     started = time.perf_counter()
+    try:
+        check_families(eval_cfg)
+    except RuntimeError as exc:
+        raise StageError(str(exc)) from None
     manifest = Store(manifest_path, expect_stage="manifest").df
     texts = [None if t is None or (isinstance(t, float) and math.isnan(t)) else str(t) for t in manifest["text"]]
     test = manifest[manifest["split"] == SPLIT]
@@ -192,38 +246,65 @@ def run_evaluate(
         if utt not in test_set:
             rejected.append((utt, f"not a {SPLIT}-split utterance of the manifest"))
 
-    asr, asr_info = build_asr(eval_cfg, texts)
+    families = set(eval_cfg["metrics"])
+    asr, asr_info = build_asr(eval_cfg, texts) if "asr" in families else (None, {"description": "none"})
     scorer = SignalScorer(mel_cfg, prosody_cfg, eval_cfg["mcd_order"], eval_cfg["pesq"], eval_cfg["f0_silence_db"])
+    dnsmos = DNSMOS(threads=threads) if "dnsmos" in families else None
+    speaker = SpeakerScorer() if "speaker" in families else None
+    # the floor's references: any usable ground truth of the test split, not only what this system scored
+    ref_audio_of = {u: a for u, (n, a) in reference.items() if not audio_problem(a, n)}
+    other_ref = other_speaker_reference(list(ref_audio_of), speaker_of) if speaker is not None else {}
+    ref_embedding: dict[str, np.ndarray] = {}
+    seconds: dict[str, float] = {"asr": 0.0, "dnsmos": 0.0, "speaker": 0.0}
+
+    def timed(name: str, fn, *args):
+        t = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            seconds[name] += time.perf_counter() - t
+
+    def ref_embed(utt: str) -> np.ndarray:
+        if utt not in ref_embedding:
+            ref_embedding[utt] = speaker.embed(ref_audio_of[utt])
+        return ref_embedding[utt]
+
     rows: dict[str, list[Any]] = {c: [] for c in COLUMNS}
     utts: list[str] = []
-    asr_seconds = 0.0
     bar = tqdm(todo, desc=f"evaluate {system}", unit="utt", disable=not progress)
     for utt, n_frames, ref_audio, sys_audio_i in bar:
         ref_text = normalize_text(text_of.get(utt))
-        hyp = ""
+        values: dict[str, Any] = dict.fromkeys(COLUMNS, math.nan)
+        values["hyp"] = ""
         if asr is not None:
-            t = time.perf_counter()
-            hyp = normalize_text(asr.transcribe(sys_audio_i))
-            asr_seconds += time.perf_counter() - t
-        ref_feat: Features = scorer.features(ref_audio, n_frames)
-        sys_feat = ref_feat if system == GROUND_TRUTH else scorer.features(sys_audio_i, n_frames)
-        signal = scorer.score(ref_feat, sys_feat)
+            values["hyp"] = normalize_text(timed("asr", asr.transcribe, sys_audio_i))
+            words, chars = word_errors(ref_text, values["hyp"]), char_errors(ref_text, values["hyp"])
+            values.update(wer=words.rate, cer=chars.rate, word_edits=words.errors, ref_words=words.length,
+                          char_edits=chars.errors, ref_chars=chars.length)
+        if "signal" in families:
+            ref_feat: Features = scorer.features(ref_audio, n_frames)
+            sys_feat = ref_feat if system == GROUND_TRUTH else scorer.features(sys_audio_i, n_frames)
+            values.update(scorer.score(ref_feat, sys_feat))
+        if dnsmos is not None:
+            values.update(timed("dnsmos", dnsmos, sys_audio_i))
+        if speaker is not None:
+            def similarities() -> tuple[float, float]:
+                emb = ref_embed(utt) if system == GROUND_TRUTH else speaker.embed(sys_audio_i)
+                other = other_ref.get(utt)
+                return (speaker.similarity(emb, ref_embed(utt)),
+                        speaker.similarity(emb, ref_embed(other)) if other else math.nan)
+            values["speaker_sim"], values["speaker_sim_other"] = timed("speaker", similarities)
+        values.update(speaker=str(speaker_of[utt]), ref=ref_text, n_frames=n_frames)
         utts.append(utt)
-        rows["speaker"].append(str(speaker_of[utt]))
-        rows["ref"].append(ref_text)
-        rows["hyp"].append(hyp)
-        rows["wer"].append(word_errors(ref_text, hyp).rate if asr is not None else math.nan)
-        rows["cer"].append(char_errors(ref_text, hyp).rate if asr is not None else math.nan)
-        for k, v in signal.items():
-            rows[k].append(v)
-        rows["n_frames"].append(n_frames)
+        for c in COLUMNS:
+            rows[c].append(values[c])
 
     cfg_hash = evaluate_hash(eval_cfg, prosody_cfg, mel_cfg)
     columns = {
         "speaker": pa.array(rows["speaker"], type=pa.string()),
         "ref": pa.array(rows["ref"], type=pa.string()),
         "hyp": pa.array(rows["hyp"], type=pa.string()),
-        **{k: pa.array(rows[k], type=pa.float64()) for k in ("wer", "cer", *SIGNAL_METRICS)},
+        **{k: pa.array(rows[k], type=pa.float64()) for k in (*FIGURES, *COUNT_COLUMNS)},
         "n_frames": pa.array(rows["n_frames"], type=pa.int32()),
     }
     extra = {"system": system, "split": SPLIT, "asr": asr_info["description"]}
@@ -245,7 +326,11 @@ def run_evaluate(
     definitions = dict(DEFINITIONS)
     definitions["mcd"] = definitions["mcd"].format(order=eval_cfg["mcd_order"])
     definitions["energy_mae"] = definitions["energy_mae"].format(energy=prosody_cfg["energy"])
-    seconds = {"asr": asr_seconds, **dict(scorer.seconds)}
+    seconds.update(scorer.seconds)
+    resamples, seed = int(eval_cfg["bootstrap_resamples"]), int(eval_cfg["bootstrap_seed"])
+    ci = bootstrap.intervals({k: np.asarray(rows[k], np.float64) for k in (*FIGURES, *COUNT_COLUMNS)},
+                             FIGURES, resamples, seed)
+    definitions["ci95"] = definitions["ci95"].format(resamples=resamples, seed=seed)
     summary: dict[str, Any] = {
         "system": system,
         "split": SPLIT,
@@ -254,12 +339,15 @@ def run_evaluate(
         "wer": _json_number(wer),
         "cer": _json_number(cer),
         "chance_wer": _json_number(chance),
-        **{k: _json_number(_mean(rows[k])) for k in SIGNAL_METRICS},
+        **{k: _json_number(_mean(rows[k])) for k in FIGURES if k not in ("wer", "cer")},
+        "ci95": {k: None if v is None else [_json_number(v[0]), _json_number(v[1])] for k, v in ci.items()},
+        "bootstrap": {"resamples": resamples, "seed": seed, "level": bootstrap.LEVEL},
+        "metrics": list(eval_cfg["metrics"]),
         "asr": asr_info["description"],
         "asr_details": asr_info,
-        "nan_counts": {k: int(np.sum(~np.isfinite(np.asarray(rows[k], np.float64)))) for k in ("wer", "cer", *SIGNAL_METRICS)},
+        "nan_counts": {k: int(np.sum(~np.isfinite(np.asarray(rows[k], np.float64)))) for k in FIGURES},
         "failures": dict(scorer.failures),
-        "seconds_per_utt": {k: round(v / n, 5) for k, v in seconds.items()} if n else {},
+        "seconds_per_utt": {k: round(v / n, 5) for k, v in seconds.items() if v} if n else {},
         "seconds_total": round(time.perf_counter() - started, 2),
         "config_hash": cfg_hash,
         "definitions": definitions,

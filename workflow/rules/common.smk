@@ -4,10 +4,13 @@ import os
 
 from lipspeech.config import ConfigError, validate_config
 from lipspeech.data.manifest import shard_name
+from lipspeech.evaluation.families import check_families
 
 try:
     validate_config(config)
-except ConfigError as exc:
+    # a metric family whose package is missing is said now, not by a failing job at the end
+    check_families(config["evaluate"])
+except (ConfigError, RuntimeError) as exc:
     raise WorkflowError(f"invalid configuration: {exc}") from None
 
 # fail_fast reaches the jobs through the environment (every job's `lipspeech` reads it), not

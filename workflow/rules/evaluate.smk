@@ -22,8 +22,9 @@ def system_audio(wildcards):
 
 rule evaluate:
     """ASR WER/CER (pocketsphinx with the corpus's slot grammar by default), STOI, ESTOI,
-    narrow-band PESQ, MCD, F0 moments, V/UV error and energy MAE of one system's test
-    utterances; utterances that cannot be scored go to the rejected table."""
+    narrow-band PESQ, MCD, F0 moments, V/UV error, energy MAE, DNSMOS and GE2E speaker
+    similarity of one system's test utterances, with bootstrap 95 % intervals; utterances
+    that cannot be scored go to the rejected table."""
     input:
         manifest=f"{RESULTS}/manifest.parquet",
         reference=shard_outputs("audio"),
