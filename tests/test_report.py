@@ -23,8 +23,9 @@ import yaml
 from lipspeech.cli import main
 from lipspeech.config import validate_config
 from lipspeech.data.manifest import shard_name
+from lipspeech.evaluation.families import FIGURES
 from lipspeech.evaluation.report import (
-    GROUND_TRUTH, GT_VOCODED, METRICS, SystemResult, build_report, select_examples, speaker_wer, wav_bytes,
+    DETAIL, GROUND_TRUTH, GT_VOCODED, HEADLINE, SystemResult, build_report, select_examples, speaker_wer, wav_bytes,
 )
 from lipspeech.features.mel import mel_shard
 from lipspeech.features.prosody import prosody_shard
@@ -54,6 +55,18 @@ SUMMARY = {  # what evaluate would write; the report must show exactly these (fo
     "no_pitch": {"wer": 0.2211, "cer": 0.1305, "stoi": 0.6544, "estoi": 0.3876, "pesq_nb": 1.49, "mcd": 5.02,
                  "f0_mean": 117.9, "f0_std": 4.2, "vuv_error": 0.2001, "energy_mae": 1.3},
 }
+# per-utterance DNSMOS P.808: ltbs is 0.4 below the vocoded ground truth on every utterance (a gap whose
+# interval is a point), no_pitch equals ltbs up to +-0.01 that cancels (a difference whose interval holds 0)
+UTT_P808 = {
+    GROUND_TRUTH: [3.6] * 8,
+    GT_VOCODED: [3.0 + 0.05 * i for i in range(8)],
+    "ltbs": [2.6 + 0.05 * i for i in range(8)],
+    "no_pitch": [2.6 + 0.05 * i + (0.01 if i % 2 else -0.01) for i in range(8)],
+}
+for _name, _values in UTT_P808.items():
+    SUMMARY[_name]["dnsmos_p808"] = float(np.mean(_values))
+SUMMARY[GROUND_TRUTH].update(speaker_sim=1.0, speaker_sim_other=0.6123, ci95={"speaker_sim_other": [0.58, 0.64]})
+SUMMARY["ltbs"].update(speaker_sim=0.8312, ci95={"wer": [0.1012, 0.2534]})
 F0_SHIFT = {GT_VOCODED: 1.0, "ltbs": 1.15, "no_pitch": 1.0}
 REF = "bin blue at f two now"
 
@@ -113,7 +126,8 @@ def build_results(root: Path) -> Path:
             "utt": TEST_UTTS, "speaker": [u[:2] for u in TEST_UTTS],
             "ref": [manifest.set_index("utt").at[u, "text"] for u in TEST_UTTS],
             "hyp": [f"{system} says {u}" for u in TEST_UTTS], "wer": UTT_WER[system], "cer": [0.1] * 8,
-            **{m.key: [0.5] * 8 for m in METRICS if m.key not in ("wer", "cer")},
+            **{k: [0.5] * 8 for k in FIGURES if k not in ("wer", "cer")},
+            "dnsmos_p808": UTT_P808[system],
         })
         metrics.to_parquet(folder / "metrics.parquet")
         summary = {"system": system, "n": 8, **SUMMARY[system], "asr": "pocketsphinx en-us (test)",
@@ -134,7 +148,7 @@ def built(tmp_path_factory):
     """One fake results folder and its default report (3 examples x 4 systems)."""
     root = tmp_path_factory.mktemp("report")
     res = build_results(root)
-    data = build_report(res, report_config(), res / "report.html", res / "report.md")
+    data = build_report(res, report_config(), res / "report.html", res / "report.md", json_out=res / "report.json")
     return res, data, (res / "report.html").read_text(), (res / "report.md").read_text()
 
 
@@ -145,6 +159,7 @@ class DomReader(HTMLParser):
         super().__init__()
         self.audio, self.img, self.rows, self.body = [], [], [], {}
         self._row = None
+        self._in_ci = False
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
@@ -155,22 +170,30 @@ class DomReader(HTMLParser):
         elif tag == "body":
             self.body = attrs
         elif tag == "tr" and "data-system" in attrs:
-            self._row = {"system": attrs["data-system"], "cells": []}
+            self._row = {"system": attrs["data-system"], "cells": [], "ci": []}
             self.rows.append(self._row)
         elif tag == "td" and self._row is not None:
             self._row["cells"].append("")
+            self._row["ci"].append("")
+        elif tag == "span" and attrs.get("class") == "ci":
+            self._in_ci = True
 
     def handle_endtag(self, tag):
         if tag == "tr":
             self._row = None
+        elif tag == "span":
+            self._in_ci = False
 
     def handle_data(self, data):
         if self._row is not None and self._row["cells"]:
-            self._row["cells"][-1] += data
+            self._row["ci" if self._in_ci else "cells"][-1] += data
 
 
-def parse(page: str) -> DomReader:
+def parse(page: str, table: str | None = None) -> DomReader:
+    """The page's elements, or only those of the table with id ``table``."""
     reader = DomReader()
+    if table is not None:
+        page = re.search(rf'<table id="{table}">.*?</table>', page).group(0)
     reader.feed(page)
     return reader
 
@@ -184,33 +207,75 @@ def decode_wav(uri: str) -> tuple[int, np.ndarray]:
 
 def test_metrics_table_rows_and_numbers(built):
     res, data, page, _ = built
-    dom = parse(page)
-    table = [r for r in dom.rows]
+    table = parse(page, "metrics").rows
     assert [r["system"] for r in table] == SYSTEMS
     labels = [r["cells"][0] for r in table]
-    assert labels == ["ground truth audio", "ground-truth mel through the vocoder", "ltbs", "no_pitch"]
+    assert labels == ["ground truth audio", "ground-truth mel through the vocoder", "ltbs (full model)",
+                      "no_pitch (w/o pitch predictor)"]
     header = re.search(r"<table id=\"metrics\"><thead>(.*?)</thead>", page).group(1)
-    for needle in ("WER (%) ↓", "CER (%) ↓", "STOI ↑", "ESTOI ↑", "PESQ-nb ↑", "MCD (dB) ↓", "F0 mean (Hz) ≈GT",
-                   "F0 std (Hz) ≈GT", "V/UV error (%) ↓", "energy MAE ↓"):
+    for needle in ("WER (%) ↓", "CER (%) ↓", "STOI ↑", "ESTOI ↑", "DNSMOS P.808 ↑", "DNSMOS OVRL ↑",
+                   "P.808 gap to vocoded ↑", "OVRL gap to vocoded ↑", "speaker sim ↑"):
         assert needle in header
-    cells = {r["system"]: dict(zip(["n"] + [m.key for m in METRICS], r["cells"][1:])) for r in table}
+    detail = re.search(r"<table id=\"metrics-detail\"><thead>(.*?)</thead>", page).group(1)
+    for needle in ("PESQ-nb ↑", "MCD (dB) ↓", "F0 mean (Hz) ≈GT", "F0 std (Hz) ≈GT", "V/UV error (%) ↓",
+                   "energy MAE ↓", "DNSMOS SIG ↑", "DNSMOS BAK ↑"):
+        assert needle in detail
+    cells = {r["system"]: dict(zip(["n", *HEADLINE], r["cells"][1:])) for r in table}
+    ci = {r["system"]: dict(zip(["n", *HEADLINE], r["ci"][1:])) for r in table}
+    # no_pitch's WER differs from the full model's on every utterance in one direction: starred
     assert cells["ltbs"] == {"n": "8", "wer": "17.07", "cer": "9.17", "stoi": "0.612", "estoi": "0.401",
-                             "pesq_nb": "1.56", "mcd": "4.88", "f0_mean": "121.3", "f0_std": "10.0",
-                             "vuv_error": "15.0", "energy_mae": "1.02"}
-    assert cells[GT_VOCODED]["wer"] == "4.17" and cells[GT_VOCODED]["energy_mae"] == "0.123"
+                             "dnsmos_p808": "2.77", "dnsmos_ovrl": "—", "gap_dnsmos_p808": "-0.40",
+                             "gap_dnsmos_ovrl": "+0.00", "speaker_sim": "0.831"}
+    assert cells["no_pitch"]["wer"] == "22.11*" and cells["no_pitch"]["dnsmos_p808"] == "2.77"
+    assert ci["ltbs"]["wer"] == "[10.12, 25.34]" and ci["ltbs"]["gap_dnsmos_p808"] == "[-0.40, -0.40]"
+    assert ci["no_pitch"]["wer"] == ""  # its summary has no interval: none is invented
+    assert cells[GT_VOCODED]["wer"] == "4.17" and cells[GT_VOCODED]["gap_dnsmos_p808"] == "—"
     # NaN (a metric that does not apply to the ground truth against itself) is a dash
-    assert cells[GROUND_TRUTH]["stoi"] == cells[GROUND_TRUTH]["pesq_nb"] == "—"
-    assert cells[GROUND_TRUTH]["f0_mean"] == "118.0"
+    assert cells[GROUND_TRUTH]["stoi"] == "—" and cells[GROUND_TRUTH]["speaker_sim"] == "1.000"
+    detail_cells = {r["system"]: dict(zip(["n", *DETAIL], r["cells"][1:])) for r in parse(page, "metrics-detail").rows}
+    assert detail_cells["ltbs"] | {"dnsmos_sig": "", "dnsmos_bak": ""} == {
+        "n": "8", "pesq_nb": "1.56", "mcd": "4.88", "f0_mean": "121.3", "f0_std": "10.0", "vuv_error": "15.0",
+        "energy_mae": "1.02", "dnsmos_sig": "", "dnsmos_bak": ""}
+    assert detail_cells[GROUND_TRUTH]["pesq_nb"] == "—" and detail_cells[GROUND_TRUTH]["f0_mean"] == "118.0"
+    assert detail_cells[GT_VOCODED]["energy_mae"] == "0.123"
     # bold = best experiment: ltbs wins WER; no_pitch wins STOI and F0 mean (closest to 118.04), ltbs F0 std
-    row_html = {s: re.search(rf'<tr [^>]*data-system="{s}">(.*?)</tr>', page).group(1) for s in SYSTEMS}
+    row_html = {s: "".join(re.findall(rf'<tr [^>]*data-system="{s}">(.*?)</tr>', page)) for s in SYSTEMS}
     bolded = {s: set(re.findall(r'data-metric="(\w+)"><b>', h)) for s, h in row_html.items()}
     assert bolded[GROUND_TRUTH] == bolded[GT_VOCODED] == set()  # references do not compete
-    assert bolded["ltbs"] == {"wer", "cer", "estoi", "pesq_nb", "mcd", "f0_std", "vuv_error", "energy_mae"}
-    assert bolded["no_pitch"] == {"stoi", "f0_mean"}
+    assert bolded["ltbs"] >= {"wer", "cer", "estoi", "pesq_nb", "mcd", "f0_std", "vuv_error", "energy_mae"}
+    assert {"stoi", "f0_mean"} <= bolded["no_pitch"] and "wer" not in bolded["no_pitch"]
     # header facts
     assert "pocketsphinx en-us (test)" in page and "8 (2 speakers)" in page and data.n_test == 8
     assert "griffin_lim (32 iterations)" in page  # the vocoder, in what the gt_vocoded row is
     assert "without pitch predictor" in page and "the full model" in page
+    assert "speaker sim floor: the ground truth against a different speaker&#x27;s ground truth scores 0.612 " \
+           "[0.580, 0.640]" in page
+
+
+def test_differences_to_the_full_model(built, tmp_path):
+    res, data, page, md = built
+    diff = re.search(r'<table id="differences">.*?</table>', page).group(0)
+    row = {m: re.search(rf'<tr data-metric="{m}">(.*?)</tr>', diff).group(1) for m in ("wer", "dnsmos_p808")}
+    # WER: +10.42 points (from the utterances), every resample above 0 -> bold and starred; DNSMOS: 0 +- noise -> interval holds 0
+    assert "<b>+10.42*</b>" in row["wer"]
+    assert "<b>" not in row["dnsmos_p808"] and "+0.00" in row["dnsmos_p808"]
+    numbers = json.loads((res / "report.json").read_text())
+    wer = numbers["vs_baseline"]["no_pitch"]["wer"]
+    assert numbers["baseline"] == "ltbs" and wer["significant"] and wer["ci95"][0] > 0 and wer["n"] == 8
+    assert wer["diff"] == pytest.approx(np.mean(UTT_WER["no_pitch"]) - np.mean(UTT_WER["ltbs"]))
+    p808 = numbers["vs_baseline"]["no_pitch"]["dnsmos_p808"]
+    assert not p808["significant"] and p808["ci95"][0] < 0 < p808["ci95"][1]
+    gap = numbers["gap_to_vocoded"]["ltbs"]["dnsmos_p808"]
+    assert gap["diff"] == pytest.approx(-0.4) and gap["significant"]
+    by_name = {s["name"]: s for s in numbers["systems"]}
+    assert by_name["ltbs"]["figures"]["gap_dnsmos_p808"] == pytest.approx(-0.4)
+    assert by_name["ltbs"]["ci95"]["wer"] == [0.1012, 0.2534]
+    assert "## Differences to the full model (ltbs (full model))" in md and "**+10.42*** [" in md
+    # deterministic for a seed: a second report gives the same numbers
+    again = build_report(res, report_config(n_examples=0), tmp_path / "r.html", tmp_path / "r.md",
+                         json_out=tmp_path / "r.json")
+    assert json.loads((tmp_path / "r.json").read_text())["vs_baseline"] == numbers["vs_baseline"]
+    assert again.comparison == data.comparison
 
 
 def test_examples_audio_and_images(built):
@@ -262,14 +327,18 @@ def test_page_is_self_contained_and_small(built):
 def test_markdown_summary(built):
     res, data, _, md = built
     lines = md.splitlines()
-    header = next(l for l in lines if l.startswith("| system"))
-    assert "WER (%) ↓" in header and "F0 mean (Hz) ≈GT" in header
+    headers = [l for l in lines if l.startswith("| system")]
+    assert "WER (%) ↓" in headers[0] and "P.808 gap to vocoded ↑" in headers[0] and "F0 mean (Hz) ≈GT" in headers[1]
     table = [l for l in lines if l.startswith("| ")]
     assert table[2].startswith("| ground truth audio | 8 | 0.00 | 0.00 | — |")
     assert table[3].startswith("| ground-truth mel through the vocoder | 8 | 4.17 |")
-    assert table[4].startswith("| ltbs | 8 | **17.07** | **9.17** | 0.612 |")
-    assert table[5].startswith("| no_pitch | 8 | 22.11 | 13.05 | **0.654** |")
-    assert "- **no_pitch**: preset small; without pitch predictor." in md
+    assert table[4].startswith("| ltbs (full model) | 8 | **17.07** [10.12, 25.34] | **9.17** | 0.612 |")
+    assert table[5].startswith("| no_pitch (w/o pitch predictor) | 8 | 22.11* | 13.05 | **0.654** |")
+    assert "| **-0.40** [-0.40, -0.40] |" in table[4]  # a tie with no_pitch: both bold
+    assert "- **no_pitch (w/o pitch predictor)**: preset small; without pitch predictor." in md
+    # make demo prints the Metrics section: both tables and the legend are in it
+    metrics = md.split("## Metrics", 1)[1].split("\n## ", 1)[0]
+    assert metrics.count("| system") == 2 and "95 % interval" in metrics and "speaker sim floor" in metrics
     assert "chance level: a random sentence of the ASR's grammar scores WER 81.23%" in md
     assert "<th>chance WER</th><td>81.23% (random sentences of the ASR&#x27;s grammar)</td>" in built[2]
     assert f"`{data.cfg_hash}`" in md and "lipspeech 0.1.0, git commit" in md
@@ -324,9 +393,9 @@ def test_missing_system_is_a_noted_row_not_a_crash(built, tmp_path):
     data = build_report(res, report_config(n_examples=1, selection="sorted"), tmp_path / "r.html", tmp_path / "r.md",
                         systems=[GROUND_TRUTH, "ltbs", "ghost"])
     page = (tmp_path / "r.html").read_text()
-    dom = parse(page)
-    assert [r["system"] for r in dom.rows] == [GROUND_TRUTH, "ltbs", "ghost"]
-    assert dom.rows[2]["cells"][1:] == ["—"] * (1 + len(METRICS))
+    dom, rows = parse(page), parse(page, "metrics").rows
+    assert [r["system"] for r in rows] == [GROUND_TRUTH, "ltbs", "ghost"]
+    assert rows[2]["cells"][1:] == ["—"] * (1 + len(HEADLINE))
     assert any("ghost" in n and "summary.json" in n for n in data.notes) and "<h2>Notes</h2>" in page
     # the example still has the players of the systems that exist
     assert [e.utt for e in data.examples] == ["s1_0"] and len(dom.audio) == 2
@@ -400,5 +469,6 @@ def test_page_renders_in_headless_chromium(built, tmp_path):
         assert math.isfinite(float(duration)) and float(duration) > 0
         assert float(duration) == pytest.approx(expected[(attrs["data-utt"], attrs["data-system"])], abs=0.05)
     assert len(dom.img) == 3 and all(int(a["data-natural-width"]) == 560 for a in dom.img)
-    assert [r["system"] for r in dom.rows] == SYSTEMS
-    assert [r["cells"][0] for r in dom.rows][:2] == ["ground truth audio", "ground-truth mel through the vocoder"]
+    rows = parse(proc.stdout, "metrics").rows
+    assert [r["system"] for r in rows] == SYSTEMS
+    assert [r["cells"][0] for r in rows][:2] == ["ground truth audio", "ground-truth mel through the vocoder"]

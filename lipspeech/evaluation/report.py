@@ -54,6 +54,8 @@ from tqdm.auto import tqdm
 from lipspeech import __version__
 from lipspeech.config import config_hash
 from lipspeech.data.manifest import shard_name
+from lipspeech.evaluation.compare import GAP_METRICS, compare_systems
+from lipspeech.evaluation.families import FIGURES
 from lipspeech.features.common import StageError
 from lipspeech.store import Store, StoreError, one_line, write_text_atomic
 from lipspeech.timing import FPS, HOP_LENGTH, SAMPLE_RATE, SAMPLES_PER_FRAME
@@ -63,6 +65,8 @@ GT_VOCODED = "gt_vocoded"
 REFERENCE_SYSTEMS = (GROUND_TRUTH, GT_VOCODED)
 ROW_LABELS = {GROUND_TRUTH: "ground truth audio", GT_VOCODED: "ground-truth mel through the vocoder"}
 MISSING = "—"
+#: the report's own columns: an experiment's DNSMOS minus gt_vocoded's, on the same utterances
+GAP_PREFIX = "gap_"
 # which switches of the model config are the paper's ablations, and what they remove
 ABLATIONS = {
     "use_linguistic": "linguistic predictor (units)",
@@ -92,11 +96,18 @@ class Metric:
         unit = f" ({self.unit})" if self.unit else ""
         return f"{self.label}{unit} {self.arrow}"
 
-    def format(self, value: Any) -> str:
-        """The displayed text of a stored value; an em dash for a missing or NaN value."""
+    def format(self, value: Any, signed: bool = False) -> str:
+        """The displayed text of a stored value (with a sign: a difference); an em dash for a missing or NaN value."""
         if not is_number(value):
             return MISSING
-        return format(float(value) * self.scale, self.fmt)
+        fmt = self.fmt if not signed or self.fmt.startswith("+") else "+" + self.fmt
+        return format(float(value) * self.scale, fmt)
+
+    def interval(self, ci: Any, signed: bool = False) -> str:
+        """``[low, high]`` of a stored interval; empty when there is none."""
+        if not isinstance(ci, (list, tuple)) or len(ci) != 2 or not all(is_number(v) for v in ci):
+            return ""
+        return f"[{self.format(ci[0], signed)}, {self.format(ci[1], signed)}]"
 
 
 METRICS: tuple[Metric, ...] = (
@@ -110,7 +121,28 @@ METRICS: tuple[Metric, ...] = (
     Metric("f0_std", "F0 std", "closer", 1.0, ".1f", "Hz"),
     Metric("vuv_error", "V/UV error", "lower", 100.0, ".1f", "%"),
     Metric("energy_mae", "energy MAE", "lower", 1.0, ".3g"),
+    Metric("dnsmos_p808", "DNSMOS P.808", "higher", 1.0, ".2f"),
+    Metric("dnsmos_sig", "DNSMOS SIG", "higher", 1.0, ".2f"),
+    Metric("dnsmos_bak", "DNSMOS BAK", "higher", 1.0, ".2f"),
+    Metric("dnsmos_ovrl", "DNSMOS OVRL", "higher", 1.0, ".2f"),
+    Metric(GAP_PREFIX + "dnsmos_p808", "P.808 gap to vocoded", "higher", 1.0, "+.2f"),
+    Metric(GAP_PREFIX + "dnsmos_ovrl", "OVRL gap to vocoded", "higher", 1.0, "+.2f"),
+    Metric("speaker_sim", "speaker sim", "higher", 1.0, ".3f"),
 )
+METRIC_BY_KEY = {m.key: m for m in METRICS}
+#: the two tables: what the paper's tables report (intelligibility, naturalness, the gap to vocoded
+#: speech, speaker similarity), then the signal and prosody details
+LEGEND = ("↓ lower is better, ↑ higher is better, ≈GT closest to the ground-truth audio is best; bold: best "
+          "experiment; * beside a value: it differs from the full model (the first experiment) by more than chance "
+          "(the 95 % paired-bootstrap interval of the difference excludes 0). In brackets: the 95 % interval of the "
+          "figure ({resamples} seeded bootstrap resamples of the test utterances). Systems are rows, full model "
+          "first, as in the paper's ablation table; — = not available or not applicable.")
+DIFF_LEGEND = ("Each experiment minus the full model on the test utterances both have, with the 95 % interval of the "
+               "paired bootstrap ({resamples} resamples, seed {seed}); bold with *: the interval excludes 0, a "
+               "difference larger than this test set's chance variation.")
+HEADLINE = ("wer", "cer", "stoi", "estoi", "dnsmos_p808", "dnsmos_ovrl", GAP_PREFIX + "dnsmos_p808",
+            GAP_PREFIX + "dnsmos_ovrl", "speaker_sim")
+DETAIL = ("pesq_nb", "mcd", "f0_mean", "f0_std", "vuv_error", "energy_mae", "dnsmos_sig", "dnsmos_bak")
 
 METRIC_NOTES = {
     "wer": "word error rate of the ASR transcript against the reference text "
@@ -124,6 +156,18 @@ METRIC_NOTES = {
     "f0_std": "standard deviation of that F0; likewise",
     "vuv_error": "fraction of frames whose voiced/unvoiced decision differs from the ground truth's",
     "energy_mae": "mean absolute error of the frame energy against the ground truth",
+    "dnsmos_p808": "DNSMOS P.808: predicted overall MOS (1-5) of the audio alone, no reference (Microsoft's "
+                   "DNSMOS network from the speechmos package)",
+    "dnsmos_sig": "DNSMOS P.835 speech-signal quality (1-5)",
+    "dnsmos_bak": "DNSMOS P.835 background-noise quality (1-5; Griffin-Lim's phase noise lowers it)",
+    "dnsmos_ovrl": "DNSMOS P.835 overall quality (1-5)",
+    GAP_PREFIX + "dnsmos_p808": "the experiment's DNSMOS P.808 minus that of the ground-truth mels through the "
+                                "same vocoder, on the same utterances: the paper's MOS gap to vocoded speech, "
+                                "measured by a predictor instead of listeners (0 = as natural as the vocoder allows)",
+    GAP_PREFIX + "dnsmos_ovrl": "likewise for DNSMOS OVRL",
+    "speaker_sim": "cosine similarity of GE2E speaker embeddings (resemblyzer's pretrained encoder) of the "
+                   "system's utterance and the ground truth of the same utterance (1 for the ground truth itself; "
+                   "the floor, a different speaker's ground truth, is given below the table)",
 }
 
 
@@ -145,6 +189,9 @@ class SystemResult:
     metrics: Optional[pd.DataFrame] = None
     audio: Optional[Store] = None
     problems: list[str] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)  # summary.json's figures + the report's gap columns
+    ci95: dict[str, Any] = field(default_factory=dict)  # figure -> [low, high]
+    significant: set[str] = field(default_factory=set)  # figures whose difference to the full model excludes 0
 
     @property
     def vocoded(self) -> bool:
@@ -156,6 +203,28 @@ class SystemResult:
         return bool(self.summary) and self.metrics is not None
 
 
+def _overrides(exp: Mapping[str, Any], model_section: Optional[Mapping[str, Any]]) -> dict[str, Any]:
+    return {**dict((model_section or {}).get("overrides") or {}), **dict(exp.get("overrides") or {})}
+
+
+def removed_parts(exp: Mapping[str, Any], model_section: Optional[Mapping[str, Any]] = None) -> list[str]:
+    """The parts of the paper's model an experiment switches off (empty: the full model)."""
+    overrides = _overrides(exp, model_section)
+    return [ABLATIONS[k] for k in ABLATIONS if overrides.get(k) is False]
+
+
+def experiment_label(exp: Mapping[str, Any], model_section: Optional[Mapping[str, Any]] = None) -> str:
+    """The row label, as in the paper's ablation table: the name and what it removes."""
+    removed = removed_parts(exp, model_section)
+    return f"{exp['name']} (w/o {', '.join(removed)})" if removed else f"{exp['name']} (full model)"
+
+
+def ablation_order(experiments: Sequence[Mapping[str, Any]],
+                   model_section: Optional[Mapping[str, Any]] = None) -> list[Mapping[str, Any]]:
+    """Full models first, then the ablations, each group in config order (stable)."""
+    return sorted(experiments, key=lambda e: bool(removed_parts(e, model_section)))
+
+
 def describe_experiment(exp: Mapping[str, Any], model_section: Optional[Mapping[str, Any]] = None) -> str:
     """One line saying what an experiment is: its description, preset, ablations and overrides."""
     parts = []
@@ -164,8 +233,8 @@ def describe_experiment(exp: Mapping[str, Any], model_section: Optional[Mapping[
     preset = exp.get("preset") or (model_section or {}).get("preset")
     if preset:
         parts.append(f"preset {preset}")
-    overrides = {**dict((model_section or {}).get("overrides") or {}), **dict(exp.get("overrides") or {})}
-    removed = [ABLATIONS[k] for k in ABLATIONS if overrides.get(k) is False]
+    overrides = _overrides(exp, model_section)
+    removed = removed_parts(exp, model_section)
     parts.append("without " + ", ".join(removed) if removed else "full model")
     rest = {k: v for k, v in sorted(overrides.items()) if k not in ABLATIONS}
     if rest:
@@ -173,13 +242,13 @@ def describe_experiment(exp: Mapping[str, Any], model_section: Optional[Mapping[
     return "; ".join(parts)
 
 
-def load_system(results: Path, name: str, kind: str, description: str) -> SystemResult:
+def load_system(results: Path, name: str, kind: str, description: str, label: Optional[str] = None) -> SystemResult:
     """Read one system's summary.json, metrics.parquet and (vocoded systems) audio.parquet.
 
     A missing or unreadable file is recorded in ``problems`` (the report shows it)
     instead of stopping the report: the other systems' results still get a page.
     """
-    res = SystemResult(name, ROW_LABELS.get(name, name), kind, description)
+    res = SystemResult(name, label or ROW_LABELS.get(name, name), kind, description)
     folder = results / "eval" / name
     try:
         summary = json.loads((folder / "summary.json").read_text())
@@ -211,8 +280,9 @@ def load_systems(
     results: Path, experiments: Sequence[Mapping[str, Any]], model_section: Optional[Mapping[str, Any]] = None,
     systems: Optional[Sequence[str]] = None,
 ) -> list[SystemResult]:
-    """The report's rows: the two references, then each experiment (or just ``systems``, in that order)."""
-    by_name = {e["name"]: e for e in experiments}
+    """The report's rows: the two references, then each experiment, full models first (or just
+    ``systems``, in that order)."""
+    by_name = {e["name"]: e for e in ablation_order(experiments, model_section)}
     names = list(systems) if systems else [*REFERENCE_SYSTEMS, *by_name]
     out = []
     for name in names:
@@ -223,7 +293,8 @@ def load_systems(
             out.append(load_system(results, name, "reference", "the ground-truth mel spectrograms through the "
                                    "vocoder: the ceiling of a model that predicts mels perfectly"))
         elif name in by_name:
-            out.append(load_system(results, name, "experiment", describe_experiment(by_name[name], model_section)))
+            out.append(load_system(results, name, "experiment", describe_experiment(by_name[name], model_section),
+                                   experiment_label(by_name[name], model_section)))
         else:
             out.append(load_system(results, name, "experiment", "not an experiment of this config"))
     return out
@@ -243,13 +314,13 @@ def best_rows(systems: Sequence[SystemResult]) -> dict[str, set[str]]:
     best: dict[str, set[str]] = {}
     for m in METRICS:
         if m.better == "closer":
-            if gt is None or not is_number(gt.summary.get(m.key)):
+            if gt is None or not is_number(gt.figures.get(m.key)):
                 continue
-            ref = float(gt.summary[m.key])
-            scores = {s.name: abs(float(s.summary[m.key]) - ref) for s in exps if is_number(s.summary.get(m.key))}
+            ref = float(gt.figures[m.key])
+            scores = {s.name: abs(float(s.figures[m.key]) - ref) for s in exps if is_number(s.figures.get(m.key))}
         else:
             sign = 1.0 if m.better == "lower" else -1.0
-            scores = {s.name: sign * float(s.summary[m.key]) for s in exps if is_number(s.summary.get(m.key))}
+            scores = {s.name: sign * float(s.figures[m.key]) for s in exps if is_number(s.figures.get(m.key))}
         if scores:
             low = min(scores.values())
             # exact ties share the bold
@@ -518,6 +589,8 @@ class ReportData:
     model_commits: dict[str, str]
     notes: list[str]
     chance_wer: Optional[float] = None  # random sentences of the ASR's grammar against the references
+    comparison: dict[str, Any] = field(default_factory=dict)  # compare.compare_systems
+    bootstrap: dict[str, Any] = field(default_factory=dict)  # resamples, seed
 
 
 def chance_line(data: ReportData) -> Optional[str]:
@@ -568,6 +641,16 @@ def gather(
     asr = sorted({str(s.summary["asr"]) for s in rows if s.summary.get("asr")})
     # every system is scored on the same test references; the ground truth's row comes first
     chance = next((s.summary["chance_wer"] for s in rows if is_number(s.summary.get("chance_wer"))), None)
+    boot = {"resamples": int(cfg["evaluate"]["bootstrap_resamples"]), "seed": int(cfg["evaluate"]["bootstrap_seed"]),
+            "level": 0.95}
+    usable = {s.name: s.metrics for s in rows if s.usable}
+    comparison = compare_systems(usable, [s.name for s in rows if s.kind == "experiment"],
+                                 GT_VOCODED if GT_VOCODED in usable else None, boot["resamples"], boot["seed"])
+    for s in rows:
+        s.figures, s.ci95 = dict(s.summary), dict(s.summary.get("ci95") or {})
+        for key, res in comparison["gap_to_vocoded"].get(s.name, {}).items():
+            s.figures[GAP_PREFIX + key], s.ci95[GAP_PREFIX + key] = res["diff"], res["ci95"]
+        s.significant = {k for k, res in comparison["vs_baseline"].get(s.name, {}).items() if res["significant"]}
     commits = {}
     for s in rows:
         run_cfg = results / "models" / s.name / "config.json"
@@ -582,7 +665,7 @@ def gather(
         date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), version=__version__, asr=asr,
         systems=rows, speakers=speakers, examples=examples, report_cfg=report_cfg,
         cfg_hash=config_hash(report_cfg, dict(cfg["mel"]), dict(cfg["prosody"])), model_commits=commits, notes=notes,
-        chance_wer=chance,
+        chance_wer=chance, comparison=comparison, bootstrap=boot,
     )
 
 
@@ -595,7 +678,8 @@ h1{font-size:1.5em;margin-bottom:.2em}h2{font-size:1.2em;margin-top:1.6em;border
 h3{font-size:1em;margin:.2em 0}
 table{border-collapse:collapse;font-size:.9em}th,td{padding:.25em .6em;border-bottom:1px solid #e4e4e4}
 th{background:#f5f5f7;text-align:center}td.num{text-align:right;font-variant-numeric:tabular-nums}
-td.sys{white-space:nowrap}tr.reference td{background:#fafafa;color:#555}
+td.sys{white-space:nowrap}td .ci{display:block;font-size:.75em;color:#777;white-space:nowrap}
+sup.sig{color:#b00020;font-weight:600}tr.reference td{background:#fafafa;color:#555}
 table.meta th{text-align:left;background:none;font-weight:600}
 .legend,.small{font-size:.85em;color:#555}
 section.example{margin:1.2em 0;padding:.8em;border:1px solid #e4e4e4;border-radius:6px}
@@ -641,22 +725,79 @@ def _fmt_pct(value: float) -> str:
     return format(value * 100, ".2f") if is_number(value) else MISSING
 
 
-def _metrics_html(data: ReportData) -> str:
+def cell_parts(s: SystemResult, m: Metric, best: Mapping[str, set[str]]) -> tuple[str, str, bool, bool]:
+    """(value text, interval text, best experiment?, significantly different from the full model?)."""
+    return (m.format(s.figures.get(m.key)), m.interval(s.ci95.get(m.key), signed=m.key.startswith(GAP_PREFIX)),
+            s.name in best.get(m.key, ()), m.key in s.significant)
+
+
+def difference_rows(data: ReportData) -> tuple[list[SystemResult], list[tuple[Metric, list[tuple[str, str, bool]]]]]:
+    """The differences table: (experiments after the full model, [(metric, [(difference, interval,
+    significant) per experiment])]); empty when there is one experiment or none."""
+    diffs = data.comparison.get("vs_baseline") or {}
+    exps = [s for s in data.systems if s.name in diffs]
+    rows = []
+    for key in (*HEADLINE, *DETAIL):
+        if key.startswith(GAP_PREFIX):
+            continue
+        m = METRIC_BY_KEY[key]
+        rows.append((m, [(m.format(diffs[s.name][key]["diff"], signed=True),
+                          m.interval(diffs[s.name][key]["ci95"], signed=True),
+                          bool(diffs[s.name][key]["significant"])) for s in exps]))
+    return exps, rows
+
+
+def floor_line(data: ReportData) -> Optional[str]:
+    """The speaker-similarity floor: the ground truth against a different speaker's ground truth."""
+    gt = next((s for s in data.systems if s.name == GROUND_TRUTH), None)
+    if gt is None or not is_number(gt.figures.get("speaker_sim_other")):
+        return None
+    m = Metric("speaker_sim_other", "", "higher", 1.0, ".3f")
+    ci = m.interval(gt.ci95.get("speaker_sim_other"))
+    return (f"speaker sim floor: the ground truth against a different speaker's ground truth scores "
+            f"{m.format(gt.figures['speaker_sim_other'])}{' ' + ci if ci else ''}")
+
+
+def baseline_label(data: ReportData) -> Optional[str]:
+    name = data.comparison.get("baseline")
+    return next((s.label for s in data.systems if s.name == name), None)
+
+
+def _table_html(data: ReportData, keys: Sequence[str], table_id: str) -> str:
     best = best_rows(data.systems)
-    head = "".join(f"<th>{_e(m.header)}</th>" for m in METRICS)
+    metrics = [METRIC_BY_KEY[k] for k in keys]
+    head = "".join(f"<th>{_e(m.header)}</th>" for m in metrics)
     body = []
     for s in data.systems:
         cells = []
-        for m in METRICS:
-            text = m.format(s.summary.get(m.key))
-            if s.name in best.get(m.key, ()):
-                text = f"<b>{text}</b>"
+        for m in metrics:
+            value, ci, is_best, sig = cell_parts(s, m, best)
+            text = f"<b>{value}</b>" if is_best else value
+            text += "<sup class='sig'>*</sup>" if sig else ""
+            text += f"<span class='ci'>{_e(ci)}</span>" if ci else ""
             cells.append(f'<td class="num" data-metric="{m.key}">{text}</td>')
         n = s.summary.get("n", len(s.metrics) if s.metrics is not None else None)
         body.append(f'<tr class="{s.kind}" data-system="{_e(s.name)}"><td class="sys">{_e(s.label)}</td>'
                     f'<td class="num">{_e(n if n is not None else MISSING)}</td>{"".join(cells)}</tr>')
-    return (f'<table id="metrics"><thead><tr><th>system</th><th>n</th>{head}</tr></thead>'
+    return (f'<table id="{table_id}"><thead><tr><th>system</th><th>n</th>{head}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table>')
+
+
+def _differences_html(data: ReportData) -> str:
+    exps, rows = difference_rows(data)
+    if not exps:
+        return ""
+    head = "".join(f"<th>{_e(s.label)}</th>" for s in exps)
+    body = []
+    for m, cells in rows:
+        tds = "".join(f'<td class="num" data-system="{_e(s.name)}">{"<b>" if sig else ""}{_e(d)}'
+                      f'{"*</b>" if sig else ""}<span class="ci">{_e(ci)}</span></td>'
+                      for s, (d, ci, sig) in zip(exps, cells))
+        body.append(f'<tr data-metric="{m.key}"><td>{_e(m.header)}</td>{tds}</tr>')
+    return (f"<h2>Differences to the full model ({_e(baseline_label(data))})</h2>"
+            f"<p class='legend'>{_e(DIFF_LEGEND.format(**data.bootstrap))}</p>"
+            f'<table id="differences"><thead><tr><th>metric</th>{head}</tr></thead><tbody>{"".join(body)}</tbody>'
+            "</table>")
 
 
 def _rows_html(data: ReportData) -> str:
@@ -665,7 +806,8 @@ def _rows_html(data: ReportData) -> str:
         commit = data.model_commits.get(s.name)
         extra = f" Trained at commit <code>{_e(commit[:12])}</code>." if commit else ""
         items.append(f"<dt><b>{_e(s.label)}</b></dt><dd>{_e(s.description)}.{extra}</dd>")
-    cols = "".join(f"<li><b>{_e(m.label)}</b> {_e(m.arrow)}: {_e(METRIC_NOTES[m.key])}</li>" for m in METRICS)
+    cols = "".join(f"<li><b>{_e(m.label)}</b> {_e(m.arrow)}: {_e(METRIC_NOTES[m.key])}</li>"
+                   for m in (METRIC_BY_KEY[k] for k in (*HEADLINE, *DETAIL)))
     return f"<dl>{''.join(items)}</dl><p class='small'>Columns:</p><ul class='small'>{cols}</ul>"
 
 
@@ -730,15 +872,15 @@ def render_html(data: ReportData) -> str:
     notes_html = ""
     if data.notes:
         notes_html = "<h2>Notes</h2><ul class='notes'>" + "".join(f"<li>{_e(n)}</li>" for n in data.notes) + "</ul>"
-    legend = ("↓ lower is better, ↑ higher is better, ≈GT closest to the ground-truth audio is best; bold: best "
-              "experiment. Systems are rows, as in the paper's ablation table; — = not available or not applicable.")
+    legend = " ".join(x for x in (LEGEND.format(**data.bootstrap), floor_line(data) and floor_line(data) + ".") if x)
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>lipspeech report: {_e(data.corpus)}</title><style>{CSS}</style></head><body>"
         f"<h1>lipspeech report: {_e(data.corpus)}</h1><table class='meta'>{meta_html}</table>"
-        f"<h2>Metrics</h2>{_metrics_html(data)}<p class='legend'>{_e(legend)}</p>"
-        f"<h2>What each row is</h2>{_rows_html(data)}{speakers_html}{examples_html}{notes_html}"
+        f"<h2>Metrics</h2>{_table_html(data, HEADLINE, 'metrics')}<p class='legend'>{_e(legend)}</p>"
+        f"<h3>Signal, prosody and DNSMOS components</h3>{_table_html(data, DETAIL, 'metrics-detail')}"
+        f"{_differences_html(data)}<h2>What each row is</h2>{_rows_html(data)}{speakers_html}{examples_html}{notes_html}"
         f"<p class='small'>report config {_e(json.dumps(data.report_cfg, sort_keys=True))}, hash {_e(data.cfg_hash)}"
         f"</p><script>{CHECK_SCRIPT}</script></body></html>\n"
     )
@@ -757,34 +899,53 @@ def _md_table(rows: Sequence[Sequence[str]], align_right_from: int = 1) -> str:
     return "\n".join("| " + " | ".join(_md_cell(c) for c in line) + " |" for line in lines)
 
 
-def render_markdown(data: ReportData) -> str:
-    """The Markdown summary: metrics table, rows, WER per speaker, example transcripts, config."""
+def _table_md(data: ReportData, keys: Sequence[str]) -> str:
     best = best_rows(data.systems)
-    chance = chance_line(data)
-    rows = [["system", "n", *[m.header for m in METRICS]]]
+    metrics = [METRIC_BY_KEY[k] for k in keys]
+    rows = [["system", "n", *[m.header for m in metrics]]]
     for s in data.systems:
         n = s.summary.get("n", len(s.metrics) if s.metrics is not None else None)
         cells = []
-        for m in METRICS:
-            text = m.format(s.summary.get(m.key))
-            cells.append(f"**{text}**" if s.name in best.get(m.key, ()) else text)
+        for m in metrics:
+            value, ci, is_best, sig = cell_parts(s, m, best)
+            text = (f"**{value}**" if is_best else value) + ("*" if sig else "")
+            cells.append(f"{text} {ci}" if ci else text)
         rows.append([s.label, str(n if n is not None else MISSING), *cells])
+    return _md_table(rows)
+
+
+def _differences_md(data: ReportData) -> list[str]:
+    exps, rows = difference_rows(data)
+    if not exps:
+        return []
+    table = [["metric", *[s.label for s in exps]]]
+    for m, cells in rows:
+        table.append([m.header, *[(f"**{d}***" if sig else d) + (f" {ci}" if ci else "") for d, ci, sig in cells]])
+    return ["", f"## Differences to the full model ({baseline_label(data)})", "", DIFF_LEGEND.format(**data.bootstrap),
+            "", _md_table(table)]
+
+
+def render_markdown(data: ReportData) -> str:
+    """The Markdown summary: metrics tables, differences, rows, WER per speaker, example transcripts, config."""
+    chance = chance_line(data)
+    floor = floor_line(data)
     lines = [
         f"# lipspeech report: {data.corpus}", "",
         f"- test utterances: {data.n_test} ({data.n_speakers} speakers)",
         f"- ASR: {'; '.join(data.asr) or MISSING}",
         f"- lipspeech {data.version}, git commit `{data.git}`",
         f"- generated {data.date}; audio players and plots: report.html", "",
-        "## Metrics", "", _md_table(rows), "",
-        "↓ lower is better, ↑ higher is better, ≈GT closest to the ground-truth audio is best; bold: best experiment;"
-        " — = not available or not applicable." + (f" The {chance}." if chance else ""), "",
+        "## Metrics", "", _table_md(data, HEADLINE), "",
+        LEGEND.format(**data.bootstrap) + (f" The {chance}." if chance else "") + (f" The {floor}." if floor else ""),
+        "", "Signal, prosody and DNSMOS components:", "", _table_md(data, DETAIL),
+        *_differences_md(data), "",
         "## What each row is", "",
     ]
     for s in data.systems:
         commit = data.model_commits.get(s.name)
         lines.append(f"- **{s.label}**: {s.description}." + (f" Trained at commit `{commit[:12]}`." if commit else ""))
     lines += ["", "Columns:", ""]
-    lines += [f"- **{m.label}** {m.arrow}: {METRIC_NOTES[m.key]}" for m in METRICS]
+    lines += [f"- **{m.label}** {m.arrow}: {METRIC_NOTES[m.key]}" for m in (METRIC_BY_KEY[k] for k in (*HEADLINE, *DETAIL))]
     sp_rows = _speakers_table(data, _fmt_pct, lambda h: h)
     if len(sp_rows) > 1:
         lines += ["", "## WER per speaker (%)", "", _md_table(sp_rows)]
@@ -804,12 +965,37 @@ def render_markdown(data: ReportData) -> str:
     return "\n".join(lines)
 
 
+def report_numbers(data: ReportData) -> dict[str, Any]:
+    """The tables as numbers (report.json): every system's figures and intervals, the gaps to vocoded
+    speech and the differences to the full model, with their intervals and significance."""
+    def number(v: Any) -> Any:
+        return float(v) if is_number(v) else None
+
+    def interval(ci: Any) -> Any:
+        return [number(ci[0]), number(ci[1])] if isinstance(ci, (list, tuple)) and len(ci) == 2 else None
+
+    systems = []
+    for s in data.systems:
+        keys = [k for k in (*FIGURES, *(GAP_PREFIX + g for g in GAP_METRICS)) if k in s.figures]
+        systems.append({"name": s.name, "label": s.label, "kind": s.kind, "n": s.summary.get("n"),
+                        "figures": {k: number(s.figures[k]) for k in keys},
+                        "ci95": {k: interval(s.ci95.get(k)) for k in keys}})
+    return {"corpus": data.corpus, "n_test": data.n_test, "bootstrap": data.bootstrap,
+            "baseline": data.comparison.get("baseline"), "systems": systems,
+            "gap_to_vocoded": data.comparison.get("gap_to_vocoded", {}),
+            "vs_baseline": data.comparison.get("vs_baseline", {}),
+            "chance_wer": number(data.chance_wer), "git_commit": data.git, "version": data.version}
+
+
 def build_report(
     results: Path, cfg: Mapping[str, Any], html_out: Path, md_out: Path, systems: Optional[Sequence[str]] = None,
-    progress: bool = False,
+    progress: bool = False, json_out: Optional[Path] = None,
 ) -> ReportData:
-    """Read the results, write report.html and report.md (atomically); returns what was shown."""
+    """Read the results, write report.html, report.md and (``json_out``) report.json atomically;
+    returns what was shown."""
     data = gather(results, cfg, systems, progress=progress)
     write_text_atomic(html_out, render_html(data))
     write_text_atomic(md_out, render_markdown(data))
+    if json_out is not None:
+        write_text_atomic(json_out, json.dumps(report_numbers(data), indent=1, allow_nan=False) + "\n")
     return data

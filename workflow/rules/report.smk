@@ -5,8 +5,9 @@ REPORT_SYSTEMS = EVAL_SYSTEMS  # ground_truth, gt_vocoded, then each experiment 
 
 
 rule report:
-    """results/{corpus}/report.html (metrics table, WER per speaker, audio players, mel and F0
-    plots of report.n_examples test utterances; audio and images embedded) and report.md.
+    """results/{corpus}/report.html (metrics tables with 95 % intervals, differences to the full
+    model, WER per speaker, audio players, mel and F0 plots of report.n_examples test utterances;
+    audio and images embedded), report.md, and report.json (the tables as numbers).
     The ground truth has no audio.parquet: its audio, mels and F0 come from the shards."""
     input:
         manifest=f"{RESULTS}/manifest.parquet",
@@ -19,6 +20,7 @@ rule report:
     output:
         html=f"{RESULTS}/report.html",
         md=f"{RESULTS}/report.md",
+        json=f"{RESULTS}/report.json",
     params:
         # mel, prosody and evaluate's f0_silence_db: the examples' mels and F0 are computed as the
         # targets and the metrics compute them
@@ -32,4 +34,4 @@ rule report:
         runtime=30,
     shell:
         "lipspeech report --params {params.cfg:q} --results {params.results:q} --html {output.html:q}"
-        " --md {output.md:q} --threads {threads} --no-progress 2>&1 | tee {log:q}"
+        " --md {output.md:q} --json {output.json:q} --threads {threads} --no-progress 2>&1 | tee {log:q}"
