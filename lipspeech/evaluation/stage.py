@@ -269,6 +269,13 @@ def run_evaluate(
             ref_embedding[utt] = speaker.embed(ref_audio_of[utt])
         return ref_embedding[utt]
 
+    def similarities(utt: str, audio: np.ndarray) -> tuple[float, float]:
+        """(to the utterance's ground truth, to a different speaker's ground truth)"""
+        emb = ref_embed(utt) if system == GROUND_TRUTH else speaker.embed(audio)
+        other = other_ref.get(utt)
+        return (speaker.similarity(emb, ref_embed(utt)),
+                speaker.similarity(emb, ref_embed(other)) if other else math.nan)
+
     rows: dict[str, list[Any]] = {c: [] for c in COLUMNS}
     utts: list[str] = []
     bar = tqdm(todo, desc=f"evaluate {system}", unit="utt", disable=not progress)
@@ -288,12 +295,7 @@ def run_evaluate(
         if dnsmos is not None:
             values.update(timed("dnsmos", dnsmos, sys_audio_i))
         if speaker is not None:
-            def similarities() -> tuple[float, float]:
-                emb = ref_embed(utt) if system == GROUND_TRUTH else speaker.embed(sys_audio_i)
-                other = other_ref.get(utt)
-                return (speaker.similarity(emb, ref_embed(utt)),
-                        speaker.similarity(emb, ref_embed(other)) if other else math.nan)
-            values["speaker_sim"], values["speaker_sim_other"] = timed("speaker", similarities)
+            values["speaker_sim"], values["speaker_sim_other"] = timed("speaker", similarities, utt, sys_audio_i)
         values.update(speaker=str(speaker_of[utt]), ref=ref_text, n_frames=n_frames)
         utts.append(utt)
         for c in COLUMNS:
