@@ -248,7 +248,7 @@ def test_metrics_table_rows_and_numbers(built):
     assert "pocketsphinx en-us (test)" in page and "8 (2 speakers)" in page and data.n_test == 8
     assert "griffin_lim (32 iterations)" in page  # the vocoder, in what the gt_vocoded row is
     assert "without pitch predictor" in page and "the full model" in page
-    assert "speaker sim floor: the ground truth against a different speaker&#x27;s ground truth scores 0.612 " \
+    assert "Speaker sim floor: the ground truth against a different speaker&#x27;s ground truth scores 0.612 " \
            "[0.580, 0.640]" in page
 
 

@@ -678,7 +678,7 @@ h1{font-size:1.5em;margin-bottom:.2em}h2{font-size:1.2em;margin-top:1.6em;border
 h3{font-size:1em;margin:.2em 0}
 table{border-collapse:collapse;font-size:.9em}th,td{padding:.25em .6em;border-bottom:1px solid #e4e4e4}
 th{background:#f5f5f7;text-align:center}td.num{text-align:right;font-variant-numeric:tabular-nums}
-td.sys{white-space:nowrap}td .ci{display:block;font-size:.75em;color:#777;white-space:nowrap}
+td.sys{min-width:9em;max-width:15em}td .ci{display:block;font-size:.75em;color:#777;white-space:nowrap}
 sup.sig{color:#b00020;font-weight:600}tr.reference td{background:#fafafa;color:#555}
 table.meta th{text-align:left;background:none;font-weight:600}
 .legend,.small{font-size:.85em;color:#555}
@@ -872,7 +872,8 @@ def render_html(data: ReportData) -> str:
     notes_html = ""
     if data.notes:
         notes_html = "<h2>Notes</h2><ul class='notes'>" + "".join(f"<li>{_e(n)}</li>" for n in data.notes) + "</ul>"
-    legend = " ".join(x for x in (LEGEND.format(**data.bootstrap), floor_line(data) and floor_line(data) + ".") if x)
+    floor = floor_line(data)
+    legend = LEGEND.format(**data.bootstrap) + (f" {floor[0].upper()}{floor[1:]}." if floor else "")
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
