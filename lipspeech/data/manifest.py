@@ -1,10 +1,14 @@
 """The manifest: one table of every utterance, with its split and its shard.
 
 Columns: ``utt, speaker, split, shard, video_path, audio_path, text, duration,
-fps, fps_resampled, width, height, sample_rate``. ``fps`` is the source frame
-rate; the decode stage resamples every video to 25 fps and ``fps_resampled``
-says where that changed anything. ``audio_path`` equals ``video_path`` when the
-audio comes from the video's own track.
+fps, fps_resampled, width, height, sample_rate, rotation, sar, interlaced``. ``fps``
+is the source frame rate; the decode stage resamples every video to 25 fps and
+``fps_resampled`` says where that changed anything. ``width`` x ``height`` is the
+frame size as decoded, i.e. as a viewer sees it: ``rotation`` (degrees clockwise, from
+the display matrix) applied and non-square pixels (``sar``, the sample aspect ratio)
+made square; ``interlaced`` sources are deinterlaced
+(:func:`lipspeech.data.media.read_frames`). ``audio_path`` equals ``video_path``
+when the audio comes from the video's own track.
 
 Shards are ``hash(utt) mod shards``: stable across runs and machines, so the DAG
 of every later stage is known before any data is read.
@@ -48,6 +52,9 @@ COLUMNS = {
     "width": pa.int32(),
     "height": pa.int32(),
     "sample_rate": pa.int32(),
+    "rotation": pa.int32(),
+    "sar": pa.float64(),
+    "interlaced": pa.bool_(),
 }
 
 
@@ -205,6 +212,9 @@ def _probe_entry(entry: Entry, manifest_cfg: Mapping[str, Any]) -> dict[str, Any
         "width": int(info.width or 0),
         "height": int(info.height or 0),
         "sample_rate": int(ainfo.sample_rate or 0),
+        "rotation": int(info.rotation),
+        "sar": float(info.sar),
+        "interlaced": bool(info.interlaced),
     }
 
 

@@ -67,7 +67,13 @@ def _check_damage(stderr: bytes | None, what: str) -> None:
 
 @dataclass(frozen=True)
 class MediaInfo:
-    """What ffprobe says about a file (None where the stream is absent)."""
+    """What ffprobe says about a file (None where the stream is absent).
+
+    ``width`` and ``height`` are the frame size a viewer sees, which :func:`read_frames`
+    returns: the coded size with non-square pixels made square (``sar``) and turned by the
+    display rotation (``rotation``: 0, 90, 180 or 270 degrees clockwise, from the stream's
+    display matrix or its ``rotate`` tag; every portrait phone video has one).
+    """
 
     duration: float | None
     fps: float | None
@@ -78,6 +84,43 @@ class MediaInfo:
     channels: int | None
     has_video: bool
     has_audio: bool
+    rotation: int = 0
+    sar: float = 1.0  # sample (pixel) aspect ratio, width / height of one coded pixel
+    interlaced: bool = False
+    coded_width: int | None = None
+    coded_height: int | None = None
+
+
+def _rotation(stream: dict) -> int:
+    """Clockwise display rotation (0/90/180/270) of a video stream: its display matrix (whose
+    ``rotation`` is counter-clockwise) or, from older muxers, its ``rotate`` tag (clockwise)."""
+    for side in stream.get("side_data_list") or []:
+        if "rotation" in side:
+            try:
+                return int(round(-float(side["rotation"]) / 90.0)) * 90 % 360
+            except (TypeError, ValueError):
+                break
+    try:
+        return int(round(float((stream.get("tags") or {}).get("rotate", 0)) / 90.0)) * 90 % 360
+    except (TypeError, ValueError):
+        return 0
+
+
+def _sar(stream: dict) -> float:
+    num, _, den = str(stream.get("sample_aspect_ratio") or "1:1").partition(":")
+    try:
+        value = float(Fraction(int(num), int(den)))
+    except (ValueError, ZeroDivisionError):
+        return 1.0
+    return value if value > 0 else 1.0  # 0:1 = unknown: square
+
+
+def display_size(width: int, height: int, sar: float, rotation: int) -> tuple[int, int]:
+    """The (width, height) a viewer sees of ``width`` x ``height`` coded pixels: stretched to
+    square pixels (the width, to an even number) and turned by ``rotation``."""
+    if abs(sar - 1.0) > 1e-3:
+        width = max(2, int(round(width * sar / 2.0)) * 2)
+    return (height, width) if rotation % 180 == 90 else (width, height)
 
 
 def probe(path: str | Path) -> MediaInfo:
@@ -115,16 +158,25 @@ def probe(path: str | Path) -> MediaInfo:
     if duration is None:
         duration = _float((video or audio or {}).get("duration"))
     nb = (video or {}).get("nb_frames")
+    coded_w = int(video["width"]) if video and video.get("width") else None
+    coded_h = int(video["height"]) if video and video.get("height") else None
+    rotation, sar = (_rotation(video), _sar(video)) if video else (0, 1.0)
+    width, height = display_size(coded_w, coded_h, sar, rotation) if coded_w and coded_h else (coded_w, coded_h)
     return MediaInfo(
         duration=duration,
         fps=fps,
-        width=int(video["width"]) if video and video.get("width") else None,
-        height=int(video["height"]) if video and video.get("height") else None,
+        width=width,
+        height=height,
         n_video_frames=int(nb) if nb and str(nb).isdigit() else None,
         sample_rate=int(audio["sample_rate"]) if audio and audio.get("sample_rate") else None,
         channels=int(audio["channels"]) if audio and audio.get("channels") else None,
         has_video=video is not None,
         has_audio=audio is not None,
+        rotation=rotation,
+        sar=sar,
+        interlaced=bool(video) and str(video.get("field_order", "")) in ("tt", "bb", "tb", "bt"),
+        coded_width=coded_w,
+        coded_height=coded_h,
     )
 
 
@@ -153,10 +205,14 @@ def read_frames(
     path: str | Path, fps: float = FPS, gray: bool = False, size: tuple[int, int] | None = None,
     reject_damaged: bool = False,
 ) -> np.ndarray:
-    """Decode the first video stream at ``fps`` (resampled by ffmpeg's fps filter).
+    """Decode the first video stream at ``fps`` (resampled by ffmpeg's fps filter), as a viewer sees it.
 
-    Every reader of video frames (decode's frame count, the ROI stage) comes through
-    here, so a 29.97, 30 or 50 fps source gives the same 25 fps frames everywhere.
+    Every reader of video frames (decode's frame count, the ROI stage, ``speak``) comes
+    through here, so a 29.97, 30 or 50 fps source gives the same 25 fps frames everywhere.
+    Frames are turned by the stream's display rotation (ffmpeg's autorotation), interlaced
+    sources are deinterlaced (yadif, one frame per frame) and non-square pixels are resampled
+    to square ones (:class:`MediaInfo`), so a phone's portrait clip or an anamorphic DV clip
+    gives upright, undistorted faces.
 
     Args:
         path: media file.
@@ -173,9 +229,13 @@ def read_frames(
     if not info.has_video:
         raise MediaError("no video stream")
     width, height = size if size is not None else (info.width, info.height)
-    stream = ffmpeg.input(str(path)).video.filter("fps", fps=fps)
-    if size is not None:
-        stream = stream.filter("scale", width, height)
+    # ffmpeg turns the frames by the display rotation before these filters (autorotate)
+    stream = ffmpeg.input(str(path)).video
+    if info.interlaced:
+        stream = stream.filter("yadif", mode=0)
+    stream = stream.filter("fps", fps=fps)
+    if size is not None or abs(info.sar - 1.0) > 1e-3:
+        stream = stream.filter("scale", width, height).filter("setsar", 1)
     pix_fmt, channels = ("gray", 1) if gray else ("rgb24", 3)
     try:
         out, err = (
