@@ -194,7 +194,7 @@ def speak(
     voc = _pick_vocoder(vocoder, cfg["vocoder"], audio_cfg, model_ckpt, dev)
     roi_cfg = RoiConfig.from_section(cfg["roi"])
     try:
-        backend = make_backend(roi_cfg.backend, roi_cfg.detect_max_side)
+        backend = make_backend(roi_cfg.backend, roi_cfg.detect_max_side, roi_cfg.detect_upsample)
     except BackendError as exc:
         raise SpeakError(str(exc)) from None
     timer.stop("load")

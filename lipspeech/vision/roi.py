@@ -78,6 +78,7 @@ class RoiConfig:
     track_max_shift: float = 0.25
     track_max_scale: float = 0.15
     detect_max_side: int = 640
+    detect_upsample: int = 1
     max_gap: int = 12
     min_detection_rate: float = 0.8
     max_length_mismatch: int = 2
@@ -96,6 +97,7 @@ class Track:
     landmarks: np.ndarray  # (T, 68, 2) float32
     detections: int
     faces: int = 0  # most faces the detector found on one frame (> 1: the tracker followed one of them)
+    keyframes_kept: int = 0  # key frames whose detection found nothing, where the tracked face was kept
 
 
 def _extent(L: np.ndarray) -> tuple[np.ndarray, float]:
@@ -115,10 +117,13 @@ def track_landmarks(frames: np.ndarray, backend: LandmarkBackend, cfg: RoiConfig
     ``track_max_shift`` face sizes or their size changed by more than ``track_max_scale``.
     With several faces, a track starts on the largest one and key frames keep to the face
     nearest the previous frame's, so one clip is cropped on one person throughout.
+    A key frame whose detection finds nothing (codec noise, a turned head, motion blur) keeps
+    the tracked landmarks when they pass the same plausibility check, and the next detection
+    waits a full interval, instead of losing the face until a detection succeeds again.
     """
     T = len(frames)
     out = np.full((T, 68, 2), np.nan, dtype=np.float32)
-    detections = faces = 0
+    detections = faces = kept = 0
     prev: np.ndarray | None = None
     rel: tuple[np.ndarray, float] | None = None  # box centre offset, box size, per landmark size
     last_key = -10**9
@@ -146,20 +151,25 @@ def track_landmarks(frames: np.ndarray, backend: LandmarkBackend, cfg: RoiConfig
 
     for t in range(T):
         gray = frames[t] if frames[t].ndim == 2 else cv2.cvtColor(frames[t], cv2.COLOR_RGB2GRAY)
-        L = None
-        if prev is not None and rel is not None and t - last_key < cfg.keyframe_interval:
+        tracked = None
+        if prev is not None and rel is not None:
             c, s = _extent(prev)
             bc = c + rel[0] * s
             half = rel[1] * s / 2
-            L = backend.fit(gray, (bc[0] - half, bc[1] - half, bc[0] + half, bc[1] + half))
-            c2, s2 = _extent(L)
+            tracked = backend.fit(gray, (bc[0] - half, bc[1] - half, bc[0] + half, bc[1] + half))
+            c2, s2 = _extent(tracked)
             if np.linalg.norm(c2 - c) > cfg.track_max_shift * s or abs(s2 / s - 1) > cfg.track_max_scale:
-                L = None
+                tracked = None
+        key_frame = t - last_key >= cfg.keyframe_interval
+        L = tracked if not key_frame else None
         if L is None:
             L = detect(gray, t)
+            if L is None and tracked is not None:
+                L, last_key = tracked, t
+                kept += 1
         out[t] = L if L is not None else np.nan
         prev = L
-    return Track(out, detections, faces)
+    return Track(out, detections, faces, kept)
 
 
 # --------------------------------------------------------------------------- gaps, smoothing, transforms
@@ -251,7 +261,8 @@ def process_frames(frames: np.ndarray, backend: LandmarkBackend, cfg: RoiConfig)
     ``frames_interpolated``, ``landmark_jitter`` (RMS distance, in crop pixels, between
     the raw and the smoothed mouth centre: the frame-to-frame noise smoothing removed),
     ``face_size`` (median outer-eye-corner distance, frame pixels), ``detections``
-    (detector calls), ``faces`` (most faces found on one frame: with more than one, the
+    (detector calls), ``keyframes_kept`` (key frames whose detection failed, where the
+    tracked face was kept), ``faces`` (most faces found on one frame: with more than one, the
     most confident face of the first detection is followed throughout, so a clip with
     two people is cropped on one of them; filter on this column to drop such clips).
     Raises RoiRejected with a one-line reason.
@@ -281,6 +292,7 @@ def process_frames(frames: np.ndarray, backend: LandmarkBackend, cfg: RoiConfig)
         "landmark_jitter": float(np.sqrt(np.mean(dev**2))),
         "face_size": float(np.median(np.linalg.norm(L[:, 45] - L[:, 36], axis=1))),
         "detections": int(track.detections),
+        "keyframes_kept": int(track.keyframes_kept),
         "faces": int(track.faces),
     }
     return RoiResult(roi, A.astype(np.float32), L.astype(np.float32), qc)
@@ -320,7 +332,7 @@ def roi_utterance(video_path: str, n_frames: int, backend: LandmarkBackend, cfg:
 
 
 QC_FIELDS = {"detection_rate": pa.float64(), "frames_interpolated": pa.int32(), "landmark_jitter": pa.float64(),
-             "face_size": pa.float64(), "detections": pa.int32(), "faces": pa.int32()}
+             "face_size": pa.float64(), "detections": pa.int32(), "keyframes_kept": pa.int32(), "faces": pa.int32()}
 
 
 def roi_shard(
@@ -345,7 +357,7 @@ def roi_shard(
 
     def backend() -> LandmarkBackend:  # one per thread: dlib objects are not shared across threads
         if not hasattr(local, "b"):
-            local.b = make_backend(cfg.backend, cfg.detect_max_side)
+            local.b = make_backend(cfg.backend, cfg.detect_max_side, cfg.detect_upsample)
         return local.b
 
     backend()  # a backend that cannot run here fails the stage at once, in one line
