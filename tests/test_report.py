@@ -270,7 +270,7 @@ def test_differences_to_the_full_model(built, tmp_path):
     by_name = {s["name"]: s for s in numbers["systems"]}
     assert by_name["ltbs"]["figures"]["gap_dnsmos_p808"] == pytest.approx(-0.4)
     assert by_name["ltbs"]["ci95"]["wer"] == [0.1012, 0.2534]
-    assert "## Differences to the full model (ltbs (full model))" in md and "**+10.42*** [" in md
+    assert "## Differences to the full model: ltbs (full model)" in md and "**+10.42*** [" in md
     # deterministic for a seed: a second report gives the same numbers
     again = build_report(res, report_config(n_examples=0), tmp_path / "r.html", tmp_path / "r.md",
                          json_out=tmp_path / "r.json")

@@ -120,7 +120,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("f0_mean", "F0 mean", "closer", 1.0, ".1f", "Hz"),
     Metric("f0_std", "F0 std", "closer", 1.0, ".1f", "Hz"),
     Metric("vuv_error", "V/UV error", "lower", 100.0, ".1f", "%"),
-    Metric("energy_mae", "energy MAE", "lower", 1.0, ".3g"),
+    Metric("energy_mae", "energy MAE", "lower", 1.0, "#.3g"),
     Metric("dnsmos_p808", "DNSMOS P.808", "higher", 1.0, ".2f"),
     Metric("dnsmos_sig", "DNSMOS SIG", "higher", 1.0, ".2f"),
     Metric("dnsmos_bak", "DNSMOS BAK", "higher", 1.0, ".2f"),
@@ -794,7 +794,7 @@ def _differences_html(data: ReportData) -> str:
                       f'{"*</b>" if sig else ""}<span class="ci">{_e(ci)}</span></td>'
                       for s, (d, ci, sig) in zip(exps, cells))
         body.append(f'<tr data-metric="{m.key}"><td>{_e(m.header)}</td>{tds}</tr>')
-    return (f"<h2>Differences to the full model ({_e(baseline_label(data))})</h2>"
+    return (f"<h2>Differences to the full model: {_e(baseline_label(data))}</h2>"
             f"<p class='legend'>{_e(DIFF_LEGEND.format(**data.bootstrap))}</p>"
             f'<table id="differences"><thead><tr><th>metric</th>{head}</tr></thead><tbody>{"".join(body)}</tbody>'
             "</table>")
@@ -922,7 +922,7 @@ def _differences_md(data: ReportData) -> list[str]:
     table = [["metric", *[s.label for s in exps]]]
     for m, cells in rows:
         table.append([m.header, *[(f"**{d}***" if sig else d) + (f" {ci}" if ci else "") for d, ci, sig in cells]])
-    return ["", f"## Differences to the full model ({baseline_label(data)})", "", DIFF_LEGEND.format(**data.bootstrap),
+    return ["", f"## Differences to the full model: {baseline_label(data)}", "", DIFF_LEGEND.format(**data.bootstrap),
             "", _md_table(table)]
 
 
