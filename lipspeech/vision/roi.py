@@ -25,7 +25,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -262,9 +262,10 @@ def process_frames(frames: np.ndarray, backend: LandmarkBackend, cfg: RoiConfig)
     the raw and the smoothed mouth centre: the frame-to-frame noise smoothing removed),
     ``face_size`` (median outer-eye-corner distance, frame pixels), ``detections``
     (detector calls), ``keyframes_kept`` (key frames whose detection failed, where the
-    tracked face was kept), ``faces`` (most faces found on one frame: with more than one, the
-    most confident face of the first detection is followed throughout, so a clip with
-    two people is cropped on one of them; filter on this column to drop such clips).
+    tracked face was kept), ``followed`` (which face the crops follow), ``faces`` (most faces
+    found on one frame: with more than one, the largest face of the first detection is followed
+    throughout, so a clip with two people is cropped on one of them; filter on this column to drop
+    such clips).
     Raises RoiRejected with a one-line reason.
     """
     T = len(frames)
@@ -294,19 +295,38 @@ def process_frames(frames: np.ndarray, backend: LandmarkBackend, cfg: RoiConfig)
         "detections": int(track.detections),
         "keyframes_kept": int(track.keyframes_kept),
         "faces": int(track.faces),
+        # with several people in view, which one the crops follow
+        "followed": "largest face, then the nearest" if track.faces > 1 else "the only face",
     }
     return RoiResult(roi, A.astype(np.float32), L.astype(np.float32), qc)
 
 
 # --------------------------------------------------------------------------- contact sheet
-def contact_sheet(items: list[tuple[str, RoiResult]], per_row: int = 8) -> np.ndarray:
-    """One row per utterance: ``per_row`` evenly spaced crops with the landmarks drawn (BGR)."""
-    S = items[0][1].roi.shape[1]
+def qc_label(utt: str, qc: Mapping[str, Any], rotation: int = 0) -> str:
+    """One line of an utterance's QC figures, as the contact sheet prints it above its crops."""
+    parts = [utt, f"found {qc['detection_rate']:.0%}", f"interp {qc['frames_interpolated']}",
+             f"jitter {qc['landmark_jitter']:.2f} px", f"face {qc['face_size']:.0f} px"]
+    if rotation:
+        parts.append(f"rotated {rotation} deg")
+    if qc.get("keyframes_kept"):
+        parts.append(f"kept {qc['keyframes_kept']} key frames")
+    if qc.get("faces", 1) > 1:
+        parts.append(f"{qc['faces']} faces: {qc['followed']}")
+    return "  ".join(parts)
+
+
+def contact_sheet(items: list[tuple[str, RoiResult]], per_row: int = 8,
+                  rejected: Sequence[tuple[str, str]] = (), rotation: Mapping[str, int] | None = None) -> np.ndarray:
+    """One row per utterance: its QC line (:func:`qc_label`) over ``per_row`` evenly spaced crops with
+    the landmarks drawn; then one line per rejected utterance with its reason (BGR)."""
+    S = items[0][1].roi.shape[1] if items else 96
     label_h = 14
-    sheet = np.zeros((len(items) * (S + label_h), per_row * S, 3), np.uint8)
+    width = per_row * S
+    sheet = np.zeros((len(items) * (S + label_h) + len(rejected) * label_h + (4 if rejected else 0), width, 3), np.uint8)
     for r, (utt, res) in enumerate(items):
         y0 = r * (S + label_h)
-        cv2.putText(sheet, utt, (2, y0 + 11), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
+        label = qc_label(utt, res.qc, (rotation or {}).get(utt, 0))
+        cv2.putText(sheet, label, (2, y0 + 11), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
         for c, t in enumerate(np.linspace(0, len(res.roi) - 1, per_row).round().astype(int)):
             tile = cv2.cvtColor(res.roi[t], cv2.COLOR_GRAY2BGR)
             for x, y in apply_affine(res.affine[t].astype(np.float64), res.landmarks[t].astype(np.float64)):
@@ -314,6 +334,11 @@ def contact_sheet(items: list[tuple[str, RoiResult]], per_row: int = 8) -> np.nd
                     cv2.circle(tile, (int(round(x)), int(round(y))), 1, (0, 255, 0), -1)
             cv2.drawMarker(tile, (S // 2, S // 2), (0, 0, 255), cv2.MARKER_CROSS, 6, 1)
             sheet[y0 + label_h : y0 + label_h + S, c * S : (c + 1) * S] = tile
+    y = len(items) * (S + label_h) + 4
+    for utt, reason in rejected:
+        cv2.putText(sheet, f"{utt}: rejected, {reason}", (2, y + 11), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (80, 80, 255), 1,
+                    cv2.LINE_AA)
+        y += label_h
     return sheet
 
 
@@ -332,7 +357,8 @@ def roi_utterance(video_path: str, n_frames: int, backend: LandmarkBackend, cfg:
 
 
 QC_FIELDS = {"detection_rate": pa.float64(), "frames_interpolated": pa.int32(), "landmark_jitter": pa.float64(),
-             "face_size": pa.float64(), "detections": pa.int32(), "keyframes_kept": pa.int32(), "faces": pa.int32()}
+             "face_size": pa.float64(), "detections": pa.int32(), "keyframes_kept": pa.int32(), "faces": pa.int32(),
+             "followed": pa.string()}
 
 
 def roi_shard(
@@ -395,13 +421,17 @@ def roi_shard(
         },
         {name: [getattr(r, name) for _, r in ok] for name in ("roi", "affine", "landmarks")},
     )
+    # the display rotation decode applied (manifest), beside the tracker's figures
+    rotation = {u: int(r) for u, r in manifest["rotation"].items()} if "rotation" in manifest.columns else {}
     write_store(
         qc_out, StoreMeta("roi-qc", h), [r["utt"] for r in qc_rows],
         {**{k: pa.array([r[k] for r in qc_rows], type=typ) for k, typ in QC_FIELDS.items()},
+         "rotation": pa.array([rotation.get(r["utt"], 0) for r in qc_rows], type=pa.int32()),
          "reason": pa.array([r["reason"] for r in qc_rows], type=pa.string())},
     )
     write_rejected(rejected_out, STAGE, rejected)
-    if cfg.contact_sheet > 0 and ok:
-        png = cv2.imencode(".png", contact_sheet(ok[: cfg.contact_sheet]))[1].tobytes()
+    if cfg.contact_sheet > 0 and (ok or rejected):
+        png = cv2.imencode(".png", contact_sheet(ok[: cfg.contact_sheet], rejected=rejected[: cfg.contact_sheet],
+                                                 rotation=rotation))[1].tobytes()
         write_bytes_atomic(Path(out).with_suffix(".sheet.png"), png)
     return len(ok), len(rejected)
