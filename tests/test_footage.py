@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from lipspeech.data.media import display_size, probe, read_frames
+from test_roi import centre_error_crop_px
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 
@@ -185,7 +186,9 @@ def test_small_face_through_codecs(tmp_path):
         assert r.qc["detection_rate"] >= 0.99, (name, r.qc)
         mouths[name] = r.landmarks[:, 48:68].mean(1)
         err = np.linalg.norm(mouths[name] - truth, axis=1)
-        assert err.mean() < 1.0 and err.max() < 2.0, (name, err.mean(), err.max())  # measured <= 0.5 / 1.0
+        assert err.mean() < 1.0 and err.max() < 2.0, (name, err.mean(), err.max())  # frame px; measured <= 0.5 / 1.0
+        # the crop centre on the true mouth, in crop pixels (a 50 px face is magnified ~2.5x in the crop)
+        assert centre_error_crop_px(r.affine, truth).max() < 4.0, name  # measured 1.5 (h264)
     for name in ("vp9", "hevc10"):
         assert np.linalg.norm(mouths[name] - mouths["h264"], axis=1).max() < 2.0, name
     # without the upsampled retry this face is not found at all
@@ -292,7 +295,9 @@ def test_degraded_footage_is_kept_and_centred(case):
     r = process_frames(frames, make_backend("dlib", cfg.detect_max_side, cfg.detect_upsample), cfg)
     assert r.qc["detection_rate"] >= 0.99, r.qc
     err = np.linalg.norm(r.landmarks[:, 48:68].mean(1) - truth, axis=1)
-    assert err.max() < 3.0, (case, err.mean(), err.max())  # measured: mean 0.25-1.4, max 0.4-1.7 px
+    assert err.max() < 3.0, (case, err.mean(), err.max())  # frame px; measured: mean 0.25-1.4, max 0.4-1.7
+    # crop px (the SynthGRID bar is 3); a 15 px smear moves the lip points (measured 0.6-1.0, blur 5.1)
+    assert centre_error_crop_px(r.affine, truth).max() < (6.0 if "blur" in case else 3.0), case
     if case == "second face":
         # the speaker (the larger face) is followed, and the QC table says so
         assert r.qc["faces"] == 2 and r.qc["followed"].startswith("largest")
