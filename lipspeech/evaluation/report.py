@@ -130,8 +130,6 @@ METRICS: tuple[Metric, ...] = (
     Metric("speaker_sim", "speaker sim", "higher", 1.0, ".3f"),
 )
 METRIC_BY_KEY = {m.key: m for m in METRICS}
-#: the two tables: what the paper's tables report (intelligibility, naturalness, the gap to vocoded
-#: speech, speaker similarity), then the signal and prosody details
 LEGEND = ("↓ lower is better, ↑ higher is better, ≈GT closest to the ground-truth audio is best; bold: best "
           "experiment; * beside a value: it differs from the full model (the first experiment) by more than chance "
           "(the 95 % paired-bootstrap interval of the difference excludes 0). In brackets: the 95 % interval of the "
@@ -140,6 +138,8 @@ LEGEND = ("↓ lower is better, ↑ higher is better, ≈GT closest to the groun
 DIFF_LEGEND = ("Each experiment minus the full model on the test utterances both have, with the 95 % interval of the "
                "paired bootstrap ({resamples} resamples, seed {seed}); bold with *: the interval excludes 0, a "
                "difference larger than this test set's chance variation.")
+#: the two tables: what the paper's tables report (intelligibility, naturalness, the gap to vocoded
+#: speech, speaker similarity), then the signal and prosody details
 HEADLINE = ("wer", "cer", "stoi", "estoi", "dnsmos_p808", "dnsmos_ovrl", GAP_PREFIX + "dnsmos_p808",
             GAP_PREFIX + "dnsmos_ovrl", "speaker_sim")
 DETAIL = ("pesq_nb", "mcd", "f0_mean", "f0_std", "vuv_error", "energy_mae", "dnsmos_sig", "dnsmos_bak")
@@ -159,7 +159,7 @@ METRIC_NOTES = {
     "dnsmos_p808": "DNSMOS P.808: predicted overall MOS (1-5) of the audio alone, no reference (Microsoft's "
                    "DNSMOS network from the speechmos package)",
     "dnsmos_sig": "DNSMOS P.835 speech-signal quality (1-5)",
-    "dnsmos_bak": "DNSMOS P.835 background-noise quality (1-5; Griffin-Lim's phase noise lowers it)",
+    "dnsmos_bak": "DNSMOS P.835 background-noise quality (1-5): how unobtrusive the noise around the speech is",
     "dnsmos_ovrl": "DNSMOS P.835 overall quality (1-5)",
     GAP_PREFIX + "dnsmos_p808": "the experiment's DNSMOS P.808 minus that of the ground-truth mels through the "
                                 "same vocoder, on the same utterances: the paper's MOS gap to vocoded speech, "
