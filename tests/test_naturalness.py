@@ -19,7 +19,6 @@ from lipspeech.evaluation import bootstrap
 from lipspeech.evaluation.compare import compare_systems
 from lipspeech.evaluation.families import FIGURES, check_families, family_problems
 from lipspeech.evaluation.text import corpus_rates, word_errors
-from lipspeech.timing import SAMPLES_PER_FRAME
 
 from test_evaluate import needs_espeak, speech  # noqa: F401  (the fixture: four sentences, four voices)
 
