@@ -26,6 +26,10 @@ def corpus_summary(results: Path) -> dict[str, Any]:
         "hours": round(float(manifest["duration"].sum()) / 3600, 4),
         "splits": {k: int(v) for k, v in manifest["split"].value_counts().sort_index().items()},
         "fps_resampled": int(manifest["fps_resampled"].sum()),
+        # what decode changed to show frames as a viewer sees them (manifests before these columns: 0)
+        "rotated": int((manifest["rotation"] != 0).sum()) if "rotation" in manifest else 0,
+        "non_square_pixels": int((abs(manifest["sar"] - 1.0) > 1e-3).sum()) if "sar" in manifest else 0,
+        "interlaced": int(manifest["interlaced"].sum()) if "interlaced" in manifest else 0,
         "stages": {},
     }
     rejected_tables = {"manifest": [results / "manifest.rejected.parquet"]}
@@ -77,8 +81,10 @@ def format_summary(s: dict[str, Any]) -> str:
         f"  manifest   {s['utterances']:>7} utterances  {s['hours']:8.3f} h  {s['speakers']} speakers  "
         + "  ".join(f"{k} {v}" for k, v in s["splits"].items()),
     ]
-    if s["fps_resampled"]:
-        lines.append(f"             {s['fps_resampled']} videos resampled to 25 fps")
+    for key, what in (("fps_resampled", "resampled to 25 fps"), ("rotated", "turned upright (display rotation)"),
+                      ("non_square_pixels", "with non-square pixels made square"), ("interlaced", "deinterlaced")):
+        if s.get(key):
+            lines.append(f"             {s[key]} videos {what}")
     for stage, st in s["stages"].items():
         lines.append(f"  {stage:<10} {st['utterances']:>7} utterances  {st['hours']:8.3f} h  in {st['shards']} shards")
     total = sum(r["count"] for r in s["rejected"].values())

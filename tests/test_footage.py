@@ -304,3 +304,20 @@ def test_degraded_footage_is_kept_and_centred(case):
         assert "2 faces: largest" in qc_label("u", r.qc)
         sheet = contact_sheet([("u", r)], rejected=[("v", "no face detected in any of 9 frames")])
         assert sheet.shape == (96 + 14 + 4 + 14, 8 * 96, 3)
+
+
+def test_summary_counts_what_decode_changed(tmp_path):
+    import pyarrow as pa
+
+    from lipspeech.store import StoreMeta, write_store
+    from lipspeech.summary import corpus_summary, format_summary
+
+    res = tmp_path / "results" / "c"
+    write_store(res / "manifest.parquet", StoreMeta("manifest", "x"), ["a", "b", "c"], {
+        "speaker": ["s"] * 3, "split": ["test"] * 3, "duration": [1.0] * 3, "fps_resampled": [False, True, False],
+        "rotation": pa.array([90, 0, 270], type=pa.int32()), "sar": [1.0, 1.0, 16 / 15],
+        "interlaced": [False, False, True]})
+    s = corpus_summary(res)
+    assert (s["rotated"], s["non_square_pixels"], s["interlaced"], s["fps_resampled"]) == (2, 1, 1, 1)
+    text = format_summary(s)
+    assert "2 videos turned upright (display rotation)" in text and "1 videos deinterlaced" in text
