@@ -13,12 +13,9 @@ import pytest
 
 from lipspeech.data.media import display_size, probe, read_frames
 from test_roi import centre_error_crop_px
+from zoo import ffmpeg
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
-
-
-def ffmpeg(*args: str) -> None:
-    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True)
 
 
 def encode(frames: np.ndarray, out: Path, *args: str) -> Path:
