@@ -258,18 +258,15 @@ def check_pocketsphinx(needed: bool) -> Check:
 def check_metric_families(evaluation: dict[str, Any]) -> list[Check]:
     """The evaluation's metric families that need a package of their own (DNSMOS, speaker similarity):
     needed when evaluate.metrics selects them."""
-    from lipspeech.evaluation.dnsmos import DNSMOSUnavailable, model_dir
-    from lipspeech.evaluation.speaker import SpeakerUnavailable, weights_path
+    from lipspeech.evaluation.families import MetricUnavailable, locate_models
 
     selected = set(evaluation.get("metrics") or ())
     out = []
-    for family, name, locate, fix in (
-        ("dnsmos", "DNSMOS models", model_dir, "pip install speechmos onnxruntime"),
-        ("speaker", "speaker encoder", weights_path, "pip install --no-deps resemblyzer"),
-    ):
+    for family, name, fix in (("dnsmos", "DNSMOS models", "pip install speechmos onnxruntime"),
+                              ("speaker", "speaker encoder", "pip install --no-deps resemblyzer")):
         try:
-            where = locate()
-        except (DNSMOSUnavailable, SpeakerUnavailable) as exc:
+            where = locate_models(family)
+        except MetricUnavailable as exc:
             out.append(_need(family in selected, name, str(exc).split(":")[0],
                              f"{fix} (make installs it), or remove {family} from evaluate.metrics"))
             continue

@@ -33,6 +33,7 @@ from typing import Mapping
 
 import numpy as np
 
+from lipspeech.evaluation.families import MetricUnavailable
 from lipspeech.timing import SAMPLE_RATE
 
 #: window length in seconds and in samples
@@ -53,7 +54,7 @@ P808_MODEL = "model_v8.onnx"
 P835_MODEL = "sig_bak_ovr.onnx"
 
 
-class DNSMOSUnavailable(RuntimeError):
+class DNSMOSUnavailable(MetricUnavailable):
     """The DNSMOS models (package speechmos) or onnxruntime are not installed."""
 
 

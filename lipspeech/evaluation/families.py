@@ -7,7 +7,9 @@ checks only look packages up (:func:`importlib.util.find_spec`); nothing heavy i
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 FAMILIES = ("asr", "signal", "dnsmos", "speaker")
@@ -27,32 +29,39 @@ def _packages(*names: str) -> Callable[[], str | None]:
     return check
 
 
-def _dnsmos() -> str | None:
-    from lipspeech.evaluation.dnsmos import DNSMOSUnavailable, model_dir
-
-    try:
-        model_dir()
-    except DNSMOSUnavailable as exc:
-        return str(exc)
-    return None
+class MetricUnavailable(RuntimeError):
+    """A metric family's package or the model files it ships are not installed (one line)."""
 
 
-def _speaker() -> str | None:
-    from lipspeech.evaluation.speaker import SpeakerUnavailable, weights_path
+#: families whose models ship inside a package: family -> (module, function returning their path)
+MODEL_LOCATORS: Mapping[str, tuple[str, str]] = {
+    "dnsmos": ("lipspeech.evaluation.dnsmos", "model_dir"),
+    "speaker": ("lipspeech.evaluation.speaker", "weights_path"),
+}
 
-    try:
-        weights_path()
-    except SpeakerUnavailable as exc:
-        return str(exc)
-    return None
+
+def locate_models(family: str) -> Path:
+    """Where a family's model files are installed; :class:`MetricUnavailable` when they are not."""
+    module, function = MODEL_LOCATORS[family]
+    return getattr(importlib.import_module(module), function)()
+
+
+def _models(family: str) -> Callable[[], str | None]:
+    def check() -> str | None:
+        try:
+            locate_models(family)
+        except MetricUnavailable as exc:
+            return str(exc)
+        return None
+    return check
 
 
 #: family -> a check returning None when usable, else the one-line reason
 CHECKS: Mapping[str, Callable[[], str | None]] = {
     "asr": lambda: None,  # the recogniser is checked by build_asr (evaluate.asr says which, or none)
     "signal": _packages("pystoi", "pesq", "pyworld"),
-    "dnsmos": _dnsmos,
-    "speaker": _speaker,
+    "dnsmos": _models("dnsmos"),
+    "speaker": _models("speaker"),
 }
 
 

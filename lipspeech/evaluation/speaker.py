@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lipspeech.evaluation.families import MetricUnavailable
 from lipspeech.timing import HOP_LENGTH, SAMPLE_RATE
 
 N_MELS, N_FFT = 40, 400
@@ -47,7 +48,7 @@ VAD_WINDOW = 480  # 30 ms
 VAD_SMOOTH, VAD_DILATE = 8, 3
 
 
-class SpeakerUnavailable(RuntimeError):
+class SpeakerUnavailable(MetricUnavailable):
     """The GE2E weights (package resemblyzer) are not installed."""
 
 
