@@ -56,7 +56,9 @@ from lipspeech.training.distributed import (
     sync_batchnorm,
 )
 
-CSV_COLUMNS = ("step", "split", "lr", "grad_norm") + LOSS_NAMES
+# validation metrics that are not losses (higher is better): top-1 accuracy of the unit logits
+METRIC_NAMES = ("unit_acc",)
+CSV_COLUMNS = ("step", "split", "lr", "grad_norm") + LOSS_NAMES + METRIC_NAMES
 
 
 @dataclass
@@ -212,7 +214,9 @@ def evaluate(
     """Mean validation losses (teacher-forced), weighted by utterances.
 
     With ``free_running``, also ``mel_l1_free``: coarse-mel L1 when units, pitch
-    and energy are the model's own predictions, as at inference.
+    and energy are the model's own predictions, as at inference. With the linguistic
+    predictor on, also ``unit_acc``: the share of 50 Hz frames whose most likely unit is
+    the target unit (how predictable the units are from the video).
     """
     was_training = model.training
     model.eval()
@@ -223,7 +227,11 @@ def evaluate(
             break
         batch = collate([data[i] for i in range(start, min(start + batch_size, len(data)))]).to(device)
         with autocast_for(device, bf16):
-            losses = {k: float(v) for k, v in model(batch).losses.items()}
+            out = model(batch)
+            losses = {k: float(v) for k, v in out.losses.items()}
+            if out.unit_logits is not None and batch.units is not None:
+                umask = batch.unit_mask()
+                losses["unit_acc"] = float((out.unit_logits.argmax(-1) == batch.units)[umask].float().mean())
             if free_running:
                 losses["mel_l1_free"] = float(model(batch, teacher_forcing=False).losses["mel_l1"])
         for k, v in losses.items():
@@ -456,7 +464,7 @@ def train(
                             history.append(row)
                             value = metrics[cfg["best_metric"]]
                             if best["value"] is None or value < best["value"]:
-                                best = {"value": value, "step": step}
+                                best = {"value": value, "step": step, "val": metrics}
                                 improved = True
                         validated = True
                     save_last = validated or (cfg["ckpt_every"] and step % cfg["ckpt_every"] == 0)
