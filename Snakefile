@@ -24,6 +24,7 @@ include: "workflow/rules/features.smk"
 include: "workflow/rules/model.smk"
 include: "workflow/rules/vocoder.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/analysis.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -39,4 +40,5 @@ rule all:
         expand(f"{RESULTS}/eval/{{system}}/audio.parquet", system=SYSTEMS),
         expand(f"{RESULTS}/eval/{{system}}/summary.json", system=EVAL_SYSTEMS),
         f"{RESULTS}/report.html",
+        [UNITS_ANALYSIS_OUT] if UNITS_ANALYSIS else [],
     default_target: True

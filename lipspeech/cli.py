@@ -151,6 +151,32 @@ def cmd_kmeans_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_units_analysis(args: argparse.Namespace) -> int:
+    import faiss
+
+    from lipspeech.features.units_analysis import units_analysis
+
+    cfg = _stage_config(args)
+    faiss.omp_set_num_threads(max(1, args.threads))
+    _torch_threads(args.threads)
+    models = {}
+    for spec in args.model or []:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise SystemExit(f"--model wants NAME=PATH (an experiment and its best.pt), got {spec!r}")
+        models[name] = Path(path)
+    table = units_analysis(
+        Path(args.manifest), [Path(p) for p in args.audio], cfg["ssl"], cfg["kmeans"], cfg["units_analysis"],
+        Path(args.out), Path(args.rejected), raw_dir=_opt_path(args.raw), units_paths=[Path(p) for p in args.units or []],
+        models=models, progress=_progress(args),
+    )
+    best = max((r for r in table.to_pylist() if r["kind"] == "grid"), key=lambda r: r["pnmi"])
+    where = "MFCC" if best["layer"] < 0 else f"layer {best['layer']}"
+    print(f"units-analysis ({cfg['ssl']['source']}): {table.num_rows} rows; highest PNMI {best['pnmi']:.3f} "
+          f"({where}, k = {best['k']}) -> {args.out}")
+    return 0
+
+
 def cmd_units(args: argparse.Namespace) -> int:
     import faiss
 
@@ -302,7 +328,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     json_out = Path(args.json) if args.json else results / "report.json"
     _torch_threads(args.threads)
     data = build_report(results, cfg, html_out, md_out, systems=args.systems, progress=_progress(args),
-                        json_out=json_out)
+                        json_out=json_out, units_analysis=_opt_path(args.units_analysis))
     print(f"report {data.corpus}: {len(data.systems)} systems, {len(data.examples)} examples, {len(data.notes)} notes "
           f"-> {html_out} ({html_out.stat().st_size / 1e6:.2f} MB), {md_out}")
     for note in data.notes:
@@ -425,6 +451,13 @@ def build_parser() -> argparse.ArgumentParser:
                       ssl="ssl store to read", centroids="centroids .npy (kmeans-fit)", out="units store to write",
                       rejected=REJ)
     p.add_argument("--manifest", help=MAN)
+    p = _stage_parser(sub, "units-analysis", "how phonetic the units are: phone purity, cluster purity and PNMI for "
+                      "a grid of SSL layers and cluster counts", cmd_units_analysis,
+                      manifest="manifest (splits, speakers, file names)", out="quality.parquet to write", rejected=REJ)
+    p.add_argument("--audio", required=True, nargs="+", help="audio stores (decode stage)")
+    p.add_argument("--raw", help="SynthGRID's raw folder (its phoneme timings; else units_analysis.alignments)")
+    p.add_argument("--units", nargs="*", help="units stores: also score the pipeline's own units")
+    p.add_argument("--model", nargs="*", metavar="NAME=PATH", help="experiments' best.pt: their val unit accuracy")
     p = _stage_parser(sub, "prosody", "WORLD log-F0, voiced mask and energy (per video frame) of one audio shard",
                       cmd_prosody, audio="audio store (decode stage) to read", out="prosody store to write",
                       rejected=REJ)
@@ -463,6 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--html", help="page to write (default: {results}/report.html)")
     p.add_argument("--md", help="Markdown summary to write (default: {results}/report.md)")
     p.add_argument("--json", help="the tables as numbers, with intervals and differences (default: {results}/report.json)")
+    p.add_argument("--units-analysis", help="units-analysis table (quality.parquet): adds the unit-analysis section")
     p.set_defaults(func=cmd_report)
 
     p = _stage_parser(sub, "evaluate", "score one system's test audio against the ground truth (ASR, STOI, PESQ, "

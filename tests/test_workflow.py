@@ -71,6 +71,24 @@ def test_default_config_dag(tmp_path):
                                               "synthesize": 1}
 
 
+def test_units_analysis_dag(tmp_path):
+    """The unit analysis is opt-in: off the default target unless enabled, then also an input of the
+    report (which is handed its table); on demand it is one job after every experiment's training."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    base = {"synth_corpus": 1, "manifest": 1, **after_decode(4, 1), "train": 1, "synthesize": 1}
+    assert "units_analysis" not in planned_jobs(tmp_path, config)
+    enabled = {**config, "units_analysis": {**config["units_analysis"], "enabled": True}}
+    assert planned_jobs(tmp_path, enabled) == {**base, "units_analysis": 1}
+    out = snakemake(tmp_path, enabled, "-n", "-p")
+    report = out.stdout.split("rule report:", 1)[1].split("rule ", 1)[0]
+    assert "--units-analysis results/synthgrid/units_analysis/quality.parquet" in report
+    analysis = out.stdout.split("rule units_analysis:", 1)[1].split("rule ", 1)[0]
+    assert "--raw results/synthgrid/raw" in analysis and "--model ltbs=results/synthgrid/models/ltbs/ckpt/best.pt" in analysis
+    on_demand = snakemake(tmp_path, config, "-n", "units_analysis")
+    assert re.search(r"^units_analysis\s+1\s*$", on_demand.stdout, re.M)
+    assert not re.search(r"^report\s+\d", on_demand.stdout, re.M)
+
+
 def test_experiments_dag(tmp_path, grid_config):
     """One train, one synthesize and one vocode job per experiment (+ vocode of gt_vocoded); train_vocoder
     only for a HiFi-GAN without a checkpoint."""

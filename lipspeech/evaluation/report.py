@@ -56,6 +56,7 @@ from lipspeech.config import config_hash
 from lipspeech.data.manifest import shard_name
 from lipspeech.evaluation.compare import GAP_METRICS, compare_systems
 from lipspeech.evaluation.families import FIGURES
+from lipspeech.evaluation.units_section import UnitsAnalysis, load_units_analysis, units_html, units_markdown, units_numbers
 from lipspeech.features.common import StageError
 from lipspeech.store import Store, StoreError, one_line, write_text_atomic
 from lipspeech.timing import FPS, HOP_LENGTH, SAMPLE_RATE, SAMPLES_PER_FRAME
@@ -591,6 +592,7 @@ class ReportData:
     chance_wer: Optional[float] = None  # random sentences of the ASR's grammar against the references
     comparison: dict[str, Any] = field(default_factory=dict)  # compare.compare_systems
     bootstrap: dict[str, Any] = field(default_factory=dict)  # resamples, seed
+    units: Optional[UnitsAnalysis] = None  # the units-analysis stage's table, when given
 
 
 def chance_line(data: ReportData) -> Optional[str]:
@@ -881,7 +883,8 @@ def render_html(data: ReportData) -> str:
         f"<h1>lipspeech report: {_e(data.corpus)}</h1><table class='meta'>{meta_html}</table>"
         f"<h2>Metrics</h2>{_table_html(data, HEADLINE, 'metrics')}<p class='legend'>{_e(legend)}</p>"
         f"<h3>Signal, prosody and DNSMOS components</h3>{_table_html(data, DETAIL, 'metrics-detail')}"
-        f"{_differences_html(data)}<h2>What each row is</h2>{_rows_html(data)}{speakers_html}{examples_html}{notes_html}"
+        f"{_differences_html(data)}{units_html(data.units, int(data.report_cfg['dpi']), data_uri) if data.units else ''}"
+        f"<h2>What each row is</h2>{_rows_html(data)}{speakers_html}{examples_html}{notes_html}"
         f"<p class='small'>report config {_e(json.dumps(data.report_cfg, sort_keys=True))}, hash {_e(data.cfg_hash)}"
         f"</p><script>{CHECK_SCRIPT}</script></body></html>\n"
     )
@@ -939,7 +942,7 @@ def render_markdown(data: ReportData) -> str:
         "## Metrics", "", _table_md(data, HEADLINE), "",
         LEGEND.format(**data.bootstrap) + (f" The {chance}." if chance else "") + (f" The {floor}." if floor else ""),
         "", "Signal, prosody and DNSMOS components:", "", _table_md(data, DETAIL),
-        *_differences_md(data), "",
+        *_differences_md(data), *(units_markdown(data.units, _md_table) if data.units else []), "",
         "## What each row is", "",
     ]
     for s in data.systems:
@@ -985,16 +988,19 @@ def report_numbers(data: ReportData) -> dict[str, Any]:
             "baseline": data.comparison.get("baseline"), "systems": systems,
             "gap_to_vocoded": data.comparison.get("gap_to_vocoded", {}),
             "vs_baseline": data.comparison.get("vs_baseline", {}),
-            "chance_wer": number(data.chance_wer), "git_commit": data.git, "version": data.version}
+            "chance_wer": number(data.chance_wer), "git_commit": data.git, "version": data.version,
+            "units_analysis": units_numbers(data.units) if data.units else None}
 
 
 def build_report(
     results: Path, cfg: Mapping[str, Any], html_out: Path, md_out: Path, systems: Optional[Sequence[str]] = None,
-    progress: bool = False, json_out: Optional[Path] = None,
+    progress: bool = False, json_out: Optional[Path] = None, units_analysis: Optional[Path] = None,
 ) -> ReportData:
     """Read the results, write report.html, report.md and (``json_out``) report.json atomically;
-    returns what was shown."""
+    returns what was shown. ``units_analysis``: the units-analysis stage's table, for its section."""
     data = gather(results, cfg, systems, progress=progress)
+    if units_analysis is not None:
+        data.units = load_units_analysis(units_analysis)
     write_text_atomic(html_out, render_html(data))
     write_text_atomic(md_out, render_markdown(data))
     if json_out is not None:

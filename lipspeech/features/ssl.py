@@ -218,6 +218,12 @@ def hubert_batch(hub: LoadedHubert, audios: Sequence[np.ndarray], layer: int) ->
     Returns:
         B arrays (L_b, D) float32, ``L_b`` = conv output length of ``N_b`` (no padding frames).
     """
+    return [states[layer] for states in hubert_layers(hub, audios, [layer])]
+
+
+def hubert_layers(hub: LoadedHubert, audios: Sequence[np.ndarray], layers: Sequence[int]) -> list[dict[int, np.ndarray]]:
+    """Hidden states of several layers from one forward pass: per utterance ``{layer: (L_b, D)}``
+    (as :func:`hubert_batch`)."""
     lengths = torch.tensor([len(a) for a in audios])
     x = torch.zeros(len(audios), int(lengths.max()))
     for i, a in enumerate(audios):
@@ -232,9 +238,9 @@ def hubert_batch(hub: LoadedHubert, audios: Sequence[np.ndarray], layer: int) ->
             attention_mask=None if mask is None else mask.to(hub.device),
             output_hidden_states=True,
         )
-        states = out.hidden_states[layer].float().cpu().numpy()
+        states = {layer: out.hidden_states[layer].float().cpu().numpy() for layer in layers}
         n_out = hub.model._get_feat_extract_output_lengths(lengths).tolist()
-    return [np.ascontiguousarray(states[i, : int(n)]) for i, n in enumerate(n_out)]
+    return [{layer: np.ascontiguousarray(s[i, : int(n)]) for layer, s in states.items()} for i, n in enumerate(n_out)]
 
 
 # --------------------------------------------------------------------------- stage

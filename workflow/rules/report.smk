@@ -17,6 +17,7 @@ rule report:
         summaries=expand(f"{RESULTS}/eval/{{system}}/summary.json", system=REPORT_SYSTEMS),
         metrics=expand(f"{RESULTS}/eval/{{system}}/metrics.parquet", system=REPORT_SYSTEMS),
         vocoded=expand(f"{RESULTS}/eval/{{system}}/audio.parquet", system=REPORT_SYSTEMS[1:]),
+        units_analysis=[UNITS_ANALYSIS_OUT] if UNITS_ANALYSIS else [],
     output:
         html=f"{RESULTS}/report.html",
         md=f"{RESULTS}/report.md",
@@ -26,6 +27,9 @@ rule report:
         # targets and the metrics compute them
         cfg=params_json("report", "corpus", "mel", "prosody", "evaluate", "model", "experiments"),
         results=RESULTS,
+        units_analysis=lambda wildcards, input: (
+            f"--units-analysis {shlex.quote(input.units_analysis[0])}" if input.units_analysis else ""
+        ),
     log:
         f"{RESULTS}/logs/report.log",
     threads: 1
@@ -34,4 +38,4 @@ rule report:
         runtime=30,
     shell:
         "lipspeech report --params {params.cfg:q} --results {params.results:q} --html {output.html:q}"
-        " --md {output.md:q} --json {output.json:q} --threads {threads} --no-progress 2>&1 | tee {log:q}"
+        " --md {output.md:q} --json {output.json:q} {params.units_analysis} --threads {threads} --no-progress 2>&1 | tee {log:q}"
