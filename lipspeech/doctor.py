@@ -38,7 +38,7 @@ FALLBACK_DEPS = {
     "face_recognition_models": "face_recognition_models", "torch": "torch", "snakemake": "snakemake",
     "transformers": "transformers", "faiss-cpu": "faiss", "pyworld-prebuilt": "pyworld", "librosa": "librosa",
     "tensorboard": "tensorboard", "pocketsphinx": "pocketsphinx", "jiwer": "jiwer", "pystoi": "pystoi",
-    "pesq": "pesq", "onnxruntime": "onnxruntime", "speechmos": "speechmos",
+    "pesq": "pesq", "onnxruntime": "onnxruntime", "speechmos": "speechmos", "praatio": "praatio",
 }
 
 

@@ -151,14 +151,14 @@ def test_empty_val_split_validates_on_train(results, capsys):
 def test_changed_config_starts_afresh(results):
     run_dir = results / "models" / "ltbs"
     run_train(results, EXP, MODEL, {**TRAIN, "max_steps": 2}, run_dir, threads=1, progress=False)
-    summary = run_train(results, EXP, MODEL, {**TRAIN, "max_steps": 2, "lr": 1e-3}, run_dir, threads=1, progress=False)
+    summary = run_train(results, EXP, MODEL, {**TRAIN, "max_steps": 2, "lr": 2e-3}, run_dir, threads=1, progress=False)
     assert summary["steps"] == 2
     # not resumed from the other run's last.pt (which was at step 2 already)
     assert json.loads((run_dir / "config.json").read_text())["resumed_from_step"] is None
     with open(run_dir / "losses.csv") as fh:
         assert [r["step"] for r in csv.DictReader(fh) if r["split"] == "train"] == ["1", "2"]
     # the same config again: resumed (at its end), nothing retrained
-    run_train(results, EXP, MODEL, {**TRAIN, "max_steps": 2, "lr": 1e-3}, run_dir, threads=1, progress=False)
+    run_train(results, EXP, MODEL, {**TRAIN, "max_steps": 2, "lr": 2e-3}, run_dir, threads=1, progress=False)
     assert json.loads((run_dir / "config.json").read_text())["resumed_from_step"] == 2
     with pytest.raises(ConfigError, match="val_every"):
         run_train(results, EXP, MODEL, {**TRAIN, "val_every": 10}, run_dir, threads=1, progress=False)

@@ -1,52 +1,18 @@
-"""Training config: flat defaults and validation (the ``train`` section of config.yaml, later)."""
+"""Training config: the ``train`` section of config.yaml (defaults from the schema) and its checks."""
 
 from __future__ import annotations
 
 import copy
 from typing import Any, Mapping, Optional
 
-from lipspeech.config import ConfigError
+from lipspeech.config import ConfigError, default_section
 from lipspeech.models.presets import check_flat_config
 
-TRAIN_DEFAULTS: dict[str, Any] = {
-    "seed": 1234,  # seeds python, numpy and torch; also the data order and augmentation
-    "device": "auto",  # "auto" (cuda when available), "cpu", "cuda", "cuda:N"
-    "threads": 0,  # torch intra-op CPU threads during training; 0 = torch's default (give the rule's threads)
-    "batch_size": 16,  # utterances per optimiser step
-    "max_steps": 100_000,  # optimiser steps; the LR schedule spans them
-    # AdamW
-    "lr": 5e-4,  # peak learning rate
-    "betas": [0.9, 0.98],
-    "eps": 1e-9,
-    "weight_decay": 0.01,  # not applied to biases and norm gains
-    # LR schedule: linear warmup from 0, then decay
-    "warmup_steps": 4000,
-    "decay": "cosine",  # "cosine" (to min_lr_ratio at max_steps), "exp", "constant"
-    "min_lr_ratio": 0.01,  # floor of the decay, as a fraction of lr
-    "exp_decay_rate": 0.5,  # "exp": lr factor multiplies by this ...
-    "exp_decay_steps": 20_000,  # ... every this many steps after warmup
-    "grad_clip": 1.0,  # max global gradient norm; 0 disables clipping
-    "bf16": True,  # bf16 autocast; only ever used on CUDA
-    "deterministic": True,  # torch.use_deterministic_algorithms (warn-only where impossible)
-    # data
-    "bucket": False,  # group utterances of similar length into batches (less padding)
-    "bucket_window": 50,  # bucketing sorts windows of bucket_window * batch_size utterances
-    "drop_last": False,  # drop an epoch's last, smaller batch
-    "random_crop": True,  # random 88x88 crop of the 96x96 ROI in training (centre crop otherwise)
-    "hflip": True,  # random horizontal flip in training
-    "num_workers": 0,  # DataLoader worker processes for loading/collation; 0 = in the main process
-    # validation, checkpoints, logs
-    "val_every": 1000,  # validate (and save last.pt, maybe best.pt) every this many steps
-    "val_batch_size": 16,
-    "val_max_batches": 0,  # 0 = the whole validation set
-    "val_free_running": True,  # also report mel_l1_free: coarse mel L1 with predicted units/pitch/energy
-    "best_metric": "mel_l1_free",  # validation loss that decides best.pt (lower is better)
-    "ckpt_every": 1000,  # also save last.pt every this many steps; 0 = only at validation and at the end
-    "log_every": 50,  # train losses to losses.csv / TensorBoard every this many steps
-    "max_nonfinite": 10,  # abort after this many consecutive steps with a non-finite loss (skipped)
-    "tensorboard": True,  # TensorBoard event files under run_dir/tb
-    "progress": True,  # tqdm progress bar
-}
+# The defaults are the schema's (config section ``train``, where every key is described), plus two
+# that belong to the process rather than the experiment: torch's intra-op threads (0 = torch's own
+# default; the stage gives the rule's threads) and the progress bar.
+RUNTIME_DEFAULTS: dict[str, Any] = {"threads": 0, "progress": True}
+TRAIN_DEFAULTS: dict[str, Any] = {**default_section("train"), **RUNTIME_DEFAULTS}
 
 _CHOICES = {"decay": ("cosine", "exp", "constant")}
 _POSITIVE = ("batch_size", "max_steps", "val_every", "val_batch_size", "log_every", "bucket_window", "exp_decay_steps")
