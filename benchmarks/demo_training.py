@@ -32,7 +32,8 @@ from lipspeech.models.presets import model_config
 from lipspeech.training.config import train_config
 from lipspeech.training.data import InMemoryDataset
 from lipspeech.training.stores import TRAIN_STORES, VIDEO_STORES, CorpusStores, StoreDataset
-from lipspeech.training.synthesis import load_model, synthesize
+from lipspeech.training.bundle import load_model
+from lipspeech.training.synthesis import synthesize
 from lipspeech.training.trainer import train
 from lipspeech.vocoder.api import load_vocoder
 
@@ -82,7 +83,7 @@ def main() -> None:
         rows = {split: [h for h in result.history if h["split"] == split] for split in ("train", "val")}
         train_l1 = rows["train"][-1]["mel_l1"] if rows["train"] else float("nan")
         val_l1 = rows["val"][-1].get("mel_l1_free", float("nan")) if rows["val"] else float("nan")
-        model = load_model(run / "ckpt" / "last.pt")
+        model = load_model(run / "ckpt" / "last.pt").model
         for i, t in enumerate(temperatures):
             mels = synthesize(model, test, temperature=t)
             kinds = [("coarse", "coarse")] if i == 0 else []

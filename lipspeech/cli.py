@@ -296,7 +296,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         threads = max(1, threads // int(os.environ.get("LOCAL_WORLD_SIZE", launched_world_size())))
     _torch_threads(threads)
     summary = run_train(results, exp, cfg["model"], cfg["train"], run_dir, threads=threads, progress=_progress(args),
-                        fail_fast=_fail_fast(args, cfg))
+                        fail_fast=_fail_fast(args, cfg),
+                        data_sections={name: cfg[name] for name in ("mel", "roi", "corpus")})
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     print(f"train {exp['name']}: {summary['steps']} steps in {summary['seconds']:.0f} s, best {summary['best_metric']} "
@@ -525,9 +526,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("speak", help="speech from any talking-face video with a trained model: VIDEO -> WAV")
     p.add_argument("video", help="video file (any format ffmpeg reads)")
     p.add_argument("-o", "--out", required=True, help="WAV file to write (16 kHz mono)")
-    p.add_argument("--model", required=True, help="model checkpoint (results/{corpus}/models/{exp}/ckpt/best.pt)")
-    p.add_argument("--vocoder", help="HiFi-GAN checkpoint or griffin-lim (default: the config's vocoder)")
-    p.add_argument("--config", help="config.yaml for the roi, mel and vocoder settings (default: the defaults)")
+    p.add_argument("--model", required=True, help="model checkpoint (results/{corpus}/models/{exp}/ckpt/best.pt); it "
+                   "carries the model, mel and ROI settings and speaker names it was trained with")
+    p.add_argument("--vocoder", help="HiFi-GAN checkpoint or griffin-lim (default: the --config's vocoder, else "
+                   "Griffin-Lim)")
+    p.add_argument("--config", help="config.yaml whose vocoder section to use (nothing else is read from it)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--temperature", type=float, help="std of the post-net prior (default: the model's)")
     p.add_argument("--speaker", help="speaker name or index, for models with a speaker embedding")

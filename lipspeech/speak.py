@@ -6,13 +6,14 @@ video --(decode: ffmpeg, 25 fps gray)--> frames
       --(vocoder: load_vocoder / load_hifigan)--> T * 640 samples -> WAV
 
 Which settings are used
-    The model's config comes from its checkpoint (``model_cfg``). The ROI, mel
-    and vocoder settings come from ``--config`` (a config.yaml, e.g. the one the
-    model was trained with) and otherwise are the defaults: checkpoints do not
-    record them. ``--vocoder`` overrides the config's vocoder: a HiFi-GAN
-    checkpoint or ``griffin-lim``. Without it, a config with ``vocoder.kind:
-    hifigan`` and no checkpoint uses ``results/{corpus}/vocoder/ckpt/best.pt``
-    beside a model at ``results/{corpus}/models/{exp}/ckpt/``.
+    Everything the model needs comes from its checkpoint, a bundle
+    (:mod:`lipspeech.training.bundle`): the model config, the ``mel`` and ``roi``
+    sections it was trained with, its speaker names. (A checkpoint from before
+    bundles gets the default mel and ROI settings, and the report says so.) The
+    vocoder: ``--vocoder`` (a HiFi-GAN checkpoint, which carries its own mel
+    definition, or ``griffin-lim``), else the ``vocoder`` section of ``--config``
+    (a HiFi-GAN there needs ``vocoder.checkpoint``), else Griffin-Lim with the
+    default settings.
 
 The real-time factor is processing time / audio duration, split into decode,
 ROI, model and vocoder; loading the models (once per command) is reported apart.
@@ -20,7 +21,6 @@ ROI, model and vocoder; loading the models (once per command) is reported apart.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -56,6 +56,8 @@ class SpeakResult:
     seconds: dict[str, float] = field(default_factory=dict)
     cpu_seconds: dict[str, float] = field(default_factory=dict)
     vocoder: dict[str, Any] = field(default_factory=dict)
+    #: settings the checkpoint did not carry (a checkpoint from before bundles): defaults were used
+    assumed: list[str] = field(default_factory=list)
 
     @property
     def duration(self) -> float:
@@ -90,36 +92,23 @@ class _Timer:
         self.cpu[part] = cpu - self._t[1]
 
 
-def _speaker_index(ckpt_path: Path, n_speakers: int, speaker: Optional[str]) -> Optional[int]:
-    if n_speakers <= 0:
-        return None
-    if speaker is None:
-        raise SpeakError("the model has a speaker embedding: pass --speaker (a training speaker's name or index)")
-    if speaker.isdigit() and int(speaker) < n_speakers:
-        return int(speaker)
-    run_json = ckpt_path.parent.parent / "run.json"
-    speakers = json.loads(run_json.read_text()).get("speakers") if run_json.exists() else None
-    if not speakers or speaker not in speakers:
-        known = ", ".join(sorted(speakers)) if speakers else f"indices 0..{n_speakers - 1}"
-        raise SpeakError(f"--speaker {speaker}: not a training speaker of this model (known: {known})")
-    return int(speakers[speaker])
-
-
-def _pick_vocoder(spec: Optional[str], vocoder_section: Mapping[str, Any], audio_cfg: Any, model_ckpt: Path,
-                  device: Any) -> Any:
+def _pick_vocoder(spec: Optional[str], vocoder_section: Mapping[str, Any], audio_cfg: Any, device: Any) -> Any:
+    from lipspeech.config import ConfigError
     from lipspeech.vocoder import load_hifigan, load_vocoder
 
-    if spec is not None:
-        if spec.replace("_", "-") == "griffin-lim":
-            return load_vocoder({**vocoder_section, "kind": "griffin_lim"}, audio_cfg, device)
-        if not Path(spec).exists():
-            raise SpeakError(f"--vocoder {spec}: no such checkpoint (give a train-vocoder .pt or griffin-lim)")
-        return load_hifigan(spec, device, audio_cfg)
-    beside = model_ckpt.resolve().parent.parent.parent.parent / "vocoder" / "ckpt" / "best.pt"
-    if vocoder_section["kind"] == "hifigan" and not vocoder_section.get("checkpoint") and not beside.exists():
-        raise SpeakError(f"vocoder.kind is hifigan with no checkpoint, and there is no {beside}: "
-                         "pass --vocoder CKPT or --vocoder griffin-lim")
-    return load_vocoder(vocoder_section, audio_cfg, device, checkpoint=beside)
+    try:
+        if spec is not None:
+            if spec.replace("_", "-") == "griffin-lim":
+                return load_vocoder({**vocoder_section, "kind": "griffin_lim"}, audio_cfg, device)
+            if not Path(spec).exists():
+                raise SpeakError(f"--vocoder {spec}: no such checkpoint (give a train-vocoder .pt or griffin-lim)")
+            return load_hifigan(spec, device, audio_cfg)
+        if vocoder_section["kind"] == "hifigan" and not vocoder_section.get("checkpoint"):
+            raise SpeakError("the config's vocoder is a HiFi-GAN without vocoder.checkpoint: "
+                             "pass --vocoder CKPT or --vocoder griffin-lim")
+        return load_vocoder(vocoder_section, audio_cfg, device)
+    except ConfigError as exc:
+        raise SpeakError(str(exc)) from None
 
 
 def speak(
@@ -140,7 +129,7 @@ def speak(
         out: WAV to write (atomically), or None.
         model_ckpt: a train-stage checkpoint (``models/{exp}/ckpt/best.pt``).
         vocoder: a HiFi-GAN checkpoint, ``griffin-lim``, or None (the config's vocoder).
-        config: a validated config (roi, mel, vocoder sections); None = defaults.
+        config: a validated config; only its ``vocoder`` section is used (None: Griffin-Lim, defaults).
         device: "auto", "cpu", "cuda", ...
         temperature: post-net sampling std (None: the model's default).
         speaker: speaker name or index for models with a speaker embedding.
@@ -156,8 +145,7 @@ def speak(
     from lipspeech.features.audio import AudioConfig
     from lipspeech.models.batch import Utterance
     from lipspeech.store import atomic_path
-    from lipspeech.models.ltbs import build_model
-    from lipspeech.training.checkpoint import load_checkpoint
+    from lipspeech.training.bundle import load_model
     from lipspeech.training.synthesis import synthesize
     from lipspeech.training.trainer import resolve_device
     from lipspeech.vision.backends import BackendError, make_backend
@@ -178,21 +166,14 @@ def speak(
     if not model_ckpt.exists():
         raise SpeakError(f"--model {model_ckpt}: no such checkpoint")
     try:
-        # read once: the model config (mel bins, speakers) and the weights (as load_model builds them)
-        state = load_checkpoint(model_ckpt, map_location=dev)
-        model_cfg = state["model_cfg"]
-        model = build_model(model_cfg).to(dev)
-        model.load_state_dict(state["model"])
-        model.eval()
+        bundle = load_model(model_ckpt, dev)
+        speaker_id = bundle.speaker_index(speaker)
     except (ValueError, KeyError, RuntimeError) as exc:
-        raise SpeakError(f"--model {model_ckpt}: not a usable model checkpoint ({exc})") from None
-    del state
-    audio_cfg = AudioConfig.from_section(cfg["mel"])
-    if int(model_cfg["n_mels"]) != audio_cfg.n_mels:
-        raise SpeakError(f"the model makes {model_cfg['n_mels']} mel bins but mel.n_mels is {audio_cfg.n_mels}")
-    speaker_id = _speaker_index(model_ckpt, int(model_cfg["n_speakers"]), speaker)
-    voc = _pick_vocoder(vocoder, cfg["vocoder"], audio_cfg, model_ckpt, dev)
-    roi_cfg = RoiConfig.from_section(cfg["roi"])
+        raise SpeakError(f"--model {model_ckpt}: {exc}") from None
+    model = bundle.model
+    audio_cfg = AudioConfig.from_section(bundle.mel)
+    voc = _pick_vocoder(vocoder, cfg["vocoder"], audio_cfg, dev)
+    roi_cfg = RoiConfig.from_section(bundle.roi)
     try:
         backend = make_backend(roi_cfg.backend, roi_cfg.detect_max_side, roi_cfg.detect_upsample)
     except BackendError as exc:
@@ -232,7 +213,7 @@ def speak(
         with atomic_path(out) as tmp:
             sf.write(str(tmp), audio, SAMPLE_RATE, subtype="PCM_16", format="WAV")
     return SpeakResult(audio=audio, n_frames=len(frames), seconds=timer.wall, cpu_seconds=timer.cpu,
-                       vocoder=voc.describe())
+                       vocoder=voc.describe(), assumed=list(bundle.assumed))
 
 
 def format_report(video: str | os.PathLike, out: Optional[str | os.PathLike], res: SpeakResult) -> str:
@@ -245,4 +226,6 @@ def format_report(video: str | os.PathLike, out: Optional[str | os.PathLike], re
         f" + model {res.rtf('model'):.3f} + vocoder {res.rtf('vocoder'):.3f}"
         f" ({sum(s[p] for p in ('decode', 'roi', 'model', 'vocoder')):.2f} s, CPU-time RTF {res.rtf(cpu=True):.3f};"
         f" loading models {s['load']:.2f} s more)"
+        + (f"\n  note: the checkpoint predates bundles; default {' and '.join(res.assumed)} settings were used"
+           if res.assumed else "")
     )

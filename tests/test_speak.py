@@ -1,5 +1,7 @@
-"""lipspeech speak: a SynthGRID clip -> WAV of the right length; one-line errors for bad input."""
+"""lipspeech speak: a SynthGRID clip -> WAV of the right length, equal to the pipeline's synthesize + vocode of
+the same clip; checkpoints from before bundles; one-line errors for bad input."""
 
+import json
 import shutil
 import subprocess
 
@@ -88,3 +90,67 @@ def test_speak_refuses_audio_only_and_faceless_files(setup, capsys):
         assert code != 0 and needle in err, (path, err)
         assert len(err.strip().splitlines()) == 1
     assert not (tmp / "x.wav").exists()
+
+
+def _old_format(src, dst):
+    """The same weights as a checkpoint from before bundles (format 1): no bundle entry, no
+    frontend_downsample key in the model config."""
+    state = torch.load(src, weights_only=True)
+    state.pop("bundle", None)
+    state["format"] = 1
+    state["model_cfg"] = {k: v for k, v in state["model_cfg"].items() if k != "frontend_downsample"}
+    torch.save(state, dst)
+
+
+def test_speak_equals_the_pipeline_and_reads_old_checkpoints(setup, tmp_path, capsys):
+    """speak on a clip = the pipeline's roi -> synthesize -> vocode of the same clip (same seed,
+    same vocoder), sample for sample; a checkpoint from before bundles loads in both and gives
+    the same audio (the default mel and ROI settings are what the pipeline used here too)."""
+    import soundfile as sf
+
+    from lipspeech.store import Store
+    from lipspeech.training import load_model
+    from lipspeech.training.bundle import make_bundle
+    from lipspeech.config import default_section
+
+    # the fixture's model with a bundle, as the train stage writes it
+    state = torch.load(setup["model"], weights_only=True)
+    state["bundle"] = make_bundle(default_section("mel"), default_section("roi"), None, "h", "speak")
+    bundled, old = tmp_path / "bundled.pt", tmp_path / "old.pt"
+    torch.save(state, bundled)
+    _old_format(bundled, old)
+    assert load_model(bundled).assumed == [] and load_model(old).assumed == ["mel", "roi"]
+
+    res = tmp_path / "results"
+    params = json.dumps({"corpus": {"name": "speak", "kind": "synthgrid", "split_ratios": [0.0, 0.0, 1.0]},
+                         "manifest": {"shards": 1}, "vocoder": {"kind": "griffin_lim", "griffin_lim": {"n_iter": 8}}})
+    stage = ["--params", params, "--threads", "1", "--no-progress"]
+    assert main(["manifest", *stage[:2], "--root", str(setup["tmp"] / "raw"), "--out", str(res / "manifest.parquet"),
+                 "--rejected", str(res / "manifest.rejected.parquet")]) == 0
+    assert main(["decode", *stage, "--manifest", str(res / "manifest.parquet"), "--shard", "0",
+                 "--out", str(res / "audio" / "000.parquet"), "--rejected", str(res / "audio" / "000.rejected.parquet")]) == 0
+    assert main(["roi", *stage, "--manifest", str(res / "manifest.parquet"), "--audio", str(res / "audio" / "000.parquet"),
+                 "--out", str(res / "roi" / "000.parquet"), "--qc", str(res / "roi" / "000.qc.parquet"),
+                 "--rejected", str(res / "roi" / "000.rejected.parquet")]) == 0
+    config = tmp_path / "config.yaml"
+    config.write_text("vocoder: {kind: griffin_lim, griffin_lim: {n_iter: 8}}\n")
+    exp = json.dumps({"name": "x", "preset": "tiny", "overrides": {}})
+    for ckpt in (bundled, old):
+        mels = res / "eval" / ckpt.stem / "mels.parquet"
+        assert main(["synthesize", *stage, "--exp", "x", "--experiment", exp, "--results", str(res), "--ckpt", str(ckpt),
+                     "--out", str(mels)]) == 0
+        audio_store = res / "eval" / ckpt.stem / "audio.parquet"
+        assert main(["vocode", *stage, "--system", "x", "--results", str(res), "--mels", str(mels),
+                     "--out", str(audio_store), "--rejected", str(tmp_path / "r.parquet"), "--device", "cpu"]) == 0
+        pipeline = Store(audio_store)
+        wav = tmp_path / f"{ckpt.stem}.wav"
+        assert main(["speak", str(setup["video"]), "-o", str(wav), "--model", str(ckpt), "--config", str(config),
+                     "--device", "cpu", "--threads", "1"]) == 0
+        spoken, _ = sf.read(wav, dtype="float32")
+        reference = np.asarray(pipeline.array("audio", 0))
+        assert pipeline.utts == [f"s1_{setup['video'].stem}"] and len(spoken) == len(reference)
+        assert np.abs(reference).max() > 0.01
+        # the WAV is 16-bit: equal up to its quantisation
+        np.testing.assert_allclose(spoken, np.clip(reference, -1, 1), atol=1.0 / 32768 + 1e-7)
+    out = capsys.readouterr().out
+    assert out.count("predates bundles; default mel and roi settings were used") == 1

@@ -142,7 +142,7 @@ def test_run_directory_and_synthesis(tmp_path):
     assert header[:4] == ["step", "split", "lr", "grad_norm"] and "flow_nll" in header and "mel_l1_free" in header
     assert {r["split"] for r in csv.DictReader(open(run / "losses.csv"))} == {"train", "val"}
 
-    model = load_model(result.best_checkpoint)
+    model = load_model(result.best_checkpoint).model
     out = synthesize(model, items, temperature=0.5, seed=1)
     again = synthesize(model, items, temperature=0.5, seed=1)
     assert [o.utt for o in out] == [it.utt for it in items]

@@ -1,9 +1,10 @@
 """Training core: config, data order, checkpoints, the training loop and synthesis."""
 
+from lipspeech.training.bundle import ModelBundle, load_model
 from lipspeech.training.checkpoint import load_checkpoint, save_checkpoint
 from lipspeech.training.config import TRAIN_DEFAULTS, check_train_config, train_config
 from lipspeech.training.data import InMemoryDataset, epoch_batches, synthetic_utterances
-from lipspeech.training.synthesis import Synthesis, load_model, synthesize
+from lipspeech.training.synthesis import Synthesis, synthesize
 from lipspeech.training.trainer import TrainResult, evaluate, train
 
 __all__ = [
@@ -20,5 +21,6 @@ __all__ = [
     "train",
     "Synthesis",
     "load_model",
+    "ModelBundle",
     "synthesize",
 ]

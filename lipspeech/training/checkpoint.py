@@ -4,7 +4,10 @@ A checkpoint is a dict of tensors and plain Python values only, so it loads with
 ``torch.load(weights_only=True)``:
 
 ``format, step, epoch, batch_in_epoch, best, model, optimizer, scheduler, rng,
-model_cfg, train_cfg, git_commit, lipspeech_version``.
+model_cfg, train_cfg, git_commit, lipspeech_version`` and, for the LTBS model, ``bundle``
+(what using the model needs: :mod:`lipspeech.training.bundle`, which also upgrades
+format 1 checkpoints on load). Vocoder checkpoints carry their mel definition and
+generator config instead (:func:`lipspeech.vocoder.load_hifigan`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ import torch
 
 from lipspeech.store import atomic_path
 
-FORMAT = 1
+FORMAT = 2
+#: formats :func:`load_checkpoint` still reads (1: LTBS checkpoints before bundles)
+READABLE_FORMATS = (1, 2)
 
 
 def capture_rng() -> dict[str, Any]:
@@ -64,6 +69,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: Optional[str | torch.
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such checkpoint")
     ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    if ckpt.get("format") != FORMAT:
-        raise ValueError(f"{path}: checkpoint format {ckpt.get('format')!r}, expected {FORMAT}")
+    if ckpt.get("format") not in READABLE_FORMATS:
+        raise ValueError(f"{path}: checkpoint format {ckpt.get('format')!r}, this lipspeech reads "
+                         f"{', '.join(map(str, READABLE_FORMATS))} (a newer lipspeech wrote it?)")
     return ckpt

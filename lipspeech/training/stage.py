@@ -46,7 +46,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 import pyarrow as pa
 
-from lipspeech.config import ConfigError, config_hash
+from lipspeech.config import ConfigError, config_hash, default_section
 from lipspeech.features.common import StageError
 from lipspeech.models.presets import model_config
 from lipspeech.store import StoreMeta, write_store, write_text_atomic
@@ -124,6 +124,7 @@ def run_train(
     threads: int = 1,
     progress: bool = True,
     fail_fast: bool = False,
+    data_sections: Optional[Mapping[str, Any]] = None,
 ) -> dict[str, Any]:
     """Train one experiment on the train split of ``results_dir``'s stores, validating on val.
 
@@ -136,6 +137,8 @@ def run_train(
         threads: torch CPU threads.
         progress: progress bar.
         fail_fast: an unreadable input store fails the stage (else its utterances are skipped, with a line each).
+        data_sections: the config's ``mel``, ``roi`` and ``corpus`` sections, recorded in every checkpoint's
+            bundle (:mod:`lipspeech.training.bundle`); missing ones are the defaults.
 
     Returns:
         A summary (printed by the CLI, stored in ``run.json``).
@@ -143,7 +146,8 @@ def run_train(
     section = {k: v for k, v in dict(train_section).items() if k not in ("threads", "progress")}
     train_cfg = train_config({**section, "threads": max(1, threads), "progress": progress})
     with process_group(train_cfg["device"]) as ddp:
-        return _run_train(Path(results_dir), exp, model_section, train_cfg, Path(run_dir), ddp, fail_fast)
+        return _run_train(Path(results_dir), exp, model_section, train_cfg, Path(run_dir), ddp, fail_fast,
+                          dict(data_sections or {}))
 
 
 def _run_train(
@@ -154,6 +158,7 @@ def _run_train(
     run_dir: Path,
     ddp: Optional[DistInfo],
     fail_fast: bool = False,
+    data_sections: Optional[Mapping[str, Any]] = None,
 ) -> dict[str, Any]:
     main = ddp is None or ddp.is_main
     model_cfg = experiment_model_config(exp, model_section)
@@ -216,15 +221,20 @@ def _run_train(
     if main:
         write_text_atomic(run_json, json.dumps(info, indent=1, sort_keys=True) + "\n")
 
+    from lipspeech.training.bundle import make_bundle
     from lipspeech.training.trainer import train
 
+    sections = {name: (data_sections or {}).get(name) or default_section(name) for name in ("mel", "roi", "corpus")}
+    bundle = make_bundle(sections["mel"], sections["roi"], speakers,
+                         config_hash(key, sections["mel"], sections["roi"]), sections["corpus"].get("name"))
     started = time.time()
     every, max_steps = train_cfg["val_every"], train_cfg["max_steps"]
     step, result = resumed_from or 0, None
     # chunks of val_every steps, each resuming exactly from last.pt, so that best.pt is kept after each
     while result is None or step < max_steps:
         stop = min(max_steps, (step // every + 1) * every)
-        result = train(model_cfg, train_cfg, train_data, val_data, run_dir, resume=True, stop_at_step=stop)
+        result = train(model_cfg, train_cfg, train_data, val_data, run_dir, resume=True, stop_at_step=stop,
+                       bundle=bundle)
         if main and (ckpt_dir / "best.pt").exists():
             _link(ckpt_dir / "best.pt", ckpt_dir / "best.kept.pt")
         if result.step <= step:  # nothing left to do (a finished run resumed)
@@ -276,33 +286,32 @@ def run_synthesize(
     synthesised too (the evaluation decides what it can score). ``device``: cuda
     when available unless given.
     """
-    from lipspeech.training.checkpoint import load_checkpoint
-    from lipspeech.training.synthesis import load_model, synthesize
+    from lipspeech.training.bundle import load_model
+    from lipspeech.training.synthesis import synthesize
 
     import torch
 
     results_dir, ckpt, out = Path(results_dir), Path(ckpt), Path(out)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_model(ckpt, device)
-    state = load_checkpoint(ckpt)
-    run_json = ckpt.parent.parent / "run.json"
-    speakers = None
-    if state["model_cfg"]["n_speakers"] > 0:
-        if not run_json.exists():
-            raise StageError(f"{run_json}: missing; a model with a speaker embedding needs its speaker ids")
-        speakers = json.loads(run_json.read_text())["speakers"]
+    try:
+        bundle = load_model(ckpt, device)
+    except (FileNotFoundError, ValueError) as exc:
+        raise StageError(str(exc)) from None
+    model, speakers = bundle.model, bundle.speakers
+    if bundle.model_cfg["n_speakers"] > 0 and not speakers:
+        raise StageError(f"{ckpt}: a model with a speaker embedding, but its checkpoint names no speakers")
     data = StoreDataset(CorpusStores(results_dir, load_stats=False), split, VIDEO_STORES, speakers)
     print(f"synthesize {exp['name']}: {data.summary()}", flush=True)
     results = synthesize(model, (data[i] for i in range(len(data))), temperature=temperature, batch_size=batch_size)
-    n_mels = int(state["model_cfg"]["n_mels"])
+    n_mels = int(bundle.model_cfg["n_mels"])
     coarse = [np.asarray(r.coarse, dtype=np.float32) for r in results]
     post = [np.asarray(r.post, dtype=np.float32) for r in results]
     n_frames = [int(r.coarse.shape[0]) // MEL_PER_FRAME for r in results]
     meta = StoreMeta(
         STAGE_SYNTH,
         config_hash(dict(exp), {"ckpt_sha1": _sha1(ckpt), "split": split, "temperature": temperature}),
-        extra={"experiment": exp["name"], "checkpoint": str(ckpt), "step": int(state["step"]), "split": split,
-               "temperature": state["model_cfg"]["temperature"] if temperature is None else temperature,
+        extra={"experiment": exp["name"], "checkpoint": str(ckpt), "step": bundle.step, "split": split,
+               "temperature": bundle.model_cfg["temperature"] if temperature is None else temperature,
                "n_mels": n_mels,
                "skipped": dict(data.skipped)},
     )

@@ -10,9 +10,8 @@ import numpy as np
 import torch
 
 from lipspeech.models.batch import Utterance, collate
-from lipspeech.models.ltbs import LTBSModel, build_model
+from lipspeech.models.ltbs import LTBSModel
 from lipspeech.timing import MEL_PER_FRAME
-from lipspeech.training.checkpoint import load_checkpoint
 
 
 @dataclass
@@ -29,19 +28,6 @@ class Synthesis:
     utt: str
     coarse: np.ndarray
     post: np.ndarray
-
-
-# Model keys added after checkpoints were first written, with the value that reproduces
-# the older model exactly (so older checkpoints still load).
-ADDED_MODEL_KEYS = {"frontend_downsample": 1}
-
-
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> LTBSModel:
-    """Build the model a checkpoint describes, load its weights; returned in eval mode."""
-    ckpt = load_checkpoint(path, map_location=device)
-    model = build_model({**ADDED_MODEL_KEYS, **ckpt["model_cfg"]}).to(device)
-    model.load_state_dict(ckpt["model"])
-    return model.eval()
 
 
 @torch.no_grad()

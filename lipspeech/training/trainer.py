@@ -303,6 +303,7 @@ def train(
     run_dir: str | os.PathLike,
     resume: bool = True,
     stop_at_step: Optional[int] = None,
+    bundle: Optional[Mapping[str, Any]] = None,
 ) -> TrainResult:
     """Train an LTBS model.
 
@@ -315,6 +316,8 @@ def train(
         resume: continue from ``run_dir/ckpt/last.pt`` when it exists.
         stop_at_step: stop (saving last.pt) once this many steps are done, as a
             time-limited job would; the LR schedule still follows ``max_steps``.
+        bundle: what using the model needs, stored in every checkpoint
+            (:func:`lipspeech.training.bundle.make_bundle`; the train stage gives it).
 
     Returns:
         :class:`TrainResult`.
@@ -394,7 +397,7 @@ def train(
                 "step": step, "epoch": epoch, "batch_in_epoch": position, "best": best,
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "rng": capture_rng() if ranks_rng is None else ranks_rng[0], "model_cfg": model_cfg, "train_cfg": cfg,
-                "git_commit": commit, "lipspeech_version": __version__,
+                "git_commit": commit, "lipspeech_version": __version__, "bundle": dict(bundle or {}),
             }
             if ranks_rng is not None:
                 state["rng_ranks"] = ranks_rng

@@ -30,7 +30,8 @@ rule train:
     output:
         protected(f"{RESULTS}/models/{{exp}}/ckpt/best.pt"),
     params:
-        cfg=params_json("model", "train"),
+        # mel, roi and corpus go into every checkpoint's bundle (what `lipspeech speak` needs)
+        cfg=params_json("model", "train", "mel", "roi", "corpus"),
         exp=experiment_json,
         results=RESULTS,
         run_dir=lambda wildcards: f"{RESULTS}/models/{wildcards.exp}",

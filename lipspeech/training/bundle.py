@@ -1,0 +1,141 @@
+"""A trained LTBS model as a self-contained bundle, and the one loader of it.
+
+Every checkpoint the train stage writes (``best.pt``, ``last.pt``) holds, besides the weights
+and the model config, a ``bundle`` entry with what using the model needs and what made it:
+
+``mel``
+    the ``mel`` section the targets were computed with (the vocoder must invert this mel);
+``roi``
+    the ``roi`` section the mouth crops were cut with (a new video must be cropped the same way);
+``speakers``
+    speaker name -> embedding index for models with a speaker embedding (else null);
+``config_hash``
+    hash of the model, train, mel and roi sections and of the data's fingerprint;
+``corpus``
+    the corpus name.
+
+The checkpoint also records ``git_commit`` and ``lipspeech_version`` (the trainer writes them)
+and its ``format``. :func:`load_model` reads any format this code has written and upgrades the
+older ones here, in one place, so ``synthesize``, ``speak`` and later commands see one shape:
+
+- format 1 (before bundles): no ``bundle`` entry; speaker names were only in ``run.json``
+  two folders up (``models/{exp}/run.json``), mel and ROI settings nowhere (the defaults are
+  assumed, and :attr:`ModelBundle.assumed` says so); model keys added since then get the values
+  that reproduce the older model (:data:`ADDED_MODEL_KEYS`).
+- format 2: the bundle above. A checkpoint written by :func:`lipspeech.training.train` without
+  a bundle (tests, notebooks) is format 2 with the same defaults assumed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import torch
+
+from lipspeech.config import default_section
+from lipspeech.models.ltbs import LTBSModel, build_model
+from lipspeech.training.checkpoint import load_checkpoint
+
+# Model keys added after checkpoints were first written, with the value that reproduces
+# the older model exactly (so older checkpoints still load).
+ADDED_MODEL_KEYS = {"frontend_downsample": 1}
+
+
+@dataclass
+class ModelBundle:
+    """A loaded model and what came with it (module docstring)."""
+
+    model: LTBSModel
+    model_cfg: dict[str, Any]
+    mel: dict[str, Any]
+    roi: dict[str, Any]
+    speakers: Optional[dict[str, int]]
+    step: int
+    format: int
+    git_commit: str = "unknown"
+    config_hash: Optional[str] = None
+    corpus: Optional[str] = None
+    path: Optional[Path] = None
+    #: bundle parts this checkpoint did not carry and that took the defaults
+    assumed: list[str] = field(default_factory=list)
+
+    def speaker_index(self, speaker: Optional[str]) -> Optional[int]:
+        """The embedding index of a speaker name (or index as text); None for single-speaker models.
+
+        Raises:
+            ValueError: a multi-speaker model without a (known) speaker; one line.
+        """
+        n = int(self.model_cfg["n_speakers"])
+        if n <= 0:
+            return None
+        if speaker is None:
+            raise ValueError("the model has a speaker embedding: give a training speaker's name or index")
+        if speaker.isdigit() and int(speaker) < n:
+            return int(speaker)
+        if not self.speakers or speaker not in self.speakers:
+            known = ", ".join(sorted(self.speakers)) if self.speakers else f"indices 0..{n - 1}"
+            raise ValueError(f"speaker {speaker}: not a training speaker of this model (known: {known})")
+        return int(self.speakers[speaker])
+
+
+def make_bundle(mel: Mapping[str, Any], roi: Mapping[str, Any], speakers: Optional[Mapping[str, int]],
+                config_hash: str, corpus: Optional[str]) -> dict[str, Any]:
+    """The ``bundle`` entry the train stage hands the trainer (plain values only: weights_only loads it)."""
+    return {"mel": dict(mel), "roi": dict(roi), "speakers": dict(speakers) if speakers is not None else None,
+            "config_hash": config_hash, "corpus": corpus}
+
+
+def upgrade(state: dict[str, Any], path: Optional[Path] = None) -> tuple[dict[str, Any], list[str]]:
+    """A checkpoint of any known format as the current shape; returns it and the assumed parts."""
+    state = dict(state)
+    state["model_cfg"] = {**ADDED_MODEL_KEYS, **state["model_cfg"]}
+    bundle = dict(state.get("bundle") or {})
+    if int(state.get("format", 1)) < 2 and "speakers" not in bundle and path is not None:
+        run_json = Path(path).resolve().parent.parent / "run.json"  # where format 1 kept the speaker names
+        if run_json.exists():
+            bundle["speakers"] = json.loads(run_json.read_text()).get("speakers")
+    assumed = []
+    for name in ("mel", "roi"):
+        if not bundle.get(name):
+            bundle[name] = default_section(name)
+            assumed.append(name)
+    if int(state["model_cfg"].get("n_speakers", 0)) > 0 and not bundle.get("speakers"):
+        assumed.append("speakers")
+    if int(bundle["mel"]["n_mels"]) != int(state["model_cfg"]["n_mels"]):
+        if "mel" not in assumed:
+            raise ValueError(f"bundle mel.n_mels {bundle['mel']['n_mels']} != model n_mels {state['model_cfg']['n_mels']}")
+        bundle["mel"]["n_mels"] = int(state["model_cfg"]["n_mels"])
+    state["bundle"] = bundle
+    return state, assumed
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> ModelBundle:
+    """Build the model a checkpoint describes and load its weights (eval mode), with its bundle.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not an LTBS checkpoint, or one whose weights do not fit its config.
+    """
+    path = Path(path)
+    state = load_checkpoint(path, map_location=device)
+    if "model_cfg" not in state or "model" not in state:
+        raise ValueError(f"{path}: not an LTBS model checkpoint (a vocoder's?)")
+    state, assumed = upgrade(state, path)
+    model = build_model(state["model_cfg"]).to(device)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ValueError(f"{path}: the weights do not fit the model config ({first})") from None
+    b = state["bundle"]
+    return ModelBundle(
+        model=model.eval(), model_cfg=dict(state["model_cfg"]), mel=dict(b["mel"]), roi=dict(b["roi"]),
+        speakers={str(k): int(v) for k, v in b["speakers"].items()} if b.get("speakers") else None,
+        step=int(state.get("step", 0)), format=int(state.get("format", 1)),
+        git_commit=str(state.get("git_commit", "unknown")), config_hash=b.get("config_hash"), corpus=b.get("corpus"),
+        path=path, assumed=assumed,
+    )
