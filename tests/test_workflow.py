@@ -89,6 +89,19 @@ def test_units_analysis_dag(tmp_path):
     assert not re.search(r"^report\s+\d", on_demand.stdout, re.M)
 
 
+def test_jobs_find_the_package_of_the_interpreter_that_runs_snakemake(tmp_path, grid_config):
+    """.venv/bin/snakemake without the venv on PATH: the jobs still run this environment's lipspeech."""
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(grid_config))
+    bare = {"HOME": os.environ.get("HOME", str(tmp_path)), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(
+        [str(BIN / "snakemake"), "results/gridfix/manifest.parquet", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+         "--configfile", str(tmp_path / "config.yaml"), "--cores", "1"],
+        capture_output=True, text=True, env=bare, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(Store(tmp_path / "results" / "gridfix" / "manifest.parquet")) > 0
+
+
 def test_experiments_dag(tmp_path, grid_config):
     """One train, one synthesize and one vocode job per experiment (+ vocode of gt_vocoded); train_vocoder
     only for a HiFi-GAN without a checkpoint."""

@@ -1,6 +1,9 @@
 # Shared helpers: config validation, result paths, shards.
 import json
 import os
+import shlex
+import sys
+from pathlib import Path
 
 from lipspeech.config import ConfigError, validate_config
 from lipspeech.data.manifest import shard_name
@@ -16,6 +19,13 @@ except (ConfigError, RuntimeError) as exc:
 # fail_fast reaches the jobs through the environment (every job's `lipspeech` reads it), not
 # through params: flipping it changes no output, so it must not rerun anything.
 os.environ["LIPSPEECH_FAIL_FAST"] = "1" if config["fail_fast"] else "0"
+
+# Jobs run the `lipspeech` of the interpreter that runs Snakemake (e.g. .venv/bin/snakemake run
+# without activating the venv), ahead of whatever PATH holds; without one there (a conda
+# deployment, `--sdm conda`) PATH decides.
+_BIN = Path(sys.executable).parent
+if (_BIN / "lipspeech").exists():
+    shell.prefix(f"export PATH={shlex.quote(str(_BIN))}:\"$PATH\"; ")
 
 CORPUS = config["corpus"]["name"]
 RESULTS = f"results/{CORPUS}"
