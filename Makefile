@@ -1,6 +1,6 @@
 # lipspeech: the two commands.
 #   make demo   run the whole pipeline on the built-in SynthGRID demo corpus (offline)
-#   make test   run the test suite (then make test-slurm)
+#   make test   lint the package (ruff), run the test suite (then make test-slurm)
 #   make test-slurm  the pipeline on a throw-away local SLURM cluster vs a local run (root; 5-10 min)
 # Both install what they need first: ffmpeg/espeak-ng (apt-get, as root) and a .venv
 # with the locked Python dependencies (requirements.lock).
@@ -24,6 +24,7 @@ demo: deps venv
 # The suite, then the SLURM test (a throw-away local cluster; needs root to install and start
 # it: as non-root without SLURM installed it is skipped with the reason; LIPSPEECH_SKIP_SLURM=1 skips it).
 test: deps venv
+	$(BIN)/ruff check lipspeech
 	$(BIN)/python -m pytest -q
 	@if [ -n "$$LIPSPEECH_SKIP_SLURM" ]; then echo "test-slurm skipped (LIPSPEECH_SKIP_SLURM is set)"; \
 	elif [ "$$(id -u)" != 0 ] && ! command -v slurmctld >/dev/null; then \

@@ -20,7 +20,6 @@ from typing import Any, Mapping
 import jsonschema
 import yaml
 
-
 #: evaluation systems that are not experiments (eval/{name}/): no experiment may take these names
 RESERVED_SYSTEM_NAMES = ("ground_truth", "gt_vocoded")
 
@@ -52,7 +51,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if error.validator == "additionalProperties":
         known = sorted(error.schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(known))
-        return f"config key {where + '.' if error.absolute_path else ''}{extra[0]!s}: unknown key (known here: {', '.join(known)})"
+        prefix = where + "." if error.absolute_path else ""
+        return f"config key {prefix}{extra[0]!s}: unknown key (known here: {', '.join(known)})"
     return f"config key {where}: {error.message}"
 
 

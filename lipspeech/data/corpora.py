@@ -105,7 +105,8 @@ def read_grid(root: Path, audio_root: Path | None = None) -> list[Entry]:
     entries = []
     for spk_dir in speakers:
         spk = spk_dir.name
-        align_dirs = [spk_dir / "align", root / "align" / spk, root / "alignments" / spk, root / "alignments" / spk / "align"]
+        align_dirs = [spk_dir / "align", root / "align" / spk, root / "alignments" / spk,
+                      root / "alignments" / spk / "align"]
         for video in _videos_under(spk_dir):
             name = video.stem
             text, problem = None, None

@@ -136,7 +136,8 @@ def probe(path: str | Path) -> MediaInfo:
     except ffmpeg.Error as exc:
         raise MediaError(_ffmpeg_reason(exc)) from None
     streams = info.get("streams", [])
-    video = next((s for s in streams if s.get("codec_type") == "video" and not s.get("disposition", {}).get("attached_pic")), None)
+    video = next((s for s in streams
+                  if s.get("codec_type") == "video" and not s.get("disposition", {}).get("attached_pic")), None)
     audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
 
     def _float(x: object) -> float | None:

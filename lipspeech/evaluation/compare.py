@@ -15,6 +15,7 @@ import pandas as pd
 
 from lipspeech.evaluation import bootstrap
 from lipspeech.evaluation.families import FIGURES
+
 #: the paper's headline "gap to vocoded speech", measured by the DNSMOS predictors
 GAP_METRICS = ("dnsmos_p808", "dnsmos_ovrl")
 

@@ -12,7 +12,8 @@ Input handling (as the reference implementation, ``speechmos.dnsmos`` and the DN
     An utterance shorter than 9.01 s is repeated end to end (the whole signal appended to itself,
     doubling, until it is at least 9.01 s long); then every 9.01 s window starting at whole seconds
     0, 1, 2, ... is scored, ``int(floor(seconds) - 9.01) + 1`` windows (the whole seconds of the
-    tiled signal less 9.01, truncated, plus one), and the window scores are averaged. A 3 s GRID utterance is tiled to 12 s and scored in 3 windows.
+    tiled signal less 9.01, truncated, plus one), and the window scores are averaged. A 3 s GRID
+    utterance is tiled to 12 s and scored in 3 windows.
 P.808 (``p808``)
     ``model_v8.onnx`` on a log-mel of the window without its last 160 samples: 120 mel bands of
     the power spectrum, n_fft 321, hop 160 (librosa, centred frames: 900 frames), in dB relative to

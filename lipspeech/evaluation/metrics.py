@@ -237,5 +237,6 @@ class SignalScorer:
         out["f0_mean"], out["f0_std"], out["f0_skew"], out["f0_kurt"] = f0_moments(sys.f0)
         out["vuv_error"] = vuv_error(ref.f0, sys.f0)
         out["f0_rmse_cents"] = f0_rmse_cents(ref.f0, sys.f0)
-        out["energy_mae"] = float(np.mean(np.abs(ref.energy.astype(np.float64) - sys.energy))) if len(ref.energy) else math.nan
+        energy_err = np.abs(ref.energy.astype(np.float64) - sys.energy)
+        out["energy_mae"] = float(np.mean(energy_err)) if len(ref.energy) else math.nan
         return {k: out[k] for k in SIGNAL_METRICS}

@@ -39,7 +39,8 @@ def check_train_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     for key in _POSITIVE:
         if cfg[key] <= 0:
             raise ConfigError(f"train config key {key}: must be > 0, got {cfg[key]}")
-    for key in ("threads", "warmup_steps", "ckpt_every", "val_max_batches", "num_workers", "max_nonfinite", "grad_clip", "lr"):
+    for key in ("threads", "warmup_steps", "ckpt_every", "val_max_batches", "num_workers", "max_nonfinite", "grad_clip",
+                "lr"):
         if cfg[key] < 0:
             raise ConfigError(f"train config key {key}: must be >= 0, got {cfg[key]}")
     if len(cfg["betas"]) != 2:

@@ -173,7 +173,7 @@ def _run_train(
     train_data = StoreDataset(corpus, "train", TRAIN_STORES, speakers)
     val_data = StoreDataset(corpus, "val", TRAIN_STORES, speakers)
     lines = [train_data.summary(), val_data.summary()]
-    for path, reason in sorted(corpus.unreadable.items()):
+    for _path, reason in sorted(corpus.unreadable.items()):
         if fail_fast:
             raise StageError(f"fail_fast: {reason}")
         lines.append(f"skipping the utterances of an unreadable store: {reason}")
@@ -286,10 +286,10 @@ def run_synthesize(
     synthesised too (the evaluation decides what it can score). ``device``: cuda
     when available unless given.
     """
+    import torch
+
     from lipspeech.training.bundle import load_model
     from lipspeech.training.synthesis import synthesize
-
-    import torch
 
     results_dir, ckpt, out = Path(results_dir), Path(ckpt), Path(out)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")

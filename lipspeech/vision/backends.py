@@ -117,7 +117,7 @@ class FaceAlignmentBackend:
         missing = [w for w in ("2DFAN4", "s3fd") if not any(ckpt.glob(w + "*"))]
         if missing:
             raise BackendError(f"roi.backend face_alignment: weights {', '.join(missing)} not found in {ckpt}: {self.HOW}")
-        lt = getattr(face_alignment.LandmarksType, "TWO_D", None) or getattr(face_alignment.LandmarksType, "_2D")
+        lt = getattr(face_alignment.LandmarksType, "TWO_D", None) or face_alignment.LandmarksType._2D
         self._fa = face_alignment.FaceAlignment(lt, device=device, face_detector="sfd", flip_input=False)
 
     def detect(self, gray: np.ndarray) -> list[Box]:

@@ -116,7 +116,8 @@ def load_items(results_dir: str | Path, split: str, corpus: Any = None) -> tuple
     return items, skipped
 
 
-def segment(item: VocoderItem, frames: int, rng: np.random.Generator, silence: float, hop: int = 160) -> tuple[np.ndarray, np.ndarray]:
+def segment(item: VocoderItem, frames: int, rng: np.random.Generator, silence: float,
+            hop: int = 160) -> tuple[np.ndarray, np.ndarray]:
     """A random window of ``frames`` mel frames and its ``hop * frames`` samples.
 
     Returns (mel (frames, n_mels), audio (hop * frames,)), padded when the utterance is shorter.

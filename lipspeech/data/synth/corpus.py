@@ -283,6 +283,7 @@ def generate_corpus(cfg: dict, out_dir: Path, threads: int = 1, progress: bool =
     Complete utterances left by an interrupted run with the same cfg are reused.
     """
     import lipspeech
+
     from .face import build_speaker_face
 
     t_start = time.time()

@@ -246,7 +246,7 @@ def _synthesize_here(words, voice, pitch, range_, rate) -> Synthesis:
     n = len(audio)
     end_sample = None
     ph_starts, word_starts = [], []
-    for typ, tpos, length, apos, sample, name in events:
+    for typ, tpos, _length, _apos, sample, name in events:
         if typ == EV_PHONEME:
             ph_starts.append((name, sample))
         elif typ == EV_WORD:
