@@ -59,7 +59,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     cfg = validate_config(yaml.safe_load(Path(args.config).read_text()) or {})
-    corpus = CorpusStores(args.results)
+    corpus = CorpusStores.from_results(args.results)
     train_data, val_data = loaded(corpus, "train", TRAIN_STORES), loaded(corpus, "val", TRAIN_STORES)
     test = list(loaded(corpus, "test", VIDEO_STORES))
     text_of = dict(zip(corpus.manifest["utt"], corpus.manifest["text"]))

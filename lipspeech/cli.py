@@ -274,11 +274,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from lipspeech.config import ConfigError
     from lipspeech.training.distributed import launched_world_size, torchrun_command
     from lipspeech.training.stage import run_train
+    from lipspeech.training.stores import CorpusStores
 
     cfg = _stage_config(args)
     exp = _experiment(args, cfg)
-    results = Path(args.results or f"results/{cfg['corpus']['name']}")
-    run_dir = Path(args.run_dir) if args.run_dir else results / "models" / exp["name"]
+    run_dir = Path(args.run_dir)
     if args.nproc > 1 and launched_world_size() == 1:
         import torch
 
@@ -295,7 +295,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if launched_world_size() > 1:  # the job's CPUs are shared by this node's processes
         threads = max(1, threads // int(os.environ.get("LOCAL_WORLD_SIZE", launched_world_size())))
     _torch_threads(threads)
-    summary = run_train(results, exp, cfg["model"], cfg["train"], run_dir, threads=threads, progress=_progress(args),
+    corpus = CorpusStores(args.manifest, {name: getattr(args, name) for name in ("roi", "mel", "units", "prosody")},
+                          args.stats)
+    summary = run_train(corpus, exp, cfg["model"], cfg["train"], run_dir, threads=threads, progress=_progress(args),
                         fail_fast=_fail_fast(args, cfg),
                         data_sections={name: cfg[name] for name in ("mel", "roi", "corpus")})
     if int(os.environ.get("RANK", "0")) != 0:
@@ -307,14 +309,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_synthesize(args: argparse.Namespace) -> int:
     from lipspeech.training.stage import run_synthesize
+    from lipspeech.training.stores import CorpusStores
 
     cfg = _stage_config(args)
     exp = _experiment(args, cfg)
-    results = Path(args.results or f"results/{cfg['corpus']['name']}")
-    ckpt = Path(args.ckpt) if args.ckpt else results / "models" / exp["name"] / "ckpt" / "best.pt"
-    out = Path(args.out) if args.out else results / "eval" / exp["name"] / "mels.parquet"
+    out = Path(args.out)
     _torch_threads(args.threads)
-    n = run_synthesize(results, exp, ckpt, out, split=args.split, temperature=args.temperature)
+    corpus = CorpusStores(args.manifest, {"roi": args.roi})
+    n = run_synthesize(corpus, exp, Path(args.ckpt), out, split=args.split, temperature=args.temperature)
     print(f"synthesize {exp['name']}: {n} {args.split} utterances -> {out}")
     return 0
 
@@ -360,13 +362,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_train_vocoder(args: argparse.Namespace) -> int:
+    from lipspeech.training.stores import CorpusStores
     from lipspeech.vocoder.stage import run_train_vocoder
 
     cfg = _stage_config(args)
-    results = Path(args.results or f"results/{cfg['corpus']['name']}")
-    run_dir = Path(args.run_dir) if args.run_dir else results / "vocoder"
+    run_dir = Path(args.run_dir)
     _torch_threads(args.threads)
-    s = run_train_vocoder(results, cfg["vocoder"], cfg["mel"], run_dir, threads=args.threads, progress=_progress(args))
+    corpus = CorpusStores(args.manifest, {"audio": args.audio, "mel": args.mel})
+    s = run_train_vocoder(corpus, cfg["vocoder"], cfg["mel"], run_dir, threads=args.threads, progress=_progress(args))
     print(f"train-vocoder ({s['preset']}): {s['steps']} steps in {s['seconds']:.0f} s, best val mel L1 "
           f"{s['best_mel_l1']:.4f} at step {s['best_step']} -> {run_dir / 'ckpt' / 'best.pt'}")
     return 0
@@ -374,16 +377,23 @@ def cmd_train_vocoder(args: argparse.Namespace) -> int:
 
 def cmd_vocode(args: argparse.Namespace) -> int:
     from lipspeech.features.audio import AudioConfig
+    from lipspeech.training.stores import CorpusStores
     from lipspeech.vocoder import load_vocoder
-    from lipspeech.vocoder.stage import run_vocode
+    from lipspeech.vocoder.stage import GT_VOCODED, run_vocode
 
     cfg = _stage_config(args)
-    results = Path(args.results or f"results/{cfg['corpus']['name']}")
     _torch_threads(args.threads)
+    corpus = None
+    if args.system == GT_VOCODED:
+        if not args.manifest or not args.mel:
+            raise SystemExit(f"vocode {GT_VOCODED}: give --manifest and --mel (the mel stores)")
+        corpus = CorpusStores(args.manifest, {"mel": args.mel})
+    elif not args.mels:
+        raise SystemExit(f"vocode {args.system}: give --mels (the experiment's synthesize store)")
     vocoder = load_vocoder(cfg["vocoder"], AudioConfig.from_section(cfg["mel"]), args.device or cfg["vocoder"]["device"],
-                           checkpoint=args.checkpoint or results / "vocoder" / "ckpt" / "best.pt")
-    ok, bad = run_vocode(results, args.system, vocoder, cfg["vocoder"], cfg["mel"], Path(args.out), Path(args.rejected),
-                         mels=Path(args.mels) if args.mels else None, split=args.split, progress=_progress(args))
+                           checkpoint=args.checkpoint)
+    ok, bad = run_vocode(args.system, vocoder, cfg["vocoder"], cfg["mel"], Path(args.out), Path(args.rejected),
+                         mels=_opt_path(args.mels), corpus=corpus, split=args.split, progress=_progress(args))
     print(f"vocode {args.system} ({vocoder.kind}): {ok} utterances, {bad} rejected -> {args.out}")
     return 0
 
@@ -407,6 +417,13 @@ def _add_stage_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--fail-fast", action="store_true",
                    help="fail at the first rejected utterance (config key fail_fast; env LIPSPEECH_FAIL_FAST=1)")
+
+
+def _store_args(p: argparse.ArgumentParser, **options: str) -> None:
+    """Required path options: one file each, or (names ending in s: roi, mel, units, ...) one per shard."""
+    for option, text in options.items():
+        many = option in ("roi", "mel", "units", "prosody", "audio")
+        p.add_argument(f"--{option}", required=True, nargs="+" if many else None, help=text)
 
 
 def _stage_parser(sub: Any, name: str, help: str, func: Callable[[argparse.Namespace], int],
@@ -471,8 +488,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_stage_args(p)
     p.add_argument("--exp", required=True, help="experiment name (an entry of the config's experiments)")
     p.add_argument("--experiment", help="that entry as JSON (what Snakemake passes); default: from the config")
-    p.add_argument("--results", help="results/{corpus} folder (default: from corpus.name)")
-    p.add_argument("--run-dir", help="run directory (default: {results}/models/{exp}); resumes from its ckpt/last.pt")
+    _store_args(p, manifest="manifest (splits, speakers, shards)", roi="roi stores", mel="mel stores",
+                units="units stores", prosody="prosody stores", stats="prosody stats.json (prosody-stats)")
+    p.add_argument("--run-dir", required=True, help="run directory (models/{exp}); resumes from its ckpt/last.pt")
     p.add_argument("--nproc", type=int, default=1,
                    help="data-parallel processes on this node, under torchrun (one per GPU; gloo on CPU); "
                         "1 (default): a single process")
@@ -482,9 +500,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_stage_args(p)
     p.add_argument("--exp", required=True, help="experiment name")
     p.add_argument("--experiment", help="the experiment's config entry as JSON (default: from the config)")
-    p.add_argument("--results", help="results/{corpus} folder (default: from corpus.name)")
-    p.add_argument("--ckpt", help="checkpoint (default: {results}/models/{exp}/ckpt/best.pt)")
-    p.add_argument("--out", help="mels store to write (default: {results}/eval/{exp}/mels.parquet)")
+    _store_args(p, manifest="manifest (splits, shards)", roi="roi stores (the videos)",
+                ckpt="model checkpoint (models/{exp}/ckpt/best.pt)", out="mels store to write (eval/{exp}/mels.parquet)")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--temperature", type=float, help="std of the post-net prior (default: the model's)")
     p.set_defaults(func=cmd_synthesize)
@@ -509,17 +526,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train-vocoder", help="train a HiFi-GAN on the train split's audio and mels (vocoder.preset)")
     _add_stage_args(p)
-    p.add_argument("--results", help="results/{corpus} folder (default: from corpus.name)")
-    p.add_argument("--run-dir", help="run directory (default: {results}/vocoder); resumes from its ckpt/last.pt")
+    _store_args(p, manifest="manifest (splits, shards)", audio="audio stores (decode)", mel="mel stores")
+    p.add_argument("--run-dir", required=True, help="run directory (vocoder/); resumes from its ckpt/last.pt")
     p.set_defaults(func=cmd_train_vocoder)
 
     p = _stage_parser(sub, "vocode", "one system's test-split mels -> 16 kHz audio store (the configured vocoder)",
                       cmd_vocode, out="audio store to write (eval/{system}/audio.parquet)", rejected=REJ)
     p.add_argument("--system", required=True, help="an experiment name (its eval/{exp}/mels.parquet) or gt_vocoded")
-    p.add_argument("--results", help="results/{corpus} folder (default: from corpus.name)")
-    p.add_argument("--mels", help="synthesize store of the experiment (default: {results}/eval/{system}/mels.parquet)")
-    p.add_argument("--checkpoint", help="HiFi-GAN checkpoint when vocoder.checkpoint is null "
-                                        "(default: {results}/vocoder/ckpt/best.pt)")
+    p.add_argument("--mels", help="an experiment's synthesize store (eval/{exp}/mels.parquet)")
+    p.add_argument("--manifest", help="gt_vocoded: the manifest (splits, shards)")
+    p.add_argument("--mel", nargs="+", help="gt_vocoded: the mel stores")
+    p.add_argument("--checkpoint", help="HiFi-GAN checkpoint when vocoder.checkpoint is null (train-vocoder's best.pt)")
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="split of gt_vocoded")
     p.add_argument("--device", help="cpu, cuda, auto (default: vocoder.device)")
 

@@ -14,7 +14,7 @@ from lipspeech.models import build_model, model_config
 from lipspeech.training import load_checkpoint, synthetic_utterances, train, train_config
 from lipspeech.training.distributed import AllReduceBatchNorm, DistInfo, process_group, shard_batches
 from lipspeech.training.trainer import seed_everything
-from test_stage_train import EXP, MODEL as STAGE_MODEL, TRAIN as STAGE_TRAIN, fake_results
+from test_stage_train import EXP, MODEL as STAGE_MODEL, TRAIN as STAGE_TRAIN, TRAIN_STORE_ARGS, fake_results, store_args
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -112,7 +112,7 @@ def test_train_command_with_nproc_runs_under_torchrun(tmp_path):
     run_dir = results / "models" / "ltbs"
     params = json.dumps({"model": STAGE_MODEL, "train": STAGE_TRAIN})
     cmd = [sys.executable, "-m", "lipspeech.cli", "train", "--params", params, "--exp", "ltbs",
-           "--experiment", json.dumps(EXP), "--results", str(results), "--run-dir", str(run_dir),
+           "--experiment", json.dumps(EXP), *store_args(results, *TRAIN_STORE_ARGS, stats=True), "--run-dir", str(run_dir),
            "--threads", "2", "--nproc", "2", "--no-progress"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     out = proc.stdout + proc.stderr

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from lipspeech.store import StoreMeta, atomic_path, remove_stale_temporaries, write_store
-from test_stage_train import EXP, MODEL, TRAIN, fake_results
+from test_stage_train import EXP, MODEL, TRAIN, TRAIN_STORE_ARGS, fake_results, store_args
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -251,7 +251,8 @@ TRAIN_PARAMS = {"model": MODEL, "train": {**TRAIN, "max_steps": 12, "val_every":
 
 def _train_cmd(results: Path) -> list[str]:
     return [str(BIN / "lipspeech"), "train", "--params", json.dumps(TRAIN_PARAMS), "--exp", EXP["name"],
-            "--experiment", json.dumps(EXP), "--results", str(results), "--run-dir", str(results / "models/ltbs"),
+            "--experiment", json.dumps(EXP), *store_args(results, *TRAIN_STORE_ARGS, stats=True),
+            "--run-dir", str(results / "models/ltbs"),
             "--threads", "1", "--no-progress"]
 
 
@@ -281,8 +282,9 @@ def test_killed_training_resumes_to_the_same_checkpoints(tmp_path, monkeypatch):
     assert rerun.returncode == 0, rerun.stderr
     assert f"resuming from step {killed_at}" in rerun.stdout
     synth = subprocess.run([str(BIN / "lipspeech"), "synthesize", "--exp", EXP["name"], "--experiment", json.dumps(EXP),
-                            "--results", str(res), "--threads", "1", "--no-progress"], env=env, capture_output=True,
-                           text=True)
+                            *store_args(res, "roi"), "--ckpt", str(ckpt / "best.pt"),
+                            "--out", str(res / "eval/ltbs/mels.parquet"), "--threads", "1", "--no-progress"],
+                           env=env, capture_output=True, text=True)
     assert synth.returncode == 0 and (res / "eval/ltbs/mels.parquet").exists(), synth.stderr
     after = {"repo": _snapshot(REPO, (".git",)), "home": _snapshot(home), "tmpdir": _snapshot(tmpdir)}
     changed = _outside_results({k: _diff(before[k], after[k]) for k in before})

@@ -137,10 +137,11 @@ def test_speak_equals_the_pipeline_and_reads_old_checkpoints(setup, tmp_path, ca
     exp = json.dumps({"name": "x", "preset": "tiny", "overrides": {}})
     for ckpt in (bundled, old):
         mels = res / "eval" / ckpt.stem / "mels.parquet"
-        assert main(["synthesize", *stage, "--exp", "x", "--experiment", exp, "--results", str(res), "--ckpt", str(ckpt),
+        assert main(["synthesize", *stage, "--exp", "x", "--experiment", exp, "--manifest", str(res / "manifest.parquet"),
+                     "--roi", str(res / "roi" / "000.parquet"), "--ckpt", str(ckpt),
                      "--out", str(mels)]) == 0
         audio_store = res / "eval" / ckpt.stem / "audio.parquet"
-        assert main(["vocode", *stage, "--system", "x", "--results", str(res), "--mels", str(mels),
+        assert main(["vocode", *stage, "--system", "x", "--mels", str(mels),
                      "--out", str(audio_store), "--rejected", str(tmp_path / "r.parquet"), "--device", "cpu"]) == 0
         pipeline = Store(audio_store)
         wav = tmp_path / f"{ckpt.stem}.wav"

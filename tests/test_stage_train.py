@@ -71,8 +71,19 @@ def results(tmp_path):
     return fake_results(tmp_path / "results" / "fake")
 
 
+def store_args(results, *folders, stats=False):
+    """The path options a stage command is given: --manifest, --{folder} (every shard's file), --stats."""
+    args = ["--manifest", str(results / "manifest.parquet")]
+    for folder in folders:
+        args += [f"--{folder}", *sorted(str(p) for p in (results / folder).glob("[0-9][0-9][0-9].parquet"))]
+    return args + (["--stats", str(results / "prosody" / "stats.json")] if stats else [])
+
+
+TRAIN_STORE_ARGS = ("roi", "mel", "units", "prosody")
+
+
 def test_store_dataset_joins_normalises_and_counts_skipped(results):
-    corpus = CorpusStores(results)
+    corpus = CorpusStores.from_results(results)
     train = StoreDataset(corpus, "train")
     assert len(train) == 4 and MISSING_MEL not in train.utts
     assert train.skipped == {"not in mel": 1} and train.n_skipped == 1

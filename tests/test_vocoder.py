@@ -12,6 +12,7 @@ import torch
 from lipspeech.config import ConfigError, validate_config
 from lipspeech.features.audio import AudioConfig, MelSpectrogram
 from lipspeech.store import Store, StoreMeta, write_store
+from test_stage_train import store_args
 from lipspeech.vocoder import Discriminators, Generator, GriffinLim, hifigan_config, load_hifigan, load_vocoder
 from lipspeech.vocoder.griffinlim import spectral_convergence
 from lipspeech.vocoder.stage import run_train_vocoder, run_vocode
@@ -280,7 +281,7 @@ def test_vocode_stage_store_format(trained, tmp_path):
     mel_section = validate_config({})["mel"]
     gl = load_vocoder(section, AC, "cpu")
     out, rej = tmp_path / "gt" / "audio.parquet", tmp_path / "gt" / "audio.rejected.parquet"
-    assert run_vocode(results, "gt_vocoded", gl, section, mel_section, out, rej, progress=False) == (2, 1)
+    assert run_vocode("gt_vocoded", gl, section, mel_section, out, rej, corpus=results, progress=False) == (2, 1)
     store = Store(out, expect_stage="vocode")
     assert store.utts == ["a_t", "b_t"]
     assert store.table.schema.field("n_frames").type == pa.int32()
@@ -304,7 +305,7 @@ def test_vocode_stage_store_format(trained, tmp_path):
                 {"coarse": [good, good, good[:20]], "post": [good, np.full_like(good, np.nan), good[:20]]})
     hifi = load_vocoder({**section, "kind": "hifigan"}, AC, "cpu", checkpoint=run_dir / "ckpt" / "best.pt")
     out = tmp_path / "eval" / "ltbs" / "audio.parquet"
-    assert run_vocode(results, "ltbs", hifi, section, mel_section, out, rej, mels=mels, progress=False) == (2, 1)
+    assert run_vocode("ltbs", hifi, section, mel_section, out, rej, mels=mels, progress=False) == (2, 1)
     store = Store(out, expect_stage="vocode")
     assert store.utts == ["x1", "x3"] and [len(a) for a in store.arrays("audio")] == [T * 640, 5 * 640]
     assert store.meta.extra["vocoder"] == "hifigan" and store.meta.extra["vocoder_detail"]["preset"] == "tiny"
@@ -326,11 +327,11 @@ def test_cli_train_vocoder_then_vocode(trained, tmp_path, capsys):
     params = {"vocoder": {"kind": "hifigan", "preset": "tiny", "griffin_lim": {"n_iter": 2},
                           "train": {**VTRAIN, "max_steps": 2, "val_every": 2}}}
     run_dir = tmp_path / "vocoder"
-    assert main(["train-vocoder", "--params", json.dumps(params), "--results", str(results), "--run-dir", str(run_dir),
+    assert main(["train-vocoder", "--params", json.dumps(params), *store_args(results, "audio", "mel"), "--run-dir", str(run_dir),
                  "--threads", "1", "--no-progress"]) == 0
     assert "train-vocoder (tiny): 2 steps" in capsys.readouterr().out
     out = tmp_path / "eval" / "gt_vocoded" / "audio.parquet"
-    args = ["vocode", "--params", json.dumps(params), "--system", "gt_vocoded", "--results", str(results),
+    args = ["vocode", "--params", json.dumps(params), "--system", "gt_vocoded", *store_args(results, "mel"),
             "--out", str(out), "--rejected", str(out.with_suffix(".rejected.parquet")), "--threads", "1",
             "--no-progress", "--device", "cpu"]
     assert main(args + ["--checkpoint", str(run_dir / "ckpt" / "best.pt")]) == 0

@@ -325,7 +325,7 @@ def test_training_skips_the_utterances_of_an_unreadable_store(tmp_path):
 
     results = fake_results(tmp_path / "results" / "fake")
     _corrupt(results / "mel/001.parquet", results / "mel/001.parquet")
-    corpus = CorpusStores(results)
+    corpus = CorpusStores.from_results(results)
     train = StoreDataset(corpus, "train")
     lost = sum(1 for u, (_, split, shard) in UTTS.items() if split == "train" and shard == 1)
     assert train.skipped["mel store unreadable"] == lost and len(train) > 0

@@ -144,6 +144,9 @@ def units_analysis(
     scored = _cap(sorted(u for u in audio if split_of.get(u) == cfg["split"]), int(cfg["max_utterances"]), seed)
     if not train:
         raise StageError("units_analysis: no train utterances to fit k-means on")
+    if not scored:
+        raise StageError(f"units_analysis: no {cfg['split']} utterances in the audio stores to score "
+                         "(units_analysis.split)")
     phones, rejected = {}, []
     for utt in scored:
         try:

@@ -115,8 +115,14 @@ def _restore_best(ckpt_dir: Path) -> None:
     _link(kept, best)
 
 
+def _corpus(source: "CorpusStores | str | Path", stats: bool) -> CorpusStores:
+    """The stores given (what a stage does), or for a ``results/{corpus}`` folder the workflow's layout
+    of it (tools and tests)."""
+    return source if isinstance(source, CorpusStores) else CorpusStores.from_results(source, load_stats=stats)
+
+
 def run_train(
-    results_dir: Path,
+    corpus: "CorpusStores | str | Path",
     exp: Mapping[str, Any],
     model_section: Mapping[str, Any],
     train_section: Mapping[str, Any],
@@ -126,10 +132,11 @@ def run_train(
     fail_fast: bool = False,
     data_sections: Optional[Mapping[str, Any]] = None,
 ) -> dict[str, Any]:
-    """Train one experiment on the train split of ``results_dir``'s stores, validating on val.
+    """Train one experiment on the train split of a corpus's stores, validating on val.
 
     Args:
-        results_dir: ``results/{corpus}``.
+        corpus: the manifest, roi, mel, units and prosody stores and the prosody statistics
+            (or a ``results/{corpus}`` folder: its stores in the workflow's layout).
         exp: the experiment's entry of the config (``name``, ``preset``, ``overrides``).
         model_section: the config's ``model`` section (``preset``, shared ``overrides``).
         train_section: overrides of :func:`~lipspeech.training.train_config` (the ``train`` section).
@@ -146,12 +153,12 @@ def run_train(
     section = {k: v for k, v in dict(train_section).items() if k not in ("threads", "progress")}
     train_cfg = train_config({**section, "threads": max(1, threads), "progress": progress})
     with process_group(train_cfg["device"]) as ddp:
-        return _run_train(Path(results_dir), exp, model_section, train_cfg, Path(run_dir), ddp, fail_fast,
+        return _run_train(_corpus(corpus, True), exp, model_section, train_cfg, Path(run_dir), ddp, fail_fast,
                           dict(data_sections or {}))
 
 
 def _run_train(
-    results_dir: Path,
+    corpus: CorpusStores,
     exp: Mapping[str, Any],
     model_section: Mapping[str, Any],
     train_cfg: dict[str, Any],
@@ -166,7 +173,6 @@ def _run_train(
         raise ConfigError(f"config key train.val_every: {train_cfg['val_every']} > max_steps {train_cfg['max_steps']}, "
                           "so there would be no validation and no best.pt")
 
-    corpus = CorpusStores(results_dir)
     speakers = speaker_ids(corpus.manifest) if model_cfg["n_speakers"] > 0 else None
     if speakers is not None and len(speakers) > model_cfg["n_speakers"]:
         raise ConfigError(f"model config key n_speakers: {model_cfg['n_speakers']} < {len(speakers)} train speakers")
@@ -178,7 +184,7 @@ def _run_train(
             raise StageError(f"fail_fast: {reason}")
         lines.append(f"skipping the utterances of an unreadable store: {reason}")
     if len(train_data) == 0:
-        raise StageError(f"no train utterances in {results_dir} ({train_data.summary()})")
+        raise StageError(f"no train utterances in the stores ({train_data.summary()})")
     if len(val_data) == 0:
         # a tiny corpus (test fixtures) may have no val split; best.pt must still exist
         val_data = train_data
@@ -269,7 +275,7 @@ def _sha1(path: Path) -> str:
 
 
 def run_synthesize(
-    results_dir: Path,
+    corpus: "CorpusStores | str | Path",
     exp: Mapping[str, Any],
     ckpt: Path,
     out: Path,
@@ -291,7 +297,7 @@ def run_synthesize(
     from lipspeech.training.bundle import load_model
     from lipspeech.training.synthesis import synthesize
 
-    results_dir, ckpt, out = Path(results_dir), Path(ckpt), Path(out)
+    ckpt, out = Path(ckpt), Path(out)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         bundle = load_model(ckpt, device)
@@ -300,7 +306,7 @@ def run_synthesize(
     model, speakers = bundle.model, bundle.speakers
     if bundle.model_cfg["n_speakers"] > 0 and not speakers:
         raise StageError(f"{ckpt}: a model with a speaker embedding, but its checkpoint names no speakers")
-    data = StoreDataset(CorpusStores(results_dir, load_stats=False), split, VIDEO_STORES, speakers)
+    data = StoreDataset(_corpus(corpus, False), split, VIDEO_STORES, speakers)
     print(f"synthesize {exp['name']}: {data.summary()}", flush=True)
     results = synthesize(model, (data[i] for i in range(len(data))), temperature=temperature, batch_size=batch_size)
     n_mels = int(bundle.model_cfg["n_mels"])

@@ -36,7 +36,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from lipspeech.data.manifest import shard_name
+from lipspeech.features.common import shard_of_store
 from lipspeech.models.batch import Utterance
 from lipspeech.store import SHAPE_SUFFIX, Store, StoreError, StoreUnreadable, one_line
 from lipspeech.timing import MEL_PER_FRAME, SAMPLES_PER_FRAME, UNITS_PER_FRAME
@@ -59,32 +59,59 @@ VIDEO_STORES = ("roi",)
 class CorpusStores:
     """The manifest, prosody statistics and (lazily opened, cached) store files of one corpus.
 
+    Every file is given: a stage reads exactly the paths its rule declares.
+
     Args:
-        results_dir: ``results/{corpus}``.
-        load_stats: read ``prosody/stats.json`` (needed when the prosody store is used).
+        manifest: the manifest store.
+        stores: store folder (a key of :data:`STORES`) -> its per-shard files
+            (``{shard:03d}.parquet``; the shard is read from the name). A shard without
+            a file has no utterances in that store.
+        stats: ``prosody/stats.json`` (needed when the prosody store is used).
     """
 
-    def __init__(self, results_dir: str | Path, load_stats: bool = True):
-        self.results_dir = Path(results_dir)
-        self.manifest = Store(self.results_dir / "manifest.parquet", expect_stage="manifest").df
+    def __init__(self, manifest: str | Path, stores: Optional[Mapping[str, Sequence[str | Path]]] = None,
+                 stats: Optional[str | Path] = None):
+        self.manifest = Store(manifest, expect_stage="manifest").df
+        self.paths: dict[str, dict[int, Path]] = {}
+        for folder, paths in (stores or {}).items():
+            if folder not in STORES:
+                raise ValueError(f"unknown store folder {folder!r} (known: {', '.join(STORES)})")
+            self.paths[folder] = {}
+            for path in paths:
+                shard = shard_of_store(Path(path))
+                if shard is None:
+                    raise ValueError(f"{path}: not a per-shard store file ({{shard:03d}}.parquet)")
+                self.paths[folder][shard] = Path(path)
         self.stats: Optional[dict[str, Any]] = None
-        stats_path = self.results_dir / "prosody" / "stats.json"
-        if load_stats:
-            if not stats_path.exists():
-                raise StoreError(f"{stats_path}: no prosody statistics (run the prosody_stats rule)")
-            self.stats = json.loads(stats_path.read_text())
+        if stats is not None:
+            if not Path(stats).exists():
+                raise StoreError(f"{stats}: no prosody statistics (run the prosody_stats rule)")
+            self.stats = json.loads(Path(stats).read_text())
         self._stores: dict[tuple[str, int], Optional[Store]] = {}
         self._shapes: dict[tuple[str, int], dict[str, tuple[int, list[int]]]] = {}
         #: store path -> why it could not be read (its utterances are skipped, not fatal)
         self.unreadable: dict[str, str] = {}
 
+    @classmethod
+    def from_results(cls, results_dir: str | Path, folders: Sequence[str] = tuple(STORES),
+                     load_stats: bool = True) -> "CorpusStores":
+        """Every store of ``folders`` found under the workflow's layout of ``results/{corpus}``
+        (for tools, tests and notebooks; the stages are given their files)."""
+        results_dir = Path(results_dir)
+        stores = {}
+        for folder in folders:
+            files = sorted((results_dir / folder).glob("*.parquet")) if (results_dir / folder).is_dir() else []
+            stores[folder] = [f for f in files if f.name.split(".", 1)[0].isdigit() and f.name.count(".") == 1]
+        stats = results_dir / "prosody" / "stats.json" if load_stats else None
+        return cls(results_dir / "manifest.parquet", stores, stats)
+
     def store(self, folder: str, shard: int) -> Optional[Store]:
-        """The store ``folder/{shard}.parquet``, or None when the file does not exist or is unreadable."""
+        """The store of ``folder`` for ``shard``, or None when it was not given, does not exist or is unreadable."""
         key = (folder, shard)
         if key not in self._stores:
-            path = self.results_dir / folder / f"{shard_name(shard)}.parquet"
+            path = self.paths.get(folder, {}).get(shard)
             store = None
-            if path.exists():
+            if path is not None and path.exists():
                 try:
                     store = Store(path, expect_stage=STORES[folder][0])
                 except StoreUnreadable as exc:
@@ -97,7 +124,8 @@ class CorpusStores:
         return [s for (f, _), s in self._stores.items() if f == folder and s is not None]
 
     def is_unreadable(self, folder: str, shard: int) -> bool:
-        return str(self.results_dir / folder / f"{shard_name(shard)}.parquet") in self.unreadable
+        path = self.paths.get(folder, {}).get(shard)
+        return path is not None and str(path) in self.unreadable
 
     def rows(self, folder: str, shard: int) -> dict[str, tuple[int, list[int]]]:
         """utt -> (row, shape of the store's length array) of one store file (empty when it is missing)."""
@@ -146,7 +174,8 @@ class StoreDataset(Sequence[Utterance]):
         unknown = [s for s in stores if s not in STORES]
         if unknown or "roi" not in stores:
             raise ValueError(f"stores must include roi and be among {', '.join(STORES)}, got {list(stores)}")
-        self.corpus = source if isinstance(source, CorpusStores) else CorpusStores(source, "prosody" in stores)
+        self.corpus = (source if isinstance(source, CorpusStores)
+                       else CorpusStores.from_results(source, load_stats="prosody" in stores))
         self.split = split
         self.stores = tuple(stores)
         self.speakers = dict(speakers) if speakers is not None else None

@@ -51,18 +51,25 @@ def _check_mel_definition(corpus: Any, audio_cfg: AudioConfig) -> None:
             raise StageError(f"{store.path}: made with another mel definition (mel.{diff[0]} differs from the config)")
 
 
+def _corpus(source: Any, stats: bool = False) -> Any:
+    from lipspeech.training.stage import _corpus as corpus_of
+
+    return corpus_of(source, stats)
+
+
 def run_train_vocoder(
-    results_dir: Path,
+    corpus: Any,
     vocoder_section: Mapping[str, Any],
     mel_section: Mapping[str, Any],
     run_dir: Path,
     threads: int = 1,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train the configured HiFi-GAN preset on ``results_dir``'s stores; returns a summary (also in run.json).
+    """Train the configured HiFi-GAN preset on a corpus's audio and mel stores; returns a summary (also in run.json).
 
     Args:
-        results_dir: ``results/{corpus}``.
+        corpus: a :class:`~lipspeech.training.stores.CorpusStores` with the manifest, audio and mel stores
+            (or a ``results/{corpus}`` folder: its stores in the workflow's layout).
         vocoder_section: the validated ``vocoder`` section (``preset``, ``train``).
         mel_section: the ``mel`` section.
         run_dir: ``results/{corpus}/vocoder``.
@@ -71,11 +78,10 @@ def run_train_vocoder(
     """
     from lipspeech.training.checkpoint import load_checkpoint
     from lipspeech.training.stage import _link, _restore_best
-    from lipspeech.training.stores import CorpusStores
     from lipspeech.vocoder.hifigan import hifigan_config
     from lipspeech.vocoder.train import load_items, train_vocoder
 
-    results_dir, run_dir = Path(results_dir), Path(run_dir)
+    run_dir = Path(run_dir)
     preset = vocoder_section["preset"]
     gen_cfg = hifigan_config(preset)
     audio_cfg = AudioConfig.from_section(mel_section)
@@ -83,9 +89,9 @@ def run_train_vocoder(
     if train_cfg["val_every"] > train_cfg["max_steps"]:
         raise ConfigError(f"config key vocoder.train.val_every: {train_cfg['val_every']} > max_steps "
                           f"{train_cfg['max_steps']}, so there would be no validation and no best.pt")
-    corpus = CorpusStores(results_dir, load_stats=False)
-    train_items, train_skipped = load_items(results_dir, "train", corpus)
-    val_items, val_skipped = load_items(results_dir, "val", corpus)
+    corpus = _corpus(corpus)
+    train_items, train_skipped = load_items(corpus, "train")
+    val_items, val_skipped = load_items(corpus, "val")
     _check_mel_definition(corpus, audio_cfg)
 
     def line(split: str, n: int, skipped: Mapping[str, int]) -> str:
@@ -96,7 +102,7 @@ def run_train_vocoder(
 
     lines = [line("train", len(train_items), train_skipped), line("val", len(val_items), val_skipped)]
     if not train_items:
-        raise StageError(f"no train utterances with audio and mel in {results_dir} ({lines[0]})")
+        raise StageError(f"no train utterances with audio and mel in the stores ({lines[0]})")
     val_is_train = not val_items
     if val_is_train:
         val_items = train_items
@@ -153,11 +159,8 @@ def run_train_vocoder(
     return summary
 
 
-def _gt_mels(results_dir: Path, split: str) -> tuple[list[tuple[str, int, Optional[np.ndarray]]], str]:
+def _gt_mels(corpus: Any, split: str) -> tuple[list[tuple[str, int, Optional[np.ndarray]]], str]:
     """(utt, n_frames, mel or None) of the split's utterances from the mel stores, and a hash of those stores."""
-    from lipspeech.training.stores import CorpusStores
-
-    corpus = CorpusStores(results_dir, load_stats=False)
     manifest = corpus.manifest
     rows = manifest[manifest["split"] == split]
     out = []
@@ -180,7 +183,6 @@ def _experiment_mels(path: Path) -> tuple[list[tuple[str, int, Optional[np.ndarr
 
 
 def run_vocode(
-    results_dir: Path,
     system: str,
     vocoder: Any,
     vocoder_section: Mapping[str, Any],
@@ -188,29 +190,33 @@ def run_vocode(
     out: Path,
     rejected_out: Path,
     mels: Optional[Path] = None,
+    corpus: Any = None,
     split: str = "test",
     progress: bool = True,
 ) -> tuple[int, int]:
     """Vocode one system's mels; returns (n_written, n_rejected).
 
     Args:
-        results_dir: ``results/{corpus}``.
-        system: an experiment name (reads ``mels`` or ``eval/{system}/mels.parquet``) or ``gt_vocoded``.
+        system: an experiment name (reads ``mels``) or ``gt_vocoded`` (reads ``corpus``).
         vocoder: a :class:`~lipspeech.vocoder.api.Vocoder`.
         vocoder_section, mel_section: config sections (hashed into the store metadata).
         out, rejected_out: the store and the rejected table to write.
-        mels: an experiment's synthesize store (default ``eval/{system}/mels.parquet``).
+        mels: an experiment's synthesize store (``eval/{exp}/mels.parquet``).
+        corpus: for ``gt_vocoded``, the manifest and the mel stores (a
+            :class:`~lipspeech.training.stores.CorpusStores`, or a ``results/{corpus}`` folder).
         split: the split ``gt_vocoded`` reads.
         progress: progress bar.
     """
     from tqdm.auto import tqdm
 
-    results_dir = Path(results_dir)
     if system == GT_VOCODED:
-        rows, source = _gt_mels(results_dir, split)
+        if corpus is None:
+            raise StageError("vocode gt_vocoded: needs the manifest and the mel stores")
+        rows, source = _gt_mels(_corpus(corpus), split)
     else:
-        path = Path(mels) if mels else results_dir / "eval" / system / "mels.parquet"
-        rows, source = _experiment_mels(path)
+        if mels is None:
+            raise StageError(f"vocode {system}: needs the experiment's synthesize store (--mels)")
+        rows, source = _experiment_mels(Path(mels))
     n_mels = vocoder.audio_cfg.n_mels
     good: list[tuple[str, int, np.ndarray]] = []
     rejected: list[tuple[str, str]] = []

@@ -89,14 +89,15 @@ class VocoderItem:
     mel: np.ndarray
 
 
-def load_items(results_dir: str | Path, split: str, corpus: Any = None) -> tuple[list[VocoderItem], Counter]:
+def load_items(corpus: Any, split: str) -> tuple[list[VocoderItem], Counter]:
     """The ``split`` utterances that have both a decoded audio and a mel (views into the stores).
 
     Returns the items (manifest order) and reason -> count of the left-out ones.
     """
     from lipspeech.training.stores import CorpusStores
 
-    corpus = corpus or CorpusStores(results_dir, load_stats=False)
+    if not isinstance(corpus, CorpusStores):
+        corpus = CorpusStores.from_results(corpus, ("audio", "mel"), load_stats=False)
     manifest = corpus.manifest
     rows = manifest[manifest["split"] == split]
     items: list[VocoderItem] = []

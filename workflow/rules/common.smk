@@ -22,10 +22,11 @@ os.environ["LIPSPEECH_FAIL_FAST"] = "1" if config["fail_fast"] else "0"
 
 # Jobs run the `lipspeech` of the interpreter that runs Snakemake (e.g. .venv/bin/snakemake run
 # without activating the venv), ahead of whatever PATH holds; without one there (a conda
-# deployment, `--sdm conda`) PATH decides.
+# deployment, `--sdm conda`) PATH decides. A prefix replaces Snakemake's own, so it restates
+# bash strict mode: without pipefail a failing `lipspeech ... | tee log` would pass.
 _BIN = Path(sys.executable).parent
 if (_BIN / "lipspeech").exists():
-    shell.prefix(f"export PATH={shlex.quote(str(_BIN))}:\"$PATH\"; ")
+    shell.prefix(f"set -euo pipefail; export PATH={shlex.quote(str(_BIN))}:\"$PATH\"; ")
 
 CORPUS = config["corpus"]["name"]
 RESULTS = f"results/{CORPUS}"

@@ -33,8 +33,7 @@ rule train:
         # mel, roi and corpus go into every checkpoint's bundle (what `lipspeech speak` needs)
         cfg=params_json("model", "train", "mel", "roi", "corpus"),
         exp=experiment_json,
-        results=RESULTS,
-        run_dir=lambda wildcards: f"{RESULTS}/models/{wildcards.exp}",
+        run_dir=lambda wildcards, output: os.path.dirname(os.path.dirname(output[0])),
     log:
         f"{RESULTS}/logs/train/{{exp}}.log",
     benchmark:
@@ -48,7 +47,9 @@ rule train:
         nproc=1,
     shell:
         "lipspeech train --params {params.cfg:q} --exp {wildcards.exp:q} --experiment {params.exp:q}"
-        " --results {params.results:q} --run-dir {params.run_dir:q} --threads {threads} --nproc {resources.nproc}"
+        " --manifest {input.manifest:q} --roi {input.roi:q} --mel {input.mel:q} --units {input.units:q}"
+        " --prosody {input.prosody:q} --stats {input.stats:q}"
+        " --run-dir {params.run_dir:q} --threads {threads} --nproc {resources.nproc}"
         " --no-progress 2>&1 | tee {log:q}"
 
 
@@ -62,7 +63,6 @@ rule synthesize:
         f"{RESULTS}/eval/{{exp}}/mels.parquet",
     params:
         exp=experiment_json,
-        results=RESULTS,
     log:
         f"{RESULTS}/logs/synthesize/{{exp}}.log",
     benchmark:
@@ -72,5 +72,5 @@ rule synthesize:
         mem_mb=4000,
         runtime=60,
     shell:
-        "lipspeech synthesize --exp {wildcards.exp:q} --experiment {params.exp:q} --results {params.results:q}"
-        " --ckpt {input.ckpt:q} --out {output:q} --threads {threads} --no-progress 2>&1 | tee {log:q}"
+        "lipspeech synthesize --exp {wildcards.exp:q} --experiment {params.exp:q} --manifest {input.manifest:q}"
+        " --roi {input.roi:q} --ckpt {input.ckpt:q} --out {output:q} --threads {threads} --no-progress 2>&1 | tee {log:q}"

@@ -2,6 +2,7 @@
 # vocoder.kind griffin_lim needs no training; hifigan uses vocoder.checkpoint, or, when that
 # is null, a HiFi-GAN the train_vocoder rule trains on this corpus's ground-truth audio.
 import re
+import shlex
 
 VOCODER = config["vocoder"]
 #: the systems vocoded for the evaluation: every experiment, and the ground-truth mels
@@ -32,8 +33,7 @@ if TRAIN_VOCODER:
             # only what changes the trained weights: not kind, checkpoint, device or griffin_lim
             cfg=json.dumps({"vocoder": {"preset": VOCODER["preset"], "train": VOCODER["train"]}, "mel": config["mel"]},
                            sort_keys=True),
-            results=RESULTS,
-            run_dir=f"{RESULTS}/vocoder",
+            run_dir=lambda wildcards, output: os.path.dirname(os.path.dirname(output[0])),
         log:
             f"{RESULTS}/logs/train_vocoder.log",
         benchmark:
@@ -43,8 +43,8 @@ if TRAIN_VOCODER:
             mem_mb=8000,
             runtime=1440,
         shell:
-            "lipspeech train-vocoder --params {params.cfg:q} --results {params.results:q} --run-dir {params.run_dir:q}"
-            " --threads {threads} --no-progress 2>&1 | tee {log:q}"
+            "lipspeech train-vocoder --params {params.cfg:q} --manifest {input.manifest:q} --audio {input.audio:q}"
+            " --mel {input.mel:q} --run-dir {params.run_dir:q} --threads {threads} --no-progress 2>&1 | tee {log:q}"
 
 
 def vocode_inputs(wildcards):
@@ -74,8 +74,11 @@ rule vocode:
         # the vocoder without its training keys (those reach this rule through the checkpoint)
         cfg=json.dumps({"vocoder": {k: v for k, v in VOCODER.items() if k != "train"}, "mel": config["mel"]},
                        sort_keys=True),
-        results=RESULTS,
-        checkpoint=f"--checkpoint {VOCODER_CKPT}" if VOCODER_CKPT else "",
+        inputs=lambda wildcards, input: " ".join(
+            f"--{name} " + " ".join(shlex.quote(str(p)) for p in ([input[name]] if isinstance(input[name], str) else input[name]))
+            for name in ("manifest", "mel", "mels") if name in input.keys()
+        ),
+        checkpoint=lambda wildcards, input: f"--checkpoint {shlex.quote(input.vocoder)}" if "vocoder" in input.keys() else "",
     log:
         f"{RESULTS}/logs/vocode/{{system}}.log",
     benchmark:
@@ -85,6 +88,6 @@ rule vocode:
         mem_mb=4000,
         runtime=120,
     shell:
-        "lipspeech vocode --params {params.cfg:q} --system {wildcards.system:q} --results {params.results:q}"
+        "lipspeech vocode --params {params.cfg:q} --system {wildcards.system:q} {params.inputs}"
         " {params.checkpoint} --out {output.audio:q} --rejected {output.rejected:q} --threads {threads}"
         " --no-progress 2>&1 | tee {log:q}"
