@@ -45,3 +45,39 @@ def params_json(*sections):
 def shard_outputs(folder, suffix=".parquet"):
     """Every shard's file of one stage."""
     return expand(f"{RESULTS}/{folder}/{{shard}}{suffix}", shard=SHARDS)
+
+
+# Input and parameter functions of the rules (the lint wants them here, not beside the rules).
+
+
+def corpus_root():
+    if config["corpus"]["kind"] == "synthgrid":
+        return f"{RESULTS}/raw"
+    return config["corpus"]["root"]
+
+
+def experiment_json(wildcards):
+    """The experiment's own config entry, as JSON (editing it reruns only that experiment)."""
+    for e in config["experiments"]:
+        if e["name"] == wildcards.exp:
+            return json.dumps(e, sort_keys=True)
+    raise WorkflowError(f"no experiment named {wildcards.exp!r} in config['experiments']")
+
+
+def system_audio(wildcards):
+    """The system's vocoded audio; ground_truth is scored from the decode stores alone."""
+    if wildcards.system == "ground_truth":
+        return []
+    return [f"{RESULTS}/eval/{wildcards.system}/audio.parquet"]
+
+
+def vocode_inputs(wildcards):
+    """gt_vocoded: the manifest (test split) and the mel stores; an experiment: its synthesized
+    mels; either way the HiFi-GAN checkpoint when there is one."""
+    if wildcards.system == "gt_vocoded":
+        inputs = {"manifest": f"{RESULTS}/manifest.parquet", "mel": shard_outputs("mel")}
+    else:
+        inputs = {"mels": f"{RESULTS}/eval/{wildcards.system}/mels.parquet"}
+    if VOCODER_CKPT:
+        inputs["vocoder"] = VOCODER_CKPT
+    return inputs

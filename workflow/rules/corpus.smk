@@ -22,12 +22,6 @@ rule synth_corpus:
         "lipspeech synth-corpus --params {params.cfg:q} --out {output:q} --threads {threads} 2>&1 | tee {log:q}"
 
 
-def corpus_root():
-    if config["corpus"]["kind"] == "synthgrid":
-        return f"{RESULTS}/raw"
-    return config["corpus"]["root"]
-
-
 rule manifest:
     """One table of every utterance (speaker, split, shard, paths, transcript, duration,
     fps); unreadable files go to the rejected table with a one-line reason."""
@@ -39,6 +33,8 @@ rule manifest:
         rejected=f"{RESULTS}/manifest.rejected.parquet",
     params:
         cfg=params_json("corpus", "manifest"),
+        # a string, not a function of the input: params are rerun triggers, and changing how this one
+        # is written would rebuild every existing result from the manifest on
         root=corpus_root(),
     log:
         f"{RESULTS}/logs/manifest.log",
@@ -63,8 +59,11 @@ rule summary:
     output:
         txt=f"{RESULTS}/summary.txt",
         json=f"{RESULTS}/summary.json",
+    params:
+        # the summary reads the results folder as a whole (its declared inputs are what it reads there)
+        results=lambda wildcards, output: os.path.dirname(output.txt),
     log:
         f"{RESULTS}/logs/summary.log",
     localrule: True
     shell:
-        "lipspeech summary {RESULTS:q} --out {output.txt:q} 2>&1 | tee {log:q}"
+        "lipspeech summary {params.results:q} --out {output.txt:q} 2>&1 | tee {log:q}"

@@ -13,13 +13,6 @@ wildcard_constraints:
     system="|".join(re.escape(s) for s in EVAL_SYSTEMS),
 
 
-def system_audio(wildcards):
-    """The system's vocoded audio; ground_truth is scored from the decode stores alone."""
-    if wildcards.system == "ground_truth":
-        return []
-    return [f"{RESULTS}/eval/{wildcards.system}/audio.parquet"]
-
-
 rule evaluate:
     """ASR WER/CER (pocketsphinx with the corpus's slot grammar by default), STOI, ESTOI,
     narrow-band PESQ, MCD, F0 moments, V/UV error, energy MAE, DNSMOS and GE2E speaker
@@ -35,7 +28,7 @@ rule evaluate:
         rejected=f"{RESULTS}/eval/{{system}}/metrics.rejected.parquet",
     params:
         cfg=params_json("evaluate", "prosody", "mel"),
-        audio=lambda wildcards, input: "--audio " + shlex.quote(input.audio[0]) if input.audio else "",
+        audio=lambda wildcards, input: f"--audio {shlex.quote(input.audio[0])}" if input.audio else "",
     log:
         f"{RESULTS}/logs/evaluate/{{system}}.log",
     benchmark:

@@ -8,14 +8,6 @@ wildcard_constraints:
     exp="|".join(EXPERIMENTS) if EXPERIMENTS else r"[^/]+",
 
 
-def experiment_json(wildcards):
-    """The experiment's own config entry, as JSON (editing it reruns only that experiment)."""
-    for e in config["experiments"]:
-        if e["name"] == wildcards.exp:
-            return json.dumps(e, sort_keys=True)
-    raise WorkflowError(f"no experiment named {wildcards.exp!r} in config['experiments']")
-
-
 rule train:
     """Train one experiment on the train split (validating on val). Only best.pt is declared,
     and protected: the trainer keeps last.pt (and best.kept.pt) beside it undeclared, so a

@@ -26,7 +26,7 @@ rule report:
         # mel, prosody and evaluate's f0_silence_db: the examples' mels and F0 are computed as the
         # targets and the metrics compute them
         cfg=params_json("report", "corpus", "mel", "prosody", "evaluate", "model", "experiments"),
-        results=RESULTS,
+        results=lambda wildcards, output: os.path.dirname(output.html),
         units_analysis=lambda wildcards, input: (
             f"--units-analysis {shlex.quote(input.units_analysis[0])}" if input.units_analysis else ""
         ),

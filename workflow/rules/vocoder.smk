@@ -47,18 +47,6 @@ if TRAIN_VOCODER:
             " --mel {input.mel:q} --run-dir {params.run_dir:q} --threads {threads} --no-progress 2>&1 | tee {log:q}"
 
 
-def vocode_inputs(wildcards):
-    """gt_vocoded: the manifest (test split) and the mel stores; an experiment: its synthesized
-    mels; either way the HiFi-GAN checkpoint when there is one."""
-    if wildcards.system == "gt_vocoded":
-        inputs = {"manifest": f"{RESULTS}/manifest.parquet", "mel": shard_outputs("mel")}
-    else:
-        inputs = {"mels": f"{RESULTS}/eval/{wildcards.system}/mels.parquet"}
-    if VOCODER_CKPT:
-        inputs["vocoder"] = VOCODER_CKPT
-    return inputs
-
-
 rule vocode:
     """One system's test-split mels through the vocoder -> eval/{system}/audio.parquet (16 kHz,
     n_frames * 640 samples each) + the utterances it could not vocode."""
