@@ -176,8 +176,9 @@ def test_shuffled_alignments_carry_no_information(corpus, tmp_path):
 
 
 def test_report_section(corpus, tmp_path):
-    from lipspeech.evaluation.report import _md_table, data_uri
-    from lipspeech.evaluation.units_section import load_units_analysis, units_html, units_markdown, units_numbers
+    from lipspeech.evaluation.report.figures import data_uri
+    from lipspeech.evaluation.report.markdown import _md_table
+    from lipspeech.evaluation.report.units import load_units_analysis, units_html, units_markdown, units_numbers
 
     tmp, params, _ = corpus
     params = json.dumps({**json.loads(params), "units_analysis": {"k": [4, 12]}})
