@@ -322,18 +322,16 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from lipspeech.evaluation.report import build_report
+    from lipspeech.evaluation.report import ReportInputs, build_report
 
     cfg = _stage_config(args)
-    results = Path(args.results or f"results/{cfg['corpus']['name']}")
-    html_out = Path(args.html) if args.html else results / "report.html"
-    md_out = Path(args.md) if args.md else results / "report.md"
-    json_out = Path(args.json) if args.json else results / "report.json"
+    inputs = ReportInputs.from_args(args.manifest, {"audio": args.audio, "mel": args.mel, "prosody": args.prosody},
+                                    args.system, args.model or [], args.units_analysis)
     _torch_threads(args.threads)
-    data = build_report(results, cfg, html_out, md_out, systems=args.systems, progress=_progress(args),
-                        json_out=json_out, units_analysis=_opt_path(args.units_analysis))
+    data = build_report(inputs, cfg, Path(args.html), Path(args.md), systems=[s[0] for s in args.system],
+                        progress=_progress(args), json_out=Path(args.json))
     print(f"report {data.corpus}: {len(data.systems)} systems, {len(data.examples)} examples, {len(data.notes)} notes "
-          f"-> {html_out} ({html_out.stat().st_size / 1e6:.2f} MB), {md_out}")
+          f"-> {args.html} ({Path(args.html).stat().st_size / 1e6:.2f} MB), {args.md}")
     for note in data.notes:
         print(f"  note: {note}")
     return 0
@@ -508,12 +506,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="report.html (metrics, audio players, plots; self-contained) + report.md")
     _add_stage_args(p)
-    p.add_argument("--results", help="results/{corpus} folder (default: from corpus.name)")
-    p.add_argument("--systems", nargs="+",
-                   help="rows, in order (default: ground_truth gt_vocoded and every experiment of the config)")
-    p.add_argument("--html", help="page to write (default: {results}/report.html)")
-    p.add_argument("--md", help="Markdown summary to write (default: {results}/report.md)")
-    p.add_argument("--json", help="the tables as numbers, with intervals and differences (default: {results}/report.json)")
+    _store_args(p, manifest="manifest (test split, speakers, shards)", audio="ground-truth audio stores (examples)",
+                mel="mel stores (examples)", prosody="prosody stores (examples' F0)", html="page to write",
+                md="Markdown summary to write", json="the tables as numbers, with intervals and differences")
+    p.add_argument("--system", required=True, nargs="+", action="append", metavar="NAME SUMMARY METRICS [AUDIO]",
+                   help="one row, in order: its evaluate summary.json and metrics.parquet and (all but ground_truth) "
+                        "its vocoded audio.parquet; repeat per system")
+    p.add_argument("--model", nargs="*", metavar="NAME=CKPT", help="experiments' checkpoints (the commit they were "
+                   "trained at)")
     p.add_argument("--units-analysis", help="units-analysis table (quality.parquet): adds the unit-analysis section")
     p.set_defaults(func=cmd_report)
 

@@ -405,12 +405,21 @@ def test_cli(built, tmp_path, capsys):
     res, _, _, _ = built
     params = json.dumps({"corpus": {"name": "fake"}, "report": {"n_examples": 1, "selection": "sorted"},
                          "experiments": [{"name": "ltbs"}, {"name": "no_pitch"}]})
-    assert main(["report", "--params", params, "--results", str(res), "--html", str(tmp_path / "r.html"),
-                 "--md", str(tmp_path / "r.md"), "--no-progress"]) == 0
+    # every file on the command line, as the rule gives them
+    shards = [f"{shard_name(i)}.parquet" for i in range(SHARDS)]
+    args = ["--manifest", str(res / "manifest.parquet")]
+    for folder in ("audio", "mel", "prosody"):
+        args += [f"--{folder}", *(str(res / folder / s) for s in shards)]
+    for name in SYSTEMS:
+        ev = res / "eval" / name
+        args += ["--system", name, str(ev / "summary.json"), str(ev / "metrics.parquet")]
+        args += [str(ev / "audio.parquet")] if name != GROUND_TRUTH else []
+    assert main(["report", "--params", params, *args, "--html", str(tmp_path / "r.html"),
+                 "--md", str(tmp_path / "r.md"), "--json", str(tmp_path / "r.json"), "--no-progress"]) == 0
     assert "4 systems, 1 examples, 0 notes" in capsys.readouterr().out
     assert len(parse((tmp_path / "r.html").read_text()).audio) == len(SYSTEMS)
     assert (tmp_path / "r.md").read_text().startswith("# lipspeech report: fake")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html", "r.md"]  # nothing temporary left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html", "r.json", "r.md"]  # nothing temporary left
 
 
 def test_rule_inputs(built, tmp_path):
@@ -418,6 +427,11 @@ def test_rule_inputs(built, tmp_path):
     res, _, _, _ = built
     work = tmp_path / "wf"
     shutil.copytree(res, work / "results" / "fake", ignore=shutil.ignore_patterns("report.*"))
+    for exp in ("ltbs", "no_pitch"):  # the report also reads the checkpoints (their commits): older than all else
+        ckpt = work / "results" / "fake" / "models" / exp / "ckpt" / "best.pt"
+        ckpt.parent.mkdir(parents=True)
+        ckpt.write_bytes(b"")
+        os.utime(ckpt, (0, 0))
     config = {"corpus": {"name": "fake"}, "manifest": {"shards": SHARDS}, "experiments": [{"name": "ltbs"},
                                                                                          {"name": "no_pitch"}]}
     (work / "config.yaml").write_text(yaml.safe_dump(config))
@@ -430,6 +444,10 @@ def test_rule_inputs(built, tmp_path):
     text = proc.stdout + proc.stderr
     assert proc.returncode == 0, text[-3000:]
     assert re.search(r"^report\s+1\s*$", text, re.M) and "--md results/fake/report.md" in text.replace("'", "")
+    flat = text.replace("'", "")
+    assert "--system ltbs results/fake/eval/ltbs/summary.json results/fake/eval/ltbs/metrics.parquet " \
+           "results/fake/eval/ltbs/audio.parquet" in flat
+    assert "--model ltbs=results/fake/models/ltbs/ckpt/best.pt" in flat
 
 
 # ------------------------------------------------------------------------- headless Chromium

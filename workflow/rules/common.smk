@@ -81,3 +81,17 @@ def vocode_inputs(wildcards):
     if VOCODER_CKPT:
         inputs["vocoder"] = VOCODER_CKPT
     return inputs
+
+
+def report_args(wildcards, input):
+    """The report's per-system options, in row order (--system NAME SUMMARY METRICS [AUDIO]), the
+    experiments' checkpoints and the units-analysis table, all from the rule's inputs."""
+    args = []
+    for i, name in enumerate(REPORT_SYSTEMS):
+        files = [input.summaries[i], input.metrics[i]] + ([input.vocoded[i - 1]] if i > 0 else [])
+        args.append("--system " + " ".join(shlex.quote(str(x)) for x in [name, *files]))
+    if input.models:
+        args.append("--model " + " ".join(shlex.quote(f"{e}={p}") for e, p in zip(EXPERIMENTS, input.models)))
+    if input.units_analysis:
+        args.append(f"--units-analysis {shlex.quote(input.units_analysis[0])}")
+    return " ".join(args)

@@ -18,6 +18,7 @@ rule report:
         metrics=expand(f"{RESULTS}/eval/{{system}}/metrics.parquet", system=REPORT_SYSTEMS),
         vocoded=expand(f"{RESULTS}/eval/{{system}}/audio.parquet", system=REPORT_SYSTEMS[1:]),
         units_analysis=[UNITS_ANALYSIS_OUT] if UNITS_ANALYSIS else [],
+        models=expand(f"{RESULTS}/models/{{exp}}/ckpt/best.pt", exp=EXPERIMENTS),
     output:
         html=f"{RESULTS}/report.html",
         md=f"{RESULTS}/report.md",
@@ -26,10 +27,7 @@ rule report:
         # mel, prosody and evaluate's f0_silence_db: the examples' mels and F0 are computed as the
         # targets and the metrics compute them
         cfg=params_json("report", "corpus", "mel", "prosody", "evaluate", "model", "experiments"),
-        results=lambda wildcards, output: os.path.dirname(output.html),
-        units_analysis=lambda wildcards, input: (
-            f"--units-analysis {shlex.quote(input.units_analysis[0])}" if input.units_analysis else ""
-        ),
+        inputs=report_args,
     log:
         f"{RESULTS}/logs/report.log",
     threads: 1
@@ -37,5 +35,6 @@ rule report:
         mem_mb=4000,
         runtime=30,
     shell:
-        "lipspeech report --params {params.cfg:q} --results {params.results:q} --html {output.html:q}"
-        " --md {output.md:q} --json {output.json:q} {params.units_analysis} --threads {threads} --no-progress 2>&1 | tee {log:q}"
+        "lipspeech report --params {params.cfg:q} --manifest {input.manifest:q} --audio {input.audio:q}"
+        " --mel {input.mel:q} --prosody {input.prosody:q} {params.inputs} --html {output.html:q}"
+        " --md {output.md:q} --json {output.json:q} --threads {threads} --no-progress 2>&1 | tee {log:q}"

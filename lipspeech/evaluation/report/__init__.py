@@ -48,6 +48,7 @@ from typing import Any, Mapping, Optional, Sequence
 from lipspeech.evaluation.report.columns import DETAIL, GROUND_TRUTH, GT_VOCODED, HEADLINE, METRICS
 from lipspeech.evaluation.report.figures import data_uri, wav_bytes
 from lipspeech.evaluation.report.html import render_html
+from lipspeech.evaluation.report.inputs import ReportInputs, SystemFiles
 from lipspeech.evaluation.report.load import ReportData, gather
 from lipspeech.evaluation.report.markdown import render_markdown, report_numbers
 from lipspeech.evaluation.report.systems import SystemResult, select_examples, speaker_wer
@@ -55,21 +56,26 @@ from lipspeech.evaluation.report.units import load_units_analysis
 from lipspeech.store import write_text_atomic
 
 __all__ = [
-    "DETAIL", "GROUND_TRUTH", "GT_VOCODED", "HEADLINE", "METRICS", "ReportData", "SystemResult", "build_report",
+    "DETAIL", "GROUND_TRUTH", "GT_VOCODED", "HEADLINE", "METRICS", "ReportData", "ReportInputs", "SystemFiles",
+    "SystemResult", "build_report",
     "data_uri", "gather", "render_html", "render_markdown", "report_numbers", "select_examples", "speaker_wer",
     "wav_bytes",
 ]
 
 
 def build_report(
-    results: Path, cfg: Mapping[str, Any], html_out: Path, md_out: Path, systems: Optional[Sequence[str]] = None,
-    progress: bool = False, json_out: Optional[Path] = None, units_analysis: Optional[Path] = None,
+    inputs: ReportInputs | str | Path, cfg: Mapping[str, Any], html_out: Path, md_out: Path,
+    systems: Optional[Sequence[str]] = None, progress: bool = False, json_out: Optional[Path] = None,
 ) -> ReportData:
-    """Read the results, write report.html, report.md and (``json_out``) report.json atomically;
-    returns what was shown. ``units_analysis``: the units-analysis stage's table, for its section."""
-    data = gather(results, cfg, systems, progress=progress)
-    if units_analysis is not None:
-        data.units = load_units_analysis(units_analysis)
+    """Read the inputs, write report.html, report.md and (``json_out``) report.json atomically;
+    returns what was shown. ``inputs``: the files (:class:`ReportInputs`), or a ``results/{corpus}``
+    folder read in the workflow's layout."""
+    if not isinstance(inputs, ReportInputs):
+        names = list(systems) if systems else [GROUND_TRUTH, GT_VOCODED, *(e["name"] for e in cfg.get("experiments", []))]
+        inputs = ReportInputs.from_results(inputs, names)
+    data = gather(inputs, cfg, systems, progress=progress)
+    if inputs.units_analysis is not None:
+        data.units = load_units_analysis(inputs.units_analysis)
     write_text_atomic(html_out, render_html(data))
     write_text_atomic(md_out, render_markdown(data))
     if json_out is not None:

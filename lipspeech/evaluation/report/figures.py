@@ -64,8 +64,8 @@ class Example:
 class ExampleReader:
     """Ground-truth audio, mel and prosody of test utterances, read from their shards on demand."""
 
-    def __init__(self, results: Path, manifest: pd.DataFrame):
-        self.results = results
+    def __init__(self, shards: Mapping[str, Mapping[int, Path]], manifest: pd.DataFrame):
+        self.shards = shards
         self.shard_of = dict(zip(manifest["utt"], manifest["shard"]))
         self._stores: dict[tuple[str, int], tuple[Store, dict[str, int]]] = {}
 
@@ -73,7 +73,10 @@ class ExampleReader:
         shard = int(self.shard_of[utt])
         key = (folder, shard)
         if key not in self._stores:
-            store = Store(self.results / folder / f"{shard_name(shard)}.parquet", expect_stage=stage)
+            path = self.shards.get(folder, {}).get(shard)
+            if path is None:
+                raise StoreError(f"no {folder} store given for shard {shard_name(shard)} ({utt})")
+            store = Store(path, expect_stage=stage)
             self._stores[key] = (store, store.row_index())
         store, index = self._stores[key]
         if utt not in index:
@@ -171,12 +174,12 @@ def example_figure(example: Example, dpi: int, log_floor: float) -> bytes:
 
 
 def build_examples(
-    results: Path, manifest: pd.DataFrame, systems: Sequence[SystemResult], utts: Sequence[str],
+    shards: Mapping[str, Mapping[int, Path]], manifest: pd.DataFrame, systems: Sequence[SystemResult], utts: Sequence[str],
     mel_cfg: Mapping[str, Any], prosody_cfg: Mapping[str, Any], f0_silence_db: float, dpi: int,
     progress: bool = False,
 ) -> list[Example]:
     """Audio, transcripts, mels, F0 and the figure of each example utterance."""
-    reader = ExampleReader(results, manifest)
+    reader = ExampleReader(shards, manifest)
     analyser = SignalAnalyser(mel_cfg, prosody_cfg, f0_silence_db)
     info = manifest.set_index("utt")
     out = []

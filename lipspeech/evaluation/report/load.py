@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -13,6 +12,7 @@ from lipspeech.config import config_hash
 from lipspeech.evaluation.compare import compare_systems
 from lipspeech.evaluation.report.columns import GAP_PREFIX, GT_VOCODED, is_number
 from lipspeech.evaluation.report.figures import Example, build_examples
+from lipspeech.evaluation.report.inputs import ReportInputs
 from lipspeech.evaluation.report.systems import SystemResult, load_systems, select_examples, speaker_wer
 from lipspeech.evaluation.report.units import UnitsAnalysis
 from lipspeech.features.common import StageError
@@ -49,17 +49,27 @@ def _git_commit() -> str:
     return git_commit()
 
 
+def model_commit(ckpt: Path) -> Optional[str]:
+    """The git commit a checkpoint was trained at (memory-mapped: the weights are not read)."""
+    import torch
+
+    try:
+        return str(torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True).get("git_commit", "unknown"))
+    except (OSError, RuntimeError, ValueError):
+        return None
+
+
 def gather(
-    results: Path, cfg: Mapping[str, Any], systems: Optional[Sequence[str]] = None, progress: bool = False,
+    inputs: ReportInputs, cfg: Mapping[str, Any], systems: Optional[Sequence[str]] = None, progress: bool = False,
 ) -> ReportData:
-    """Read every input of the report (see the module docstring)."""
+    """Read every input of the report (see the package docstring)."""
     report_cfg = dict(cfg["report"])
     try:
-        manifest = Store(results / "manifest.parquet", expect_stage="manifest").df
+        manifest = Store(inputs.manifest, expect_stage="manifest").df
     except StoreError as exc:
         raise StageError(one_line(exc)) from None
     test = manifest[manifest["split"] == "test"]
-    rows = load_systems(results, cfg.get("experiments", []), cfg.get("model"), systems)
+    rows = load_systems(inputs.systems, cfg.get("experiments", []), cfg.get("model"), systems)
     notes = [f"{s.label}: {p}" for s in rows for p in s.problems]
     test_utts = set(test["utt"])
     for s in rows:
@@ -77,7 +87,7 @@ def gather(
         if s.audio is not None:
             candidates = candidates & set(s.audio.utts)
     chosen = select_examples(sorted(candidates), rows, int(report_cfg["n_examples"]), report_cfg["selection"])
-    examples = build_examples(results, manifest, rows, chosen, cfg["mel"], cfg["prosody"],
+    examples = build_examples(inputs.shards, manifest, rows, chosen, cfg["mel"], cfg["prosody"],
                               cfg["evaluate"]["f0_silence_db"], int(report_cfg["dpi"]), progress=progress)
     speakers = {s.name: speaker_wer(s.metrics) for s in rows if s.metrics is not None}
     asr = sorted({str(s.summary["asr"]) for s in rows if s.summary.get("asr")})
@@ -93,16 +103,9 @@ def gather(
         for key, res in comparison["gap_to_vocoded"].get(s.name, {}).items():
             s.figures[GAP_PREFIX + key], s.ci95[GAP_PREFIX + key] = res["diff"], res["ci95"]
         s.significant = {k for k, res in comparison["vs_baseline"].get(s.name, {}).items() if res["significant"]}
-    commits = {}
-    for s in rows:
-        run_cfg = results / "models" / s.name / "config.json"
-        if s.kind == "experiment" and run_cfg.exists():
-            try:
-                commits[s.name] = str(json.loads(run_cfg.read_text()).get("git_commit", "unknown"))
-            except ValueError:
-                pass
+    commits = {name: c for name, path in inputs.models.items() if (c := model_commit(path)) is not None}
     return ReportData(
-        corpus=results.name if not cfg.get("corpus") else cfg["corpus"]["name"],
+        corpus=cfg["corpus"]["name"],
         n_test=len(test), n_speakers=int(test["speaker"].nunique()), git=_git_commit(),
         date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), version=__version__, asr=asr,
         systems=rows, speakers=speakers, examples=examples, report_cfg=report_cfg,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
@@ -23,6 +22,7 @@ from lipspeech.evaluation.report.columns import (
     experiment_label,
     is_number,
 )
+from lipspeech.evaluation.report.inputs import SystemFiles
 from lipspeech.store import Store, StoreError, one_line
 
 
@@ -52,32 +52,37 @@ class SystemResult:
         return bool(self.summary) and self.metrics is not None
 
 
-def load_system(results: Path, name: str, kind: str, description: str, label: Optional[str] = None) -> SystemResult:
+def load_system(files: Optional[SystemFiles], name: str, kind: str, description: str,
+                label: Optional[str] = None) -> SystemResult:
     """Read one system's summary.json, metrics.parquet and (vocoded systems) audio.parquet.
 
     A missing or unreadable file is recorded in ``problems`` (the report shows it)
     instead of stopping the report: the other systems' results still get a page.
     """
     res = SystemResult(name, label or ROW_LABELS.get(name, name), kind, description)
-    folder = results / "eval" / name
+    if files is None:
+        res.problems.append("no results given for this system")
+        return res
     try:
-        summary = json.loads((folder / "summary.json").read_text())
+        summary = json.loads(files.summary.read_text())
         if not isinstance(summary, dict):
             raise ValueError("not a JSON object")
         res.summary = summary
     except (OSError, ValueError) as exc:
-        res.problems.append(f"{folder / 'summary.json'}: {one_line(exc)}")
+        res.problems.append(f"{files.summary}: {one_line(exc)}")
     try:
-        metrics = pq.read_table(folder / "metrics.parquet").to_pandas()
+        metrics = pq.read_table(files.metrics).to_pandas()
         missing = {"utt", "wer"} - set(metrics.columns)
         if missing:
             raise ValueError(f"no column(s) {', '.join(sorted(missing))}")
         res.metrics = metrics.set_index("utt", drop=False)
     except (OSError, ValueError) as exc:
-        res.problems.append(f"{folder / 'metrics.parquet'}: {one_line(exc)}")
+        res.problems.append(f"{files.metrics}: {one_line(exc)}")
     if res.vocoded:
         try:
-            res.audio = Store(folder / "audio.parquet", expect_stage="vocode")
+            if files.audio is None:
+                raise StoreError(f"{name}: no vocoded audio given")
+            res.audio = Store(files.audio, expect_stage="vocode")
             vocoder = res.audio.meta.extra.get("vocoder")
             if name == GT_VOCODED and vocoder:
                 res.description = f"{res.description}; vocoder: {vocoder}"
@@ -87,8 +92,8 @@ def load_system(results: Path, name: str, kind: str, description: str, label: Op
 
 
 def load_systems(
-    results: Path, experiments: Sequence[Mapping[str, Any]], model_section: Optional[Mapping[str, Any]] = None,
-    systems: Optional[Sequence[str]] = None,
+    files: Mapping[str, SystemFiles], experiments: Sequence[Mapping[str, Any]],
+    model_section: Optional[Mapping[str, Any]] = None, systems: Optional[Sequence[str]] = None,
 ) -> list[SystemResult]:
     """The report's rows: the two references, then each experiment, full models first (or just
     ``systems``, in that order)."""
@@ -97,16 +102,16 @@ def load_systems(
     out = []
     for name in names:
         if name == GROUND_TRUTH:
-            out.append(load_system(results, name, "reference", "the decoded test audio itself: the ceiling of every "
+            out.append(load_system(files.get(name), name, "reference", "the decoded test audio itself: the ceiling of every "
                                    "metric with this ASR; signal metrics against itself are trivial"))
         elif name == GT_VOCODED:
-            out.append(load_system(results, name, "reference", "the ground-truth mel spectrograms through the "
+            out.append(load_system(files.get(name), name, "reference", "the ground-truth mel spectrograms through the "
                                    "vocoder: the ceiling of a model that predicts mels perfectly"))
         elif name in by_name:
-            out.append(load_system(results, name, "experiment", describe_experiment(by_name[name], model_section),
+            out.append(load_system(files.get(name), name, "experiment", describe_experiment(by_name[name], model_section),
                                    experiment_label(by_name[name], model_section)))
         else:
-            out.append(load_system(results, name, "experiment", "not an experiment of this config"))
+            out.append(load_system(files.get(name), name, "experiment", "not an experiment of this config"))
     return out
 
 
