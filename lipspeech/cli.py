@@ -218,9 +218,15 @@ def cmd_prosody_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from lipspeech.summary import corpus_summary, format_summary
+    from lipspeech.summary import corpus_summary, format_summary, summarize
 
-    summary = corpus_summary(Path(args.results))
+    if args.manifest:
+        summary = summarize(Path(args.manifest), [Path(p) for p in args.stores or []],
+                            [Path(p) for p in args.rejected_tables or []], args.corpus or Path(args.manifest).parent.name)
+    elif args.results:
+        summary = corpus_summary(Path(args.results))
+    else:
+        raise SystemExit("summary: give a results folder, or --manifest with --stores and --rejected-tables")
     text = format_summary(summary)
     if args.out:
         from lipspeech.store import write_text_atomic
@@ -554,8 +560,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=max(1, min(4, os.cpu_count() or 1)), help="torch CPU threads")
     p.set_defaults(func=cmd_speak)
 
-    p = sub.add_parser("summary", help="one-screen summary of a corpus's results folder")
-    p.add_argument("results", help="results/{corpus} folder")
+    p = sub.add_parser("summary", help="one-screen summary of a corpus's results folder (or of the files given)")
+    p.add_argument("results", nargs="?", help="results/{corpus} folder (its stores and rejected tables)")
+    p.add_argument("--manifest", help="instead of a folder: the manifest ...")
+    p.add_argument("--stores", nargs="*", help="... the per-shard stores (any stage; each says its own) ...")
+    p.add_argument("--rejected-tables", nargs="*", help="... and the rejected tables")
+    p.add_argument("--corpus", help="corpus name shown (default: the manifest's folder)")
     p.add_argument("--out", help="also write the text here (and .json beside it)")
     p.set_defaults(func=cmd_summary)
 

@@ -228,15 +228,25 @@ def write_rejected(path: str | os.PathLike, stage: str, rejected: Mapping[str, s
     items = list(rejected.items()) if isinstance(rejected, Mapping) else list(rejected)
     table = pa.Table.from_pylist(
         [{"utt": u, "stage": stage, "reason": one_line(r)} for u, r in items], schema=REJECTED_SCHEMA
-    )
+    ).replace_schema_metadata({META_KEY: json.dumps({"stage": stage}).encode()})
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
 
 
 def read_rejected(paths: Sequence[str | os.PathLike]) -> "pa.Table":
     """Concatenate rejected tables (missing files are skipped)."""
-    tables = [pq.read_table(p) for p in paths if Path(p).exists()]
+    tables = [pq.read_table(p).replace_schema_metadata(None) for p in paths if Path(p).exists()]
     return pa.concat_tables(tables) if tables else REJECTED_SCHEMA.empty_table()
+
+
+def rejected_stage(path: str | os.PathLike) -> str | None:
+    """The stage a rejected table belongs to: from its metadata, else its rows (None: neither says)."""
+    schema = pq.read_schema(path)
+    meta = (schema.metadata or {}).get(META_KEY)
+    if meta:
+        return json.loads(meta).get("stage")
+    stages = pq.read_table(path, columns=["stage"]).column("stage").to_pylist()
+    return stages[0] if stages else None
 
 
 def one_line(text: object, limit: int = 300) -> str:

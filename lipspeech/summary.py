@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lipspeech.store import Store, one_line, read_rejected
+from lipspeech.store import META_KEY, Store, one_line, read_rejected, rejected_stage
 
 # Stage folders that hold per-shard stores, in pipeline order. The ssl stores are
 # temporary (gone once the units exist): only their rejected tables are counted then.
@@ -17,10 +18,41 @@ SHARD_STAGES = {"decode": "audio", "roi": "roi", "mel": "mel", "ssl": "ssl", "un
 
 
 def corpus_summary(results: Path) -> dict[str, Any]:
-    """Gather figures from ``results/{corpus}``: manifest, each stage's stores and rejected tables."""
-    manifest = Store(results / "manifest.parquet", expect_stage="manifest").df
+    """:func:`summarize` the stores and rejected tables found in the workflow's layout of ``results/{corpus}``."""
+    stores, rejected = [], [results / "manifest.rejected.parquet"]
+    for folder in SHARD_STAGES.values():
+        stores += sorted(p for p in (results / folder).glob("*.parquet")
+                         if not p.name.endswith((".rejected.parquet", ".qc.parquet")))  # roi's QC table
+        rejected += sorted((results / folder).glob("*.rejected.parquet"))
+    return summarize(results / "manifest.parquet", stores, [p for p in rejected if p.exists()], results.name)
+
+
+def _stage_of(path: Path, kind: str) -> str:
+    """A store's or rejected table's stage: what the file says, else its folder (tables written before
+    rejected tables carried their stage)."""
+    try:
+        if kind == "store":
+            meta = pq.read_schema(path).metadata or {}
+            stage = json.loads(meta[META_KEY]).get("stage") if META_KEY in meta else None
+        else:
+            stage = rejected_stage(path)
+    except (pa.ArrowException, OSError, ValueError):
+        stage = None
+    if stage:
+        return stage
+    if path.name.startswith("manifest."):
+        return "manifest"
+    return {folder: stage for stage, folder in SHARD_STAGES.items()}.get(path.parent.name, path.parent.name)
+
+
+def summarize(manifest_path: Path, store_paths: Sequence[Path], rejected_paths: Sequence[Path],
+              corpus: str) -> dict[str, Any]:
+    """Figures of a corpus from the given files: the manifest, each stage's per-shard stores (utterances,
+    hours, shards) and every rejected table (counts, frequent reasons, examples). Unreadable files are
+    listed, not fatal: the summary is how one finds out."""
+    manifest = Store(manifest_path, expect_stage="manifest").df
     out: dict[str, Any] = {
-        "corpus": results.name,
+        "corpus": corpus,
         "utterances": int(len(manifest)),
         "speakers": int(manifest["speaker"].nunique()),
         "hours": round(float(manifest["duration"].sum()) / 3600, 4),
@@ -32,35 +64,37 @@ def corpus_summary(results: Path) -> dict[str, Any]:
         "interlaced": int(manifest["interlaced"].sum()) if "interlaced" in manifest else 0,
         "stages": {},
     }
-    rejected_tables = {"manifest": [results / "manifest.rejected.parquet"]}
     unreadable: list[str] = []
-    for stage, folder in SHARD_STAGES.items():
-        stores = sorted(p for p in (results / folder).glob("*.parquet")
-                        if not p.name.endswith((".rejected.parquet", ".qc.parquet")))  # roi's QC table
-        rejected_paths = sorted((results / folder).glob("*.rejected.parquet"))
-        if rejected_paths:
-            rejected_tables[stage] = rejected_paths
+    by_stage: dict[str, list[Path]] = {}
+    for p in map(Path, store_paths):
+        by_stage.setdefault(_stage_of(p, "store"), []).append(p)
+    rejected_tables: dict[str, list[Path]] = {}
+    for p in map(Path, rejected_paths):
+        rejected_tables.setdefault(_stage_of(p, "rejected"), []).append(p)
+    for stage in [*SHARD_STAGES, *(s for s in by_stage if s not in SHARD_STAGES)]:
+        stores = by_stage.get(stage)
         if not stores:
             continue
         n, seconds = 0, 0.0
         for p in stores:
             try:
                 md = pq.read_table(p, columns=["duration"])
-            except (pa.ArrowException, OSError) as exc:  # reported, not fatal: the summary is how one finds out
-                unreadable.append(f"{p.relative_to(results)}: {one_line(exc)}")
+            except (pa.ArrowException, OSError) as exc:
+                unreadable.append(f"{p}: {one_line(exc)}")
                 continue
             n += md.num_rows
             seconds += float(sum(md.column("duration").to_pylist()))
         out["stages"][stage] = {"utterances": n, "hours": round(seconds / 3600, 4), "shards": len(stores)}
     rejected = {}
-    for stage, paths in rejected_tables.items():
+    order = ["manifest", *SHARD_STAGES]
+    for stage, paths in sorted(rejected_tables.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else 99)):
         readable = []
         for p in paths:
             try:
                 pq.read_metadata(p)
                 readable.append(p)
             except (pa.ArrowException, OSError) as exc:
-                unreadable.append(f"{p.relative_to(results)}: {one_line(exc)}")
+                unreadable.append(f"{p}: {one_line(exc)}")
         table = read_rejected(readable).to_pylist()
         reasons = Counter(_reason_kind(r["reason"]) for r in table)
         rejected[stage] = {"count": len(table), "reasons": dict(reasons.most_common(5)),

@@ -51,19 +51,20 @@ rule summary:
     """The one-screen summary: utterances, hours, rejected (per stage, with reasons).
     The ssl stores are temporary: only their rejected tables are inputs."""
     input:
-        f"{RESULTS}/manifest.parquet",
-        shard_outputs("audio"),
-        shard_outputs("audio", ".rejected.parquet"),
-        [shard_outputs(folder) for folder in ("roi", "mel", "units", "prosody")],
-        [shard_outputs(folder, ".rejected.parquet") for folder in ("roi", "mel", "ssl", "units", "prosody")],
+        manifest=f"{RESULTS}/manifest.parquet",
+        stores=[shard_outputs(folder) for folder in ("audio", "roi", "mel", "units", "prosody")],
+        rejected=[
+            f"{RESULTS}/manifest.rejected.parquet",
+            *(shard_outputs(folder, ".rejected.parquet") for folder in ("audio", "roi", "mel", "ssl", "units", "prosody")),
+        ],
     output:
         txt=f"{RESULTS}/summary.txt",
         json=f"{RESULTS}/summary.json",
     params:
-        # the summary reads the results folder as a whole (its declared inputs are what it reads there)
-        results=lambda wildcards, output: os.path.dirname(output.txt),
+        corpus=CORPUS,
     log:
         f"{RESULTS}/logs/summary.log",
     localrule: True
     shell:
-        "lipspeech summary {params.results:q} --out {output.txt:q} 2>&1 | tee {log:q}"
+        "lipspeech summary --manifest {input.manifest:q} --stores {input.stores:q} --rejected-tables {input.rejected:q}"
+        " --corpus {params.corpus:q} --out {output.txt:q} 2>&1 | tee {log:q}"
