@@ -585,6 +585,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # to run the same command again (torchrun)
     func: Callable[[argparse.Namespace], int] = args.func
+    if os.environ.get("LIPSPEECH_AUDIT_DIR"):  # the declared-inputs test (lipspeech/audit.py)
+        from lipspeech.audit import install
+
+        install(os.environ["LIPSPEECH_AUDIT_DIR"])
     if args.command == "doctor":  # needs nothing beyond the standard library to start
         return func(args)
     from lipspeech.config import ConfigError

@@ -29,6 +29,8 @@ import pytest
 import torch
 import yaml
 
+from audit import undeclared_reads
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 CONFIG = REPO / "tests" / "slurm" / "config.yaml"
@@ -167,7 +169,9 @@ def test_pipeline_on_slurm_equals_the_local_run(tmp_path):
     # both at once: the SLURM run mostly waits (queue, sacct polls, job start-up)
     t0 = time.time()
     local_log = open(tmp_path / "local.log", "w+")
-    local_proc = subprocess.Popen(_snakemake(local, *_local_args()), cwd=local, env=env, stdout=local_log,
+    # the local run also records what each job reads (lipspeech/audit.py): only what its rule declares
+    local_proc = subprocess.Popen(_snakemake(local, *_local_args()), cwd=local,
+                                  env=dict(env, LIPSPEECH_AUDIT_DIR=str(tmp_path / "audit")), stdout=local_log,
                                   stderr=subprocess.STDOUT)
     slurm_proc = subprocess.run(
         _snakemake(on_slurm, "--profile", str(REPO / "workflow" / "profiles" / "slurm"), "--profile", str(TEST_PROFILE)),
@@ -187,6 +191,11 @@ def test_pipeline_on_slurm_equals_the_local_run(tmp_path):
     assert len(stores) >= 6 * len(SHARDS) and "kmeans/centroids.npy" in compared, compared
     assert not problems, "SLURM and local results differ:\n" + "\n".join(problems)
     print(f"{len(compared)} files equal ({len(stores)} stores)")
+
+    # 1b. no job of the local run read a results file its rule did not give it
+    jobs_audited = len(list((tmp_path / "audit").glob("*.json")))
+    assert jobs_audited >= 20, jobs_audited
+    assert undeclared_reads(tmp_path / "audit") == []
 
     # 2. each shard of each per-shard rule ran as a SLURM job of its own, and sacct knows every job
     jobs = _slurm_jobs(on_slurm)

@@ -11,16 +11,18 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from audit import undeclared_reads
 from lipspeech.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def snakemake(workdir: Path, config: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, config: dict, *args: str, check: bool = True, env: dict | None = None
+              ) -> subprocess.CompletedProcess:
     cfg = workdir / "config.yaml"
     cfg.write_text(yaml.safe_dump(config))
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **(env or {}))
     proc = subprocess.run(
         [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile", str(cfg),
          "--cores", "2", *args],
@@ -89,6 +91,20 @@ def test_units_analysis_dag(tmp_path):
     assert not re.search(r"^report\s+\d", on_demand.stdout, re.M)
 
 
+def test_the_read_audit_catches_an_undeclared_read(tmp_path):
+    """A stage that reads a results file its command line does not name is caught; its own outputs
+    and what lies under a folder it was given are not."""
+    import json as _json
+
+    (tmp_path / "audit").mkdir()
+    record = {"argv": ["lipspeech", "x", "--in", "results/c/a/000.parquet", "--run-dir", "results/c/models/m"],
+              "cwd": str(tmp_path), "written": ["results/c/b/.000.parquet.tmp"], "listed": ["results/c/a"],
+              "read": ["results/c/a/000.parquet", "results/c/models/m/ckpt/last.pt", "results/c/b/.000.parquet.tmp",
+                       "results/c/a/001.parquet", "/usr/lib/python3/x.py"]}
+    (tmp_path / "audit" / "1.json").write_text(_json.dumps(record))
+    assert undeclared_reads(tmp_path / "audit") == ["x --in: read results/c/a/001.parquet (not on its command line)"]
+
+
 def test_jobs_find_the_package_of_the_interpreter_that_runs_snakemake(tmp_path, grid_config):
     """.venv/bin/snakemake without the venv on PATH: the jobs still run this environment's lipspeech."""
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(grid_config))
@@ -117,7 +133,9 @@ def test_experiments_dag(tmp_path, grid_config):
 
 def test_end_to_end_and_config_edits_rerun_only_dependants(tmp_path, grid_config):
     assert planned_jobs(tmp_path, grid_config) == {"manifest": 1, **after_decode(3)}
-    snakemake(tmp_path, grid_config)
+    audit = tmp_path / "audit"  # every job records what it reads (lipspeech/audit.py)
+    snakemake(tmp_path, grid_config, env={"LIPSPEECH_AUDIT_DIR": str(audit)})
+    assert len(list(audit.glob("*.json"))) >= 20 and undeclared_reads(audit) == []
     res = tmp_path / "results" / "gridfix"
     manifest = Store(res / "manifest.parquet", expect_stage="manifest").df
     assert len(manifest) == 3
