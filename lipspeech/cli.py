@@ -594,6 +594,7 @@ def main(argv: list[str] | None = None) -> int:
     from lipspeech.config import ConfigError
     from lipspeech.data.media import MediaError
     from lipspeech.features.common import StageError
+    from lipspeech.runtime import DeviceError
     from lipspeech.store import StoreError, one_line
 
     try:
@@ -601,7 +602,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"lipspeech {args.command}: {exc}", file=sys.stderr)
         return 2
-    except (StageError, StoreError, MediaError) as exc:  # a stage that cannot run at all says why in one line
+    except (StageError, StoreError, MediaError, DeviceError) as exc:  # a stage that cannot run at all says why in one line
         print(f"lipspeech {args.command}: {one_line(exc, limit=1000)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

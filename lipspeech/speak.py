@@ -144,10 +144,10 @@ def speak(
     from lipspeech.data.media import MediaError, probe, read_frames
     from lipspeech.features.audio import AudioConfig
     from lipspeech.models.batch import Utterance
+    from lipspeech.runtime import resolve_device
     from lipspeech.store import atomic_path
     from lipspeech.training.bundle import load_model
     from lipspeech.training.synthesis import synthesize
-    from lipspeech.training.trainer import resolve_device
     from lipspeech.vision.backends import BackendError, make_backend
     from lipspeech.vision.roi import RoiConfig, RoiRejected, process_frames
 

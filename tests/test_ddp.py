@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 from lipspeech.models import build_model, model_config
 from lipspeech.training import load_checkpoint, synthetic_utterances, train, train_config
 from lipspeech.training.distributed import AllReduceBatchNorm, DistInfo, process_group, shard_batches
-from lipspeech.training.trainer import seed_everything
+from lipspeech.runtime import seed_everything
 from test_stage_train import EXP, MODEL as STAGE_MODEL, TRAIN as STAGE_TRAIN, TRAIN_STORE_ARGS, fake_results, store_args
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py

@@ -49,6 +49,7 @@ from tqdm.auto import tqdm
 from lipspeech.config import config_hash
 from lipspeech.features.audio import frame_pad
 from lipspeech.features.common import ShardResult, StageError, audio_problem, read_audio_input
+from lipspeech.runtime import DeviceError, resolve_device
 from lipspeech.store import one_line
 from lipspeech.timing import SAMPLE_RATE, UNITS_PER_FRAME, fit_length
 
@@ -123,15 +124,6 @@ def missing_model_message(name: str, why: str) -> str:
     )
 
 
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise StageError("ssl.device is cuda but no CUDA device is available")
-    return torch.device(name)
-
-
 def load_hubert(name: str, layer: int, device: str = "auto", half: bool = True) -> LoadedHubert:
     """Load a HuBERT model from a local directory or the Hugging Face cache.
 
@@ -168,7 +160,10 @@ def load_hubert(name: str, layer: int, device: str = "auto", half: bool = True) 
     n_layers = model.config.num_hidden_layers
     if not 0 <= layer <= n_layers:
         raise StageError(f"ssl.layer {layer}: model {name!r} has hidden states 0..{n_layers}")
-    dev = resolve_device(device)
+    try:
+        dev = resolve_device(device, "ssl.device")
+    except DeviceError as exc:
+        raise StageError(str(exc)) from None
     dtype = torch.float16 if (half and dev.type == "cuda") else torch.float32
     model = model.to(device=dev, dtype=dtype).eval()
     use_mask = model.config.feat_extract_norm == "layer"

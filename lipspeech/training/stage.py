@@ -49,6 +49,7 @@ import pyarrow as pa
 from lipspeech.config import ConfigError, config_hash, default_section
 from lipspeech.features.common import StageError
 from lipspeech.models.presets import model_config
+from lipspeech.runtime import resolve_device
 from lipspeech.store import StoreMeta, write_store, write_text_atomic
 from lipspeech.timing import FPS, MEL_PER_FRAME
 from lipspeech.training.config import train_config
@@ -292,13 +293,12 @@ def run_synthesize(
     synthesised too (the evaluation decides what it can score). ``device``: cuda
     when available unless given.
     """
-    import torch
 
     from lipspeech.training.bundle import load_model
     from lipspeech.training.synthesis import synthesize
 
     ckpt, out = Path(ckpt), Path(out)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(device or "auto")
     try:
         bundle = load_model(ckpt, device)
     except (FileNotFoundError, ValueError) as exc:

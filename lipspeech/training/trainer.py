@@ -26,14 +26,11 @@ import csv
 import json
 import math
 import os
-import random
-import subprocess
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -42,6 +39,7 @@ from lipspeech.config import ConfigError
 from lipspeech.models.batch import Batch, Utterance, collate
 from lipspeech.models.ltbs import LTBSModel, build_model
 from lipspeech.models.presets import check_model_config
+from lipspeech.runtime import cpu_threads, deterministic_algorithms, git_commit, resolve_device, seed_everything
 from lipspeech.store import write_text_atomic
 from lipspeech.training.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from lipspeech.training.config import LOSS_NAMES, check_train_config
@@ -81,58 +79,6 @@ class TrainResult:
     best_value: Optional[float] = None
     best_step: Optional[int] = None
     history: list[dict[str, Any]] = field(default_factory=list)
-
-
-def git_commit(cwd: Optional[str | os.PathLike] = None) -> str:
-    """``git rev-parse HEAD`` of the repository holding lipspeech (or ``cwd``); "unknown" if none."""
-    where = Path(cwd) if cwd is not None else Path(__file__).resolve().parent
-    try:
-        res = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return res.stdout.strip() if res.returncode == 0 and res.stdout.strip() else "unknown"
-
-
-def resolve_device(name: str) -> torch.device:
-    """"auto" -> cuda when available, else cpu; anything else as torch reads it."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's, numpy's and torch's global generators."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-@contextlib.contextmanager
-def cpu_threads(n: int) -> Iterator[None]:
-    """Use ``n`` torch intra-op threads for the block (0: leave as is), then restore."""
-    before = torch.get_num_threads()
-    if n > 0:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-@contextlib.contextmanager
-def deterministic_algorithms(enabled: bool) -> Iterator[None]:
-    """Turn on torch's deterministic algorithms (warn-only) for the block, then restore."""
-    previous = torch.are_deterministic_algorithms_enabled()
-    previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    previous_bench = torch.backends.cudnn.benchmark
-    if enabled:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(previous, warn_only=previous_warn)
-        torch.backends.cudnn.benchmark = previous_bench
 
 
 def lr_lambda(cfg: Mapping[str, Any]):

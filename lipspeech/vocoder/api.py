@@ -18,6 +18,7 @@ import torch
 
 from lipspeech.config import ConfigError
 from lipspeech.features.audio import AudioConfig
+from lipspeech.runtime import resolve_device
 from lipspeech.vocoder.griffinlim import GriffinLim
 from lipspeech.vocoder.hifigan import Generator, check_hifigan_config
 
@@ -25,9 +26,7 @@ KINDS = ("griffin_lim", "hifigan")
 
 
 def _device(name: str | torch.device) -> torch.device:
-    if str(name) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    return resolve_device(name, "vocoder.device")
 
 
 class Vocoder:

@@ -41,18 +41,11 @@ from tqdm.auto import tqdm
 from lipspeech import __version__
 from lipspeech.config import ConfigError, default_section
 from lipspeech.features.audio import AudioConfig, MelSpectrogram
+from lipspeech.runtime import cpu_threads, deterministic_algorithms, git_commit, resolve_device, seed_everything
 from lipspeech.store import write_text_atomic
 from lipspeech.training.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from lipspeech.training.data import epoch_batches
-from lipspeech.training.trainer import (
-    LossLogger,
-    TrainResult,
-    cpu_threads,
-    deterministic_algorithms,
-    git_commit,
-    resolve_device,
-    seed_everything,
-)
+from lipspeech.training.trainer import LossLogger, TrainResult
 from lipspeech.vocoder.hifigan import (
     Discriminators,
     Generator,

@@ -44,7 +44,7 @@ class ReportData:
 
 
 def _git_commit() -> str:
-    from lipspeech.training.trainer import git_commit
+    from lipspeech.runtime import git_commit
 
     return git_commit()
 
