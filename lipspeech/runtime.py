@@ -1,7 +1,9 @@
 """The process runtime every layer may use: device choice, seeding, CPU threads, determinism, git info.
 
 It imports nothing of lipspeech's, so the stages, the models, the training loops and the evaluation
-take these from here rather than from each other (one device resolver, not one per package).
+take these from here rather than from each other (one device resolver, not one per package). torch
+is imported only inside the functions that need it: importing this module (as the CLI does for every
+command) must not cost a stage that never touches torch its ~200 MB.
 """
 
 from __future__ import annotations
@@ -11,22 +13,26 @@ import os
 import random
 import subprocess
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import TYPE_CHECKING, Iterator, Optional
+
+if TYPE_CHECKING:
+    import torch
 
 import numpy as np
-import torch
 
 
 class DeviceError(RuntimeError):
     """A device was asked for that this machine does not have (one line)."""
 
 
-def resolve_device(name: str | torch.device, what: str = "device") -> torch.device:
+def resolve_device(name: "str | torch.device", what: str = "device") -> "torch.device":
     """``auto`` -> CUDA when available, else the CPU; ``cpu``, ``cuda``, ``cuda:N`` as torch reads them.
 
     Raises:
         DeviceError: CUDA asked for (``what`` names the config key) but no CUDA device is visible.
     """
+    import torch
+
     if str(name) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
@@ -37,6 +43,8 @@ def resolve_device(name: str | torch.device, what: str = "device") -> torch.devi
 
 def seed_everything(seed: int) -> None:
     """Seed Python's, numpy's and torch's global generators."""
+    import torch
+
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -45,6 +53,8 @@ def seed_everything(seed: int) -> None:
 @contextlib.contextmanager
 def cpu_threads(n: int) -> Iterator[None]:
     """Use ``n`` torch intra-op threads for the block (0: leave as is), then restore."""
+    import torch
+
     before = torch.get_num_threads()
     if n > 0:
         torch.set_num_threads(n)
@@ -57,6 +67,8 @@ def cpu_threads(n: int) -> Iterator[None]:
 @contextlib.contextmanager
 def deterministic_algorithms(enabled: bool) -> Iterator[None]:
     """Turn on torch's deterministic algorithms (warn-only) for the block, then restore."""
+    import torch
+
     previous = torch.are_deterministic_algorithms_enabled()
     previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     previous_bench = torch.backends.cudnn.benchmark

@@ -51,6 +51,14 @@ def summarize(manifest_path: Path, store_paths: Sequence[Path], rejected_paths: 
     hours, shards) and every rejected table (counts, frequent reasons, examples). Unreadable files are
     listed, not fatal: the summary is how one finds out."""
     manifest = Store(manifest_path, expect_stage="manifest").df
+    base = Path(manifest_path).parent
+
+    def shown(p: Path) -> str:  # relative to the results folder, as the summary prints paths
+        try:
+            return str(p.relative_to(base))
+        except ValueError:
+            return str(p)
+
     out: dict[str, Any] = {
         "corpus": corpus,
         "utterances": int(len(manifest)),
@@ -80,7 +88,7 @@ def summarize(manifest_path: Path, store_paths: Sequence[Path], rejected_paths: 
             try:
                 md = pq.read_table(p, columns=["duration"])
             except (pa.ArrowException, OSError) as exc:
-                unreadable.append(f"{p}: {one_line(exc)}")
+                unreadable.append(f"{shown(p)}: {one_line(exc)}")
                 continue
             n += md.num_rows
             seconds += float(sum(md.column("duration").to_pylist()))
@@ -94,7 +102,7 @@ def summarize(manifest_path: Path, store_paths: Sequence[Path], rejected_paths: 
                 pq.read_metadata(p)
                 readable.append(p)
             except (pa.ArrowException, OSError) as exc:
-                unreadable.append(f"{p}: {one_line(exc)}")
+                unreadable.append(f"{shown(p)}: {one_line(exc)}")
         table = read_rejected(readable).to_pylist()
         reasons = Counter(_reason_kind(r["reason"]) for r in table)
         rejected[stage] = {"count": len(table), "reasons": dict(reasons.most_common(5)),
