@@ -91,15 +91,6 @@ def alignment_lookup(manifest: Any, cfg: Mapping[str, Any], raw_dir: Path | None
     return lookup
 
 
-def _sample_rate(audio_paths: Sequence[Path], train: set[str], n_sample: int) -> float:
-    total = 0
-    for path in audio_paths:
-        store = Store(path, expect_stage="decode")
-        if len(store):
-            total += sum(int(n) * UNITS_PER_FRAME for u, n in zip(store.utts, store.df["n_frames"]) if u in train)
-    return min(1.0, n_sample / total) if total else 1.0
-
-
 def _cap(utts: list[str], n: int, seed: int) -> list[str]:
     if n <= 0 or len(utts) <= n:
         return utts
@@ -162,7 +153,8 @@ def units_analysis(
     y = np.concatenate([phones[u] for u in scored])
 
     layers, extract = feature_extractor(ssl_cfg, cfg["layers"])
-    rate = _sample_rate(audio_paths, set(train), int(cfg["sample_frames"]))
+    train_frames = sum(audio[u][0] * UNITS_PER_FRAME for u in train)
+    rate = min(1.0, int(cfg["sample_frames"]) / train_frames) if train_frames else 1.0
     rng = np.random.default_rng(seed)
     sample: dict[int, list[np.ndarray]] = {layer: [] for layer in layers}
     for utt in tqdm(train, desc="units-analysis: train features", unit="utt", disable=not progress):
