@@ -10,6 +10,7 @@ from typing import Any, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lipspeech.features.common import shard_stores
 from lipspeech.store import META_KEY, Store, one_line, read_rejected, rejected_stage
 
 # Stage folders that hold per-shard stores, in pipeline order. The ssl stores are
@@ -21,8 +22,7 @@ def corpus_summary(results: Path) -> dict[str, Any]:
     """:func:`summarize` the stores and rejected tables found in the workflow's layout of ``results/{corpus}``."""
     stores, rejected = [], [results / "manifest.rejected.parquet"]
     for folder in SHARD_STAGES.values():
-        stores += sorted(p for p in (results / folder).glob("*.parquet")
-                         if not p.name.endswith((".rejected.parquet", ".qc.parquet")))  # roi's QC table
+        stores += shard_stores(results / folder)
         rejected += sorted((results / folder).glob("*.rejected.parquet"))
     return summarize(results / "manifest.parquet", stores, [p for p in rejected if p.exists()], results.name)
 

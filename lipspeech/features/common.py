@@ -42,6 +42,16 @@ def shard_of_store(path: Path) -> int | None:
     return int(stem) if stem.isdigit() else None
 
 
+def shard_stores(folder: Path) -> list[Path]:
+    """The per-shard store files ``{shard:03d}.parquet`` of a stage folder, sorted (not its rejected
+    or QC tables); empty when the folder does not exist. For tools reading a results folder in the
+    workflow's layout: stages are given their files."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob("*.parquet") if shard_of_store(p) is not None and p.name.count(".") == 1)
+
+
 def unreadable_reason(path: Path, exc: Exception) -> str:
     """One line: which store is unreadable, why, and how to get it rebuilt."""
     # the advice first: the error text (with paths) may be cut to fit the one line

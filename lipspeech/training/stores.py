@@ -36,7 +36,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from lipspeech.features.common import shard_of_store
+from lipspeech.features.common import shard_of_store, shard_stores
 from lipspeech.models.batch import Utterance
 from lipspeech.store import SHAPE_SUFFIX, Store, StoreError, StoreUnreadable, one_line
 from lipspeech.timing import MEL_PER_FRAME, SAMPLES_PER_FRAME, UNITS_PER_FRAME
@@ -100,8 +100,7 @@ class CorpusStores:
         results_dir = Path(results_dir)
         stores = {}
         for folder in folders:
-            files = sorted((results_dir / folder).glob("*.parquet")) if (results_dir / folder).is_dir() else []
-            stores[folder] = [f for f in files if f.name.split(".", 1)[0].isdigit() and f.name.count(".") == 1]
+            stores[folder] = shard_stores(results_dir / folder)
         stats = results_dir / "prosody" / "stats.json" if load_stats else None
         return cls(results_dir / "manifest.parquet", stores, stats)
 

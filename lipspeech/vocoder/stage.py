@@ -35,6 +35,7 @@ from lipspeech.features.audio import AudioConfig
 from lipspeech.features.common import StageError
 from lipspeech.store import Store, StoreMeta, write_rejected, write_store, write_text_atomic
 from lipspeech.timing import FPS, MEL_PER_FRAME, SAMPLES_PER_FRAME
+from lipspeech.training.stage import _corpus
 
 STAGE_VOCODE = "vocode"
 GT_VOCODED = "gt_vocoded"
@@ -49,12 +50,6 @@ def _check_mel_definition(corpus: Any, audio_cfg: AudioConfig) -> None:
         if made is not None and made != audio_cfg.as_dict():
             diff = sorted(k for k, v in audio_cfg.as_dict().items() if made.get(k) != v)
             raise StageError(f"{store.path}: made with another mel definition (mel.{diff[0]} differs from the config)")
-
-
-def _corpus(source: Any, stats: bool = False) -> Any:
-    from lipspeech.training.stage import _corpus as corpus_of
-
-    return corpus_of(source, stats)
 
 
 def run_train_vocoder(
@@ -89,7 +84,7 @@ def run_train_vocoder(
     if train_cfg["val_every"] > train_cfg["max_steps"]:
         raise ConfigError(f"config key vocoder.train.val_every: {train_cfg['val_every']} > max_steps "
                           f"{train_cfg['max_steps']}, so there would be no validation and no best.pt")
-    corpus = _corpus(corpus)
+    corpus = _corpus(corpus, False)
     train_items, train_skipped = load_items(corpus, "train")
     val_items, val_skipped = load_items(corpus, "val")
     _check_mel_definition(corpus, audio_cfg)
@@ -212,7 +207,7 @@ def run_vocode(
     if system == GT_VOCODED:
         if corpus is None:
             raise StageError("vocode gt_vocoded: needs the manifest and the mel stores")
-        rows, source = _gt_mels(_corpus(corpus), split)
+        rows, source = _gt_mels(_corpus(corpus, False), split)
     else:
         if mels is None:
             raise StageError(f"vocode {system}: needs the experiment's synthesize store (--mels)")

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
 from lipspeech.evaluation.report.columns import GROUND_TRUTH
-from lipspeech.features.common import shard_of_store
+from lipspeech.features.common import shard_of_store, shard_stores
 
 #: the ground truth's stores the examples read
 SHARD_FOLDERS = ("audio", "mel", "prosody")
@@ -55,9 +55,7 @@ class ReportInputs:
                      units_analysis: Optional[str | Path] = None) -> "ReportInputs":
         """The workflow's layout of ``results/{corpus}`` (for tools and tests; the stage is given its files)."""
         results = Path(results)
-        shards = {folder: cls.by_shard([p for p in sorted((results / folder).glob("*.parquet"))
-                                        if p.name.count(".") == 1 and p.stem.isdigit()])
-                  for folder in SHARD_FOLDERS}
+        shards = {folder: cls.by_shard(shard_stores(results / folder)) for folder in SHARD_FOLDERS}
         files = {}
         for name in systems:
             folder = results / "eval" / name
