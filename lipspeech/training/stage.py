@@ -14,15 +14,10 @@ Run directory ``results/{corpus}/models/{exp}/``
     (the run key below and the data summary) and ``ckpt/best.kept.pt``.
 
 Resume under Snakemake
-    The workflow declares only ``ckpt/best.pt`` (protected). Snakemake deletes a
-    job's declared outputs before it runs and after it fails, so ``best.pt`` may
-    be gone when a killed training job is restarted, while ``last.pt`` (not
-    declared) survives. Hence training runs in chunks of ``val_every`` steps
-    (each chunk resumes exactly from ``last.pt``) and after each chunk
-    ``best.pt`` is hard-linked to ``best.kept.pt``; a resumed run puts the kept
-    copy back. ``last.pt`` is only resumed when ``run.json``'s key (model
-    config, training config less the keys that do not change the result, and
-    the data fingerprint) matches this run; otherwise the run starts afresh.
+    The workflow declares only ``ckpt/best.pt``; how a restarted job resumes from
+    ``last.pt`` and gets its ``best.pt`` back is :mod:`lipspeech.training.rundir`.
+    The run key is the model config, the training config less the keys that do
+    not change the result, and the data fingerprint.
 
 Data-parallel
     Under torchrun (``lipspeech train --nproc N``) every process runs
@@ -37,9 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
@@ -53,7 +46,8 @@ from lipspeech.runtime import resolve_device
 from lipspeech.store import StoreMeta, write_store, write_text_atomic
 from lipspeech.timing import FPS, MEL_PER_FRAME
 from lipspeech.training.config import train_config
-from lipspeech.training.distributed import DistInfo, barrier, process_group
+from lipspeech.training.distributed import DistInfo, process_group
+from lipspeech.training.rundir import open_run, train_in_chunks
 from lipspeech.training.stores import TRAIN_STORES, VIDEO_STORES, CorpusStores, StoreDataset, speaker_ids
 
 STAGE_SYNTH = "synthesize"
@@ -84,36 +78,6 @@ def experiment_model_config(
 def _run_key(model_cfg: Mapping[str, Any], train_cfg: Mapping[str, Any], data: Mapping[str, Any]) -> str:
     kept = {k: v for k, v in train_cfg.items() if k not in RESULT_NEUTRAL}
     return config_hash(dict(model_cfg), kept, dict(data))
-
-
-def _link(src: Path, dst: Path) -> None:
-    """``dst`` becomes another name of ``src`` (a copy where hard links are impossible)."""
-    if dst.exists() and os.path.samefile(src, dst):
-        return  # renaming a hard link onto its twin would leave the temporary name behind
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:
-        import shutil
-
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
-
-
-def _restore_best(ckpt_dir: Path) -> None:
-    """Put ``best.kept.pt`` back as ``best.pt`` when Snakemake removed it (see the module docstring)."""
-    best, kept, last = ckpt_dir / "best.pt", ckpt_dir / "best.kept.pt", ckpt_dir / "last.pt"
-    if best.exists() or not kept.exists() or not last.exists():
-        return
-    from lipspeech.training.checkpoint import load_checkpoint
-
-    kept_step = load_checkpoint(kept)["step"]
-    best_step = load_checkpoint(last)["best"]["step"]
-    if kept_step != best_step:
-        warnings.warn(f"{best}: restored from step {kept_step}, but the best validation was at step {best_step} "
-                      "(lost when the job was interrupted)", stacklevel=2)
-    _link(kept, best)
 
 
 def _corpus(source: "CorpusStores | str | Path", stats: bool) -> CorpusStores:
@@ -199,23 +163,7 @@ def _run_train(
     key = _run_key(model_cfg, train_cfg, data_key)
     ckpt_dir = run_dir / "ckpt"
     run_json = run_dir / "run.json"
-    previous = json.loads(run_json.read_text()).get("key") if run_json.exists() else None
-    resumed_from = None
-    if main:
-        if previous != key:
-            # another config or other data: the old state must not be resumed, not even after a crash of this run
-            for name in ("last.pt", "best.pt", "best.kept.pt"):
-                (ckpt_dir / name).unlink(missing_ok=True)
-        elif (ckpt_dir / "last.pt").exists():
-            _restore_best(ckpt_dir)
-    barrier()  # the other ranks look at ckpt/ once rank 0 has cleaned it up
-    if previous == key and (ckpt_dir / "last.pt").exists():
-        from lipspeech.training.checkpoint import load_checkpoint
-
-        resumed_from = int(load_checkpoint(ckpt_dir / "last.pt")["step"])
-        if main:
-            print(f"train {exp['name']}: resuming from step {resumed_from} ({ckpt_dir / 'last.pt'})", flush=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    resumed_from = open_run(run_dir, key, f"train {exp['name']}", main)
     info: dict[str, Any] = {
         "key": key,
         "experiment": dict(exp),
@@ -235,20 +183,10 @@ def _run_train(
     bundle = make_bundle(sections["mel"], sections["roi"], speakers,
                          config_hash(key, sections["mel"], sections["roi"]), sections["corpus"].get("name"))
     started = time.time()
-    every, max_steps = train_cfg["val_every"], train_cfg["max_steps"]
-    step, result = resumed_from or 0, None
-    # chunks of val_every steps, each resuming exactly from last.pt, so that best.pt is kept after each
-    while result is None or step < max_steps:
-        stop = min(max_steps, (step // every + 1) * every)
-        result = train(model_cfg, train_cfg, train_data, val_data, run_dir, resume=True, stop_at_step=stop,
-                       bundle=bundle)
-        if main and (ckpt_dir / "best.pt").exists():
-            _link(ckpt_dir / "best.pt", ckpt_dir / "best.kept.pt")
-        if result.step <= step:  # nothing left to do (a finished run resumed)
-            break
-        step = result.step
-    if not (ckpt_dir / "best.pt").exists():
-        raise StageError(f"{ckpt_dir / 'best.pt'}: not written (no validation ran)")
+    result = train_in_chunks(
+        lambda stop: train(model_cfg, train_cfg, train_data, val_data, run_dir, resume=True, stop_at_step=stop,
+                           bundle=bundle),
+        resumed_from or 0, train_cfg["max_steps"], train_cfg["val_every"], ckpt_dir, main)
     summary = {
         "experiment": exp["name"],
         "steps": result.step,

@@ -4,10 +4,8 @@ train-vocoder (``results/{corpus}/vocoder/``)
     HiFi-GAN (:mod:`lipspeech.vocoder.train`) on the train split's decoded audio
     and mels, validated on val (on train when val is empty, as tiny corpora have).
     Like the acoustic model's stage (:mod:`lipspeech.training.stage`), it trains in
-    chunks of ``val_every`` steps, keeps ``best.pt`` as ``best.kept.pt`` so that a
-    job Snakemake restarts (after deleting the declared ``best.pt``) resumes from
-    ``last.pt`` and gets its ``best.pt`` back, and resumes only when ``run.json``'s
-    key (sizes, mel definition, training config, data) matches.
+    chunks of ``val_every`` steps and resumes only when ``run.json``'s key (sizes,
+    mel definition, training config, data) matches (:mod:`lipspeech.training.rundir`).
 
 vocode (``results/{corpus}/eval/{system}/audio.parquet``)
     One system's test-split log-mels through the configured vocoder: an
@@ -71,8 +69,7 @@ def run_train_vocoder(
         threads: torch CPU threads.
         progress: progress bar.
     """
-    from lipspeech.training.checkpoint import load_checkpoint
-    from lipspeech.training.stage import _link, _restore_best
+    from lipspeech.training.rundir import open_run, train_in_chunks
     from lipspeech.vocoder.hifigan import hifigan_config
     from lipspeech.vocoder.train import load_items, train_vocoder
 
@@ -114,16 +111,7 @@ def run_train_vocoder(
                       {"train": fingerprint(train_items), "val": fingerprint(val_items), "stores": stores})
     ckpt_dir = run_dir / "ckpt"
     run_json = run_dir / "run.json"
-    previous = json.loads(run_json.read_text()).get("key") if run_json.exists() else None
-    resumed_from = None
-    if previous != key:
-        for name in ("last.pt", "best.pt", "best.kept.pt"):
-            (ckpt_dir / name).unlink(missing_ok=True)
-    elif (ckpt_dir / "last.pt").exists():
-        _restore_best(ckpt_dir)
-        resumed_from = int(load_checkpoint(ckpt_dir / "last.pt")["step"])
-        print(f"train-vocoder: resuming from step {resumed_from} ({ckpt_dir / 'last.pt'})", flush=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    resumed_from = open_run(run_dir, key, "train-vocoder")
     info: dict[str, Any] = {
         "key": key, "preset": preset,
         "train": {"utterances": len(train_items), "skipped": dict(train_skipped)},
@@ -133,19 +121,10 @@ def run_train_vocoder(
     write_text_atomic(run_json, json.dumps(info, indent=1, sort_keys=True) + "\n")
 
     started = time.time()
-    every, max_steps = train_cfg["val_every"], train_cfg["max_steps"]
-    step, result = resumed_from or 0, None
-    while result is None or step < max_steps:
-        stop = min(max_steps, (step // every + 1) * every)
-        result = train_vocoder(gen_cfg, audio_cfg, train_cfg, train_items, val_items, run_dir, preset=preset,
-                               resume=True, stop_at_step=stop, threads=threads, progress=progress)
-        if (ckpt_dir / "best.pt").exists():
-            _link(ckpt_dir / "best.pt", ckpt_dir / "best.kept.pt")
-        if result.step <= step:
-            break
-        step = result.step
-    if not (ckpt_dir / "best.pt").exists():
-        raise StageError(f"{ckpt_dir / 'best.pt'}: not written (no validation ran)")
+    result = train_in_chunks(
+        lambda stop: train_vocoder(gen_cfg, audio_cfg, train_cfg, train_items, val_items, run_dir, preset=preset,
+                                   resume=True, stop_at_step=stop, threads=threads, progress=progress),
+        resumed_from or 0, train_cfg["max_steps"], train_cfg["val_every"], ckpt_dir)
     summary = {"preset": preset, "steps": result.step, "best_step": result.best_step, "best_mel_l1": result.best_value,
                "seconds": round(time.time() - started, 1), "train_utterances": len(train_items),
                "val_utterances": len(val_items), "run_dir": str(run_dir)}

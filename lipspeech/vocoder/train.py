@@ -15,37 +15,33 @@ AdamW for both, the learning rate multiplied by ``lr_decay`` after every epoch.
 Validation: mel L1 between the val utterances' stored mels and the mels of
 their whole-utterance generator output (``best.pt`` = lowest).
 
-Run directory (``results/{corpus}/vocoder/``): ``config.json``, ``losses.csv``,
-``tb/`` (TensorBoard: losses, and the first val utterance's audio at each
-validation), ``ckpt/last.pt`` and ``ckpt/best.pt`` (checkpoint helpers of
-:mod:`lipspeech.training.checkpoint`). Resuming from ``last.pt`` continues the
-very run that was interrupted (same batches, segments and updates) on the same
-device and thread count.
+Training runs in the one training loop (:mod:`lipspeech.training.loop`, the
+model family being :class:`HifiGanTask`), so the run directory
+(``results/{corpus}/vocoder/``) is laid out as the acoustic model's:
+``config.json``, ``losses.csv``, ``tb/`` (TensorBoard: losses, and the first val
+utterance's audio at each validation), ``ckpt/last.pt`` and ``ckpt/best.pt``;
+resuming from ``last.pt`` continues the very run that was interrupted (same
+batches, segments and updates) on the same device and thread count.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
-from lipspeech import __version__
 from lipspeech.config import ConfigError, default_section
 from lipspeech.features.audio import AudioConfig, MelSpectrogram
-from lipspeech.runtime import cpu_threads, deterministic_algorithms, git_commit, resolve_device, seed_everything
-from lipspeech.store import write_text_atomic
-from lipspeech.training.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from lipspeech.runtime import resolve_device
 from lipspeech.training.data import epoch_batches
-from lipspeech.training.trainer import LossLogger, TrainResult
+from lipspeech.training.loop import LoopSettings, LossLogger, Task, TrainResult, run_loop
 from lipspeech.vocoder.hifigan import (
     Discriminators,
     Generator,
@@ -251,6 +247,75 @@ class GanTrainer:
         self.sched_d.load_state_dict(ckpt["sched_d"])
 
 
+class HifiGanTask(Task):
+    """HiFi-GAN in the training loop (:mod:`lipspeech.training.loop`): a :class:`GanTrainer` per run.
+
+    Args: as :func:`train_vocoder`'s, with the device resolved.
+    """
+
+    columns = CSV_COLUMNS
+    best_metric = "mel_l1"
+    shown = {"mel": "mel_l1", "d": "loss_d"}
+
+    def __init__(self, gen_cfg: Mapping[str, Any], audio_cfg: AudioConfig, cfg: Mapping[str, Any],
+                 train_items: Sequence[VocoderItem], val_items: Optional[Sequence[VocoderItem]],
+                 device: torch.device, preset: Optional[str]):
+        self.gen_cfg, self.audio_cfg, self.cfg = dict(gen_cfg), audio_cfg, dict(cfg)
+        self.items, self.val_items, self.device, self.preset = train_items, val_items, device, preset
+        self.silence = float(np.log(audio_cfg.log_floor))
+
+    def build(self) -> None:
+        self.gan = GanTrainer(self.gen_cfg, self.audio_cfg, self.cfg, self.device)
+
+    def check_resume(self, ckpt: Mapping[str, Any], path: Path) -> None:
+        if ckpt.get("generator_cfg") != self.gen_cfg or ckpt.get("audio_cfg") != self.audio_cfg.as_dict():
+            raise ConfigError(f"vocoder config: differs from the checkpoint in {path} "
+                              "(use a new run directory or resume=False)")
+
+    def load_state(self, ckpt: Mapping[str, Any]) -> None:
+        self.gan.load(ckpt)
+
+    def state(self) -> dict[str, Any]:
+        return self.gan.state()
+
+    def record(self) -> dict[str, Any]:
+        return {"generator_cfg": self.gen_cfg, "preset": self.preset, "audio_cfg": self.audio_cfg.as_dict(),
+                "train_cfg": self.cfg}
+
+    def run_config(self) -> dict[str, Any]:
+        return {"preset": self.preset, "generator": self.gen_cfg, "audio": self.audio_cfg.as_dict(), "train": self.cfg}
+
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        return epoch_batches(len(self.items), self.cfg["batch_size"], self.cfg["seed"], epoch)
+
+    def batches(self, batches: list[list[int]], epoch: int, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        cfg = self.cfg
+        for b in range(start, len(batches)):
+            yield make_batch(self.items, batches[b], cfg["segment_frames"], cfg["seed"], epoch, b, self.silence,
+                             self.audio_cfg.hop_length)
+
+    def lr(self) -> float:
+        return self.gan.opt_g.param_groups[0]["lr"]
+
+    def step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> Optional[dict[str, float]]:
+        return self.gan.train_step(*batch)
+
+    @property
+    def has_validation(self) -> bool:
+        return self.val_items is not None
+
+    def validate(self) -> dict[str, float]:
+        return {"mel_l1": self.gan.validate(self.val_items, self.cfg["val_max_utterances"])}
+
+    def after_validation(self, logger: LossLogger, step: int) -> None:
+        if logger.tb is not None and self.val_items:
+            audio = self.gan.generate(self.val_items[0].mel).cpu()[None]
+            logger.tb.add_audio("val/generated", audio, step, self.audio_cfg.sample_rate)
+
+    def end_epoch(self) -> None:
+        self.gan.end_epoch()
+
+
 def train_vocoder(
     gen_cfg: Mapping[str, Any],
     audio_cfg: AudioConfig,
@@ -264,7 +329,7 @@ def train_vocoder(
     threads: int = 0,
     progress: bool = True,
 ) -> TrainResult:
-    """Train a HiFi-GAN.
+    """Train a HiFi-GAN (:class:`HifiGanTask` in :func:`~lipspeech.training.loop.run_loop`).
 
     Args:
         gen_cfg: HiFi-GAN sizes (:func:`~lipspeech.vocoder.hifigan.hifigan_config`).
@@ -279,107 +344,13 @@ def train_vocoder(
         progress: tqdm bar.
 
     Returns:
-        :class:`~lipspeech.training.trainer.TrainResult`.
+        :class:`~lipspeech.training.loop.TrainResult`.
     """
     gen_cfg = check_hifigan_config(gen_cfg)
     cfg = dict(train_cfg)
-    run_dir = Path(run_dir)
-    ckpt_dir = run_dir / "ckpt"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    last_path, best_path = ckpt_dir / "last.pt", ckpt_dir / "best.pt"
     if len(train_items) == 0:
         raise ValueError("no training utterances")
     device = resolve_device(cfg["device"])
-    stop = cfg["max_steps"] if stop_at_step is None else min(stop_at_step, cfg["max_steps"])
-    silence = float(np.log(audio_cfg.log_floor))
-    hop = audio_cfg.hop_length
-
-    with deterministic_algorithms(cfg["deterministic"]), cpu_threads(threads):
-        seed_everything(cfg["seed"])
-        gan = GanTrainer(gen_cfg, audio_cfg, cfg, device)
-        step, epoch, position = 0, 0, 0
-        best: dict[str, Any] = {"value": None, "step": None}
-        resumed = resume and last_path.exists()
-        if resumed:
-            ckpt = load_checkpoint(last_path, map_location=device)
-            if ckpt.get("generator_cfg") != gen_cfg or ckpt.get("audio_cfg") != audio_cfg.as_dict():
-                raise ConfigError(f"vocoder config: differs from the checkpoint in {last_path} "
-                                  "(use a new run directory or resume=False)")
-            gan.load(ckpt)
-            step, epoch, position = ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"]
-            best = dict(ckpt["best"])
-            restore_rng(ckpt["rng"])
-        else:
-            best_path.unlink(missing_ok=True)  # a stale best.pt of an earlier run would outrank this one
-        commit = git_commit()
-        write_text_atomic(run_dir / "config.json", json.dumps(
-            {"preset": preset, "generator": gen_cfg, "audio": audio_cfg.as_dict(), "train": cfg, "git_commit": commit,
-             "lipspeech_version": __version__, "resumed_from_step": step if resumed else None}, indent=2) + "\n")
-        logger = LossLogger(run_dir, step if resumed else None, cfg["tensorboard"], CSV_COLUMNS)
-        history: list[dict[str, Any]] = []
-
-        def checkpoint_state() -> dict[str, Any]:
-            return {"step": step, "epoch": epoch, "batch_in_epoch": position, "best": best, **gan.state(),
-                    "rng": capture_rng(), "generator_cfg": gen_cfg, "preset": preset, "audio_cfg": audio_cfg.as_dict(),
-                    "train_cfg": cfg, "git_commit": commit, "lipspeech_version": __version__}
-
-        saved_at = step if resumed else -1
-        nonfinite = 0
-        bar = tqdm(total=cfg["max_steps"], initial=step, desc="train-vocoder", unit="step", dynamic_ncols=True,
-                   disable=not progress)
-        try:
-            while step < stop:
-                batches = epoch_batches(len(train_items), cfg["batch_size"], cfg["seed"], epoch)
-                for b in range(position, len(batches)):
-                    mel, audio = make_batch(train_items, batches[b], cfg["segment_frames"], cfg["seed"], epoch, b,
-                                            silence, hop)
-                    lr = gan.opt_g.param_groups[0]["lr"]
-                    losses = gan.train_step(mel, audio)
-                    position += 1
-                    if losses is None:
-                        nonfinite += 1
-                        warnings.warn(f"step {step + 1}: non-finite loss, batch skipped", stacklevel=2)
-                        if nonfinite >= 10:
-                            raise FloatingPointError(f"{nonfinite} consecutive non-finite losses, stopping at step {step}")
-                        continue
-                    nonfinite = 0
-                    step += 1
-                    bar.update(1)
-                    if step % cfg["log_every"] == 0 or step == stop:
-                        row = {"step": step, "split": "train", "lr": lr, **losses}
-                        logger.log(row)
-                        history.append(row)
-                        bar.set_postfix(mel=f"{losses['mel_l1']:.3f}", d=f"{losses['loss_d']:.3f}")
-                    validated = False
-                    if val_items is not None and step % cfg["val_every"] == 0:
-                        value = gan.validate(val_items, cfg["val_max_utterances"])
-                        row = {"step": step, "split": "val", "mel_l1": value}
-                        logger.log(row)
-                        history.append(row)
-                        if logger.tb is not None and len(val_items):
-                            logger.tb.add_audio("val/generated", gan.generate(val_items[0].mel).cpu()[None], step,
-                                                audio_cfg.sample_rate)
-                        if best["value"] is None or value < best["value"]:
-                            best = {"value": value, "step": step}
-                            save_checkpoint(best_path, checkpoint_state())
-                        validated = True
-                    if validated or (cfg["ckpt_every"] and step % cfg["ckpt_every"] == 0):
-                        save_checkpoint(last_path, checkpoint_state())
-                        saved_at = step
-                    if step >= stop:
-                        break
-                else:
-                    epoch, position = epoch + 1, 0
-                    gan.end_epoch()
-        except KeyboardInterrupt:
-            if step != saved_at:
-                save_checkpoint(last_path, checkpoint_state())
-            raise
-        finally:
-            bar.close()
-            logger.close()
-        if step != saved_at:
-            save_checkpoint(last_path, checkpoint_state())
-    return TrainResult(step=step, run_dir=run_dir, last_checkpoint=last_path,
-                       best_checkpoint=best_path if best_path.exists() else None,
-                       best_value=best["value"], best_step=best["step"], history=history)
+    task = HifiGanTask(gen_cfg, audio_cfg, cfg, train_items, val_items, device, preset)
+    settings = LoopSettings.from_section(cfg, "train-vocoder", threads=threads, progress=progress, max_nonfinite=10)
+    return run_loop(task, settings, Path(run_dir), device, resume, stop_at_step)
