@@ -29,10 +29,10 @@ from lipspeech.evaluation.asr import build_asr
 from lipspeech.evaluation.text import corpus_rates, normalize_text
 from lipspeech.features.audio import AudioConfig
 from lipspeech.models.presets import model_config
+from lipspeech.training.bundle import load_model
 from lipspeech.training.config import train_config
 from lipspeech.training.data import InMemoryDataset
 from lipspeech.training.stores import TRAIN_STORES, VIDEO_STORES, CorpusStores, StoreDataset
-from lipspeech.training.bundle import load_model
 from lipspeech.training.synthesis import synthesize
 from lipspeech.training.trainer import train
 from lipspeech.vocoder.api import load_vocoder

@@ -42,9 +42,9 @@ def main() -> None:
     import faiss
     import sklearn
     import torch
+    from espeak_speech import espeak_corpus  # beside this script
     from sklearn.cluster import MiniBatchKMeans
 
-    from espeak_speech import espeak_corpus  # beside this script
     from lipspeech.config import default_section
     from lipspeech.features.ssl import mfcc_features
     from lipspeech.features.units import fit_kmeans

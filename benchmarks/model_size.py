@@ -20,9 +20,9 @@ import time
 import torch
 
 from lipspeech.models import build_model, collate, count_parameters, model_config
+from lipspeech.training.config import train_config
 from lipspeech.training.data import synthetic_utterances
 from lipspeech.training.trainer import make_optimizer
-from lipspeech.training.config import train_config
 
 PARTS = ("frontend", "visual_proj", "encoder", "adaptor", "upsampler", "decoder", "mel_proj", "postnet")
 

@@ -368,7 +368,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return doctor(args.config, args.results, args.min_free_gb)
 
 
-def add_parser(sub: Any) -> None:
+def register(sub: Any) -> None:
     p = sub.add_parser("doctor", help="check that this machine has what the configured pipeline needs")
     p.add_argument("--config", help="config.yaml to check against (default: ./config.yaml, else the defaults)")
     p.add_argument("--results", help="results folder whose disk is checked (default: results/{corpus.name})")
@@ -379,6 +379,6 @@ def add_parser(sub: Any) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m lipspeech.doctor")
-    add_parser(parser.add_subparsers(dest="command", required=True))
+    register(parser.add_subparsers(dest="command", required=True))
     ns = parser.parse_args(["doctor", *sys.argv[1:]])
     sys.exit(ns.func(ns))

@@ -29,7 +29,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from lipspeech.features.common import StageError
+from lipspeech.shards import StageError
 from lipspeech.timing import FPS, SAMPLE_RATE
 
 
@@ -141,8 +141,8 @@ def speak(
     import torch
 
     from lipspeech.config import validate_config
-    from lipspeech.data.media import MediaError, probe, read_frames
     from lipspeech.features.audio import AudioConfig
+    from lipspeech.media import MediaError, probe, read_frames
     from lipspeech.models.batch import Utterance
     from lipspeech.runtime import resolve_device
     from lipspeech.store import atomic_path

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lipspeech.features.common import shard_stores
+from lipspeech.shards import shard_stores
 from lipspeech.store import META_KEY, Store, one_line, read_rejected, rejected_stage
 
 # Stage folders that hold per-shard stores, in pipeline order. The ssl stores are

@@ -9,12 +9,14 @@ import sys
 import pytest
 import torch
 import torch.multiprocessing as mp
+from test_stage_train import EXP, TRAIN_STORE_ARGS, fake_results, store_args
+from test_stage_train import MODEL as STAGE_MODEL
+from test_stage_train import TRAIN as STAGE_TRAIN
 
 from lipspeech.models import build_model, model_config
+from lipspeech.runtime import seed_everything
 from lipspeech.training import load_checkpoint, synthetic_utterances, train, train_config
 from lipspeech.training.distributed import AllReduceBatchNorm, DistInfo, process_group, shard_batches
-from lipspeech.runtime import seed_everything
-from test_stage_train import EXP, MODEL as STAGE_MODEL, TRAIN as STAGE_TRAIN, TRAIN_STORE_ARGS, fake_results, store_args
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 

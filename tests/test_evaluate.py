@@ -14,10 +14,14 @@ import pytest
 from lipspeech.config import ConfigError, default_section, validate_config
 from lipspeech.data import gridgrammar as gg
 from lipspeech.evaluation.grammar import (
-    GrammarError, SlotGrammar, choose_grammar, grammar_from_transcripts, random_sentence_wer,
+    GrammarError,
+    SlotGrammar,
+    choose_grammar,
+    grammar_from_transcripts,
+    random_sentence_wer,
 )
 from lipspeech.evaluation.text import char_errors, corpus_rates, normalize_text, word_errors
-from lipspeech.features.common import StageError
+from lipspeech.shards import StageError
 from lipspeech.store import Store, StoreMeta, write_store
 from lipspeech.timing import SAMPLES_PER_FRAME
 
@@ -219,7 +223,13 @@ def test_f0_metrics_ignore_the_pitch_dio_finds_in_near_silence(speech):
 
 def test_metric_edge_cases():
     from lipspeech.evaluation.metrics import (
-        cepstrum_matrix, f0_moments, f0_rmse_cents, mel_cepstral_distortion, pesq_nb, stoi, vuv_error,
+        cepstrum_matrix,
+        f0_moments,
+        f0_rmse_cents,
+        mel_cepstral_distortion,
+        pesq_nb,
+        stoi,
+        vuv_error,
     )
 
     # too short for pystoi / silent for PESQ: NaN, not a placeholder number

@@ -10,10 +10,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
-from lipspeech.data.media import display_size, probe, read_frames
 from test_roi import centre_error_crop_px
 from zoo import ffmpeg
+
+from lipspeech.media import display_size, probe, read_frames
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 

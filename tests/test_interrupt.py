@@ -16,9 +16,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from test_stage_train import EXP, MODEL, TRAIN, TRAIN_STORE_ARGS, fake_results, store_args
 
 from lipspeech.store import StoreMeta, atomic_path, remove_stale_temporaries, write_store
-from test_stage_train import EXP, MODEL, TRAIN, TRAIN_STORE_ARGS, fake_results, store_args
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -13,14 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from test_evaluate import needs_espeak, speech  # noqa: F401  (the fixture: four sentences, four voices)
 
 from lipspeech.config import ConfigError, validate_config
 from lipspeech.evaluation import bootstrap
 from lipspeech.evaluation.compare import compare_systems
 from lipspeech.evaluation.families import FIGURES, check_families, family_problems
 from lipspeech.evaluation.text import corpus_rates, word_errors
-
-from test_evaluate import needs_espeak, speech  # noqa: F401  (the fixture: four sentences, four voices)
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -25,7 +25,15 @@ from lipspeech.config import validate_config
 from lipspeech.data.manifest import shard_name
 from lipspeech.evaluation.families import FIGURES
 from lipspeech.evaluation.report import (
-    DETAIL, GROUND_TRUTH, GT_VOCODED, HEADLINE, SystemResult, build_report, select_examples, speaker_wer, wav_bytes,
+    DETAIL,
+    GROUND_TRUTH,
+    GT_VOCODED,
+    HEADLINE,
+    SystemResult,
+    build_report,
+    select_examples,
+    speaker_wer,
+    wav_bytes,
 )
 from lipspeech.features.mel import mel_shard
 from lipspeech.features.prosody import prosody_shard

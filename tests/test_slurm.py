@@ -28,7 +28,6 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
-
 from audit import undeclared_reads
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,11 +8,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import torch
+from test_stage_train import store_args
 
 from lipspeech.config import ConfigError, validate_config
 from lipspeech.features.audio import AudioConfig, MelSpectrogram
 from lipspeech.store import Store, StoreMeta, write_store
-from test_stage_train import store_args
 from lipspeech.vocoder import Discriminators, Generator, GriffinLim, hifigan_config, load_hifigan, load_vocoder
 from lipspeech.vocoder.griffinlim import spectral_convergence
 from lipspeech.vocoder.stage import run_train_vocoder, run_vocode

@@ -14,19 +14,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from zoo import FOLDER_CASES, GRID_CASES, UNICODE_NAME
 
 from lipspeech.cli import main as cli_main
 from lipspeech.config import ConfigError, validate_config
 from lipspeech.data.decode import decode_shard
 from lipspeech.data.manifest import build_manifest
-from lipspeech.data.media import count_frames, read_frames
-from lipspeech.features.common import StageError
 from lipspeech.features.mel import mel_shard
 from lipspeech.features.prosody import prosody_stats
+from lipspeech.media import count_frames, read_frames
+from lipspeech.shards import StageError
 from lipspeech.store import Store, StoreError, read_rejected
 from lipspeech.summary import corpus_summary, format_summary
 from lipspeech.timing import SAMPLES_PER_FRAME
-from zoo import FOLDER_CASES, GRID_CASES, UNICODE_NAME
 
 BIN = Path(sys.executable).parent
 STAGES = ("manifest", "decode", "roi")
@@ -319,9 +319,10 @@ def test_corrupt_parquet_shard(folder_run, tmp_path, capsys):
 
 
 def test_training_skips_the_utterances_of_an_unreadable_store(tmp_path):
+    from test_stage_train import EXP, MODEL, TRAIN, UTTS, fake_results
+
     from lipspeech.training.stage import run_train
     from lipspeech.training.stores import CorpusStores, StoreDataset
-    from test_stage_train import EXP, MODEL, TRAIN, UTTS, fake_results
 
     results = fake_results(tmp_path / "results" / "fake")
     _corrupt(results / "mel/001.parquet", results / "mel/001.parquet")

@@ -3,7 +3,7 @@
 Store ``audio/{shard}.parquet``: ``utt, n_frames, duration, audio_seconds_raw`` and
 the array column ``audio`` (float32, exactly ``n_frames * 640`` samples, see
 :func:`lipspeech.timing.fit_length`). The video frames themselves are decoded
-again by the ROI stage (same :func:`lipspeech.data.media.read_frames`) rather
+again by the ROI stage (same :func:`lipspeech.media.read_frames`) rather
 than stored twice.
 """
 
@@ -18,8 +18,8 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from lipspeech.config import config_hash
-from lipspeech.data.media import MediaError, count_frames, read_audio, require_ffmpeg
-from lipspeech.features.common import refuse_rejections
+from lipspeech.media import MediaError, count_frames, read_audio, require_ffmpeg
+from lipspeech.shards import refuse_rejections
 from lipspeech.store import Store, StoreMeta, write_rejected, write_store
 from lipspeech.timing import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, fit_length
 

@@ -43,7 +43,7 @@ import numpy as np
 
 from lipspeech.evaluation.grammar import SlotGrammar, choose_grammar
 from lipspeech.evaluation.text import normalize_text
-from lipspeech.features.common import StageError
+from lipspeech.shards import StageError
 
 ASR_RATE = 16_000
 DITHER_SEED = 20240101

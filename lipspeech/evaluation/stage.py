@@ -66,7 +66,7 @@ from lipspeech.evaluation.grammar import random_sentence_wer
 from lipspeech.evaluation.metrics import Features, SignalScorer
 from lipspeech.evaluation.speaker import SpeakerScorer
 from lipspeech.evaluation.text import char_errors, corpus_rates, normalize_text, word_errors
-from lipspeech.features.common import StageError, audio_problem
+from lipspeech.shards import StageError, audio_problem
 from lipspeech.store import Store, StoreMeta, write_rejected, write_store, write_text_atomic
 from lipspeech.timing import SAMPLES_PER_FRAME, fit_length
 

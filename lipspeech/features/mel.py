@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from lipspeech.config import config_hash
 from lipspeech.features.audio import AudioConfig, MelSpectrogram
-from lipspeech.features.common import ShardResult, audio_problem, read_audio_input
+from lipspeech.shards import ShardResult, audio_problem, read_audio_input
 from lipspeech.timing import MEL_PER_FRAME, fit_length
 
 STAGE = "mel"

@@ -49,7 +49,7 @@ from tqdm.auto import tqdm
 
 from lipspeech.config import config_hash
 from lipspeech.features.audio import AudioConfig, MelSpectrogram
-from lipspeech.features.common import ShardResult, audio_problem, open_stores, read_audio_input
+from lipspeech.shards import ShardResult, audio_problem, open_stores, read_audio_input
 from lipspeech.store import Store, write_text_atomic
 from lipspeech.timing import HOP_LENGTH, MEL_PER_FRAME, SAMPLE_RATE, fit_length
 

@@ -48,8 +48,8 @@ from tqdm.auto import tqdm
 
 from lipspeech.config import config_hash
 from lipspeech.features.audio import frame_pad
-from lipspeech.features.common import ShardResult, StageError, audio_problem, read_audio_input
 from lipspeech.runtime import DeviceError, resolve_device
+from lipspeech.shards import ShardResult, StageError, audio_problem, read_audio_input
 from lipspeech.store import one_line
 from lipspeech.timing import SAMPLE_RATE, UNITS_PER_FRAME, fit_length
 

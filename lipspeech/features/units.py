@@ -26,7 +26,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from lipspeech.config import config_hash
-from lipspeech.features.common import ShardResult, StageError, open_input_store, open_stores
+from lipspeech.shards import ShardResult, StageError, open_input_store, open_stores
 from lipspeech.store import SHAPE_SUFFIX, Store, atomic_path, write_text_atomic
 
 STAGE_FIT = "kmeans"

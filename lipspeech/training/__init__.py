@@ -1,26 +1,25 @@
-"""Training core: config, data order, checkpoints, the training loop and synthesis."""
+"""Training core: config, data order, checkpoints, the training loop and synthesis.
 
-from lipspeech.training.bundle import ModelBundle, load_model
-from lipspeech.training.checkpoint import load_checkpoint, save_checkpoint
-from lipspeech.training.config import TRAIN_DEFAULTS, check_train_config, train_config
-from lipspeech.training.data import InMemoryDataset, epoch_batches, synthetic_utterances
-from lipspeech.training.synthesis import Synthesis, synthesize
-from lipspeech.training.trainer import TrainResult, evaluate, train
+The names below are imported when first used (PEP 562), so that importing the package for
+its command module (:mod:`lipspeech.training.cli`) does not load torch.
+"""
 
-__all__ = [
-    "TRAIN_DEFAULTS",
-    "train_config",
-    "check_train_config",
-    "InMemoryDataset",
-    "epoch_batches",
-    "synthetic_utterances",
-    "load_checkpoint",
-    "save_checkpoint",
-    "TrainResult",
-    "evaluate",
-    "train",
-    "Synthesis",
-    "load_model",
-    "ModelBundle",
-    "synthesize",
-]
+import importlib
+from typing import Any
+
+_WHERE = {
+    "ModelBundle": "bundle", "load_model": "bundle",
+    "load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint",
+    "TRAIN_DEFAULTS": "config", "check_train_config": "config", "train_config": "config",
+    "InMemoryDataset": "data", "epoch_batches": "data", "synthetic_utterances": "data",
+    "Synthesis": "synthesis", "synthesize": "synthesis",
+    "TrainResult": "loop",
+    "evaluate": "trainer", "train": "trainer",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'lipspeech.training' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"lipspeech.training.{_WHERE[name]}"), name)

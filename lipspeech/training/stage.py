@@ -40,9 +40,9 @@ import numpy as np
 import pyarrow as pa
 
 from lipspeech.config import ConfigError, config_hash, default_section
-from lipspeech.features.common import StageError
 from lipspeech.models.presets import model_config
 from lipspeech.runtime import resolve_device
+from lipspeech.shards import StageError
 from lipspeech.store import StoreMeta, write_store, write_text_atomic
 from lipspeech.timing import FPS, MEL_PER_FRAME
 from lipspeech.training.config import train_config

@@ -36,8 +36,8 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from lipspeech.features.common import shard_of_store, shard_stores
 from lipspeech.models.batch import Utterance
+from lipspeech.shards import shard_of_store, shard_stores
 from lipspeech.store import SHAPE_SUFFIX, Store, StoreError, StoreUnreadable, one_line
 from lipspeech.timing import MEL_PER_FRAME, SAMPLES_PER_FRAME, UNITS_PER_FRAME
 

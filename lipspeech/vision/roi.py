@@ -1,6 +1,6 @@
 """ROI stage: per shard, a stabilised 96x96 grayscale mouth crop of every video frame.
 
-Per utterance: frames decoded at 25 fps (:func:`lipspeech.data.media.read_frames`)
+Per utterance: frames decoded at 25 fps (:func:`lipspeech.media.read_frames`)
 -> 68 landmarks, detected on key frames and tracked in between (:func:`track_landmarks`)
 -> short gaps interpolated, long ones rejected (:func:`fill_gaps`)
 -> temporal smoothing (Savitzky-Golay, quadratic)
@@ -33,8 +33,8 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from lipspeech.config import config_hash
-from lipspeech.data.media import MediaError, read_frames, require_ffmpeg
-from lipspeech.features.common import open_input_store, refuse_rejections
+from lipspeech.media import MediaError, read_frames, require_ffmpeg
+from lipspeech.shards import open_input_store, refuse_rejections
 from lipspeech.store import Store, StoreMeta, one_line, write_bytes_atomic, write_rejected, write_store
 from lipspeech.timing import FPS, fit_length
 from lipspeech.vision.backends import LandmarkBackend, make_backend

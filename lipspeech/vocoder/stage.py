@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from lipspeech.config import ConfigError, config_hash
 from lipspeech.features.audio import AudioConfig
-from lipspeech.features.common import StageError
+from lipspeech.shards import StageError
 from lipspeech.store import Store, StoreMeta, write_rejected, write_store, write_text_atomic
 from lipspeech.timing import FPS, MEL_PER_FRAME, SAMPLES_PER_FRAME
 from lipspeech.training.stage import _corpus

@@ -15,7 +15,7 @@ from lipspeech.evaluation.report.figures import Example, build_examples
 from lipspeech.evaluation.report.inputs import ReportInputs
 from lipspeech.evaluation.report.systems import SystemResult, load_systems, select_examples, speaker_wer
 from lipspeech.evaluation.report.units import UnitsAnalysis
-from lipspeech.features.common import StageError
+from lipspeech.shards import StageError
 from lipspeech.store import Store, StoreError, one_line
 
 

@@ -35,8 +35,8 @@ from tqdm.auto import tqdm
 from lipspeech import __version__
 from lipspeech.config import config_hash
 from lipspeech.features.alignments import AlignmentError, find_textgrid, synthgrid_alignment, textgrid_alignment
-from lipspeech.features.common import StageError, read_audio_store
 from lipspeech.features.unit_quality import phone_frames, unit_quality
+from lipspeech.shards import StageError, read_audio_store
 from lipspeech.store import Store, atomic_path, one_line, write_rejected
 from lipspeech.timing import UNITS_PER_FRAME
 

@@ -1,0 +1,81 @@
+"""The commands that are not workflow stages: speak (any video -> WAV), summary, store-info."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from lipspeech import stagecli as sc
+
+
+def cmd_speak(args: argparse.Namespace) -> int:
+    from lipspeech.config import load_config
+    from lipspeech.speak import format_report, speak
+
+    cfg = load_config(args.config) if args.config else None
+    sc.torch_threads(args.threads)
+    res = speak(args.video, args.out, args.model, vocoder=args.vocoder, config=cfg, device=args.device,
+                temperature=args.temperature, speaker=args.speaker)
+    print(format_report(args.video, args.out, res))
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from lipspeech.store import write_text_atomic
+    from lipspeech.summary import corpus_summary, format_summary, summarize
+
+    if args.manifest:
+        summary = summarize(Path(args.manifest), sc.paths(args.stores), sc.paths(args.rejected_tables),
+                            args.corpus or Path(args.manifest).parent.name)
+    elif args.results:
+        summary = corpus_summary(Path(args.results))
+    else:
+        raise SystemExit("summary: give a results folder, or --manifest with --stores and --rejected-tables")
+    text = format_summary(summary)
+    if args.out:
+        write_text_atomic(args.out, text)
+        write_text_atomic(Path(args.out).with_suffix(".json"), json.dumps(summary, indent=1, sort_keys=True))
+    print(text, end="")
+    return 0
+
+
+def cmd_store_info(args: argparse.Namespace) -> int:
+    from lipspeech.store import Store
+
+    store = Store(args.path)
+    print(json.dumps(store.meta_dict, indent=1, sort_keys=True))
+    print(f"{len(store)} rows; columns: {', '.join(store.table.column_names)}")
+    print(store.df.head(args.rows).to_string())
+    return 0
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("speak", help="speech from any talking-face video with a trained model: VIDEO -> WAV")
+    p.add_argument("video", help="video file (any format ffmpeg reads)")
+    p.add_argument("-o", "--out", required=True, help="WAV file to write (16 kHz mono)")
+    p.add_argument("--model", required=True, help="model checkpoint (results/{corpus}/models/{exp}/ckpt/best.pt); it "
+                   "carries the model, mel and ROI settings and speaker names it was trained with")
+    p.add_argument("--vocoder", help="HiFi-GAN checkpoint or griffin-lim (default: the --config's vocoder, else "
+                   "Griffin-Lim)")
+    p.add_argument("--config", help="config.yaml whose vocoder section to use (nothing else is read from it)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--temperature", type=float, help="std of the post-net prior (default: the model's)")
+    p.add_argument("--speaker", help="speaker name or index, for models with a speaker embedding")
+    p.add_argument("--threads", type=int, default=sc.DEFAULT_THREADS, help="torch CPU threads")
+    p.set_defaults(func=cmd_speak)
+
+    p = sub.add_parser("summary", help="one-screen summary of a corpus's results folder (or of the files given)")
+    p.add_argument("results", nargs="?", help="results/{corpus} folder (its stores and rejected tables)")
+    p.add_argument("--manifest", help="instead of a folder: the manifest ...")
+    p.add_argument("--stores", nargs="*", help="... the per-shard stores (any stage; each says its own) ...")
+    p.add_argument("--rejected-tables", nargs="*", help="... and the rejected tables")
+    p.add_argument("--corpus", help="corpus name shown (default: the manifest's folder)")
+    p.add_argument("--out", help="also write the text here (and .json beside it)")
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("store-info", help="show a feature store's metadata and first rows")
+    p.add_argument("path")
+    p.add_argument("--rows", type=int, default=5)
+    p.set_defaults(func=cmd_store_info)
