@@ -1,6 +1,7 @@
 # lipspeech: the two commands.
 #   make demo   run the whole pipeline on the built-in SynthGRID demo corpus (offline)
-#   make test   lint the package (ruff), run the test suite (then make test-slurm)
+#   make test   lint the package (ruff) and the workflow (snakemake --lint), run the test suite
+#               (then make test-slurm)
 #   make test-slurm  the pipeline on a throw-away local SLURM cluster vs a local run (root; 5-10 min)
 # Both install what they need first: ffmpeg/espeak-ng (apt-get, as root) and a .venv
 # with the locked Python dependencies (requirements.lock).
@@ -25,6 +26,9 @@ demo: deps venv
 # it: as non-root without SLURM installed it is skipped with the reason; LIPSPEECH_SKIP_SLURM=1 skips it).
 test: deps venv
 	$(BIN)/ruff check lipspeech
+	$(BIN)/python scripts/conda_env.py --check
+	$(BIN)/snakemake --lint
+	$(BIN)/snakemake --lint --configfile workflow/lint/all-rules.yaml
 	$(BIN)/python -m pytest -q
 	@if [ -n "$$LIPSPEECH_SKIP_SLURM" ]; then echo "test-slurm skipped (LIPSPEECH_SKIP_SLURM is set)"; \
 	elif [ "$$(id -u)" != 0 ] && ! command -v slurmctld >/dev/null; then \
@@ -67,6 +71,7 @@ lock:
 	  echo "# torch is the CPU build (2.13.0); the package itself only requires torch>=2.4."; \
 	  .venv-lock/bin/pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu$$/torch==\1/'; } > requirements.lock
 	rm -rf .venv-lock
+	$(PYTHON) scripts/conda_env.py
 
 clean-demo:
 	rm -rf results/synthgrid .snakemake

@@ -10,8 +10,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
-
 from audit import undeclared_reads
+
 from lipspeech.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -116,6 +116,30 @@ def test_jobs_find_the_package_of_the_interpreter_that_runs_snakemake(tmp_path, 
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(Store(tmp_path / "results" / "gridfix" / "manifest.parquet")) > 0
+
+
+def test_jobs_run_the_checkout_in_an_environment_without_the_package(tmp_path, grid_config):
+    """As under `--sdm conda` (envs/lipspeech.yaml has the dependencies, not lipspeech): an interpreter
+    with no `lipspeech` script beside it and none on PATH; the jobs run the workflow checkout's code
+    through `python -m lipspeech.cli`."""
+    env_dir = tmp_path / "env"
+    (env_dir / "bin").mkdir(parents=True)
+    # a venv-like environment sharing this one's site-packages, with no console scripts
+    (env_dir / "pyvenv.cfg").write_text((Path(sys.prefix) / "pyvenv.cfg").read_text())
+    (env_dir / "bin" / "python").symlink_to(Path(sys.executable).resolve())
+    (env_dir / "lib").symlink_to(Path(sys.prefix) / "lib")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "config.yaml").write_text(yaml.safe_dump(grid_config))
+    bare = {"HOME": os.environ.get("HOME", str(tmp_path)), "PATH": f"{env_dir / 'bin'}:/usr/bin:/bin"}
+    proc = subprocess.run(
+        [str(env_dir / "bin" / "python"), "-m", "snakemake", "results/gridfix/manifest.parquet", "-s",
+         str(REPO / "Snakefile"), "-d", str(work), "--configfile", str(work / "config.yaml"), "--cores", "1"],
+        capture_output=True, text=True, env=bare, cwd=work,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(Store(work / "results" / "gridfix" / "manifest.parquet")) > 0
+    assert "manifest:" in (work / "results" / "gridfix" / "logs" / "manifest.log").read_text()
 
 
 def test_experiments_dag(tmp_path, grid_config):

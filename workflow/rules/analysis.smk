@@ -36,6 +36,8 @@ rule units_analysis:
     resources:
         mem_mb=8000,
         runtime=240,
+    conda:
+        CONDA_ENV
     shell:
         "lipspeech units-analysis --params {params.cfg:q} --manifest {input.manifest:q} --audio {input.audio:q}"
         " --units {input.units:q} {params.raw} --model {params.models} --out {output.table:q}"

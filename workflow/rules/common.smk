@@ -16,19 +16,27 @@ try:
 except (ConfigError, RuntimeError) as exc:
     raise WorkflowError(f"invalid configuration: {exc}") from None
 
-# fail_fast reaches the jobs through the environment (every job's `lipspeech` reads it), not
-# through params: flipping it changes no output, so it must not rerun anything.
-os.environ["LIPSPEECH_FAIL_FAST"] = "1" if config["fail_fast"] else "0"
-
-# Jobs run the `lipspeech` of the interpreter that runs Snakemake (e.g. .venv/bin/snakemake run
-# without activating the venv), ahead of whatever PATH holds; without one there (a conda
-# deployment, `--sdm conda`) PATH decides. A prefix replaces Snakemake's own, so it restates
-# bash strict mode: without pipefail a failing `lipspeech ... | tee log` would pass.
+# Every job's shell starts with this prefix. A prefix replaces Snakemake's own, so it restates
+# bash strict mode (without pipefail a failing `lipspeech ... | tee log` would pass). It hands
+# config key fail_fast to every job's `lipspeech` through the environment, not through params:
+# flipping it changes no output, so it must not rerun anything. And it says which lipspeech runs:
+# - the one beside the interpreter running Snakemake when there is one (a venv, e.g.
+#   .venv/bin/snakemake run without activating it), ahead of whatever PATH holds;
+# - else (an environment without the package: `--sdm conda` with envs/lipspeech.yaml) this
+#   workflow's own checkout, run by the environment's python.
 _BIN = Path(sys.executable).parent
 if (_BIN / "lipspeech").exists():
-    shell.prefix(f"set -euo pipefail; export PATH={shlex.quote(str(_BIN))}:\"$PATH\"; ")
+    _LIPSPEECH = f"export PATH={shlex.quote(str(_BIN))}:\"$PATH\"; "
+else:
+    # (Snakemake formats the prefix like a shell command: its braces are doubled)
+    _LIPSPEECH = (f"export PYTHONPATH={shlex.quote(str(workflow.basedir))}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
+                  'lipspeech() {{ python -m lipspeech.cli "$@"; }}; ')
+shell.prefix(f"set -euo pipefail; export LIPSPEECH_FAIL_FAST={int(bool(config['fail_fast']))}; {_LIPSPEECH}")
 
 CORPUS = config["corpus"]["name"]
+SYNTHGRID = config["corpus"]["kind"] == "synthgrid"
+# every rule's conda environment (`--sdm conda`), relative to the rule files; see scripts/conda_env.py
+CONDA_ENV = "../../envs/lipspeech.yaml"
 RESULTS = f"results/{CORPUS}"
 SHARDS = [shard_name(i) for i in range(config["manifest"]["shards"])]
 
@@ -48,12 +56,6 @@ def shard_outputs(folder, suffix=".parquet"):
 
 
 # Input and parameter functions of the rules (the lint wants them here, not beside the rules).
-
-
-def corpus_root():
-    if config["corpus"]["kind"] == "synthgrid":
-        return f"{RESULTS}/raw"
-    return config["corpus"]["root"]
 
 
 def experiment_json(wildcards):

@@ -18,6 +18,8 @@ rule synth_corpus:
     resources:
         mem_mb=4000,
         runtime=120,
+    conda:
+        CONDA_ENV
     shell:
         "lipspeech synth-corpus --params {params.cfg:q} --out {output:q} --threads {threads} 2>&1 | tee {log:q}"
 
@@ -27,24 +29,27 @@ rule manifest:
     fps); unreadable files go to the rejected table with a one-line reason."""
     input:
         # The generated corpus is a workflow output; a real corpus is read where it lies.
-        [f"{RESULTS}/raw"] if config["corpus"]["kind"] == "synthgrid" else [],
+        [f"{RESULTS}/raw"] if SYNTHGRID else [],
     output:
         manifest=f"{RESULTS}/manifest.parquet",
         rejected=f"{RESULTS}/manifest.rejected.parquet",
     params:
         cfg=params_json("corpus", "manifest"),
-        # a string, not a function of the input: params are rerun triggers, and changing how this one
-        # is written would rebuild every existing result from the manifest on
-        root=corpus_root(),
+        # a real corpus's root (a string, not a function: params are rerun triggers, and changing
+        # how this one is written would rebuild every existing result from the manifest on)
+        **({} if SYNTHGRID else {"root": config["corpus"]["root"]}),
     log:
         f"{RESULTS}/logs/manifest.log",
     threads: 4
     resources:
         mem_mb=2000,
         runtime=60,
+    conda:
+        CONDA_ENV
     shell:
-        "lipspeech manifest --params {params.cfg:q} --root {params.root:q} --out {output.manifest:q}"
-        " --rejected {output.rejected:q} --threads {threads} 2>&1 | tee {log:q}"
+        "lipspeech manifest --params {params.cfg:q} "
+        + ("--root {input:q}" if SYNTHGRID else "--root {params.root:q}")
+        + " --out {output.manifest:q} --rejected {output.rejected:q} --threads {threads} 2>&1 | tee {log:q}"
 
 
 rule summary:
@@ -65,6 +70,8 @@ rule summary:
     log:
         f"{RESULTS}/logs/summary.log",
     localrule: True
+    conda:
+        CONDA_ENV
     shell:
         "lipspeech summary --manifest {input.manifest:q} --stores {input.stores:q} --rejected-tables {input.rejected:q}"
         " --corpus {params.corpus:q} --out {output.txt:q} 2>&1 | tee {log:q}"

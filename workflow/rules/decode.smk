@@ -19,6 +19,8 @@ rule decode:
     resources:
         mem_mb=4000,
         runtime=60,
+    conda:
+        CONDA_ENV
     shell:
         "lipspeech decode --params {params.cfg:q} --manifest {input:q} --shard {wildcards.shard}"
         " --out {output.store:q} --rejected {output.rejected:q} --threads {threads} 2>&1 | tee {log:q}"

@@ -37,6 +37,8 @@ rule evaluate:
     resources:
         mem_mb=4000,
         runtime=120,
+    conda:
+        CONDA_ENV
     shell:
         "lipspeech evaluate --params {params.cfg:q} --system {wildcards.system:q} --manifest {input.manifest:q}"
         " --reference {input.reference:q} {params.audio} --out {output.metrics:q} --summary {output.summary:q}"

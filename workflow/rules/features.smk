@@ -21,6 +21,8 @@ rule mel:
     resources:
         mem_mb=4000,
         runtime=60,
+    conda:
+        CONDA_ENV
     shell:
         "lipspeech mel --params {params.cfg:q} --audio {input.audio:q} --manifest {input.manifest:q} --out {output.store:q}"
         " --rejected {output.rejected:q} --threads {threads} --no-progress 2>&1 | tee {log:q}"
@@ -46,6 +48,8 @@ rule ssl_features:
         # HuBERT-LARGE: ~1.3 GB of weights plus activations; GPUs are a cluster profile matter
         mem_mb=8000,
         runtime=120,
+    conda:
+        CONDA_ENV
     shell:
         "lipspeech ssl-features --params {params.cfg:q} --audio {input.audio:q} --manifest {input.manifest:q}"
         " --out {output.store:q}"
@@ -70,6 +74,8 @@ rule kmeans_fit:
     resources:
         mem_mb=16000,
         runtime=120,
+    conda:
+        CONDA_ENV
     shell:
         "lipspeech kmeans-fit --params {params.cfg:q} --manifest {input.manifest:q} --ssl {input.ssl:q}"
         " --out {output.centroids:q} --json {output.json:q} --threads {threads} --no-progress 2>&1 | tee {log:q}"
@@ -92,6 +98,8 @@ rule units:
     resources:
         mem_mb=4000,
         runtime=30,
+    conda:
+        CONDA_ENV
     shell:
         "lipspeech units --params {params.cfg:q} --ssl {input.ssl:q} --centroids {input.centroids:q} --manifest {input.manifest:q}"
         " --out {output.store:q} --rejected {output.rejected:q} --threads {threads} --no-progress 2>&1 | tee {log:q}"
@@ -116,6 +124,8 @@ rule prosody:
     resources:
         mem_mb=4000,
         runtime=120,
+    conda:
+        CONDA_ENV
     shell:
         "lipspeech prosody --params {params.cfg:q} --audio {input.audio:q} --manifest {input.manifest:q}"
         " --out {output.store:q}"
@@ -137,6 +147,8 @@ rule prosody_stats:
     resources:
         mem_mb=2000,
         runtime=15,
+    conda:
+        CONDA_ENV
     shell:
         "lipspeech prosody-stats --params {params.cfg:q} --manifest {input.manifest:q} --prosody {input.prosody:q}"
         " --out {output:q} 2>&1 | tee {log:q}"

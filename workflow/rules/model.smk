@@ -37,6 +37,8 @@ rule train:
         # data-parallel processes (DDP under torchrun, one per GPU); a cluster profile sets it
         # with `gpu`. Not a rerun trigger: a killed run may resume with another count
         nproc=1,
+    conda:
+        CONDA_ENV
     shell:
         "lipspeech train --params {params.cfg:q} --exp {wildcards.exp:q} --experiment {params.exp:q}"
         " --manifest {input.manifest:q} --roi {input.roi:q} --mel {input.mel:q} --units {input.units:q}"
@@ -63,6 +65,8 @@ rule synthesize:
     resources:
         mem_mb=4000,
         runtime=60,
+    conda:
+        CONDA_ENV
     shell:
         "lipspeech synthesize --exp {wildcards.exp:q} --experiment {params.exp:q} --manifest {input.manifest:q}"
         " --roi {input.roi:q} --ckpt {input.ckpt:q} --out {output:q} --threads {threads} --no-progress 2>&1 | tee {log:q}"

@@ -34,6 +34,8 @@ rule report:
     resources:
         mem_mb=4000,
         runtime=30,
+    conda:
+        CONDA_ENV
     shell:
         "lipspeech report --params {params.cfg:q} --manifest {input.manifest:q} --audio {input.audio:q}"
         " --mel {input.mel:q} --prosody {input.prosody:q} {params.inputs} --html {output.html:q}"

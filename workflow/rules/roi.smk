@@ -22,6 +22,8 @@ rule roi:
     resources:
         mem_mb=8000,
         runtime=120,
+    conda:
+        CONDA_ENV
     shell:
         "lipspeech roi --params {params.cfg:q} --manifest {input.manifest:q} --audio {input.audio:q}"
         " --out {output.store:q} --qc {output.qc:q} --rejected {output.rejected:q} --threads {threads}"

@@ -42,6 +42,8 @@ if TRAIN_VOCODER:
         resources:
             mem_mb=8000,
             runtime=1440,
+        conda:
+            CONDA_ENV
         shell:
             "lipspeech train-vocoder --params {params.cfg:q} --manifest {input.manifest:q} --audio {input.audio:q}"
             " --mel {input.mel:q} --run-dir {params.run_dir:q} --threads {threads} --no-progress 2>&1 | tee {log:q}"
@@ -75,6 +77,8 @@ rule vocode:
     resources:
         mem_mb=4000,
         runtime=120,
+    conda:
+        CONDA_ENV
     shell:
         "lipspeech vocode --params {params.cfg:q} --system {wildcards.system:q} {params.inputs}"
         " {params.checkpoint} --out {output.audio:q} --rejected {output.rejected:q} --threads {threads}"
