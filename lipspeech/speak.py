@@ -111,6 +111,60 @@ def _pick_vocoder(spec: Optional[str], vocoder_section: Mapping[str, Any], audio
         raise SpeakError(str(exc)) from None
 
 
+@dataclass
+class _Loaded:
+    """What speaking needs, loaded once: the model bundle, the speaker, the vocoder, the face tracker."""
+
+    bundle: Any
+    speaker_id: Optional[int]
+    vocoder: Any
+    roi_cfg: Any
+    backend: Any
+
+
+def _load(model_ckpt: Path, vocoder: Optional[str], vocoder_section: Mapping[str, Any], device: Any,
+          speaker: Optional[str]) -> _Loaded:
+    from lipspeech.features.audio import AudioConfig
+    from lipspeech.training.bundle import load_model
+    from lipspeech.vision.backends import BackendError, make_backend
+    from lipspeech.vision.roi import RoiConfig
+
+    if not model_ckpt.exists():
+        raise SpeakError(f"--model {model_ckpt}: no such checkpoint")
+    try:
+        bundle = load_model(model_ckpt, device)
+        speaker_id = bundle.speaker_index(speaker)
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise SpeakError(f"--model {model_ckpt}: {exc}") from None
+    voc = _pick_vocoder(vocoder, vocoder_section, AudioConfig.from_section(bundle.mel), device)
+    roi_cfg = RoiConfig.from_section(bundle.roi)
+    try:
+        backend = make_backend(roi_cfg.backend, roi_cfg.detect_max_side, roi_cfg.detect_upsample)
+    except BackendError as exc:
+        raise SpeakError(str(exc)) from None
+    return _Loaded(bundle, speaker_id, voc, roi_cfg, backend)
+
+
+def _mouth_crops(video: Path, loaded: _Loaded, timer: _Timer) -> tuple[int, np.ndarray]:
+    """(frames, the 96x96 mouth crops) of the video at 25 fps, timed as decode and roi."""
+    from lipspeech.media import MediaError, read_frames
+    from lipspeech.vision.roi import RoiRejected, process_frames
+
+    timer.start()
+    try:
+        frames = read_frames(video, fps=FPS, gray=True)
+    except MediaError as exc:
+        raise SpeakError(f"{video}: {exc}") from None
+    timer.stop("decode")
+    timer.start()
+    try:
+        roi = process_frames(frames, loaded.backend, loaded.roi_cfg)
+    except RoiRejected as exc:
+        raise SpeakError(f"{video}: no usable face ({exc})") from None
+    timer.stop("roi")
+    return len(frames), roi.roi
+
+
 def speak(
     video: str | os.PathLike,
     out: Optional[str | os.PathLike],
@@ -141,19 +195,15 @@ def speak(
     import torch
 
     from lipspeech.config import validate_config
-    from lipspeech.features.audio import AudioConfig
-    from lipspeech.media import MediaError, probe, read_frames
+    from lipspeech.media import MediaError, probe
     from lipspeech.models.batch import Utterance
     from lipspeech.runtime import resolve_device
     from lipspeech.store import atomic_path
-    from lipspeech.training.bundle import load_model
     from lipspeech.training.synthesis import synthesize
-    from lipspeech.vision.backends import BackendError, make_backend
-    from lipspeech.vision.roi import RoiConfig, RoiRejected, process_frames
 
     cfg = config if config is not None else validate_config({})
     dev = resolve_device(device)
-    video, model_ckpt = Path(video), Path(model_ckpt)
+    video = Path(video)
     timer = _Timer()
 
     timer.start()
@@ -163,46 +213,20 @@ def speak(
         raise SpeakError(f"{video}: {exc}") from None
     if not info.has_video:
         raise SpeakError(f"{video}: no video stream (an audio-only file?)")
-    if not model_ckpt.exists():
-        raise SpeakError(f"--model {model_ckpt}: no such checkpoint")
-    try:
-        bundle = load_model(model_ckpt, dev)
-        speaker_id = bundle.speaker_index(speaker)
-    except (ValueError, KeyError, RuntimeError) as exc:
-        raise SpeakError(f"--model {model_ckpt}: {exc}") from None
-    model = bundle.model
-    audio_cfg = AudioConfig.from_section(bundle.mel)
-    voc = _pick_vocoder(vocoder, cfg["vocoder"], audio_cfg, dev)
-    roi_cfg = RoiConfig.from_section(bundle.roi)
-    try:
-        backend = make_backend(roi_cfg.backend, roi_cfg.detect_max_side, roi_cfg.detect_upsample)
-    except BackendError as exc:
-        raise SpeakError(str(exc)) from None
+    loaded = _load(Path(model_ckpt), vocoder, cfg["vocoder"], dev, speaker)
     timer.stop("load")
 
-    timer.start()
-    try:
-        frames = read_frames(video, fps=FPS, gray=True)
-    except MediaError as exc:
-        raise SpeakError(f"{video}: {exc}") from None
-    timer.stop("decode")
+    n_frames, crops = _mouth_crops(video, loaded, timer)
 
     timer.start()
-    try:
-        roi = process_frames(frames, backend, roi_cfg)
-    except RoiRejected as exc:
-        raise SpeakError(f"{video}: no usable face ({exc})") from None
-    timer.stop("roi")
-
-    timer.start()
-    item = Utterance(video.stem, roi.roi, speaker=speaker_id)
-    result = synthesize(model, [item], temperature=temperature, batch_size=1, seed=seed, device=dev)[0]
+    item = Utterance(video.stem, crops, speaker=loaded.speaker_id)
+    result = synthesize(loaded.bundle.model, [item], temperature=temperature, batch_size=1, seed=seed, device=dev)[0]
     if dev.type == "cuda":
         torch.cuda.synchronize()
     timer.stop("model")
 
     timer.start()
-    audio = voc(result.post)
+    audio = loaded.vocoder(result.post)
     if dev.type == "cuda":
         torch.cuda.synchronize()
     timer.stop("vocoder")
@@ -212,8 +236,8 @@ def speak(
 
         with atomic_path(out) as tmp:
             sf.write(str(tmp), audio, SAMPLE_RATE, subtype="PCM_16", format="WAV")
-    return SpeakResult(audio=audio, n_frames=len(frames), seconds=timer.wall, cpu_seconds=timer.cpu,
-                       vocoder=voc.describe(), assumed=list(bundle.assumed))
+    return SpeakResult(audio=audio, n_frames=n_frames, seconds=timer.wall, cpu_seconds=timer.cpu,
+                       vocoder=loaded.vocoder.describe(), assumed=list(loaded.bundle.assumed))
 
 
 def format_report(video: str | os.PathLike, out: Optional[str | os.PathLike], res: SpeakResult) -> str:

@@ -83,3 +83,24 @@ def test_building_the_command_line_loads_no_dependency():
             "print(sorted(m for m in ('torch', 'numpy', 'pyarrow', 'pandas', 'faiss', 'cv2') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def _code_lines(node: ast.AST) -> int:
+    """Lines of a function less its docstring."""
+    body = node.body
+    start = body[0].end_lineno + 1 if (isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                                       and isinstance(body[0].value.value, str) and len(body) > 1) else body[0].lineno
+    return node.end_lineno - start + 1
+
+
+def test_functions_and_modules_stay_readable():
+    # the package's size rules: no function body over 80 lines, no module over 450
+    long_functions, long_modules = [], []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        text = path.read_text()
+        if text.count("\n") > 450:
+            long_modules.append(f"{module_name(path)}: {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _code_lines(node) > 80:
+                long_functions.append(f"{module_name(path)}.{node.name}: {_code_lines(node)} lines")
+    assert not long_functions and not long_modules, "\n".join(long_functions + long_modules)

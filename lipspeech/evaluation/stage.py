@@ -165,6 +165,149 @@ def _json_number(x: float | None) -> float | None:
     return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
 
 
+def _pair(system: str, test_utts: Sequence[str], reference: dict[str, tuple[int, np.ndarray]],
+          sys_audio: dict[str, tuple[int, np.ndarray]], tolerance: int
+          ) -> tuple[list[tuple[str, int, np.ndarray, np.ndarray]], list[tuple[str, str]]]:
+    """(utt, n_frames, reference audio, system audio fitted to its length) of every scorable test
+    utterance, and (utt, reason) of the others (and of system rows that are not test utterances)."""
+    rejected: list[tuple[str, str]] = []
+    todo: list[tuple[str, int, np.ndarray, np.ndarray]] = []
+    for utt in test_utts:
+        if utt not in reference:
+            rejected.append((utt, "no ground-truth audio (rejected by decode)"))
+            continue
+        if utt not in sys_audio:
+            rejected.append((utt, f"no audio from system {system} (not synthesised or vocoded)"))
+            continue
+        n_ref, ref = reference[utt]
+        n_sys, deg = sys_audio[utt]
+        problem = audio_problem(ref, n_ref)
+        if problem:
+            rejected.append((utt, f"ground truth: {problem}"))
+            continue
+        problem = audio_problem(deg, n_sys)
+        if problem:
+            rejected.append((utt, f"system {system}: {problem}"))
+            continue
+        if abs(n_sys - n_ref) > tolerance:
+            rejected.append((utt, f"system has {n_sys} frames, ground truth {n_ref} "
+                                  f"(more than evaluate.max_length_mismatch = {tolerance} apart)"))
+            continue
+        todo.append((utt, n_ref, ref, fit_length(np.asarray(deg, np.float32), n_ref, SAMPLES_PER_FRAME, pad="zero")))
+    test_set = set(test_utts)
+    for utt in sys_audio:
+        if utt not in test_set:
+            rejected.append((utt, f"not a {SPLIT}-split utterance of the manifest"))
+    return todo, rejected
+
+
+class _Scorers:
+    """The configured metric families, timed; :meth:`score` gives one utterance's row values."""
+
+    def __init__(self, system: str, eval_cfg: Mapping[str, Any], prosody_cfg: Mapping[str, Any],
+                 mel_cfg: Mapping[str, Any], texts: list[str | None], reference: dict[str, tuple[int, np.ndarray]],
+                 speaker_of: Mapping[str, str], threads: int):
+        self.system = system
+        self.families = set(eval_cfg["metrics"])
+        self.asr, self.asr_info = (build_asr(eval_cfg, texts) if "asr" in self.families
+                                   else (None, {"description": "none"}))
+        self.signal = SignalScorer(mel_cfg, prosody_cfg, eval_cfg["mcd_order"], eval_cfg["pesq"],
+                                   eval_cfg["f0_silence_db"])
+        self.dnsmos = DNSMOS(threads=threads) if "dnsmos" in self.families else None
+        self.speaker = SpeakerScorer() if "speaker" in self.families else None
+        # the floor's references: any usable ground truth of the test split, not only what this system scored
+        self.ref_audio_of = {u: a for u, (n, a) in reference.items() if not audio_problem(a, n)}
+        self.other_ref = (other_speaker_reference(list(self.ref_audio_of), speaker_of)
+                          if self.speaker is not None else {})
+        self.ref_embedding: dict[str, np.ndarray] = {}
+        self.seconds: dict[str, float] = {"asr": 0.0, "dnsmos": 0.0, "speaker": 0.0}
+
+    def _timed(self, name: str, fn, *args):
+        t = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self.seconds[name] += time.perf_counter() - t
+
+    def _ref_embed(self, utt: str) -> np.ndarray:
+        if utt not in self.ref_embedding:
+            self.ref_embedding[utt] = self.speaker.embed(self.ref_audio_of[utt])
+        return self.ref_embedding[utt]
+
+    def _similarities(self, utt: str, audio: np.ndarray) -> tuple[float, float]:
+        """(to the utterance's ground truth, to a different speaker's ground truth)"""
+        emb = self._ref_embed(utt) if self.system == GROUND_TRUTH else self.speaker.embed(audio)
+        other = self.other_ref.get(utt)
+        return (self.speaker.similarity(emb, self._ref_embed(utt)),
+                self.speaker.similarity(emb, self._ref_embed(other)) if other else math.nan)
+
+    def score(self, utt: str, ref_text: str, n_frames: int, ref_audio: np.ndarray, sys_audio: np.ndarray
+              ) -> dict[str, Any]:
+        """Every metric column of one utterance (NaN where its family does not run)."""
+        values: dict[str, Any] = dict.fromkeys(COLUMNS, math.nan)
+        values["hyp"] = ""
+        if self.asr is not None:
+            values["hyp"] = normalize_text(self._timed("asr", self.asr.transcribe, sys_audio))
+            words, chars = word_errors(ref_text, values["hyp"]), char_errors(ref_text, values["hyp"])
+            values.update(wer=words.rate, cer=chars.rate, word_edits=words.errors, ref_words=words.length,
+                          char_edits=chars.errors, ref_chars=chars.length)
+        if "signal" in self.families:
+            ref_feat: Features = self.signal.features(ref_audio, n_frames)
+            sys_feat = ref_feat if self.system == GROUND_TRUTH else self.signal.features(sys_audio, n_frames)
+            values.update(self.signal.score(ref_feat, sys_feat))
+        if self.dnsmos is not None:
+            values.update(self._timed("dnsmos", self.dnsmos, sys_audio))
+        if self.speaker is not None:
+            values["speaker_sim"], values["speaker_sim_other"] = self._timed("speaker", self._similarities, utt,
+                                                                             sys_audio)
+        return values
+
+
+def _summary(system: str, rows: dict[str, list[Any]], n_rejected: int, scorers: _Scorers,
+             eval_cfg: Mapping[str, Any], prosody_cfg: Mapping[str, Any], cfg_hash: str, started: float
+             ) -> dict[str, Any]:
+    """summary.json's content (see the module docstring)."""
+    asr = scorers.asr
+    if asr is not None:
+        wer, cer = corpus_rates(rows["ref"], rows["hyp"])
+    else:
+        wer = cer = math.nan
+    # what a recogniser confined to the grammar scores on these references by guessing
+    grammar = getattr(asr, "grammar", None)
+    chance = (random_sentence_wer(grammar, rows["ref"], np.random.default_rng(CHANCE_SEED), CHANCE_DRAWS)
+              if grammar is not None and rows["ref"] else math.nan)
+    n = len(rows["ref"])
+    definitions = dict(DEFINITIONS)
+    definitions["mcd"] = definitions["mcd"].format(order=eval_cfg["mcd_order"])
+    definitions["energy_mae"] = definitions["energy_mae"].format(energy=prosody_cfg["energy"])
+    seconds = {**scorers.seconds, **scorers.signal.seconds}
+    resamples, seed = int(eval_cfg["bootstrap_resamples"]), int(eval_cfg["bootstrap_seed"])
+    ci = bootstrap.intervals({k: np.asarray(rows[k], np.float64) for k in (*FIGURES, *COUNT_COLUMNS)},
+                             FIGURES, resamples, seed)
+    definitions["ci95"] = definitions["ci95"].format(resamples=resamples, seed=seed)
+    return {
+        "system": system,
+        "split": SPLIT,
+        "n": n,
+        "n_rejected": n_rejected,
+        "wer": _json_number(wer),
+        "cer": _json_number(cer),
+        "chance_wer": _json_number(chance),
+        **{k: _json_number(_mean(rows[k])) for k in FIGURES if k not in ("wer", "cer")},
+        "ci95": {k: None if v is None else [_json_number(v[0]), _json_number(v[1])] for k, v in ci.items()},
+        "bootstrap": {"resamples": resamples, "seed": seed, "level": bootstrap.LEVEL},
+        "metrics": list(eval_cfg["metrics"]),
+        "asr": scorers.asr_info["description"],
+        "asr_details": scorers.asr_info,
+        "nan_counts": {k: int(np.sum(~np.isfinite(np.asarray(rows[k], np.float64)))) for k in FIGURES},
+        "failures": dict(scorers.signal.failures),
+        "seconds_per_utt": {k: round(v / n, 5) for k, v in seconds.items() if v} if n else {},
+        "seconds_total": round(time.perf_counter() - started, 2),
+        "config_hash": cfg_hash,
+        "definitions": definitions,
+    }
+
+
 def run_evaluate(
     system: str,
     manifest_path: Path,
@@ -215,87 +358,15 @@ def run_evaluate(
         if system_audio is None:
             raise StageError(f"system {system!r} needs its audio store (eval/{system}/audio.parquet, stage vocode)")
         sys_audio, sys_meta = _read_system(Path(system_audio), system)
+    todo, rejected = _pair(system, test_utts, reference, sys_audio, int(eval_cfg["max_length_mismatch"]))
 
-    tolerance = int(eval_cfg["max_length_mismatch"])
-    rejected: list[tuple[str, str]] = []
-    todo: list[tuple[str, int, np.ndarray, np.ndarray]] = []
-    for utt in test_utts:
-        if utt not in reference:
-            rejected.append((utt, "no ground-truth audio (rejected by decode)"))
-            continue
-        if utt not in sys_audio:
-            rejected.append((utt, f"no audio from system {system} (not synthesised or vocoded)"))
-            continue
-        n_ref, ref = reference[utt]
-        n_sys, deg = sys_audio[utt]
-        problem = audio_problem(ref, n_ref)
-        if problem:
-            rejected.append((utt, f"ground truth: {problem}"))
-            continue
-        problem = audio_problem(deg, n_sys)
-        if problem:
-            rejected.append((utt, f"system {system}: {problem}"))
-            continue
-        if abs(n_sys - n_ref) > tolerance:
-            rejected.append((utt, f"system has {n_sys} frames, ground truth {n_ref} "
-                                  f"(more than evaluate.max_length_mismatch = {tolerance} apart)"))
-            continue
-        todo.append((utt, n_ref, ref, fit_length(np.asarray(deg, np.float32), n_ref, SAMPLES_PER_FRAME, pad="zero")))
-    test_set = set(test_utts)
-    for utt in sys_audio:
-        if utt not in test_set:
-            rejected.append((utt, f"not a {SPLIT}-split utterance of the manifest"))
-
-    families = set(eval_cfg["metrics"])
-    asr, asr_info = build_asr(eval_cfg, texts) if "asr" in families else (None, {"description": "none"})
-    scorer = SignalScorer(mel_cfg, prosody_cfg, eval_cfg["mcd_order"], eval_cfg["pesq"], eval_cfg["f0_silence_db"])
-    dnsmos = DNSMOS(threads=threads) if "dnsmos" in families else None
-    speaker = SpeakerScorer() if "speaker" in families else None
-    # the floor's references: any usable ground truth of the test split, not only what this system scored
-    ref_audio_of = {u: a for u, (n, a) in reference.items() if not audio_problem(a, n)}
-    other_ref = other_speaker_reference(list(ref_audio_of), speaker_of) if speaker is not None else {}
-    ref_embedding: dict[str, np.ndarray] = {}
-    seconds: dict[str, float] = {"asr": 0.0, "dnsmos": 0.0, "speaker": 0.0}
-
-    def timed(name: str, fn, *args):
-        t = time.perf_counter()
-        try:
-            return fn(*args)
-        finally:
-            seconds[name] += time.perf_counter() - t
-
-    def ref_embed(utt: str) -> np.ndarray:
-        if utt not in ref_embedding:
-            ref_embedding[utt] = speaker.embed(ref_audio_of[utt])
-        return ref_embedding[utt]
-
-    def similarities(utt: str, audio: np.ndarray) -> tuple[float, float]:
-        """(to the utterance's ground truth, to a different speaker's ground truth)"""
-        emb = ref_embed(utt) if system == GROUND_TRUTH else speaker.embed(audio)
-        other = other_ref.get(utt)
-        return (speaker.similarity(emb, ref_embed(utt)),
-                speaker.similarity(emb, ref_embed(other)) if other else math.nan)
-
+    scorers = _Scorers(system, eval_cfg, prosody_cfg, mel_cfg, texts, reference, speaker_of, threads)
     rows: dict[str, list[Any]] = {c: [] for c in COLUMNS}
     utts: list[str] = []
-    bar = tqdm(todo, desc=f"evaluate {system}", unit="utt", disable=not progress)
-    for utt, n_frames, ref_audio, sys_audio_i in bar:
+    for utt, n_frames, ref_audio, sys_audio_i in tqdm(todo, desc=f"evaluate {system}", unit="utt",
+                                                      disable=not progress):
         ref_text = normalize_text(text_of.get(utt))
-        values: dict[str, Any] = dict.fromkeys(COLUMNS, math.nan)
-        values["hyp"] = ""
-        if asr is not None:
-            values["hyp"] = normalize_text(timed("asr", asr.transcribe, sys_audio_i))
-            words, chars = word_errors(ref_text, values["hyp"]), char_errors(ref_text, values["hyp"])
-            values.update(wer=words.rate, cer=chars.rate, word_edits=words.errors, ref_words=words.length,
-                          char_edits=chars.errors, ref_chars=chars.length)
-        if "signal" in families:
-            ref_feat: Features = scorer.features(ref_audio, n_frames)
-            sys_feat = ref_feat if system == GROUND_TRUTH else scorer.features(sys_audio_i, n_frames)
-            values.update(scorer.score(ref_feat, sys_feat))
-        if dnsmos is not None:
-            values.update(timed("dnsmos", dnsmos, sys_audio_i))
-        if speaker is not None:
-            values["speaker_sim"], values["speaker_sim_other"] = timed("speaker", similarities, utt, sys_audio_i)
+        values = scorers.score(utt, ref_text, n_frames, ref_audio, sys_audio_i)
         values.update(speaker=str(speaker_of[utt]), ref=ref_text, n_frames=n_frames)
         utts.append(utt)
         for c in COLUMNS:
@@ -309,50 +380,12 @@ def run_evaluate(
         **{k: pa.array(rows[k], type=pa.float64()) for k in (*FIGURES, *COUNT_COLUMNS)},
         "n_frames": pa.array(rows["n_frames"], type=pa.int32()),
     }
-    extra = {"system": system, "split": SPLIT, "asr": asr_info["description"]}
+    extra = {"system": system, "split": SPLIT, "asr": scorers.asr_info["description"]}
     if sys_meta:
         extra["source"] = {k: sys_meta.get(k) for k in ("stage", "config_hash")} | {
             "vocoder": (sys_meta.get("extra") or {}).get("vocoder")}
     write_store(out, StoreMeta(STAGE, cfg_hash, extra=extra), utts, columns)
     write_rejected(rejected_out, STAGE, rejected)
-
-    if asr is not None:
-        wer, cer = corpus_rates(rows["ref"], rows["hyp"])
-    else:
-        wer = cer = math.nan
-    # what a recogniser confined to the grammar scores on these references by guessing
-    grammar = getattr(asr, "grammar", None)
-    chance = (random_sentence_wer(grammar, rows["ref"], np.random.default_rng(CHANCE_SEED), CHANCE_DRAWS)
-              if grammar is not None and rows["ref"] else math.nan)
-    n = len(utts)
-    definitions = dict(DEFINITIONS)
-    definitions["mcd"] = definitions["mcd"].format(order=eval_cfg["mcd_order"])
-    definitions["energy_mae"] = definitions["energy_mae"].format(energy=prosody_cfg["energy"])
-    seconds.update(scorer.seconds)
-    resamples, seed = int(eval_cfg["bootstrap_resamples"]), int(eval_cfg["bootstrap_seed"])
-    ci = bootstrap.intervals({k: np.asarray(rows[k], np.float64) for k in (*FIGURES, *COUNT_COLUMNS)},
-                             FIGURES, resamples, seed)
-    definitions["ci95"] = definitions["ci95"].format(resamples=resamples, seed=seed)
-    summary: dict[str, Any] = {
-        "system": system,
-        "split": SPLIT,
-        "n": n,
-        "n_rejected": len(rejected),
-        "wer": _json_number(wer),
-        "cer": _json_number(cer),
-        "chance_wer": _json_number(chance),
-        **{k: _json_number(_mean(rows[k])) for k in FIGURES if k not in ("wer", "cer")},
-        "ci95": {k: None if v is None else [_json_number(v[0]), _json_number(v[1])] for k, v in ci.items()},
-        "bootstrap": {"resamples": resamples, "seed": seed, "level": bootstrap.LEVEL},
-        "metrics": list(eval_cfg["metrics"]),
-        "asr": asr_info["description"],
-        "asr_details": asr_info,
-        "nan_counts": {k: int(np.sum(~np.isfinite(np.asarray(rows[k], np.float64)))) for k in FIGURES},
-        "failures": dict(scorer.failures),
-        "seconds_per_utt": {k: round(v / n, 5) for k, v in seconds.items() if v} if n else {},
-        "seconds_total": round(time.perf_counter() - started, 2),
-        "config_hash": cfg_hash,
-        "definitions": definitions,
-    }
+    summary = _summary(system, rows, len(rejected), scorers, eval_cfg, prosody_cfg, cfg_hash, started)
     write_text_atomic(summary_out, json.dumps(summary, indent=1, sort_keys=False, allow_nan=False) + "\n")
     return summary

@@ -276,25 +276,9 @@ def _tidy(out_dir: Path, tasks: list[dict], container: str) -> None:
 
 
 # --------------------------------------------------------------------------- driver
-def generate_corpus(cfg: dict, out_dir: Path, threads: int = 1, progress: bool = True) -> dict:
-    """Generate SynthGRID under out_dir; returns {n_utterances, speakers, seconds, ...}.
-
-    ``seconds`` is the total duration of the generated videos, ``elapsed_s`` the wall time.
-    Complete utterances left by an interrupted run with the same cfg are reused.
-    """
-    import lipspeech
-
-    from .face import build_speaker_face
-
-    t_start = time.time()
-    cfg = normalise_cfg(cfg)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _check_tools()
-    from .speech import _load_library
-    _load_library()  # fail early with the apt-get hint
-
-    fp = _fingerprint(cfg)
+def _claim(out_dir: Path, fp: str) -> tuple[Path, Path, bool]:
+    """Mark out_dir as in progress for this fingerprint; returns (marker, corpus.json, whether complete
+    utterances of an earlier run with the same config may be reused)."""
     marker = out_dir / ".synthgrid-inprogress.json"
     final = out_dir / "corpus.json"
     reuse = False
@@ -306,10 +290,11 @@ def generate_corpus(cfg: dict, out_dir: Path, threads: int = 1, progress: bool =
     if final.exists():
         os.remove(final)
     atomic_write_bytes(marker, json.dumps({"fingerprint": fp}).encode())
+    return marker, final, reuse
 
-    plans = plan_speakers(cfg)
-    W, H = (int(x) for x in cfg["frame_size"])
-    faces = {p["speaker"]: build_speaker_face(p["face"], (W, H), p["variant"], p["face_seed"]) for p in plans}
+
+def _tasks(plans: list[dict]) -> list[dict]:
+    """One rendering task per utterance of every speaker's plan."""
     tasks = []
     for p in plans:
         ids = set()
@@ -319,9 +304,12 @@ def generate_corpus(cfg: dict, out_dir: Path, threads: int = 1, progress: bool =
             ids.add(uid)
             tasks.append({"speaker": p["speaker"], "spk_index": p["index"], "utt_index": j, "utt": uid,
                           "words": list(words), "voice": p["voice"]})
+    return tasks
 
-    _tidy(out_dir, tasks, cfg["container"])
 
+def _render_all(tasks: list[dict], cfg: dict, faces: dict, out_dir: Path, reuse: bool, threads: int,
+                progress: bool) -> list[dict]:
+    """Every task's result (in task order), in ``threads`` processes."""
     threads = max(1, int(threads or 1))
     bar = None
     if progress:
@@ -347,16 +335,20 @@ def generate_corpus(cfg: dict, out_dir: Path, threads: int = 1, progress: bool =
                     bar.update(1)
     if bar is not None:
         bar.close()
+    return results
 
-    n_reused = sum(1 for r in results if r.pop("reused", False))
-    seconds = float(sum(r["duration"] for r in results))
+
+def _corpus_meta(cfg: dict, fp: str, plans: list[dict], faces: dict, results: list[dict], seconds: float) -> dict:
+    """corpus.json's content."""
+    import lipspeech
+
     speakers = {}
     for p in plans:
         f = faces[p["speaker"]]
         speakers[p["speaker"]] = {"face": p["face"], "variant": p["variant"].to_dict(), "voice": p["voice"],
                                   "mouth_half_width_px": round(float(f.w0), 3),
                                   "n_utterances": len(p["sentences"])}
-    meta = {
+    return {
         "generator": GENERATOR,
         "lipspeech_version": getattr(lipspeech, "__version__", "unknown"),
         "fingerprint": fp,
@@ -373,6 +365,35 @@ def generate_corpus(cfg: dict, out_dir: Path, threads: int = 1, progress: bool =
         "seconds": round(seconds, 3),
         "utterances": results,
     }
+
+
+def generate_corpus(cfg: dict, out_dir: Path, threads: int = 1, progress: bool = True) -> dict:
+    """Generate SynthGRID under out_dir; returns {n_utterances, speakers, seconds, ...}.
+
+    ``seconds`` is the total duration of the generated videos, ``elapsed_s`` the wall time.
+    Complete utterances left by an interrupted run with the same cfg are reused.
+    """
+    from .face import build_speaker_face
+
+    t_start = time.time()
+    cfg = normalise_cfg(cfg)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_tools()
+    from .speech import _load_library
+    _load_library()  # fail early with the apt-get hint
+
+    fp = _fingerprint(cfg)
+    marker, final, reuse = _claim(out_dir, fp)
+    plans = plan_speakers(cfg)
+    W, H = (int(x) for x in cfg["frame_size"])
+    faces = {p["speaker"]: build_speaker_face(p["face"], (W, H), p["variant"], p["face_seed"]) for p in plans}
+    tasks = _tasks(plans)
+    _tidy(out_dir, tasks, cfg["container"])
+    results = _render_all(tasks, cfg, faces, out_dir, reuse, threads, progress)
+    n_reused = sum(1 for r in results if r.pop("reused", False))
+    seconds = float(sum(r["duration"] for r in results))
+    meta = _corpus_meta(cfg, fp, plans, faces, results, seconds)
     atomic_write_bytes(final, (json.dumps(meta, indent=1) + "\n").encode())
     try:
         os.remove(marker)

@@ -136,10 +136,8 @@ def _robust_colour(img: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
     return (sel if len(sel) else px).mean(0)
 
 
-def build_speaker_face(spec: str, frame_size, variant: FaceVariant, seed: int = 0) -> SpeakerFace:
-    """Load, frame and prepare a speaker's face (deterministic given seed)."""
-    rng = np.random.default_rng(seed)
-    W, H = int(frame_size[0]), int(frame_size[1])
+def _framed_face(spec: str, W: int, H: int, variant: FaceVariant) -> tuple[np.ndarray, np.ndarray]:
+    """The face image framed as the variant says, and its 68 landmarks (refined on the framed image)."""
     img = load_face_image(spec)
     if variant.mirror:
         img = np.ascontiguousarray(img[:, ::-1])
@@ -156,9 +154,12 @@ def build_speaker_face(spec: str, frame_size, variant: FaceVariant, seed: int = 
     L1 = detect_landmarks_68(framed)
     if L1 is not None and np.abs(L1 - L).mean() < 0.1 * (L[16, 0] - L[0, 0]):
         L = L1
+    return framed, L
 
+
+def _mouth_frame(L: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """(half mouth width w0, mouth angle, rest seam centre) from the landmarks."""
     jaw_w = float(np.linalg.norm(L[16] - L[0]))
-    face_h = float(np.linalg.norm(L[8] - L[17:27].mean(0)))
     c48, c54 = L[48], L[54]
     corner_w = float(np.linalg.norm(c54 - c48))
     w0 = 0.5 * float(np.clip(corner_w, 0.34 * jaw_w, 0.40 * jaw_w))
@@ -169,14 +170,17 @@ def build_speaker_face(spec: str, frame_size, variant: FaceVariant, seed: int = 
     inner_mid = (L[62] + L[66]) / 2
     seam = seam + np.array([0.0, 0.35 * (inner_mid[1] - seam[1])])
     seam[0] = 0.5 * seam[0] + 0.5 * L[[51, 57, 62, 66]].mean(0)[0]
+    return w0, ang, seam
 
-    # colours from the photo
+
+def _colours(framed: np.ndarray, L: np.ndarray, fw: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(lip, skin, teeth) RGB from the photo, and the skin sample mask (cheeks, upper lip, chin)."""
+    H, W = framed.shape[:2]
     outer = _poly_mask(framed.shape, L[48:60])
     inner = _poly_mask(framed.shape, L[60:68], dilate=1)
     lipmask = cv2.erode(cv2.subtract(outer, inner), np.ones((2, 2), np.uint8))
     lip = _robust_colour(framed, lipmask)
     # skin: cheeks beside the nose and the upper lip area
-    fw = jaw_w
     skinmask = np.zeros((H, W), np.uint8)
     for p in (L[31] + np.array([-0.18 * fw, 0.02 * fw]), L[35] + np.array([0.18 * fw, 0.02 * fw]),
               (L[33] + L[51]) / 2, (L[57] + L[8]) / 2):
@@ -188,8 +192,13 @@ def build_speaker_face(spec: str, frame_size, variant: FaceVariant, seed: int = 
     ref_lip = skin * np.array([0.82, 0.52, 0.55], np.float32)
     lip = ref_lip if lip is None else 0.35 * lip + 0.65 * ref_lip
     teeth = np.array([232, 218, 190], np.float32) * (0.85 + 0.15 * min(1.0, skin.mean() / 180.0))
+    return lip, skin, teeth, skinmask
 
-    # remove the original mouth
+
+def _remove_mouth(framed: np.ndarray, L: np.ndarray, fw: float, skinmask: np.ndarray, rng: np.random.Generator
+                  ) -> tuple[np.ndarray, float]:
+    """The face with its own mouth inpainted away and skin grain put back; and the grain's std."""
+    H, W = framed.shape[:2]
     hole = _poly_mask(framed.shape, L[48:60], dilate=max(2, int(round(0.035 * fw))))
     base = cv2.inpaint(framed, hole, max(3, int(0.04 * fw)), cv2.INPAINT_TELEA)
     # soften the repaired area so no trace of the old lips remains, keep a little texture
@@ -201,9 +210,13 @@ def build_speaker_face(spec: str, frame_size, variant: FaceVariant, seed: int = 
     grain_sd = float(np.clip(hp[skinmask > 0].std(), 1.0, 8.0)) if (skinmask > 0).any() else 3.0
     noise = cv2.GaussianBlur(rng.standard_normal((H, W)).astype(np.float32), (0, 0), 0.7)
     noise *= grain_sd / max(float(noise.std()), 1e-6)
-    base = np.clip(base + (noise[..., None] * a), 0, 255).astype(np.uint8)
+    return np.clip(base + (noise[..., None] * a), 0, 255).astype(np.uint8), grain_sd
 
-    # jaw-drop weight field: the lower face (below the lip seam, inside the jaw line)
+
+def _jaw_weight(L: np.ndarray, seam: np.ndarray, w0: float, W: int, H: int
+                ) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    """The jaw-drop region (x0, y0, x1, y1) and its weight field: the lower face, below the lip seam and
+    inside the jaw line."""
     chin = L[8]
     half_jaw = 0.5 * float(np.linalg.norm(L[12] - L[4]))
     drop = max(8.0, float(chin[1] - seam[1]))
@@ -228,18 +241,35 @@ def build_speaker_face(spec: str, frame_size, variant: FaceVariant, seed: int = 
     hwy = np.maximum(0.5 * (_side_x(right, yq, L[14, 0]) - _side_x(left, yq, L[2, 0])), 0.3 * half_jaw)
     hdist = np.abs(xs - seam[0]) / hwy
     h = 1.0 - _smoothstep((hdist - 0.55) / 0.5)
-    weight = (np.minimum(v_top, v_bot) * h).astype(np.float32)
+    return (x0, y0, x1, y1), (np.minimum(v_top, v_bot) * h).astype(np.float32)
 
-    face_centre = (L[27] + L[8]) / 2
-    # lip surface texture (vertical striations + fine grain), in mouth-local pixels
+
+def _lip_texture(rng: np.random.Generator, w0: float) -> np.ndarray:
+    """Lip surface texture (vertical striations + fine grain), in mouth-local pixels."""
     th, tw = int(4 * w0) + 8, int(5 * w0) + 8
     tex = cv2.GaussianBlur(rng.standard_normal((th, tw)).astype(np.float32), (0, 0),
                            sigmaX=0.6, sigmaY=max(1.0, 0.12 * w0))
     tex = tex / max(float(tex.std()), 1e-6) * 0.7
     tex += 0.5 * cv2.GaussianBlur(rng.standard_normal((th, tw)).astype(np.float32), (0, 0), 0.6) / 0.45
+    return tex.astype(np.float32)
+
+
+def build_speaker_face(spec: str, frame_size, variant: FaceVariant, seed: int = 0) -> SpeakerFace:
+    """Load, frame and prepare a speaker's face (deterministic given seed)."""
+    rng = np.random.default_rng(seed)
+    W, H = int(frame_size[0]), int(frame_size[1])
+    framed, L = _framed_face(spec, W, H, variant)
+    jaw_w = float(np.linalg.norm(L[16] - L[0]))
+    face_h = float(np.linalg.norm(L[8] - L[17:27].mean(0)))
+    w0, ang, seam = _mouth_frame(L)
+    lip, skin, teeth, skinmask = _colours(framed, L, jaw_w)
+    base, grain_sd = _remove_mouth(framed, L, jaw_w, skinmask, rng)
+    jaw_roi, weight = _jaw_weight(L, seam, w0, W, H)
+    face_centre = (L[27] + L[8]) / 2
+    tex = _lip_texture(rng, w0)
     info = {"grain_sd": round(grain_sd, 3), "w0": round(w0, 3)}
     return SpeakerFace(base=base, landmarks=L, mouth_centre=seam.astype(np.float32), mouth_angle=ang,
                        w0=w0, lip_rgb=lip.astype(np.float32), skin_rgb=skin.astype(np.float32),
-                       teeth_rgb=teeth.astype(np.float32), jaw_roi=(x0, y0, x1, y1),
+                       teeth_rgb=teeth.astype(np.float32), jaw_roi=jaw_roi,
                        jaw_weight=weight, face_centre=face_centre.astype(np.float32),
-                       face_height=face_h, variant=variant, lip_texture=tex.astype(np.float32), info=info)
+                       face_height=face_h, variant=variant, lip_texture=tex, info=info)

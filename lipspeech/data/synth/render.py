@@ -1,185 +1,22 @@
-"""Talking-mouth animation for SynthGRID.
+"""Talking-mouth frames for SynthGRID.
 
-phonemes --(viseme targets + Cohen-Massaro dominance coarticulation)--> articulatory
-tracks at the video frame centres --> per-frame mouth geometry (iBUG lip points) -->
-frames: jaw drop warp of the lower face, anti-aliased lips / cavity / teeth / tongue,
-one similarity warp for head motion, slow lighting change.
+articulatory tracks (:mod:`lipspeech.data.synth.articulation`) --> per-frame mouth geometry
+(iBUG lip points) --> frames: jaw drop warp of the lower face, anti-aliased lips / cavity /
+teeth / tongue, one similarity warp for head motion, slow lighting change.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from .articulation import N_PARAMS, OPEN, SPREAD, TEETH_L, TEETH_U, TIP, TONGUE, TUCK, articulation, phoneme_segments
 from .face import SpeakerFace
 
-# articulatory parameters
-OPEN, SPREAD, TUCK, TEETH_U, TEETH_L, TONGUE, TIP = range(7)
-N_PARAMS = 7
-PARAM_NAMES = ("open", "spread", "tuck", "teeth_upper", "teeth_lower", "tongue", "tongue_tip")
-
-# --------------------------------------------------------------------------- visemes
-# vowel qualities: (jaw/lip opening 0..1, spread -1 rounded/protruded .. +1 spread)
-_VOWELS = {
-    "a": (0.66, 0.35), "a#": (0.52, 0.2), "aa": (0.8, 0.1), "A:": (0.82, 0.05), "A": (0.76, 0.05),
-    "0": (0.62, -0.35), "O:": (0.52, -0.6), "O": (0.5, -0.5), "o": (0.42, -0.45), "@o": (0.42, -0.35),
-    "@": (0.3, 0.0), "3": (0.3, 0.0), "3:": (0.36, -0.15), "V": (0.52, 0.1), "E": (0.5, 0.4),
-    "e": (0.42, 0.45), "I": (0.3, 0.45), "I#": (0.28, 0.3), "i": (0.22, 0.6), "i:": (0.2, 0.75),
-    "U": (0.28, -0.55), "u:": (0.22, -0.95), "u": (0.22, -0.8), "y": (0.2, -0.6),
-}
-# diphthongs move from the first quality to the second
-_DIPHTHONGS = {
-    "eI": ("E", "i"), "aI": ("A:", "i"), "aU": ("A:", "u:"), "oU": ("@o", "u:"), "OI": ("O:", "i"),
-    "i@": ("i:", "@"), "e@": ("E", "@"), "U@": ("U", "@"), "A@": ("A:", "@"), "O@": ("O:", "@"),
-    "I@": ("I", "@"), "aI@": ("A:", "@"), "aU@": ("A:", "@"), "eI@": ("E", "@"), "@L": ("@", "@"),
-    "@5": ("@", "U"), "i@3": ("i:", "@"), "02": ("0", "0"),
-}
-
-
-def _vowel_target(q):
-    o, s = _VOWELS[q]
-    t = np.zeros(N_PARAMS)
-    t[OPEN], t[SPREAD] = o, s
-    t[TEETH_U] = np.clip(0.6 + 0.4 * max(s, 0) - 0.5 * max(-s, 0), 0, 1)
-    t[TEETH_L] = np.clip(0.25 + 0.4 * o + 0.2 * max(s, 0), 0, 1)
-    t[TONGUE] = 0.3
-    return t
-
-
-def _cons(open_, spread, tuck=0.0, tu=0.3, tl=0.2, tongue=0.3, tip=0.0):
-    return np.array([open_, spread, tuck, tu, tl, tongue, tip], float)
-
-
-# consonant classes: target and dominance (per parameter) and decay time (s)
-_CLASSES = {
-    #            target                                   dominance per parameter              tau
-    "bilabial": (_cons(0.0, 0.0, tu=0.0, tl=0.0),        [60, 2, 4, 4, 4, 1, 4],               0.030),
-    "labiodent": (_cons(0.16, 0.1, 1.0, tu=1.0, tl=0.0), [10, 1, 12, 8, 4, 1, 4],              0.035),
-    "dental": (_cons(0.22, 0.2, tu=1.0, tl=0.8, tongue=0.6, tip=1.0), [4, 0.5, 4, 4, 3, 3, 12], 0.035),
-    "sibilant": (_cons(0.1, 0.45, tu=1.0, tl=1.0, tongue=0.2), [3, 0.8, 4, 4, 4, 1, 4],      0.035),
-    "postalv": (_cons(0.13, -0.6, tu=1.0, tl=1.0, tongue=0.2), [3, 3, 4, 3, 3, 1, 4],        0.040),
-    "alveolar": (_cons(0.2, 0.15, tu=0.6, tl=0.5, tongue=0.9), [0.7, 0.3, 3, 1, 1, 2, 4],    0.035),
-    "velar": (_cons(0.25, 0.1, tu=0.5, tl=0.4, tongue=0.5), [0.5, 0.3, 3, 0.5, 0.5, 0.8, 4], 0.035),
-    "glottal": (_cons(0.35, 0.0, tu=0.5, tl=0.4, tongue=0.3), [0.15, 0.1, 3, 0.2, 0.2, 0.2, 4], 0.040),
-    "w": (_cons(0.12, -1.0, tu=0.0, tl=0.0), [4, 8, 4, 3, 3, 1, 4],                           0.045),
-    "r": (_cons(0.18, -0.45, tu=0.3, tl=0.2, tongue=0.4), [1.2, 2.5, 3, 1, 1, 1, 4],          0.040),
-    "j": (_cons(0.15, 0.6, tu=0.5, tl=0.4, tongue=0.5), [1, 1, 3, 1, 1, 1, 4],                0.040),
-    "pause": (_cons(0.0, -0.05, tu=0.0, tl=0.0, tongue=0.3), [3, 1, 4, 3, 3, 1, 4],          0.060),
-}
-_CONS_CLASS = {}
-for _names, _cls in (("p b m", "bilabial"), ("f v", "labiodent"), ("T D", "dental"), ("s z", "sibilant"),
-                     ("S Z tS dZ", "postalv"), ("t d n l L t# d# n- l/ ? t2 d2 T# D#", "alveolar"),
-                     ("k g N x", "velar"), ("h", "glottal"), ("w W", "w"), ("r r- R", "r"), ("j", "j")):
-    for _n in _names.split():
-        _CONS_CLASS[_n] = _cls
-_VOWEL_DOM = np.array([1.0, 1.0, 3, 1.0, 1.0, 1.0, 4])
-_VOWEL_TAU = 0.06
-
-
-def _norm_name(name: str) -> str:
-    return re.sub(r"[\d#\-/;',.%=!\^]+$", "", name.strip()) or name.strip()
-
-
-@dataclass
-class Segment:
-    name: str
-    start: float
-    end: float
-    target: np.ndarray
-    dominance: np.ndarray
-    tau: float
-    core: tuple  # (a, b): interval of full dominance
-
-
-def phoneme_segments(phonemes, duration: float, rng: np.random.Generator | None = None) -> list[Segment]:
-    """Viseme segments for [(name, start, end)] (seconds), with silence filling the gaps.
-
-    Diphthongs become two segments; bilabial closures get a core of at least 70 ms
-    ending at the release, so that the lips are really seen closed at 25 fps.
-    """
-    segs: list[Segment] = []
-    jit = (lambda: 1.0 + 0.08 * rng.standard_normal()) if rng is not None else (lambda: 1.0)
-
-    def add(name, a, b, cls=None, vowel=None):
-        if b <= a:
-            b = a + 1e-3
-        if vowel is not None:
-            t = _vowel_target(vowel)
-            t[OPEN] = np.clip(t[OPEN] * jit(), 0.05, 1.0)
-            d, tau = _VOWEL_DOM.copy(), _VOWEL_TAU
-            core = (a + 0.2 * (b - a), b - 0.2 * (b - a))
-        else:
-            t0, dom, tau = _CLASSES[cls]
-            t, d = t0.copy(), np.array(dom, float)
-            core = (a + 0.15 * (b - a), b - 0.15 * (b - a))
-            if cls == "bilabial":
-                core = (min(a, b - 0.07), b - 0.005)
-            elif cls == "labiodent":
-                core = (min(a + 0.15 * (b - a), b - 0.05), b - 0.01)
-            elif cls == "pause":
-                # short pauses inside speech barely close the mouth
-                d = d * float(np.clip((b - a) / 0.2, 0.05, 1.0))
-        segs.append(Segment(name, a, b, t, d, tau, core))
-
-    prev_end = 0.0
-    for name, a, b in phonemes:
-        a, b = float(a), float(b)
-        if a > prev_end + 1e-3:
-            add("_", prev_end, a, cls="pause")
-        n = _norm_name(name)
-        if name.startswith("_") or n == "":
-            add(name, a, b, cls="pause")
-        elif name in _DIPHTHONGS or n in _DIPHTHONGS:
-            q1, q2 = _DIPHTHONGS.get(name, _DIPHTHONGS.get(n))
-            m = a + 0.45 * (b - a)
-            add(name, a, m, vowel=q1)
-            add(name, m, b, vowel=q2)
-        elif name in _VOWELS or n in _VOWELS:
-            add(name, a, b, vowel=name if name in _VOWELS else n)
-        elif name in _CONS_CLASS or n in _CONS_CLASS:
-            add(name, a, b, cls=_CONS_CLASS.get(name, _CONS_CLASS.get(n)))
-        elif n[:1] in "aeiouAEIOUV03@":
-            add(name, a, b, vowel="@")
-        else:
-            add(name, a, b, cls="velar")  # unknown: weak, takes its neighbours' shape
-        prev_end = max(prev_end, b)
-    if duration > prev_end + 1e-3:
-        add("_", prev_end, duration, cls="pause")
-    return segs
-
-
-def articulation(segs: list[Segment], times: np.ndarray, smooth: float = 0.012) -> np.ndarray:
-    """Cohen-Massaro coarticulation: (len(times), N_PARAMS) parameter tracks.
-
-    Each segment's target is weighted by dominance * exp(-|t - core| / tau) (full inside
-    its core), per parameter; the weighted mean is lightly smoothed in time.
-    """
-    if not segs:
-        return np.tile(_CLASSES["pause"][0], (len(times), 1))
-    dt = 0.004
-    t0 = min(float(times.min()), segs[0].start) - 0.1
-    t1 = max(float(times.max()), segs[-1].end) + 0.1
-    grid = np.arange(t0, t1 + dt, dt)
-    num = np.zeros((len(grid), N_PARAMS))
-    den = np.zeros((len(grid), N_PARAMS))
-    for s in segs:
-        a, b = s.core
-        dist = np.maximum(0.0, np.maximum(a - grid, grid - b))
-        w = np.exp(-dist / s.tau)[:, None] * s.dominance[None, :]
-        num += w * s.target[None, :]
-        den += w
-    tr = num / np.maximum(den, 1e-12)
-    if smooth > 0:
-        k = int(round(3 * smooth / dt))
-        x = np.arange(-k, k + 1) * dt
-        g = np.exp(-0.5 * (x / smooth) ** 2)
-        g /= g.sum()
-        pad = np.pad(tr, ((k, k), (0, 0)), mode="edge")
-        tr = np.stack([np.convolve(pad[:, j], g, mode="valid") for j in range(N_PARAMS)], 1)
-    return np.stack([np.interp(times, grid, tr[:, j]) for j in range(N_PARAMS)], 1)
-
+__all__ = ["MouthGeom", "MouthRenderer", "articulation", "head_motion_matrices", "lighting_params", "mouth_geometry",
+           "phoneme_segments", "render_frames", "N_PARAMS", "OPEN", "SPREAD", "TEETH_L", "TEETH_U", "TIP", "TONGUE",
+           "TUCK"]
 
 # --------------------------------------------------------------------------- geometry
 _U_OUT = np.linspace(-1.0, 1.0, 33)
@@ -360,42 +197,26 @@ class MouthRenderer:
         return canvas
 
     def _draw_mouth(self, canvas, geom: MouthGeom, teeth_show: float):
-        w0 = self.face.w0
-        p = geom.params
-        outer = self.to_frame(geom.outer_polygon())
-        inner = self.to_frame(geom.inner_polygon())
-        H, W = canvas.shape[:2]
-        m = 0.45 * w0 + 3
-        px0 = int(max(0, np.floor(outer[:, 0].min() - m)))
-        px1 = int(min(W, np.ceil(outer[:, 0].max() + m)))
-        py0 = int(max(0, np.floor(outer[:, 1].min() - m)))
-        py1 = int(min(H, np.ceil(outer[:, 1].max() + m)))
-        pw, ph = px1 - px0, py1 - py0
-        if pw <= 2 or ph <= 2:
+        """Lips, then (when open) the cavity with tongue and teeth, then the lip seam, into ``canvas``."""
+        patch_at = _Patch.around(self.to_frame(geom.outer_polygon()), self.face.w0, canvas.shape, self.c, self.R)
+        if patch_at is None:
             return
-        off = np.array([px0, py0], np.float64)
+        py0, py1, px0, px1 = patch_at.bounds
+        patch_at.ui = np.minimum(np.abs(patch_at.lx) / np.float32(max(geom.hwi, 1e-3)), np.float32(1))
+        patch = self._paint_lips(canvas[py0:py1, px0:px1].astype(np.float32), patch_at, geom)
+        if geom.gap > 0.05:
+            patch = self._paint_cavity(patch, patch_at, geom, teeth_show)
+        patch = self._paint_seam(patch, patch_at, geom)
+        canvas[py0:py1, px0:px1] = np.clip(patch + np.float32(0.5), 0, 255).astype(np.uint8)
 
-        def ss(pts):
-            return (pts - off) * _SS + (_SS - 1) / 2.0
-
-        def alpha_of(polys):
-            mk = np.zeros((ph * _SS, pw * _SS), np.uint8)
-            for q in polys:
-                _fill(mk, ss(q))
-            return cv2.resize(mk, (pw, ph), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
-
-        # local coordinates of the patch pixels (float32, rotated into the mouth frame)
+    def _paint_lips(self, patch, at: "_Patch", geom: MouthGeom):
+        """Shadows below the lower lip and at the corners, then the lips: the upper darker (in shadow),
+        the lower with a soft highlight, both following the face's shading, with a striated texture."""
         f32 = np.float32
-        dx = (np.arange(px0, px1, dtype=f32) - f32(self.c[0]))[None, :]
-        dy = (np.arange(py0, py1, dtype=f32) - f32(self.c[1]))[:, None]
-        ca, sa = f32(self.R[0, 0]), f32(self.R[1, 0])
-        lx = dx * ca + dy * sa
-        ly = dy * ca - dx * sa
-
-        a_lip = cv2.GaussianBlur(alpha_of([outer]), (0, 0), 0.7)
-        hw, hwi, yc = f32(geom.hw), f32(max(geom.hwi, 1e-3)), f32(geom.yc)
-        ui = np.minimum(np.abs(lx) / hwi, f32(1))
-        uo = np.minimum(np.abs(lx) / hw, f32(1))
+        w0, lx, ly = self.face.w0, at.lx, at.ly
+        a_lip = cv2.GaussianBlur(at.alpha([self.to_frame(geom.outer_polygon())]), (0, 0), 0.7)
+        hw, yc = f32(geom.hw), f32(geom.yc)
+        ui, uo = at.ui, np.minimum(np.abs(lx) / hw, f32(1))
         bi = f32(1) - ui * ui
         bo = f32(1) - uo * uo
         si = bi ** f32(0.7)
@@ -407,8 +228,6 @@ class MouthRenderer:
         bo55 = bo ** f32(0.55)
         out_lo = yc + f32(geom.ll + geom.tl - geom.yc) * bo55
 
-        patch = canvas[py0:py1, px0:px1].astype(f32)
-        # shadows: below the lower lip, at the corners
         below = np.clip((ly - out_lo) * f32(1 / (0.35 * w0)), 0, 1)
         sh = np.exp(-((below - f32(0.35)) * f32(1 / 0.35)) ** 2) * (ly > out_lo) * (bo ** f32(0.6))
         corner = np.exp(-(((np.abs(lx) - hw) * f32(1 / (0.16 * w0))) ** 2
@@ -416,8 +235,6 @@ class MouthRenderer:
         dark = np.minimum(f32(0.16) * sh + f32(0.35) * corner, f32(0.6))
         patch *= (f32(1) - dark)[..., None]
 
-        # lip colour: upper lip darker (in shadow), lower lip with a soft highlight,
-        # both following the face's shading and with a striated surface texture
         upper = (ly < seam_y)
         up_t = np.clip((in_up - ly) / np.maximum(in_up - out_up, f32(1e-3)), 0, 1)
         lo_t = np.clip((ly - in_lo) / np.maximum(out_lo - in_lo, f32(1e-3)), 0, 1)
@@ -436,60 +253,124 @@ class MouthRenderer:
             shade = shade * (f32(1) + f32(0.055) * tx)
         lipcol *= shade[..., None]
         al = a_lip[..., None]
-        patch = patch * (f32(1) - al) + lipcol * al
+        return patch * (f32(1) - al) + lipcol * al
 
-        gap = geom.gap
+    def _paint_cavity(self, patch, at: "_Patch", geom: MouthGeom, teeth_show: float):
+        """The open mouth: dark cavity, the tongue behind the lower teeth, the lower teeth (moving
+        with the jaw), the upper teeth (fixed to the skull) and the tongue tip between them (th)."""
+        f32 = np.float32
+        w0, p, gap, lx, ly = self.face.w0, geom.params, geom.gap, at.lx, at.ly
+        ui = at.ui
         ui2 = ui * ui
+        hwi = f32(max(geom.hwi, 1e-3))
+        a_cav = at.alpha([self.to_frame(geom.inner_polygon())])
+        cav = self.cavity * (f32(0.8) + f32(0.45) * ui2)[..., None]
+        patch = _blend(patch, cav, a_cav)
+        ll = f32(geom.ll)
+        # tongue (behind the lower teeth), its top an arch rising with TONGUE
+        tg = float(p[TONGUE])
+        if tg > 0.02:
+            arch = np.sqrt(np.maximum(f32(1) - ui2 * f32(1 / 0.64), 0))
+            y_tg = ll - f32((0.15 + 0.5 * tg) * gap) * arch
+            a_t = a_cav * np.clip((ly - y_tg) * f32(1 / 1.2) + f32(0.5), 0, 1) * (arch > 0)
+            tcol = self.tongue * (f32(0.75) + f32(0.25) * np.clip((ly - y_tg) * f32(1 / (0.3 * w0)), 0, 1))[..., None]
+            patch = _blend(patch, tcol, a_t)
+        # lower teeth: top edge moves with the jaw
+        vl = float(np.clip(p[TEETH_L], 0, 1)) * teeth_show
+        if vl > 0.02:
+            y_lt = ll - f32((0.06 + 0.22 * vl) * w0 * (0.35 + 0.65 * min(1.0, gap / (0.3 * w0)))) \
+                + f32(0.10 * w0) * ui2
+            a_l = a_cav * np.clip(ly - y_lt + f32(0.5), 0, 1) * f32(0.92)
+            tcol = self.teeth * ((f32(0.74) - f32(0.4) * ui2) * self._tooth_gaps(ui * f32(1.25)))[..., None]
+            patch = _blend(patch, tcol, a_l)
+        # upper teeth: fixed to the skull, edge just below the rest seam
+        vu = float(np.clip(p[TEETH_U], 0, 1)) * teeth_show
+        if vu > 0.05:
+            y_ut = f32((0.10 - 0.22 * (1 - vu)) * w0 + 0.04 * w0 * float(p[TUCK])) - f32(0.14 * w0) * ui2
+            a_u = a_cav * np.clip(y_ut - ly + f32(0.5), 0, 1) * f32(0.95)
+            sh_t = (f32(1) - f32(0.55) * ui2 - f32(0.25) * np.clip((y_ut - ly) * f32(1 / (0.4 * w0)), 0, 1)) \
+                * self._tooth_gaps(ui)
+            patch = _blend(patch, self.teeth * sh_t[..., None], a_u)
+        # tongue tip between the teeth (th)
+        tip = float(np.clip(p[TIP], 0, 1))
+        if tip > 0.05:
+            cy = f32(0.5 * (0.10 * w0 + geom.ll))
+            rr = (lx * f32(1 / (0.38 * float(hwi)))) ** 2 + ((ly - cy) * f32(1 / max(0.5 * gap, 1.0))) ** 2
+            a_tp = a_cav * np.clip((f32(1) - rr) * f32(2.5), 0, 1) * f32(tip)
+            patch = _blend(patch, self.tongue * f32(1.05), a_tp)
+        return patch
 
-        def blend(patch, col, a):
-            a = a[..., None]
-            return patch + (col - patch) * a
-
-        if gap > 0.05:
-            a_cav = alpha_of([inner])
-            cav = self.cavity * (f32(0.8) + f32(0.45) * ui2)[..., None]
-            patch = blend(patch, cav, a_cav)
-            ll = f32(geom.ll)
-            # tongue (behind the lower teeth), its top an arch rising with TONGUE
-            tg = float(p[TONGUE])
-            if tg > 0.02:
-                arch = np.sqrt(np.maximum(f32(1) - ui2 * f32(1 / 0.64), 0))
-                y_tg = ll - f32((0.15 + 0.5 * tg) * gap) * arch
-                a_t = a_cav * np.clip((ly - y_tg) * f32(1 / 1.2) + f32(0.5), 0, 1) * (arch > 0)
-                tcol = self.tongue * (f32(0.75) + f32(0.25) * np.clip((ly - y_tg) * f32(1 / (0.3 * w0)), 0, 1))[..., None]
-                patch = blend(patch, tcol, a_t)
-            # lower teeth: top edge moves with the jaw
-            vl = float(np.clip(p[TEETH_L], 0, 1)) * teeth_show
-            if vl > 0.02:
-                y_lt = ll - f32((0.06 + 0.22 * vl) * w0 * (0.35 + 0.65 * min(1.0, gap / (0.3 * w0)))) \
-                    + f32(0.10 * w0) * ui2
-                a_l = a_cav * np.clip(ly - y_lt + f32(0.5), 0, 1) * f32(0.92)
-                tcol = self.teeth * ((f32(0.74) - f32(0.4) * ui2) * self._tooth_gaps(ui * f32(1.25)))[..., None]
-                patch = blend(patch, tcol, a_l)
-            # upper teeth: fixed to the skull, edge just below the rest seam
-            vu = float(np.clip(p[TEETH_U], 0, 1)) * teeth_show
-            if vu > 0.05:
-                y_ut = f32((0.10 - 0.22 * (1 - vu)) * w0 + 0.04 * w0 * float(p[TUCK])) - f32(0.14 * w0) * ui2
-                a_u = a_cav * np.clip(y_ut - ly + f32(0.5), 0, 1) * f32(0.95)
-                sh_t = (f32(1) - f32(0.55) * ui2 - f32(0.25) * np.clip((y_ut - ly) * f32(1 / (0.4 * w0)), 0, 1)) \
-                    * self._tooth_gaps(ui)
-                patch = blend(patch, self.teeth * sh_t[..., None], a_u)
-            # tongue tip between the teeth (th)
-            tip = float(np.clip(p[TIP], 0, 1))
-            if tip > 0.05:
-                cy = f32(0.5 * (0.10 * w0 + geom.ll))
-                rr = (lx * f32(1 / (0.38 * float(hwi)))) ** 2 + ((ly - cy) * f32(1 / max(0.5 * gap, 1.0))) ** 2
-                a_tp = a_cav * np.clip((f32(1) - rr) * f32(2.5), 0, 1) * f32(tip)
-                patch = blend(patch, self.tongue * f32(1.05), a_tp)
-        # the lip seam: a dark line where the lips meet (fades as the mouth opens)
+    def _paint_seam(self, patch, at: "_Patch", geom: MouthGeom):
+        """The lip seam: a dark line where the lips meet (fades as the mouth opens)."""
+        f32 = np.float32
+        w0, hwi = self.face.w0, f32(max(geom.hwi, 1e-3))
         seam_pts = self.to_frame(np.stack([_U_OUT * float(hwi), geom.inner_upper(_U_OUT)], 1))
-        mk = np.zeros((ph * _SS, pw * _SS), np.uint8)
-        cv2.polylines(mk, [np.round(ss(seam_pts) * (1 << _SHIFT)).astype(np.int32)], False, 255,
+        mk = np.zeros((at.ph * _SS, at.pw * _SS), np.uint8)
+        cv2.polylines(mk, [np.round(at.ss(seam_pts) * (1 << _SHIFT)).astype(np.int32)], False, 255,
                       max(1, int(round(0.05 * w0 * _SS))), cv2.LINE_AA, _SHIFT)
-        a_seam = cv2.resize(mk, (pw, ph), interpolation=cv2.INTER_AREA).astype(f32) * \
-            f32((0.5 * (1 - min(1.0, gap / 3.0)) + 0.25) / 255.0)
-        patch = blend(patch, self.cavity * f32(1.5), a_seam)
-        canvas[py0:py1, px0:px1] = np.clip(patch + f32(0.5), 0, 255).astype(np.uint8)
+        a_seam = cv2.resize(mk, (at.pw, at.ph), interpolation=cv2.INTER_AREA).astype(f32) * \
+            f32((0.5 * (1 - min(1.0, geom.gap / 3.0)) + 0.25) / 255.0)
+        return _blend(patch, self.cavity * f32(1.5), a_seam)
+
+
+def _blend(patch, col, a):
+    a = a[..., None]
+    return patch + (col - patch) * a
+
+
+@dataclass
+class _Patch:
+    """The image patch around the mouth that one frame repaints, and its pixels in mouth coordinates.
+
+    Attributes:
+        bounds: (py0, py1, px0, px1) in the frame.
+        lx, ly: (ph, pw) float32 coordinates of the patch pixels rotated into the mouth frame.
+        ui: min(|lx| / the inner half width, 1) (the frame's mouth shape sets it).
+    """
+
+    bounds: tuple[int, int, int, int]
+    off: np.ndarray
+    lx: np.ndarray
+    ly: np.ndarray
+    ui: np.ndarray = None
+
+    @property
+    def pw(self) -> int:
+        return self.bounds[3] - self.bounds[2]
+
+    @property
+    def ph(self) -> int:
+        return self.bounds[1] - self.bounds[0]
+
+    @classmethod
+    def around(cls, outer: np.ndarray, w0: float, shape: tuple[int, ...], centre: np.ndarray, rot: np.ndarray
+               ) -> "_Patch | None":
+        """The patch holding the outer lip polygon ``outer`` (frame pixels) with a margin; None when degenerate."""
+        H, W = shape[:2]
+        m = 0.45 * w0 + 3
+        px0 = int(max(0, np.floor(outer[:, 0].min() - m)))
+        px1 = int(min(W, np.ceil(outer[:, 0].max() + m)))
+        py0 = int(max(0, np.floor(outer[:, 1].min() - m)))
+        py1 = int(min(H, np.ceil(outer[:, 1].max() + m)))
+        if px1 - px0 <= 2 or py1 - py0 <= 2:
+            return None
+        f32 = np.float32
+        dx = (np.arange(px0, px1, dtype=f32) - f32(centre[0]))[None, :]
+        dy = (np.arange(py0, py1, dtype=f32) - f32(centre[1]))[:, None]
+        ca, sa = f32(rot[0, 0]), f32(rot[1, 0])
+        return cls((py0, py1, px0, px1), np.array([px0, py0], np.float64), dx * ca + dy * sa, dy * ca - dx * sa)
+
+    def ss(self, pts: np.ndarray) -> np.ndarray:
+        """Frame points -> supersampled patch coordinates."""
+        return (pts - self.off) * _SS + (_SS - 1) / 2.0
+
+    def alpha(self, polys) -> np.ndarray:
+        """Anti-aliased coverage (ph, pw) float32 in [0, 1] of the polygons (frame points)."""
+        mk = np.zeros((self.ph * _SS, self.pw * _SS), np.uint8)
+        for q in polys:
+            _fill(mk, self.ss(q))
+        return cv2.resize(mk, (self.pw, self.ph), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+
 
 def render_frames(face: SpeakerFace, tracks: np.ndarray, rng: np.random.Generator, fps: float,
                   head_motion: float = 1.0, lighting: float = 1.0, renderer: MouthRenderer | None = None):
