@@ -12,6 +12,7 @@ import shutil
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any, Iterator
 
 import ffmpeg
 import numpy as np
@@ -204,7 +205,7 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, reject_damaged:
 
 def read_frames(
     path: str | Path, fps: float = FPS, gray: bool = False, size: tuple[int, int] | None = None,
-    reject_damaged: bool = False,
+    reject_damaged: bool = False, info: MediaInfo | None = None,
 ) -> np.ndarray:
     """Decode the first video stream at ``fps`` (resampled by ffmpeg's fps filter), as a viewer sees it.
 
@@ -221,12 +222,20 @@ def read_frames(
         gray: return (T, H, W) luma instead of (T, H, W, 3) RGB.
         size: optional (width, height) to scale to.
         reject_damaged: raise MediaError when ffmpeg reports decoding errors.
+        info: the file's :func:`probe` when the caller has it already.
 
     Returns:
         uint8 array (T, H, W, 3) or (T, H, W).
     """
+    chunks = list(iter_frames(path, fps, gray, size, reject_damaged, info=info))
+    return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+
+
+def _video_output(path: str | Path, fps: float, gray: bool, size: tuple[int, int] | None,
+                  info: MediaInfo | None = None) -> tuple[Any, int, tuple]:
+    """The ffmpeg command of :func:`read_frames`, the bytes of one frame and a frame's shape."""
     require_ffmpeg()
-    info = probe(path)
+    info = info if info is not None else probe(path)
     if not info.has_video:
         raise MediaError("no video stream")
     width, height = size if size is not None else (info.width, info.height)
@@ -238,21 +247,50 @@ def read_frames(
     if size is not None or abs(info.sar - 1.0) > 1e-3:
         stream = stream.filter("scale", width, height).filter("setsar", 1)
     pix_fmt, channels = ("gray", 1) if gray else ("rgb24", 3)
+    cmd = stream.output("pipe:", format="rawvideo", pix_fmt=pix_fmt).global_args("-nostdin", "-threads", "1",
+                                                                                 "-v", "error")
+    return cmd, width * height * channels, (height, width) + (() if gray else (3,))
+
+
+def iter_frames(
+    path: str | Path, fps: float = FPS, gray: bool = False, size: tuple[int, int] | None = None,
+    reject_damaged: bool = False, chunk_bytes: int = 64 << 20, info: MediaInfo | None = None,
+) -> Iterator[np.ndarray]:
+    """:func:`read_frames`'s frames, in chunks of at most ``chunk_bytes`` (at least one frame each):
+    memory bounded whatever the clip's length. Errors are raised when ffmpeg has finished, after
+    the frames it gave (as :func:`read_frames` raises them, which collects these chunks)."""
+    import threading
+
+    cmd, frame_bytes, shape = _video_output(path, fps, gray, size, info)
+    proc = cmd.run_async(pipe_stdout=True, pipe_stderr=True)
+    err: list[bytes] = []
+    drain = threading.Thread(target=lambda: err.append(proc.stderr.read()), daemon=True)
+    drain.start()  # a corrupt file's messages must not fill the pipe and stall ffmpeg
+    per_chunk = max(1, chunk_bytes // frame_bytes)
+    n = 0
     try:
-        out, err = (
-            stream.output("pipe:", format="rawvideo", pix_fmt=pix_fmt)
-            .global_args("-nostdin", "-threads", "1", "-v", "error")
-            .run(capture_stdout=True, capture_stderr=True)
-        )
-    except ffmpeg.Error as exc:
-        raise MediaError(_ffmpeg_reason(exc)) from None
+        while True:
+            data = proc.stdout.read(per_chunk * frame_bytes)
+            whole = len(data) // frame_bytes
+            if whole:
+                n += whole
+                yield np.frombuffer(data, dtype=np.uint8, count=whole * frame_bytes).reshape((whole, *shape))
+            if len(data) < per_chunk * frame_bytes:
+                tail = len(data) - whole * frame_bytes
+                break
+    finally:
+        proc.stdout.close()
+        code = proc.wait()
+        drain.join()
+    stderr = err[0] if err else b""
+    if code != 0:
+        raise MediaError(_ffmpeg_reason(ffmpeg.Error("ffmpeg", b"", stderr)))
     if reject_damaged:
-        _check_damage(err, "video")
-    frame_bytes = width * height * channels
-    if len(out) == 0 or len(out) % frame_bytes:
-        raise MediaError(f"video decoded to {len(out)} bytes, not a whole number of {width}x{height} frames")
-    shape = (len(out) // frame_bytes, height, width) + (() if gray else (3,))
-    return np.frombuffer(out, dtype=np.uint8).reshape(shape)
+        _check_damage(stderr, "video")
+    if n == 0 or tail:
+        width, height = shape[1], shape[0]
+        raise MediaError(f"video decoded to {n * frame_bytes + tail} bytes, not a whole number of "
+                         f"{width}x{height} frames")
 
 
 def count_frames(path: str | Path, fps: float = FPS, reject_damaged: bool = False) -> int:

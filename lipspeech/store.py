@@ -10,6 +10,12 @@ Layout of a store file
   version and, per array column, its dtype.
 
 Our reader hands back numpy views into the Arrow buffers (no copy per element).
+Row groups hold about :data:`ROW_GROUP_BYTES` of array data each (one utterance's mouth
+crops; a dozen utterances' mels), so that a reader can decode one utterance without the
+rest of the file: :class:`Store` with ``lazy=True`` reads the scalar columns and shapes
+at open and an array row's group when asked for it (training's memory then depends on
+the batch and a bounded cache, :class:`GroupCache`, not on the corpus).
+
 Writes are atomic: the file is written under a temporary name in the same folder
 and renamed into place, so a killed job leaves either the old file or the new one.
 
@@ -38,6 +44,11 @@ from lipspeech import __version__
 
 META_KEY = b"lipspeech"
 SHAPE_SUFFIX = "_shape"
+#: array bytes (uncompressed) after which a store's row group is closed: a row group is what a
+#: lazy reader decodes to get one row, so small enough that reading one utterance costs about
+#: itself (GRID's mouth crops are ~0.7 MB an utterance), large enough that the per-group
+#: metadata (~100 bytes a column) stays negligible next to the data
+ROW_GROUP_BYTES = 1 << 20
 REJECTED_SCHEMA = pa.schema([("utt", pa.string()), ("stage", pa.string()), ("reason", pa.string())])
 
 
@@ -220,7 +231,25 @@ def write_store(
     # which took 1.7 GB and 10 s for one 10-minute clip's audio (and made the file larger).
     scalar = [n for n in names if n not in arrays]
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression=compression, use_dictionary=scalar)
+        with pq.ParquetWriter(tmp, table.schema, compression=compression, use_dictionary=scalar) as writer:
+            for start, stop in _row_groups([[np.asarray(a).nbytes for a in v] for v in arrays.values()], n):
+                writer.write_table(table.slice(start, stop - start))
+
+
+def _row_groups(sizes: Sequence[Sequence[int]], n: int) -> list[tuple[int, int]]:
+    """[start, stop) row ranges: consecutive rows until their arrays reach :data:`ROW_GROUP_BYTES`."""
+    if n == 0:
+        return [(0, 0)]
+    per_row = np.sum(np.asarray(sizes, dtype=np.int64).reshape(-1, n), axis=0) if sizes else np.zeros(n, np.int64)
+    groups, start, total = [], 0, 0
+    for i, size in enumerate(per_row):
+        total += int(size)
+        if total >= ROW_GROUP_BYTES:
+            groups.append((start, i + 1))
+            start, total = i + 1, 0
+    if start < n:
+        groups.append((start, n))
+    return groups
 
 
 def write_rejected(path: str | os.PathLike, stage: str, rejected: Mapping[str, str] | Sequence[tuple[str, str]]) -> None:
@@ -255,20 +284,62 @@ def one_line(text: object, limit: int = 300) -> str:
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
 
+class GroupCache:
+    """Decoded row groups of lazily read stores, least recently used dropped first, at most
+    ``max_bytes`` of array data in all (shared by every store of a reader; 0: keep nothing)."""
+
+    def __init__(self, max_bytes: int):
+        from collections import OrderedDict
+
+        self.max_bytes = int(max_bytes)
+        self.bytes = 0
+        self._items: "OrderedDict[tuple[str, int, str], tuple[np.ndarray, np.ndarray]]" = OrderedDict()
+
+    def get(self, key: tuple[str, int, str]) -> tuple[np.ndarray, np.ndarray] | None:
+        hit = self._items.get(key)
+        if hit is not None:
+            self._items.move_to_end(key)
+        return hit
+
+    def put(self, key: tuple[str, int, str], value: tuple[np.ndarray, np.ndarray]) -> None:
+        size = value[0].nbytes + value[1].nbytes
+        if size > self.max_bytes:
+            return
+        self._items[key] = value
+        self.bytes += size
+        while self.bytes > self.max_bytes:
+            _, (values, offsets) = self._items.popitem(last=False)
+            self.bytes -= values.nbytes + offsets.nbytes
+
+
 class Store:
     """A read-only view of one store file.
 
     ``store.df`` has the scalar columns (pandas); ``store.array(name, i)`` returns
     the ``i``-th row's array as a numpy view; ``store.arrays(name)`` all of them.
+
+    With ``lazy``, only the scalar and shape columns are read at open (``store.table`` holds
+    those); ``array(name, i)`` decodes row ``i``'s row group of that column, kept in ``cache``
+    (a :class:`GroupCache`; none: only the group read last).
     """
 
-    def __init__(self, path: str | os.PathLike, expect_stage: str | None = None):
+    def __init__(self, path: str | os.PathLike, expect_stage: str | None = None, lazy: bool = False,
+                 cache: GroupCache | None = None):
         self.path = Path(path)
+        self.lazy = lazy
         try:
-            self.table = pq.read_table(self.path, memory_map=True)
+            schema = pq.read_schema(self.path) if lazy else None
+            raw = (schema.metadata or {}).get(META_KEY) if lazy else None
+            if lazy and raw is not None:
+                arrays = set(json.loads(raw).get("arrays", {}))
+                keep = [c for c in schema.names if c not in arrays]
+                self.table = pq.read_table(self.path, columns=keep)
+                self.table = self.table.replace_schema_metadata(schema.metadata)
+            else:
+                self.table = pq.read_table(self.path, memory_map=True)
         except FileNotFoundError as exc:
             raise StoreError(f"{self.path}: no such store file") from exc
-        except (pa.ArrowInvalid, OSError) as exc:
+        except (pa.ArrowInvalid, OSError, ValueError) as exc:
             raise StoreUnreadable(f"{self.path}: not a readable Parquet store ({one_line(exc)})") from exc
         raw = (self.table.schema.metadata or {}).get(META_KEY)
         if raw is None:
@@ -280,6 +351,10 @@ class Store:
         if expect_stage is not None and self.meta_dict["stage"] != expect_stage:
             raise StoreError(f"{self.path}: holds stage {self.meta_dict['stage']!r}, expected {expect_stage!r}")
         self._flat: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._cache = cache if cache is not None else GroupCache(0)
+        self._last: tuple[tuple[str, int, str], tuple[np.ndarray, np.ndarray]] | None = None
+        self._file: tuple[int, pq.ParquetFile] | None = None
+        self._group_starts: np.ndarray | None = None
 
     @property
     def meta(self) -> StoreMeta:
@@ -304,22 +379,58 @@ class Store:
         keep = [c for c in self.table.column_names if c not in skip]
         return self.table.select(keep).to_pandas()
 
+    def _numpy(self, col: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(flat values, offsets) of a large-list column, zero-copy."""
+        col = col.combine_chunks()
+        dtype = np.dtype(self.meta_dict["arrays"][name]["dtype"])
+        values = col.values.to_numpy(zero_copy_only=True) if len(col.values) else np.zeros(0, dtype)
+        offsets = col.offsets.to_numpy(zero_copy_only=True)
+        return (values.view(dtype) if values.dtype != dtype else values, offsets)
+
+    def _check_array(self, name: str) -> None:
+        if name not in self.meta_dict["arrays"]:
+            raise StoreError(f"{self.path}: no array column {name!r} (has {self.array_names})")
+
     def _flat_values(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         if name not in self._flat:
-            if name not in self.meta_dict["arrays"]:
-                raise StoreError(f"{self.path}: no array column {name!r} (has {self.array_names})")
-            col = self.table.column(name).combine_chunks()
-            dtype = np.dtype(self.meta_dict["arrays"][name]["dtype"])
-            values = col.values.to_numpy(zero_copy_only=True) if len(col.values) else np.zeros(0, dtype)
-            offsets = col.offsets.to_numpy(zero_copy_only=True)
-            self._flat[name] = (values.view(dtype) if values.dtype != dtype else values, offsets)
+            self._check_array(name)
+            self._flat[name] = self._numpy(self.table.column(name), name)
         return self._flat[name]
+
+    def _parquet(self) -> pq.ParquetFile:
+        """The open file (reopened in a forked process: a DataLoader worker must not share the handle)."""
+        if self._file is None or self._file[0] != os.getpid():
+            self._file = (os.getpid(), pq.ParquetFile(self.path))
+            md = self._file[1].metadata
+            self._group_starts = np.cumsum([0] + [md.row_group(g).num_rows for g in range(md.num_row_groups)])
+        return self._file[1]
+
+    def _group_values(self, name: str, i: int) -> tuple[tuple[np.ndarray, np.ndarray], int]:
+        """Row ``i``'s row group of column ``name`` (values, offsets), and ``i`` within the group."""
+        self._check_array(name)
+        pf = self._parquet()
+        g = int(np.searchsorted(self._group_starts, i, side="right")) - 1
+        key = (str(self.path), g, name)
+        hit = self._last[1] if self._last is not None and self._last[0] == key else self._cache.get(key)
+        if hit is None:
+            try:
+                hit = self._numpy(pf.read_row_group(g, columns=[name]).column(name), name)
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise StoreUnreadable(f"{self.path}: row group {g} unreadable ({one_line(exc)})") from exc
+            self._cache.put(key, hit)
+        self._last = (key, hit)
+        return hit, i - int(self._group_starts[g])
 
     def array(self, name: str, i: int) -> np.ndarray:
         """Row ``i`` of array column ``name``, reshaped, as a read-only view."""
-        values, offsets = self._flat_values(name)
+        if not 0 <= i < len(self):
+            raise IndexError(f"{self.path}: row {i} of {len(self)}")
+        if self.lazy:
+            (values, offsets), j = self._group_values(name, i)
+        else:
+            (values, offsets), j = self._flat_values(name), i
         shape = self.table.column(name + SHAPE_SUFFIX)[i].as_py()
-        return values[offsets[i] : offsets[i + 1]].reshape(shape)
+        return values[offsets[j] : offsets[j + 1]].reshape(shape)
 
     def arrays(self, name: str) -> list[np.ndarray]:
         return [self.array(name, i) for i in range(len(self))]

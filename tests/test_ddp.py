@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -15,7 +16,7 @@ from test_stage_train import TRAIN as STAGE_TRAIN
 
 from lipspeech.models import build_model, model_config
 from lipspeech.runtime import seed_everything
-from lipspeech.training import load_checkpoint, synthetic_utterances, train, train_config
+from lipspeech.training import epoch_batches, load_checkpoint, synthetic_utterances, train, train_config
 from lipspeech.training.distributed import AllReduceBatchNorm, DistInfo, process_group, shard_batches
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -44,6 +45,42 @@ def _worker(rank: int, world: int, port: int, run_dir: str, overrides: dict) -> 
     with process_group("cpu") as info:
         assert info is not None and info.world_size == world
         train(model_config("tiny", MODEL), train_config({**TRAIN, **overrides}), items, val, run_dir)
+
+
+class _Recording:
+    """The train utterances, writing down which indices the training process reads."""
+
+    def __init__(self, items, path):
+        self.items, self.path = items, path
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        with open(self.path, "a") as fh:
+            fh.write(f"{i}\n")
+        return self.items[i]
+
+
+def _recording_worker(rank: int, world: int, port: int, run_dir: str, steps: int) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
+    torch.set_num_threads(1)
+    items = _Recording(synthetic_utterances(7, 6, seed=3), f"{run_dir}.rank{rank}")
+    with process_group("cpu"):
+        train(model_config("tiny", MODEL), train_config({**TRAIN, "max_steps": steps, "val_every": steps}), items,
+              synthetic_utterances(2, 6, seed=4), run_dir)
+
+
+def test_two_gloo_ranks_train_on_disjoint_utterances_and_together_on_all(tmp_path):
+    # 7 utterances in global batches of 4: an epoch is [4, 3] -> 2 steps on each of the 2 ranks
+    run = tmp_path / "ddp"
+    mp.spawn(_recording_worker, args=(2, _free_port(), str(run), 2), nprocs=2, join=True)
+    seen = [[int(x) for x in (tmp_path / f"ddp.rank{r}").read_text().split()] for r in range(2)]
+    print(f"\nrank 0 read {seen[0]}, rank 1 read {seen[1]}")
+    assert not set(seen[0]) & set(seen[1])
+    assert sorted(seen[0] + seen[1]) == list(range(7))
+    assert load_checkpoint(run / "ckpt" / "last.pt")["step"] == 2
 
 
 def _free_port() -> int:
@@ -94,10 +131,26 @@ def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(tmp_pat
         assert all(abs(float(x) - float(y)) < 1e-4 for x, y in zip(fa[2:], fb[2:]) if x and y)
 
 
-def test_shard_batches_slices_each_batch_and_drops_too_small_ones():
+def test_shard_batches_slices_each_batch_and_merges_too_small_ones():
     batches = [[0, 1, 2, 3, 4], [5, 6], [7]]
-    assert shard_batches(batches, DistInfo(0, 2, 0)) == [[0, 2, 4], [5]]
+    assert shard_batches(batches, DistInfo(0, 2, 0)) == [[0, 2, 4], [5, 7]]
     assert shard_batches(batches, DistInfo(1, 2, 1)) == [[1, 3], [6]]
+    # a too-small first batch joins the next; an epoch smaller than the world is dropped
+    assert shard_batches([[9], [0, 1, 2]], DistInfo(1, 2, 1)) == [[0, 2]]
+    assert shard_batches([[3]], DistInfo(0, 2, 0)) == []
+
+
+@pytest.mark.parametrize("bucket", [False, True])
+def test_ranks_see_disjoint_utterances_and_together_all_of_them(bucket):
+    # every epoch of a seeded, possibly bucketed order, for 2 and 3 ranks: what each rank trains on
+    lengths = [int(x) for x in np.random.default_rng(0).integers(5, 60, 23)]
+    for world in (2, 3):
+        for epoch in range(4):
+            batches = epoch_batches(23, 4, 7, epoch, lengths if bucket else None, 3, False)
+            per_rank = [shard_batches(batches, DistInfo(r, world, r)) for r in range(world)]
+            assert len({len(b) for b in per_rank}) == 1  # the same number of steps on every rank
+            seen = [[i for b in rank for i in b] for rank in per_rank]
+            assert sum(len(s) for s in seen) == 23 and set().union(*map(set, seen)) == set(range(23))
 
 
 def test_all_reduce_batchnorm_is_batchnorm_in_one_process():

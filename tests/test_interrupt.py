@@ -352,12 +352,12 @@ def test_a_killed_writer_leaves_the_old_file_or_the_new_one(tmp_path):
     path = tmp_path / "s.parquet"
     write_store(path, StoreMeta("x", "old"), ["u"], {"n": pa.array([1])})
     old = path.read_bytes()
-    code = (f"import numpy as np, pyarrow.parquet as pq, time\n"
+    # the writer is stopped where the temporary is complete and the rename onto the store is next
+    code = (f"import numpy as np, os, time\n"
             f"from lipspeech.store import write_store, StoreMeta\n"
-            f"orig = pq.write_table\n"
-            f"def slow(table, where, **kw):\n"
-            f"    orig(table, where, **kw); print('written', flush=True); time.sleep(60)\n"
-            f"pq.write_table = slow\n"
+            f"def slow(src, dst):\n"
+            f"    print('written', flush=True); time.sleep(60)\n"
+            f"os.replace = slow\n"
             f"write_store({str(path)!r}, StoreMeta('x', 'new'), ['u'], {{}}, {{'a': [np.zeros(10, np.float32)]}})\n")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
                             env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))

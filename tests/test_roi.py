@@ -172,3 +172,32 @@ def test_face_alignment_backend_says_how_to_provide_it():
         pass
     with pytest.raises(BackendError, match="pip install face-alignment.*never downloads"):
         make_backend("face_alignment")
+
+
+def test_a_clip_too_long_to_hold_is_streamed_to_the_same_crops(roi_shard_run, dlib_backend, monkeypatch):
+    # with no frame budget every clip is decoded twice a chunk at a time (what a 10-minute 1080p clip
+    # gets): the same landmarks, crops and QC as decoding it once into memory
+    import lipspeech.media as media
+    import lipspeech.vision.roi as roi
+
+    utt, video = next(iter(roi_shard_run["videos"].items()))
+    n = len(media.read_frames(video, gray=True))
+    cfg = RoiConfig.from_section(validate_config({})["roi"])
+    held = roi.roi_utterance(str(video), n + 1, dlib_backend, cfg)  # one frame short: edge-padded
+    chunks = []
+    real_iter = media.iter_frames
+
+    def small_chunks(*args, **kwargs):
+        for chunk in real_iter(*args, **{**kwargs, "chunk_bytes": 7 * 360 * 288}):
+            chunks.append(len(chunk))
+            yield chunk
+
+    monkeypatch.setattr(roi, "FRAME_BUFFER_BYTES", 0)
+    monkeypatch.setattr(roi, "iter_frames", small_chunks)
+    streamed = roi.roi_utterance(str(video), n + 1, dlib_backend, cfg)
+    assert len(chunks) > 4 and max(chunks) == 7  # two passes of 7-frame chunks
+    np.testing.assert_array_equal(streamed.roi, held.roi)
+    np.testing.assert_array_equal(streamed.landmarks, held.landmarks)
+    assert streamed.qc == held.qc and len(streamed.roi) == n + 1
+    with pytest.raises(RoiRejected, match="decode counted"):
+        roi.roi_utterance(str(video), n + 5, dlib_backend, cfg)

@@ -73,7 +73,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         threads = max(1, threads // int(os.environ.get("LOCAL_WORLD_SIZE", launched_world_size())))
     sc.torch_threads(threads)
     corpus = CorpusStores(args.manifest, {name: getattr(args, name) for name in ("roi", "mel", "units", "prosody")},
-                          args.stats)
+                          args.stats, cache_mb=cfg["train"]["reader_cache_mb"])
     summary = run_train(corpus, exp, cfg["model"], cfg["train"], run_dir, threads=threads, progress=sc.progress(args),
                         fail_fast=sc.fail_fast(args, cfg),
                         data_sections={name: cfg[name] for name in ("mel", "roi", "corpus")})

@@ -103,8 +103,25 @@ def torchrun_command(nproc: int, argv: Sequence[str]) -> list[str]:
 
 
 def shard_batches(batches: Sequence[Sequence[int]], info: DistInfo) -> list[list[int]]:
-    """This rank's slice of every global batch; batches with fewer items than ranks are dropped (on all ranks)."""
-    return [list(b)[info.rank :: info.world_size] for b in batches if len(b) >= info.world_size]
+    """This rank's slice of every global batch.
+
+    A batch with fewer items than ranks (an epoch's partial last batch) joins a neighbouring batch,
+    so every rank takes the same number of steps, the ranks' items are disjoint, and together they
+    are every item of the epoch (only an epoch with fewer items than ranks is dropped whole).
+    """
+    merged: list[list[int]] = []
+    pending: list[int] = []
+    for b in batches:
+        b = pending + list(b)
+        if len(b) >= info.world_size:
+            merged.append(b)
+            pending = []
+        elif merged:
+            merged[-1] = merged[-1] + b
+            pending = []
+        else:
+            pending = b
+    return [b[info.rank :: info.world_size] for b in merged]
 
 
 def all_true(flag: bool) -> bool:

@@ -52,7 +52,7 @@ from lipspeech.training.stores import TRAIN_STORES, VIDEO_STORES, CorpusStores, 
 
 STAGE_SYNTH = "synthesize"
 #: train-config keys that do not change what is trained (ignored by the resume key)
-RESULT_NEUTRAL = ("progress", "tensorboard", "num_workers", "threads", "device", "log_every")
+RESULT_NEUTRAL = ("progress", "tensorboard", "num_workers", "threads", "device", "log_every", "reader_cache_mb")
 ABLATION_SWITCHES = ("use_linguistic", "use_pitch", "use_energy", "use_postnet")
 
 

@@ -18,12 +18,15 @@ An utterance of the split missing from any store it needs (rejected by that
 stage) or whose streams disagree on T is skipped and counted
 (:attr:`StoreDataset.skipped`, :meth:`StoreDataset.summary`).
 
-The store files of a shard are read once (Parquet decodes whole columns; the
-arrays are then zero-copy views into the Arrow buffers) and shared by all
-datasets built on one :class:`CorpusStores`; an :class:`Utterance` is assembled
-on indexing. So memory is about the size of the decoded stores, which suits
-SynthGRID and GRID-sized corpora; a corpus larger than RAM needs a streaming
-reader (not written yet).
+Stores are read lazily (:class:`~lipspeech.store.Store` with ``lazy=True``): at
+open only the utterance ids, scalar columns and array shapes; an :class:`Utterance`
+is assembled on indexing from the row groups that hold it (about one utterance's
+mouth crops each, :data:`~lipspeech.store.ROW_GROUP_BYTES`). Decoded groups are kept
+in one :class:`~lipspeech.store.GroupCache` per :class:`CorpusStores` of at most
+``cache_mb`` (the ``train.reader_cache_mb`` key), so memory depends on the batch and
+that budget, not on the corpus: a corpus that fits in the cache is decoded once (as
+the demo's is), a larger one is read from disk as the epoch's order asks for it. A
+DataLoader worker (``train.num_workers``) forks with its own copy of the cache.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ import numpy as np
 
 from lipspeech.models.batch import Utterance
 from lipspeech.shards import shard_of_store, shard_stores
-from lipspeech.store import SHAPE_SUFFIX, Store, StoreError, StoreUnreadable, one_line
+from lipspeech.store import SHAPE_SUFFIX, GroupCache, Store, StoreError, StoreUnreadable, one_line
 from lipspeech.timing import MEL_PER_FRAME, SAMPLES_PER_FRAME, UNITS_PER_FRAME
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,8 @@ STORES: dict[str, tuple[str, str, int]] = {
     "prosody": ("prosody", "lf0", 1),
     "audio": ("decode", "audio", SAMPLES_PER_FRAME),  # the vocoder's training targets
 }
+#: the reader's cache when none is configured (train.reader_cache_mb's default)
+DEFAULT_CACHE_MB = 512
 #: what training needs; synthesis needs only the video
 TRAIN_STORES = ("roi", "mel", "units", "prosody")
 VIDEO_STORES = ("roi",)
@@ -67,10 +72,13 @@ class CorpusStores:
             (``{shard:03d}.parquet``; the shard is read from the name). A shard without
             a file has no utterances in that store.
         stats: ``prosody/stats.json`` (needed when the prosody store is used).
+        cache_mb: decoded row groups kept, in MB of array data (see the module docstring).
+        lazy: False: decode each store file whole on first use and keep it (the reader before
+            row groups; benchmarks compare against it).
     """
 
     def __init__(self, manifest: str | Path, stores: Optional[Mapping[str, Sequence[str | Path]]] = None,
-                 stats: Optional[str | Path] = None):
+                 stats: Optional[str | Path] = None, cache_mb: float = DEFAULT_CACHE_MB, lazy: bool = True):
         self.manifest = Store(manifest, expect_stage="manifest").df
         self.paths: dict[str, dict[int, Path]] = {}
         for folder, paths in (stores or {}).items():
@@ -87,6 +95,8 @@ class CorpusStores:
             if not Path(stats).exists():
                 raise StoreError(f"{stats}: no prosody statistics (run the prosody_stats rule)")
             self.stats = json.loads(Path(stats).read_text())
+        self.cache = GroupCache(int(cache_mb * 2**20))
+        self.lazy = lazy
         self._stores: dict[tuple[str, int], Optional[Store]] = {}
         self._shapes: dict[tuple[str, int], dict[str, tuple[int, list[int]]]] = {}
         #: store path -> why it could not be read (its utterances are skipped, not fatal)
@@ -94,7 +104,7 @@ class CorpusStores:
 
     @classmethod
     def from_results(cls, results_dir: str | Path, folders: Sequence[str] = tuple(STORES),
-                     load_stats: bool = True) -> "CorpusStores":
+                     load_stats: bool = True, cache_mb: float = DEFAULT_CACHE_MB, lazy: bool = True) -> "CorpusStores":
         """Every store of ``folders`` found under the workflow's layout of ``results/{corpus}``
         (for tools, tests and notebooks; the stages are given their files)."""
         results_dir = Path(results_dir)
@@ -102,7 +112,7 @@ class CorpusStores:
         for folder in folders:
             stores[folder] = shard_stores(results_dir / folder)
         stats = results_dir / "prosody" / "stats.json" if load_stats else None
-        return cls(results_dir / "manifest.parquet", stores, stats)
+        return cls(results_dir / "manifest.parquet", stores, stats, cache_mb, lazy)
 
     def store(self, folder: str, shard: int) -> Optional[Store]:
         """The store of ``folder`` for ``shard``, or None when it was not given, does not exist or is unreadable."""
@@ -112,7 +122,7 @@ class CorpusStores:
             store = None
             if path is not None and path.exists():
                 try:
-                    store = Store(path, expect_stage=STORES[folder][0])
+                    store = Store(path, expect_stage=STORES[folder][0], lazy=self.lazy, cache=self.cache)
                 except StoreUnreadable as exc:
                     self.unreadable[str(path)] = one_line(exc)
             self._stores[key] = store

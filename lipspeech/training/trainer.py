@@ -3,7 +3,8 @@
 :class:`LTBSTask` is the acoustic model's part of the one training loop
 (:mod:`lipspeech.training.loop`: resume, validation, best/last checkpoints, logs);
 :func:`train` runs it. The run directory's ``losses.csv`` has ``step, split, lr,
-grad_norm`` and every loss of :data:`~lipspeech.training.config.LOSS_NAMES`, and
+grad_norm, pad_frac`` (the batch's share of padded frames) and every loss of
+:data:`~lipspeech.training.config.LOSS_NAMES`, and
 the validation rows also ``mel_l1_free`` and ``unit_acc`` (:func:`evaluate`).
 
 Under torchrun (``lipspeech train --nproc N``) the same loop runs data-parallel:
@@ -42,7 +43,8 @@ __all__ = ["LTBSTask", "TrainResult", "evaluate", "lr_lambda", "make_optimizer",
 
 # validation metrics that are not losses (higher is better): top-1 accuracy of the unit logits
 METRIC_NAMES = ("unit_acc",)
-CSV_COLUMNS = ("step", "split", "lr", "grad_norm") + LOSS_NAMES + METRIC_NAMES
+# pad_frac: the share of the batch's video frames that are padding (what bucketing saves)
+CSV_COLUMNS = ("step", "split", "lr", "grad_norm", "pad_frac") + LOSS_NAMES + METRIC_NAMES
 
 
 def lr_lambda(cfg: Mapping[str, Any]):
@@ -246,7 +248,8 @@ class LTBSTask(Task):
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
         self.optimizer.step()
         self.scheduler.step()
-        return {"grad_norm": grad_norm, **{k: float(v.detach()) for k, v in out.losses.items()}}
+        pad_frac = 1.0 - float(batch.video_lengths.sum()) / max(1, batch.video.shape[0] * batch.video.shape[1])
+        return {"grad_norm": grad_norm, "pad_frac": pad_frac, **{k: float(v.detach()) for k, v in out.losses.items()}}
 
     def describe(self, batch: Batch) -> str:
         return ", ".join(batch.utts)

@@ -25,7 +25,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -33,13 +33,17 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from lipspeech.config import config_hash
-from lipspeech.media import MediaError, read_frames, require_ffmpeg
+from lipspeech.media import MediaError, iter_frames, probe, read_frames, require_ffmpeg
 from lipspeech.shards import open_input_store, refuse_rejections
 from lipspeech.store import Store, StoreMeta, one_line, write_bytes_atomic, write_rejected, write_store
 from lipspeech.timing import FPS, fit_length
 from lipspeech.vision.backends import LandmarkBackend, make_backend
+from lipspeech.vision.tracking import RoiRejected, fill_gaps, smooth, track_landmarks
 
 STAGE = "roi"
+#: a clip whose 25 fps gray frames take at most this is decoded once and held in memory; a longer
+#: one is decoded twice, a chunk at a time (a 60 s 1080p clip's frames are 3 GB)
+FRAME_BUFFER_BYTES = 256 << 20
 
 # Mean face (iBUG-68), canonical 256-unit frame: eyes level, eye centres 100 units apart
 # at y = 100, centred at x = 128. Generalised Procrustes mean of dlib's landmarks on
@@ -64,10 +68,6 @@ MOUTH = slice(48, 68)
 REF_MOUTH_WIDTH = float(np.linalg.norm(REFERENCE_FACE[54] - REFERENCE_FACE[48]))
 
 
-class RoiRejected(RuntimeError):
-    """An utterance gives no usable ROI; the message is one line for the rejected table."""
-
-
 @dataclass(frozen=True)
 class RoiConfig:
     backend: str = "dlib"
@@ -89,129 +89,7 @@ class RoiConfig:
         return cls(**{k: cfg[k] for k in cls.__dataclass_fields__ if k in cfg})
 
 
-# --------------------------------------------------------------------------- tracking
-@dataclass
-class Track:
-    """Landmarks per frame, NaN where no face; ``detections`` = detector calls made."""
-
-    landmarks: np.ndarray  # (T, 68, 2) float32
-    detections: int
-    faces: int = 0  # most faces the detector found on one frame (> 1: the tracker followed one of them)
-    keyframes_kept: int = 0  # key frames whose detection found nothing, where the tracked face was kept
-
-
-def _extent(L: np.ndarray) -> tuple[np.ndarray, float]:
-    """Centre and size (sqrt of the bounding-box area) of a landmark set."""
-    lo, hi = L.min(0), L.max(0)
-    return (lo + hi) / 2, float(np.sqrt(max(1.0, (hi[0] - lo[0]) * (hi[1] - lo[1]))))
-
-
-def track_landmarks(frames: np.ndarray, backend: LandmarkBackend, cfg: RoiConfig) -> Track:
-    """Detect on key frames, fit in the box carried over from the previous frame in between.
-
-    The detector box of the last key frame is stored relative to the landmarks it gave
-    (offset and size in units of the landmarks' extent), so a tracked box follows the
-    face as the previous frame's landmarks move. A frame is re-detected when it is a key
-    frame (every ``keyframe_interval`` frames), when the previous frame had no face, or
-    when the tracked landmarks look unreliable: their centre moved by more than
-    ``track_max_shift`` face sizes or their size changed by more than ``track_max_scale``.
-    With several faces, a track starts on the largest one and key frames keep to the face
-    nearest the previous frame's, so one clip is cropped on one person throughout.
-    A key frame whose detection finds nothing (codec noise, a turned head, motion blur) keeps
-    the tracked landmarks when they pass the same plausibility check, and the next detection
-    waits a full interval, instead of losing the face until a detection succeeds again.
-    """
-    T = len(frames)
-    out = np.full((T, 68, 2), np.nan, dtype=np.float32)
-    detections = faces = kept = 0
-    prev: np.ndarray | None = None
-    rel: tuple[np.ndarray, float] | None = None  # box centre offset, box size, per landmark size
-    last_key = -10**9
-
-    def detect(gray: np.ndarray, t: int) -> np.ndarray | None:
-        nonlocal detections, faces, rel, last_key
-        detections += 1
-        boxes = backend.detect(gray)
-        faces = max(faces, len(boxes))
-        if not boxes:
-            return None
-        # a new track starts on the largest face: nearest the camera, the speaker of a talking-head
-        # clip (with two people, HOG confidence says nothing about who matters)
-        box = max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
-        if prev is not None and len(boxes) > 1:
-            # keep following the face we had (another face or a false positive may score higher)
-            c, _ = _extent(prev)
-            box = min(boxes, key=lambda b: np.hypot((b[0] + b[2]) / 2 - c[0], (b[1] + b[3]) / 2 - c[1]))
-        L = backend.fit(gray, box)
-        c, s = _extent(L)
-        bc = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
-        rel = ((bc - c) / s, (box[2] - box[0]) / s)
-        last_key = t
-        return L
-
-    for t in range(T):
-        gray = frames[t] if frames[t].ndim == 2 else cv2.cvtColor(frames[t], cv2.COLOR_RGB2GRAY)
-        tracked = None
-        if prev is not None and rel is not None:
-            c, s = _extent(prev)
-            bc = c + rel[0] * s
-            half = rel[1] * s / 2
-            tracked = backend.fit(gray, (bc[0] - half, bc[1] - half, bc[0] + half, bc[1] + half))
-            c2, s2 = _extent(tracked)
-            if np.linalg.norm(c2 - c) > cfg.track_max_shift * s or abs(s2 / s - 1) > cfg.track_max_scale:
-                tracked = None
-        key_frame = t - last_key >= cfg.keyframe_interval
-        L = tracked if not key_frame else None
-        if L is None:
-            L = detect(gray, t)
-            if L is None and tracked is not None:
-                L, last_key = tracked, t
-                kept += 1
-        out[t] = L if L is not None else np.nan
-        prev = L
-    return Track(out, detections, faces, kept)
-
-
-# --------------------------------------------------------------------------- gaps, smoothing, transforms
-def fill_gaps(L: np.ndarray, max_gap: int) -> tuple[np.ndarray, int, int]:
-    """Linearly interpolate frames without landmarks (edges: copy the nearest).
-
-    Returns (filled (T, 68, 2), frames interpolated, longest gap). Raises RoiRejected
-    when no frame has a face.
-    """
-    found = ~np.isnan(L[:, 0, 0])
-    T = len(L)
-    if not found.any():
-        raise RoiRejected(f"no face detected in any of {T} frames")
-    longest, run = 0, 0
-    for f in found:
-        run = 0 if f else run + 1
-        longest = max(longest, run)
-    if found.all():
-        return L.copy(), 0, 0
-    idx = np.flatnonzero(found)
-    flat = L.reshape(T, -1)
-    filled = np.empty_like(flat)
-    for j in range(flat.shape[1]):
-        filled[:, j] = np.interp(np.arange(T), idx, flat[idx, j])
-    return filled.reshape(L.shape), int((~found).sum()), longest
-
-
-def smooth(L: np.ndarray, window: int) -> np.ndarray:
-    """Savitzky-Golay smoothing over ``window`` frames (quadratic fits; 1 = none).
-
-    A quadratic fit follows a moving head without the lag and the flattening of turns
-    that a moving average has; the ends are fitted, not padded.
-    """
-    L = L.astype(np.float64)
-    window = min(window if window % 2 else window + 1, len(L) if len(L) % 2 else len(L) - 1)
-    if window < 5:  # too short to fit a quadratic and still smooth
-        return L
-    from scipy.signal import savgol_filter
-
-    return savgol_filter(L, window, 2, axis=0, mode="interp")
-
-
+# --------------------------------------------------------------------------- transforms
 def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Least-squares similarity (rotation, uniform scale, translation) src -> dst, as (2, 3)."""
     ms, md = src.mean(0), dst.mean(0)
@@ -268,10 +146,18 @@ def process_frames(frames: np.ndarray, backend: LandmarkBackend, cfg: RoiConfig)
     such clips).
     Raises RoiRejected with a one-line reason.
     """
-    T = len(frames)
+    return process_stream(lambda: iter(frames), backend, cfg)
+
+
+def process_stream(frames: Callable[[], Iterable[np.ndarray]], backend: LandmarkBackend, cfg: RoiConfig) -> RoiResult:
+    """:func:`process_frames` in two passes over ``frames()`` (called twice, the same frames each time):
+    the landmarks of every frame, then (once smoothed, which looks ahead) the crops. Only the
+    landmarks and the crops are kept, so a clip decoded anew for each pass needs memory for a
+    frame at a time, whatever its length."""
+    track = track_landmarks(frames(), backend, cfg)
+    T = len(track.landmarks)
     if T == 0:
         raise RoiRejected("video has no frames")
-    track = track_landmarks(frames, backend, cfg)
     raw, n_interp, longest = fill_gaps(track.landmarks, cfg.max_gap)
     rate = 1.0 - n_interp / T
     if rate < cfg.min_detection_rate:
@@ -282,9 +168,15 @@ def process_frames(frames: np.ndarray, backend: LandmarkBackend, cfg: RoiConfig)
     A = crop_affines(L, cfg.crop_size, cfg.mouth_width_fraction)
     S = cfg.crop_size
     roi = np.empty((T, S, S), dtype=np.uint8)
-    for t in range(T):
-        gray = frames[t] if frames[t].ndim == 2 else cv2.cvtColor(frames[t], cv2.COLOR_RGB2GRAY)
+    t = 0
+    for frame in frames():
+        if t == T:
+            raise RoiRejected(f"the video gave more frames on a second reading than its {T}")
+        gray = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
         roi[t] = cv2.warpAffine(gray, A[t], (S, S), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        t += 1
+    if t != T:
+        raise RoiRejected(f"the video gave {t} frames on a second reading, {T} on the first")
     scale = np.hypot(A[:, 0, 0], A[:, 1, 0])  # crop pixels per frame pixel
     dev = np.linalg.norm(raw[:, MOUTH].mean(1) - L[:, MOUTH].mean(1), axis=1) * scale
     qc = {
@@ -343,17 +235,42 @@ def contact_sheet(items: list[tuple[str, RoiResult]], per_row: int = 8,
 
 
 # --------------------------------------------------------------------------- shard
+def _fitted(frames: Iterable[np.ndarray], n_frames: int, max_mismatch: int) -> Iterator[np.ndarray]:
+    """The first ``n_frames`` frames of chunks of frames, the last repeated when there are fewer
+    (:func:`~lipspeech.timing.fit_length`'s edge padding); RoiRejected when the video's count is
+    more than ``max_mismatch`` away from ``n_frames``."""
+    n, last = 0, None
+    for chunk in frames:
+        for frame in chunk:
+            if n < n_frames:
+                yield frame
+            n, last = n + 1, frame
+    if abs(n - n_frames) > max_mismatch:
+        raise RoiRejected(f"video decoded to {n} frames but decode counted {n_frames} "
+                          f"(more than roi.max_length_mismatch = {max_mismatch} apart)")
+    for _ in range(n, n_frames):
+        yield last
+
+
 def roi_utterance(video_path: str, n_frames: int, backend: LandmarkBackend, cfg: RoiConfig) -> RoiResult:
-    """Decode one video at 25 fps and crop its mouth; T is fitted to the decode stage's ``n_frames``."""
+    """Decode one video at 25 fps and crop its mouth; T is fitted to the decode stage's ``n_frames``.
+
+    A clip whose frames fit in :data:`FRAME_BUFFER_BYTES` is decoded once and held; a longer one is
+    decoded twice, a chunk at a time (:func:`process_stream`), so memory does not grow with its length.
+    The crops are the same either way.
+    """
     try:
-        frames = read_frames(video_path, fps=FPS, gray=True)
+        info = probe(video_path)
+        if n_frames * info.width * info.height <= FRAME_BUFFER_BYTES:
+            frames = read_frames(video_path, fps=FPS, gray=True, info=info)
+            if abs(len(frames) - n_frames) > cfg.max_length_mismatch:
+                raise RoiRejected(f"video decoded to {len(frames)} frames but decode counted {n_frames} "
+                                  f"(more than roi.max_length_mismatch = {cfg.max_length_mismatch} apart)")
+            return process_frames(fit_length(frames, n_frames, 1, pad="edge"), backend, cfg)
+        return process_stream(lambda: _fitted(iter_frames(video_path, fps=FPS, gray=True, info=info), n_frames,
+                                              cfg.max_length_mismatch), backend, cfg)
     except MediaError as exc:
         raise RoiRejected(str(exc)) from None
-    if abs(len(frames) - n_frames) > cfg.max_length_mismatch:
-        raise RoiRejected(f"video decoded to {len(frames)} frames but decode counted {n_frames} "
-                          f"(more than roi.max_length_mismatch = {cfg.max_length_mismatch} apart)")
-    frames = fit_length(frames, n_frames, 1, pad="edge")
-    return process_frames(frames, backend, cfg)
 
 
 QC_FIELDS = {"detection_rate": pa.float64(), "frames_interpolated": pa.int32(), "landmark_jitter": pa.float64(),

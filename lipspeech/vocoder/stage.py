@@ -102,8 +102,8 @@ def run_train_vocoder(
     for text in lines:
         print(f"train-vocoder: {text}", flush=True)
 
-    def fingerprint(items: list) -> dict[str, Any]:
-        return {"utts": [it.utt for it in items]}
+    def fingerprint(items: Any) -> dict[str, Any]:
+        return {"utts": list(items.utts)}
 
     stores = sorted({s.meta.config_hash for f in ("audio", "mel") for s in corpus.opened(f)})
     kept = {k: v for k, v in train_cfg.items() if k not in RESULT_NEUTRAL}

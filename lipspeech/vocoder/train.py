@@ -78,32 +78,56 @@ class VocoderItem:
     mel: np.ndarray
 
 
-def load_items(corpus: Any, split: str) -> tuple[list[VocoderItem], Counter]:
-    """The ``split`` utterances that have both a decoded audio and a mel (views into the stores).
+class VocoderItems(Sequence[VocoderItem]):
+    """The ``split`` utterances that have both a decoded audio and a mel, read from the stores on
+    indexing (copies: nothing of a store's cache is held), in manifest order.
 
-    Returns the items (manifest order) and reason -> count of the left-out ones.
+    Attributes:
+        skipped: reason -> count of the left-out ones.
     """
+
+    def __init__(self, corpus: Any, split: str):
+        manifest = corpus.manifest
+        rows = manifest[manifest["split"] == split]
+        self.corpus = corpus
+        self._index: list[tuple[str, int, int, int]] = []  # utt, shard, audio row, mel row
+        self.skipped: Counter = Counter()
+        for utt, shard in zip(rows["utt"], rows["shard"]):
+            shard = int(shard)
+            a, m = corpus.rows("audio", shard).get(utt), corpus.rows("mel", shard).get(utt)
+            if a is None or m is None:
+                self.skipped["not in audio" if a is None else "not in mel"] += 1
+                continue
+            if a[1][0] != m[1][0] * 160 or m[1][0] == 0:
+                self.skipped["length mismatch"] += 1
+                continue
+            self._index.append((utt, shard, a[0], m[0]))
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    @property
+    def utts(self) -> list[str]:
+        return [u for u, _, _, _ in self._index]
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        utt, shard, a, m = self._index[index]
+        audio = np.array(self.corpus.store("audio", shard).array("audio", a))
+        mel = np.array(self.corpus.store("mel", shard).array("mel", m))
+        return VocoderItem(utt, audio, mel)
+
+
+def load_items(corpus: Any, split: str) -> tuple[VocoderItems, Counter]:
+    """The ``split`` utterances with both a decoded audio and a mel (:class:`VocoderItems`), and
+    reason -> count of the left-out ones."""
     from lipspeech.training.stores import CorpusStores
 
     if not isinstance(corpus, CorpusStores):
         corpus = CorpusStores.from_results(corpus, ("audio", "mel"), load_stats=False)
-    manifest = corpus.manifest
-    rows = manifest[manifest["split"] == split]
-    items: list[VocoderItem] = []
-    skipped: Counter = Counter()
-    for utt, shard in zip(rows["utt"], rows["shard"]):
-        shard = int(shard)
-        a, m = corpus.rows("audio", shard).get(utt), corpus.rows("mel", shard).get(utt)
-        if a is None or m is None:
-            skipped["not in audio" if a is None else "not in mel"] += 1
-            continue
-        audio = corpus.store("audio", shard).array("audio", a[0])
-        mel = corpus.store("mel", shard).array("mel", m[0])
-        if len(audio) != len(mel) * 160 or len(mel) == 0:
-            skipped["length mismatch"] += 1
-            continue
-        items.append(VocoderItem(utt, audio, mel))
-    return items, skipped
+    items = VocoderItems(corpus, split)
+    return items, items.skipped
 
 
 def segment(item: VocoderItem, frames: int, rng: np.random.Generator, silence: float,

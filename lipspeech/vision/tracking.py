@@ -1,0 +1,159 @@
+"""Following one face through a clip: landmarks per frame, gaps filled, smoothing.
+
+:class:`LandmarkTracker` takes frames one at a time, so a clip need not be in memory at once
+and a live source can be tracked as it arrives; :mod:`lipspeech.vision.roi` turns the track
+into mouth crops. ``cfg`` is a :class:`~lipspeech.vision.roi.RoiConfig` (the tracker reads
+``keyframe_interval``, ``track_max_shift`` and ``track_max_scale``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import cv2
+import numpy as np
+
+from lipspeech.vision.backends import LandmarkBackend
+
+
+class RoiRejected(RuntimeError):
+    """An utterance gives no usable ROI; the message is one line for the rejected table."""
+
+
+@dataclass
+class Track:
+    """Landmarks per frame, NaN where no face; ``detections`` = detector calls made."""
+
+    landmarks: np.ndarray  # (T, 68, 2) float32
+    detections: int
+    faces: int = 0  # most faces the detector found on one frame (> 1: the tracker followed one of them)
+    keyframes_kept: int = 0  # key frames whose detection found nothing, where the tracked face was kept
+
+
+def _extent(L: np.ndarray) -> tuple[np.ndarray, float]:
+    """Centre and size (sqrt of the bounding-box area) of a landmark set."""
+    lo, hi = L.min(0), L.max(0)
+    return (lo + hi) / 2, float(np.sqrt(max(1.0, (hi[0] - lo[0]) * (hi[1] - lo[1]))))
+
+
+class LandmarkTracker:
+    """Detect on key frames, fit in the box carried over from the previous frame in between.
+
+    Frames are given one at a time (:meth:`update`), so a clip need not be in memory at once
+    (and a live source can be tracked as it arrives). The detector box of the last key frame
+    is stored relative to the landmarks it gave (offset and size in units of the landmarks'
+    extent), so a tracked box follows the face as the previous frame's landmarks move. A frame
+    is re-detected when it is a key frame (every ``keyframe_interval`` frames), when the
+    previous frame had no face, or when the tracked landmarks look unreliable: their centre
+    moved by more than ``track_max_shift`` face sizes or their size changed by more than
+    ``track_max_scale``. With several faces, a track starts on the largest one and key frames
+    keep to the face nearest the previous frame's, so one clip is cropped on one person
+    throughout. A key frame whose detection finds nothing (codec noise, a turned head, motion
+    blur) keeps the tracked landmarks when they pass the same plausibility check, and the next
+    detection waits a full interval, instead of losing the face until a detection succeeds again.
+    """
+
+    def __init__(self, backend: LandmarkBackend, cfg: Any):
+        self.backend, self.cfg = backend, cfg
+        self.landmarks: list[np.ndarray] = []
+        self.detections = self.faces = self.kept = 0
+        self.prev: np.ndarray | None = None
+        self.rel: tuple[np.ndarray, float] | None = None  # box centre offset, box size, per landmark size
+        self.last_key = -10**9
+
+    def _detect(self, gray: np.ndarray, t: int) -> np.ndarray | None:
+        self.detections += 1
+        boxes = self.backend.detect(gray)
+        self.faces = max(self.faces, len(boxes))
+        if not boxes:
+            return None
+        # a new track starts on the largest face: nearest the camera, the speaker of a talking-head
+        # clip (with two people, HOG confidence says nothing about who matters)
+        box = max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
+        if self.prev is not None and len(boxes) > 1:
+            # keep following the face we had (another face or a false positive may score higher)
+            c, _ = _extent(self.prev)
+            box = min(boxes, key=lambda b: np.hypot((b[0] + b[2]) / 2 - c[0], (b[1] + b[3]) / 2 - c[1]))
+        L = self.backend.fit(gray, box)
+        c, s = _extent(L)
+        bc = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+        self.rel = ((bc - c) / s, (box[2] - box[0]) / s)
+        self.last_key = t
+        return L
+
+    def update(self, frame: np.ndarray) -> np.ndarray | None:
+        """The next frame's landmarks ((68, 2), frame pixels), or None when it has no face."""
+        t, cfg = len(self.landmarks), self.cfg
+        gray = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        tracked = None
+        if self.prev is not None and self.rel is not None:
+            c, s = _extent(self.prev)
+            bc = c + self.rel[0] * s
+            half = self.rel[1] * s / 2
+            tracked = self.backend.fit(gray, (bc[0] - half, bc[1] - half, bc[0] + half, bc[1] + half))
+            c2, s2 = _extent(tracked)
+            if np.linalg.norm(c2 - c) > cfg.track_max_shift * s or abs(s2 / s - 1) > cfg.track_max_scale:
+                tracked = None
+        key_frame = t - self.last_key >= cfg.keyframe_interval
+        L = tracked if not key_frame else None
+        if L is None:
+            L = self._detect(gray, t)
+            if L is None and tracked is not None:
+                L, self.last_key = tracked, t
+                self.kept += 1
+        self.landmarks.append(np.asarray(L, np.float32) if L is not None else np.full((68, 2), np.nan, np.float32))
+        self.prev = L
+        return L
+
+    def track(self) -> Track:
+        """The landmarks of every frame so far (NaN where no face) and the tracker's counts."""
+        out = np.stack(self.landmarks) if self.landmarks else np.zeros((0, 68, 2), np.float32)
+        return Track(out, self.detections, self.faces, self.kept)
+
+
+def track_landmarks(frames: Iterable[np.ndarray], backend: LandmarkBackend, cfg: Any) -> Track:
+    """:class:`LandmarkTracker` over ``frames`` (an array or chunks' frames, any iterable of frames)."""
+    tracker = LandmarkTracker(backend, cfg)
+    for frame in frames:
+        tracker.update(frame)
+    return tracker.track()
+
+
+def fill_gaps(L: np.ndarray, max_gap: int) -> tuple[np.ndarray, int, int]:
+    """Linearly interpolate frames without landmarks (edges: copy the nearest).
+
+    Returns (filled (T, 68, 2), frames interpolated, longest gap). Raises RoiRejected
+    when no frame has a face.
+    """
+    found = ~np.isnan(L[:, 0, 0])
+    T = len(L)
+    if not found.any():
+        raise RoiRejected(f"no face detected in any of {T} frames")
+    longest, run = 0, 0
+    for f in found:
+        run = 0 if f else run + 1
+        longest = max(longest, run)
+    if found.all():
+        return L.copy(), 0, 0
+    idx = np.flatnonzero(found)
+    flat = L.reshape(T, -1)
+    filled = np.empty_like(flat)
+    for j in range(flat.shape[1]):
+        filled[:, j] = np.interp(np.arange(T), idx, flat[idx, j])
+    return filled.reshape(L.shape), int((~found).sum()), longest
+
+
+def smooth(L: np.ndarray, window: int) -> np.ndarray:
+    """Savitzky-Golay smoothing over ``window`` frames (quadratic fits; 1 = none).
+
+    A quadratic fit follows a moving head without the lag and the flattening of turns
+    that a moving average has; the ends are fitted, not padded.
+    """
+    L = L.astype(np.float64)
+    window = min(window if window % 2 else window + 1, len(L) if len(L) % 2 else len(L) - 1)
+    if window < 5:  # too short to fit a quadratic and still smooth
+        return L
+    from scipy.signal import savgol_filter
+
+    return savgol_filter(L, window, 2, axis=0, mode="interp")
