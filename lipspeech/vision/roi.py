@@ -36,7 +36,7 @@ from lipspeech.config import config_hash
 from lipspeech.media import MediaError, iter_frames, probe, read_frames, require_ffmpeg
 from lipspeech.shards import open_input_store, refuse_rejections
 from lipspeech.store import Store, StoreMeta, one_line, write_bytes_atomic, write_rejected, write_store
-from lipspeech.timing import FPS, fit_length
+from lipspeech.timing import FPS
 from lipspeech.vision.backends import LandmarkBackend, make_backend
 from lipspeech.vision.tracking import RoiRejected, fill_gaps, smooth, track_landmarks
 
@@ -261,14 +261,14 @@ def roi_utterance(video_path: str, n_frames: int, backend: LandmarkBackend, cfg:
     """
     try:
         info = probe(video_path)
-        if n_frames * info.width * info.height <= FRAME_BUFFER_BYTES:
-            frames = read_frames(video_path, fps=FPS, gray=True, info=info)
-            if abs(len(frames) - n_frames) > cfg.max_length_mismatch:
-                raise RoiRejected(f"video decoded to {len(frames)} frames but decode counted {n_frames} "
-                                  f"(more than roi.max_length_mismatch = {cfg.max_length_mismatch} apart)")
-            return process_frames(fit_length(frames, n_frames, 1, pad="edge"), backend, cfg)
-        return process_stream(lambda: _fitted(iter_frames(video_path, fps=FPS, gray=True, info=info), n_frames,
-                                              cfg.max_length_mismatch), backend, cfg)
+        held = ([read_frames(video_path, fps=FPS, gray=True, info=info)]  # one chunk, read by both passes
+                if n_frames * info.width * info.height <= FRAME_BUFFER_BYTES else None)
+
+        def frames() -> Iterator[np.ndarray]:
+            chunks = held if held is not None else iter_frames(video_path, fps=FPS, gray=True, info=info)
+            return _fitted(chunks, n_frames, cfg.max_length_mismatch)
+
+        return process_stream(frames, backend, cfg)
     except MediaError as exc:
         raise RoiRejected(str(exc)) from None
 
