@@ -1,7 +1,7 @@
 # lipspeech: the two commands.
 #   make demo   run the whole pipeline on the built-in SynthGRID demo corpus (offline)
 #   make test   lint the package (ruff) and the workflow (snakemake --lint), run the test suite
-#               (then make test-slurm)
+#               (and make test-slurm beside it: scripts/run-tests.sh)
 #   make test-slurm  the pipeline on a throw-away local SLURM cluster vs a local run (root; 5-10 min)
 # Both install what they need first: ffmpeg/espeak-ng (apt-get, as root) and a .venv
 # with the locked Python dependencies (requirements.lock).
@@ -22,24 +22,23 @@ demo: deps venv
 	@echo; awk '/^## Metrics/{on=1; next} /^## /{on=0} on' results/synthgrid/report.md
 	@echo "report: results/synthgrid/report.html (audio players, mel and F0 plots), results/synthgrid/report.md"
 
-# The suite, then the SLURM test (a throw-away local cluster; needs root to install and start
-# it: as non-root without SLURM installed it is skipped with the reason; LIPSPEECH_SKIP_SLURM=1 skips it).
+# The lints, then the suite with the SLURM test beside it (scripts/run-tests.sh: a throw-away local
+# cluster; needs root to install and start it: as non-root without SLURM installed it is skipped
+# with the reason; LIPSPEECH_SKIP_SLURM=1 skips it).
 test: deps venv
 	$(BIN)/ruff check lipspeech
 	$(BIN)/python scripts/conda_env.py --check
 	$(BIN)/snakemake --lint
 	$(BIN)/snakemake --lint --configfile workflow/lint/all-rules.yaml
-	$(BIN)/python -m pytest -q
-	@if [ -n "$$LIPSPEECH_SKIP_SLURM" ]; then echo "test-slurm skipped (LIPSPEECH_SKIP_SLURM is set)"; \
-	elif [ "$$(id -u)" != 0 ] && ! command -v slurmctld >/dev/null; then \
-	  echo "test-slurm skipped: not root and SLURM is not installed (run 'sudo make test-slurm')"; \
-	else $(MAKE) --no-print-directory test-slurm; fi
+	BIN=$(BIN) bash scripts/run-tests.sh
 
 # Bring a single-node SLURM up on this machine (apt-get installs it when missing), run the
 # tiny pipeline on it and locally, compare, tear the cluster down (also when the test fails).
+# It writes nothing in the checkout (no bytecode either): make test runs it beside the suite,
+# whose tests check that a run writes nothing outside results/.
 test-slurm: deps venv
 	bash scripts/slurm/up.sh
-	LIPSPEECH_TEST_SLURM=1 $(BIN)/python -m pytest -q -s -p no:cacheprovider \
+	LIPSPEECH_TEST_SLURM=1 PYTHONDONTWRITEBYTECODE=1 $(BIN)/python -m pytest -q -s -p no:cacheprovider \
 	  --basetemp=$${TMPDIR:-/tmp}/lipspeech-test-slurm tests/test_slurm.py; \
 	  rc=$$?; bash scripts/slurm/down.sh; exit $$rc
 
