@@ -230,3 +230,45 @@ def test_small_preset_is_the_demo_model_and_runs_on_pooled_crops():
     coarse, post = model.infer(batch.video, batch.video_lengths, temperature=0.667)
     assert coarse.shape == post.shape == (2, 36, 80)
     assert torch.all(post[1, 20:] == 0) and torch.isfinite(post).all()
+
+
+@pytest.mark.parametrize("kind, channels, side", [("tiny", [8, 16], 44), ("paper", [8, 8, 16, 16, 32], 88)])
+def test_stem_at_valid_frames_equals_the_3d_convolution_of_the_padded_batch(kind, channels, side):
+    from lipspeech.models.frontend import _stem, _valid_index, build_frontend
+
+    torch.manual_seed(0)
+    conv3d = build_frontend(kind, channels).conv3d
+    lengths = torch.tensor([9, 4, 7])
+    mask = lengths_to_mask(lengths, 9)
+    video = torch.randn(3, 9, 1, side, side) * mask[:, :, None, None, None]
+    expected = conv3d(video.transpose(1, 2)).transpose(1, 2)[mask]  # every frame, then the valid ones
+    got = _stem(conv3d, video, _valid_index(mask))
+    assert got.shape == expected.shape and got.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    # the gradient reaches the conv3d weight as the 3D convolution's does
+    (g_expected,) = torch.autograd.grad(expected.square().sum(), conv3d.weight)
+    (g_got,) = torch.autograd.grad(_stem(conv3d, video, _valid_index(mask)).square().sum(), conv3d.weight)
+    torch.testing.assert_close(g_got, g_expected, rtol=1e-4, atol=1e-3)
+
+
+def test_dropout_rate_scale_gradient_and_seed():
+    from lipspeech.models.dropout import Dropout
+
+    layer = Dropout(0.1)
+    x = torch.ones(400_000, requires_grad=True)
+    torch.manual_seed(3)
+    y = layer(x)
+    kept = y != 0
+    drop = round(0.1 * 65536) / 65536
+    # binomial: 400k draws, sd of the rate 4.7e-4; 5 sd
+    assert abs(1 - kept.float().mean().item() - drop) < 2.4e-3
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / (1 - drop)))
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # d(x * noise)/dx = noise
+    torch.manual_seed(3)
+    assert torch.equal(layer(x), y)  # the global generator decides: seeded runs repeat
+    layer.eval()
+    assert layer(x) is x
+    assert Dropout(0.0)(x) is x
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        Dropout(1.5)

@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from lipspeech.models.dropout import Dropout, dropout
+
 
 def sinusoidal_positions(length: int, dim: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """(length, dim) sinusoidal position table (sin on even, cos on odd channels)."""
@@ -46,9 +48,9 @@ class FeedForward(nn.Module):
             nn.LayerNorm(dim),
             nn.Linear(dim, hidden),
             nn.SiLU(),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.Linear(hidden, dim),
-            nn.Dropout(dropout),
+            Dropout(dropout),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -74,7 +76,7 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
         self.attn_dropout = dropout
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Attend over valid frames only.
@@ -88,9 +90,15 @@ class SelfAttention(nn.Module):
         """
         b, t, d = x.shape
         q, k, v = self.qkv(self.norm(x)).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask[:, None, None, :], dropout_p=self.attn_dropout if self.training else 0.0
-        )
+        keys = mask[:, None, None, :]
+        if self.training and self.attn_dropout > 0 and x.device.type == "cpu":
+            # what scaled_dot_product_attention computes, with the cheaper dropout mask
+            scores = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)
+            weights = torch.softmax(scores.masked_fill(~keys, float("-inf")), dim=-1)
+            y = dropout(weights, self.attn_dropout, True) @ v
+        else:
+            p = self.attn_dropout if self.training else 0.0
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=keys, dropout_p=p)
         return self.dropout(self.out(y.transpose(1, 2).reshape(b, t, d)))
 
 
@@ -112,7 +120,7 @@ class ConvModule(nn.Module):
         self.depthwise = nn.Conv1d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
         self.norm_mid = nn.LayerNorm(dim)
         self.pointwise_out = nn.Linear(dim, dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, T, D), (B, T) bool -> (B, T, D)."""
@@ -166,7 +174,7 @@ class Conformer(nn.Module):
     def __init__(self, dim: int, layers: int, heads: int, ffn_dim: int, kernel_size: int, dropout: float):
         super().__init__()
         self.dim = dim
-        self.input_dropout = nn.Dropout(dropout)
+        self.input_dropout = Dropout(dropout)
         self.blocks = nn.ModuleList(ConformerBlock(dim, heads, ffn_dim, kernel_size, dropout) for _ in range(layers))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

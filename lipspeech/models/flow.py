@@ -18,6 +18,8 @@ from typing import Optional
 import torch
 from torch import nn
 
+from lipspeech.models.dropout import Dropout
+
 
 def _lengths(mask: torch.Tensor) -> torch.Tensor:
     """(B, 1, T) mask -> (B,) number of valid frames."""
@@ -141,7 +143,7 @@ class WaveNet(nn.Module):
             # the last layer only feeds the skip sum
             self.res_skip.append(nn.Conv1d(hidden, 2 * hidden if i < layers - 1 else hidden, 1))
         self.cond = nn.Conv1d(cond_channels, 2 * hidden * layers, 1) if cond_channels > 0 else None
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, g: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(B, H, T), (B, 1, T), (B, G, T) -> (B, H, T) skip sum, zero on padded frames."""

@@ -2,12 +2,12 @@
 
 Both front-ends share one shape: a 3D convolution over (time, height, width)
 gives each frame a short temporal context, then a 2D trunk runs on each frame
-independently. The 2D trunk sees only the *valid* frames of the batch (they are
-packed into one (N, C, H, W) tensor), which keeps padded frames out of the
-BatchNorm statistics and saves their compute. The 3D convolution does see the
-padded frames, which collate leaves at exactly zero, the same value as the
-convolution's own zero padding, so an utterance's features do not depend on what
-it is batched with.
+independently. Both run on the *valid* frames of the batch only (packed into one
+(N, C, H, W) tensor, channels-last in memory), which keeps padded frames out of the
+BatchNorm statistics and saves their compute. The 3D convolution's window reaches
+past an utterance's ends into padded frames, which collate leaves at exactly zero,
+the same value as the convolution's own zero padding, so an utterance's features do
+not depend on what it is batched with.
 
 * :class:`PaperFrontEnd`: 3D conv (5x7x7, stride 1x2x2) + max-pool + a ResNet-18
   trunk per frame, global average pooled to 512 features (the paper's front-end,
@@ -23,16 +23,46 @@ import torch
 from torch import nn
 
 
-def _pack_valid(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(B, C, T, H, W) and (B, T) mask -> (N, C, H, W) valid frames, N = mask.sum()."""
-    return x.transpose(1, 2)[mask]
+def _valid_index(mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) bool -> flat indices b * T + t of the valid frames, in order."""
+    return mask.reshape(-1).nonzero().squeeze(1)
 
 
-def _unpack_valid(feats: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(N, D) valid-frame features -> (B, T, D), zeros on padded frames."""
-    out = feats.new_zeros(mask.shape + feats.shape[1:])
-    out[mask] = feats
-    return out
+def _stem(conv3d: nn.Conv3d, video: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """The 3D stem convolution at the valid frames only, as a 2D convolution.
+
+    A 3D convolution of one input channel with a temporal kernel of k frames is a 2D
+    convolution whose k input channels are the k neighbouring frames (the conv3d weight
+    (C, 1, k, kh, kw) read as (C, k, kh, kw)). Computed that way it runs on the valid frames
+    alone and in channels-last memory order, oneDNN's faster layout on CPU, which the 2D
+    trunk after it keeps: the ``small`` preset's training step took 0.8x the time of the 3D
+    convolution over the whole padded batch. The frames around an utterance's ends are
+    zero, as conv3d's own zero padding (collate pads with zeros), so the features are the same
+    up to float rounding.
+
+    Args:
+        conv3d: the stem (one input channel, temporal stride 1, no dilation).
+        video: (B, T, 1, H, W) frames, zero on padded frames.
+        index: flat indices of the valid frames (:func:`_valid_index`).
+
+    Returns:
+        (N, C, H', W') features of the N valid frames, channels-last in memory.
+    """
+    if conv3d.in_channels != 1 or conv3d.stride[0] != 1 or conv3d.dilation != (1, 1, 1) or conv3d.groups != 1:
+        raise ValueError("the stem must be a conv3d of one input channel, temporal stride 1, no dilation")
+    k, pad = conv3d.kernel_size[0], conv3d.padding[0]
+    b, t, _, h, w = video.shape
+    frames = nn.functional.pad(video[:, :, 0], (0, 0, 0, 0, pad, k - 1 - pad))  # (B, T + k - 1, H, W)
+    windows = frames.unfold(1, k, 1).reshape(b * t, h, w, k)  # frame t's k neighbours, channels last
+    x = windows.index_select(0, index).permute(0, 3, 1, 2)  # (N, k, H, W), channels-last memory
+    return nn.functional.conv2d(x, conv3d.weight.flatten(1, 2), conv3d.bias, conv3d.stride[1:], conv3d.padding[1:])
+
+
+def _unpack_valid(feats: torch.Tensor, mask: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """(N, D) features of the valid frames (flat ``index``) -> (B, T, D), zeros on padded frames."""
+    b, t = mask.shape
+    out = feats.new_zeros((b * t,) + feats.shape[1:]).index_copy(0, index, feats)
+    return out.view((b, t) + feats.shape[1:])
 
 
 class BasicBlock(nn.Module):
@@ -103,10 +133,10 @@ class PaperFrontEnd(nn.Module):
         Returns:
             (B, T, out_dim) features, zero on padded frames.
         """
-        x = self.conv3d(video.transpose(1, 2))  # (B, C, T, H/2, W/2)
-        x = self.stem_post(_pack_valid(x, mask))
+        index = _valid_index(mask)
+        x = self.stem_post(_stem(self.conv3d, video, index))  # (N, C, H/4, W/4)
         x = self.pool(self.trunk(x)).flatten(1)
-        return _unpack_valid(x, mask)
+        return _unpack_valid(x, mask, index)
 
 
 class TinyFrontEnd(nn.Module):
@@ -142,9 +172,9 @@ class TinyFrontEnd(nn.Module):
         Returns:
             (B, T, out_dim) features, zero on padded frames.
         """
-        x = self.conv3d(video.transpose(1, 2))
-        x = self.pool(self.trunk(_pack_valid(x, mask))).flatten(1)
-        return _unpack_valid(x, mask)
+        index = _valid_index(mask)
+        x = self.pool(self.trunk(_stem(self.conv3d, video, index))).flatten(1)
+        return _unpack_valid(x, mask, index)
 
 
 class InputDownsample(nn.Module):

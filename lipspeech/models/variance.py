@@ -28,6 +28,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from lipspeech.models.dropout import Dropout
 from lipspeech.timing import UNITS_PER_FRAME
 
 
@@ -53,7 +54,7 @@ class VariancePredictor(nn.Module):
             self.convs.append(nn.Conv1d(in_dim if i == 0 else hidden, hidden, kernel_size, padding=kernel_size // 2))
             self.norms.append(nn.LayerNorm(hidden))
         self.act = nn.ReLU()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.head = nn.Linear(hidden if layers else in_dim, out_dim)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
