@@ -71,7 +71,7 @@ def deterministic_algorithms(enabled: bool) -> Iterator[None]:
     Without filling new memory: torch's deterministic mode also fills every uninitialised
     tensor with NaN (``torch.utils.deterministic.fill_uninitialized_memory``), a debugging
     aid that changes no correct result and cost a CPU training step of the ``small``
-    preset 12 % of its time (every ``torch.empty``, autograd's buffers among them).
+    preset 5 % of its time (every ``torch.empty``, autograd's buffers among them).
     """
     import torch
     import torch.utils.deterministic

@@ -102,7 +102,7 @@ PRESETS["tiny"] = {
 
 # `small`: the CPU demo's model (all ours): tiny's wiring, wider, one more conformer block on each
 # side, and the 88x88 crops average-pooled to 44x44 before the front-end so a CPU step stays cheap
-# (about 0.6 s at batch 8 on 2 cores). On SynthGRID (400 utterances) 1000 steps at lr 1e-3 bring the
+# (about 0.5 s at batch 8 on 2 cores). On SynthGRID (400 utterances) 1000 steps at lr 1e-3 bring the
 # test split to WER 0.29 through the evaluation's ASR; measured in benchmarks/README.md ("Demo training").
 PRESETS["small"] = {
     **PRESETS["tiny"],
