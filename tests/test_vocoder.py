@@ -340,3 +340,84 @@ def test_cli_train_vocoder_then_vocode(trained, tmp_path, capsys):
     # no trained vocoder where the stage is told to look: one line naming what to do
     assert main(args + ["--checkpoint", str(tmp_path / "none" / "best.pt")]) == 2
     assert "train one with lipspeech train-vocoder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("preset", ["tiny", "v2"])
+def test_streamed_hifigan_equals_the_whole_utterance(preset):
+    from lipspeech.vocoder.api import HifiGanVocoder
+    from lipspeech.vocoder.streaming import HifiGanStream, receptive_frames
+
+    torch.manual_seed(0)
+    gen = Generator(hifigan_config(preset))
+    for p in gen.parameters():  # weights large enough that every layer matters
+        p.data.normal_(0, 0.2)
+    vocoder = HifiGanVocoder(gen.remove_weight_norm(), AC, torch.device("cpu"))
+    mel = np.random.default_rng(0).normal(-4, 2, (57, AC.n_mels)).astype(np.float32)
+    whole = vocoder(mel)
+    before, after = receptive_frames(gen)
+    # the bound is exact: the audio of frame 30 has a gradient from frames 30 - before .. 30 + after
+    # (float64: the far frames' share is tiny but not zero)
+    x = torch.tensor(mel.T[None], dtype=torch.float64, requires_grad=True)
+    audio = gen.double()(x)[0, 0]
+    audio[30 * AC.hop_length:31 * AC.hop_length].sum().backward()
+    reached = np.flatnonzero(x.grad[0].abs().sum(0).numpy())
+    gen.float()
+    assert (reached.min(), reached.max()) == (30 - before, 30 + after)
+    for sizes in ([1] * 57, [5, 2, 13, 1, 30, 6], [57]):
+        stream = HifiGanStream(vocoder)
+        parts, at = [], 0
+        for n in sizes:
+            part = stream.push(mel[at:at + n])
+            at += n
+            assert (at - len(np.concatenate(parts + [part])) // AC.hop_length) <= stream.lookahead
+            parts.append(part)
+        parts.append(stream.flush())
+        audio = np.concatenate(parts)
+        assert audio.shape == whole.shape
+        np.testing.assert_allclose(audio, whole, atol=2e-5)
+    assert (stream.context, stream.lookahead) == (after, before) and stream.latency_ms == 10.0 * before
+    with pytest.raises(ValueError, match="shape"):
+        HifiGanStream(vocoder).push(mel[:, :40])
+
+
+def _voiced_mel(seconds: float = 1.5) -> np.ndarray:
+    """The log-mel of a harmonic tone with vibrato and a slow loudness swell."""
+    sr = AC.sample_rate
+    t = np.arange(int(seconds * sr)) / sr
+    phase = 2 * np.pi * np.cumsum(140 + 30 * np.sin(2 * np.pi * 3 * t)) / sr
+    x = sum(np.sin(k * phase) / k for k in range(1, 20)) * (0.3 + 0.2 * np.sin(2 * np.pi * 1.3 * t))
+    x = torch.from_numpy((0.3 * x / np.abs(x).max()).astype(np.float32))[None]
+    return MelSpectrogram(AC)(x)[0].numpy()
+
+
+def test_windowed_griffin_lim_does_not_depend_on_chunking_and_nears_the_offline_one():
+    from lipspeech.vocoder.api import GriffinLimVocoder
+    from lipspeech.vocoder.streaming import GriffinLimStream
+
+    mel = _voiced_mel()
+    vocoder = GriffinLimVocoder(AC, torch.device("cpu"))
+    target = vocoder.module.mel_to_magnitude(torch.from_numpy(mel)[None])
+
+    def convergence(audio: np.ndarray) -> float:
+        return spectral_convergence(target, vocoder.module.stft(torch.from_numpy(audio)[None]).abs())
+
+    outputs = []
+    for sizes in ([1] * len(mel), [7, 3, 50, 1, 89], [len(mel)]):
+        stream = GriffinLimStream(vocoder, lookahead=3, n_iter=8, step=4)
+        parts, at = [], 0
+        for n in sizes:
+            parts.append(stream.push(mel[at:at + n]))
+            at += n
+            written = sum(len(p) for p in parts)
+            assert written <= at * AC.hop_length  # never audio of frames not received
+        parts.append(stream.flush())
+        outputs.append(np.concatenate(parts))
+    assert outputs[0].shape == (len(mel) * AC.hop_length,)
+    assert all(np.array_equal(outputs[0], o) for o in outputs[1:])
+    # the same magnitudes, nearly as consistent a phase as 64 offline iterations; random phases are far off
+    offline, streamed = convergence(vocoder(mel)), convergence(outputs[0])
+    rng = torch.Generator().manual_seed(0)
+    random_phase = torch.polar(torch.ones_like(target), torch.rand(target.shape, generator=rng) * 2 * torch.pi)
+    unaligned = convergence(vocoder.module.istft(target * random_phase)[0].numpy())
+    assert offline < streamed < 1.8 * offline and streamed < unaligned / 3, (offline, streamed, unaligned)
+    assert stream.latency_ms == pytest.approx(1000 * (3 + 3) * 160 / 16000 + 25.0)
