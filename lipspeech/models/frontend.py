@@ -4,10 +4,10 @@ Both front-ends share one shape: a 3D convolution over (time, height, width)
 gives each frame a short temporal context, then a 2D trunk runs on each frame
 independently. Both run on the *valid* frames of the batch only (packed into one
 (N, C, H, W) tensor), which keeps padded frames out of the BatchNorm statistics and
-saves their compute. The 3D convolution's window reaches
-past an utterance's ends into padded frames, which collate leaves at exactly zero,
-the same value as the convolution's own zero padding, so an utterance's features do
-not depend on what it is batched with.
+saves their compute. The 3D convolution's window reaches past an utterance's ends into
+padded frames, which collate leaves at exactly zero, the same value as the
+convolution's own zero padding, so an utterance's features do not depend on what it
+is batched with.
 
 * :class:`PaperFrontEnd`: 3D conv (5x7x7, stride 1x2x2) + max-pool + a ResNet-18
   trunk per frame, global average pooled to 512 features (the paper's front-end,
