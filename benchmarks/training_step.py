@@ -8,9 +8,10 @@ Trains ``--steps`` steps of the ``--preset`` model (batch 8, as the demo) throug
 (``make demo`` first), with no validation, and prints the milliseconds per step of the
 steps after the first five (the first ones warm up oneDNN and the reader). The
 reader is the one the stage uses, with its cache (the demo's corpus is decoded once).
-With ``--profile`` it also prints torch's profile of six steps, the operators by
-their own time. To compare two checkouts in one run (machines here differ 2x in
-speed), run the script of one checkout with ``PYTHONPATH`` set to the other.
+With ``--profile`` it also prints torch's profile of six more steps of the run
+(checkpointing at their end included), the operators by their own time. To compare
+two checkouts in one run (machines here differ 2x in speed), run the script of one
+checkout with ``PYTHONPATH`` set to the other.
 """
 
 from __future__ import annotations
@@ -23,37 +24,10 @@ from pathlib import Path
 
 import torch
 
-from lipspeech.models.batch import collate
-from lipspeech.models.ltbs import build_model
 from lipspeech.models.presets import model_config
 from lipspeech.training.config import train_config
-from lipspeech.training.data import augment, epoch_batches
 from lipspeech.training.stores import TRAIN_STORES, CorpusStores, StoreDataset
-from lipspeech.training.trainer import make_optimizer, train
-
-
-def profile_steps(data: StoreDataset, mcfg: dict, tcfg: dict, steps: int = 6) -> str:
-    """torch's operator table (self CPU time) of ``steps`` training steps after three warm-up steps."""
-    from torch.profiler import ProfilerActivity, profile
-
-    torch.manual_seed(tcfg["seed"])
-    model = build_model(mcfg).train()
-    optimizer = make_optimizer(model, tcfg)
-    batches = epoch_batches(len(data), tcfg["batch_size"], tcfg["seed"], 0, None, 1, False)
-
-    def step(i: int) -> None:
-        batch = collate([augment(data[k], tcfg["seed"], 0, i, k, True, False) for k in batches[i]])
-        loss = model(batch).losses["total"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    for i in range(3):
-        step(i)
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        for i in range(3, 3 + steps):
-            step(i)
-    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20, max_name_column_width=40)
+from lipspeech.training.trainer import train
 
 
 def main() -> None:
@@ -77,12 +51,17 @@ def main() -> None:
         started = time.perf_counter()
         result = train(mcfg, tcfg, data, None, run, resume=True)
         seconds = time.perf_counter() - started
-    last = [h for h in result.history if h["split"] == "train"][-1]
-    print(f"{args.preset}, batch {tcfg['batch_size']}, {args.threads} threads: "
-          f"{seconds / (args.steps - 5) * 1000:.0f} ms/step over steps 6-{args.steps} "
-          f"(loss at step {last['step']}: {last['total']:.4f})")
-    if args.profile:
-        print(profile_steps(data, mcfg, tcfg))
+        last = [h for h in result.history if h["split"] == "train"][-1]
+        print(f"{args.preset}, batch {tcfg['batch_size']}, {args.threads} threads: "
+              f"{seconds / (args.steps - 5) * 1000:.0f} ms/step over steps 6-{args.steps} "
+              f"(loss at step {last['step']}: {last['total']:.4f})")
+        if args.profile:  # six more steps of the same run, under the profiler
+            from torch.profiler import ProfilerActivity, profile
+
+            more = {**tcfg, "max_steps": args.steps + 6}
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                train(mcfg, more, data, None, run, resume=True)
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20, max_name_column_width=40))
 
 
 if __name__ == "__main__":

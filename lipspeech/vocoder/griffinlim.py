@@ -105,19 +105,24 @@ class GriffinLim(torch.nn.Module):
         return s
 
     # ------------------------------------------------------------------ Griffin-Lim
+    def iterate(self, magnitude: torch.Tensor, angles: torch.Tensor, n_iter: int, fixed: int = 0) -> torch.Tensor:
+        """``n_iter`` fast Griffin-Lim iterations from unit-modulus ``angles`` (B, T, F); returns the
+        new angles. The first ``fixed`` frames keep theirs (the windowed, streaming use)."""
+        rebuilt = torch.zeros_like(angles)
+        alpha = self.momentum / (1 + self.momentum)
+        for _ in range(n_iter):
+            previous = rebuilt
+            rebuilt = self.stft(self.istft(magnitude * angles))
+            updated = torch.sgn(rebuilt - alpha * previous)  # z / |z| (0 stays 0)
+            angles = updated if fixed == 0 else torch.cat([angles[:, :fixed], updated[:, fixed:]], dim=1)
+        return angles
+
     def griffin_lim(self, magnitude: torch.Tensor) -> torch.Tensor:
         """(B, T, F) linear magnitude -> (B, hop * T) audio (fast Griffin-Lim)."""
         generator = torch.Generator().manual_seed(self.seed)
         phase = torch.rand(magnitude.shape, generator=generator, dtype=torch.float32) * (2 * torch.pi)
         angles = torch.polar(torch.ones_like(phase), phase).to(magnitude.device)
-        rebuilt = torch.zeros_like(angles)
-        alpha = self.momentum / (1 + self.momentum)
-        for _ in range(self.n_iter):
-            previous = rebuilt
-            rebuilt = self.stft(self.istft(magnitude * angles))
-            angles = rebuilt - alpha * previous
-            angles = torch.sgn(angles)  # z / |z| (0 stays 0)
-        return self.istft(magnitude * angles)
+        return self.istft(magnitude * self.iterate(magnitude, angles, self.n_iter))
 
     @torch.no_grad()
     def forward(self, log_mel: torch.Tensor) -> torch.Tensor:

@@ -195,20 +195,10 @@ class GriffinLimStream:
         self._mag = torch.cat([self._mag, mags])
         self._angles = torch.cat([self._angles, torch.polar(torch.ones_like(phases), phases)])
         self._received += len(mags)
-        self._iterate()
+        self._angles = self.gl.iterate(self._mag[None], self._angles[None], self.n_iter, self._fixed - self._first)[0]
         self._fixed = max(self._fixed, self._received - self.lookahead)
         self._write(max(0, self._fixed * self.hop + self._offset))  # each step writes: no state depends on pushes
 
-    def _iterate(self) -> None:
-        free = self._fixed - self._first
-        mag, angles = self._mag[None], self._angles[None].clone()
-        rebuilt = torch.zeros_like(angles)
-        alpha = self.gl.momentum / (1 + self.gl.momentum)
-        for _ in range(self.n_iter):
-            previous = rebuilt
-            rebuilt = self.gl.stft(self.gl.istft(mag * angles))
-            angles[:, free:] = torch.sgn(rebuilt - alpha * previous)[:, free:]
-        self._angles = angles[0]
 
     def _write(self, end: int) -> None:
         if end <= self._written:
