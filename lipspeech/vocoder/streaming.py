@@ -167,11 +167,10 @@ class GriffinLimStream:
         chunk = np.asarray(log_mel, dtype=np.float32)
         if chunk.ndim != 2 or chunk.shape[1] != self.gl.cfg.n_mels:
             raise ValueError(f"log-mel chunk has shape {chunk.shape}, expected (n, {self.gl.cfg.n_mels})")
-        if len(chunk):
-            for frame in chunk:
-                self._pending.append(frame)
-                if len(self._pending) == self.step:
-                    self._add()
+        for frame in chunk:
+            self._pending.append(frame)
+            if len(self._pending) == self.step:
+                self._add()
         return self._take()
 
     @torch.no_grad()
@@ -198,7 +197,6 @@ class GriffinLimStream:
         self._angles = self.gl.iterate(self._mag[None], self._angles[None], self.n_iter, self._fixed - self._first)[0]
         self._fixed = max(self._fixed, self._received - self.lookahead)
         self._write(max(0, self._fixed * self.hop + self._offset))  # each step writes: no state depends on pushes
-
 
     def _write(self, end: int) -> None:
         if end <= self._written:
