@@ -84,6 +84,22 @@ def _check_consistency(config: Mapping[str, Any]) -> None:
     dup = next((n for n in names if names.count(n) > 1), None)
     if dup is not None:
         raise ConfigError(f"config key experiments: name {dup!r} is used twice")
+    trained = {e["name"]: e for e in config["experiments"] if not e.get("model_from")}
+    for e in config["experiments"]:
+        source = e.get("model_from")
+        if source and source not in trained:
+            raise ConfigError(f"config key experiments: {e['name']}.model_from {source!r} names no experiment "
+                              f"that trains a model (known: {', '.join(trained) or 'none'})")
+        if source and (e.get("preset") or e.get("overrides") or e.get("streaming")):
+            raise ConfigError(f"config key experiments: {e['name']} uses the model of {source!r} "
+                              "(model_from), so it cannot set preset, overrides or streaming")
+        if e.get("decode_chunk_frames"):
+            model_entry = trained.get(source or e["name"], {})
+            if not (model_entry.get("streaming") or config["model"].get("streaming")
+                    or (model_entry.get("overrides") or {}).get("streaming")
+                    or (config["model"].get("overrides") or {}).get("streaming")):
+                raise ConfigError(f"config key experiments: {e['name']}.decode_chunk_frames needs a streaming "
+                                  "model (model.streaming or the experiment's streaming)")
     train = config["train"]
     if train["val_every"] > train["max_steps"]:
         raise ConfigError(f"config key train.val_every: {train['val_every']} > train.max_steps "

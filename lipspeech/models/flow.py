@@ -8,6 +8,10 @@ Padded frames are kept at zero and add nothing to ``logdet``.
 
 A flow step is ActNorm -> invertible 1x1 conv -> affine coupling. The coupling's
 last convolution is zero-initialised, so each coupling starts as the identity.
+
+In the model's streaming mode the couplings' WaveNets are causal (``causal=True``): every
+other part of a flow step is per frame, so the flow then reads no frame after the one it
+computes, and :meth:`FlowPostNet.step` runs it in reverse one chunk at a time.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import torch
 from torch import nn
 
 from lipspeech.models.dropout import Dropout
+from lipspeech.models.variance import causal_conv_step
 
 
 def _lengths(mask: torch.Tensor) -> torch.Tensor:
@@ -116,7 +121,8 @@ class InvConv1x1(nn.Module):
 
 
 class WaveNet(nn.Module):
-    """Non-causal WaveNet: dilated convs with gated tanh/sigmoid units, conditioned on ``g``.
+    """WaveNet: dilated convs with gated tanh/sigmoid units, conditioned on ``g``; centred
+    windows, or causal ones in streaming mode.
 
     Args:
         hidden: channels H.
@@ -125,21 +131,25 @@ class WaveNet(nn.Module):
         layers: number of gated layers.
         cond_channels: channels G of the conditioning ``g`` (0: unconditioned).
         dropout: dropout on the gated activations.
+        causal: frame t reads frames up to t only (streaming).
     """
 
-    def __init__(self, hidden: int, kernel_size: int, dilation_rate: int, layers: int, cond_channels: int, dropout: float):
+    def __init__(
+        self, hidden: int, kernel_size: int, dilation_rate: int, layers: int, cond_channels: int, dropout: float,
+        causal: bool = False,
+    ):
         super().__init__()
         if kernel_size % 2 != 1:
             raise ValueError(f"WaveNet kernel must be odd, got {kernel_size}")
         self.hidden = hidden
         self.layers = layers
+        self.causal = causal
         self.in_convs = nn.ModuleList()
         self.res_skip = nn.ModuleList()
         for i in range(layers):
             dilation = dilation_rate**i
-            self.in_convs.append(
-                nn.Conv1d(hidden, 2 * hidden, kernel_size, dilation=dilation, padding=dilation * (kernel_size - 1) // 2)
-            )
+            pad = 0 if causal else dilation * (kernel_size - 1) // 2
+            self.in_convs.append(nn.Conv1d(hidden, 2 * hidden, kernel_size, dilation=dilation, padding=pad))
             # the last layer only feeds the skip sum
             self.res_skip.append(nn.Conv1d(hidden, 2 * hidden if i < layers - 1 else hidden, 1))
         self.cond = nn.Conv1d(cond_channels, 2 * hidden * layers, 1) if cond_channels > 0 else None
@@ -151,7 +161,10 @@ class WaveNet(nn.Module):
         skip = torch.zeros_like(x)
         cond = self.cond(g) if (self.cond is not None and g is not None) else None
         for i, (conv, rs) in enumerate(zip(self.in_convs, self.res_skip)):
-            a = conv(x)
+            if self.causal:
+                a = conv(nn.functional.pad(x, (conv.dilation[0] * (conv.kernel_size[0] - 1), 0)))
+            else:
+                a = conv(x)
             if cond is not None:
                 a = a + cond[:, 2 * h * i : 2 * h * (i + 1)]
             acts = self.dropout(torch.tanh(a[:, :h]) * torch.sigmoid(a[:, h:]))
@@ -162,6 +175,24 @@ class WaveNet(nn.Module):
             else:
                 skip = skip + out
         return skip * mask
+
+    def step(self, x: torch.Tensor, g: Optional[torch.Tensor], states: list[Optional[torch.Tensor]]) -> torch.Tensor:
+        """One streamed chunk (eval, causal): (B, H, n), (B, G, n) -> (B, H, n); ``states``
+        (one per layer, None at the start) is updated in place."""
+        h = self.hidden
+        skip = torch.zeros_like(x)
+        cond = self.cond(g) if (self.cond is not None and g is not None) else None
+        for i, (conv, rs) in enumerate(zip(self.in_convs, self.res_skip)):
+            a, states[i] = causal_conv_step(conv, x, states[i])
+            if cond is not None:
+                a = a + cond[:, 2 * h * i : 2 * h * (i + 1)]
+            out = rs(torch.tanh(a[:, :h]) * torch.sigmoid(a[:, h:]))
+            if i < self.layers - 1:
+                x = x + out[:, :h]
+                skip = skip + out[:, h:]
+            else:
+                skip = skip + out
+        return skip
 
 
 class AffineCoupling(nn.Module):
@@ -176,6 +207,7 @@ class AffineCoupling(nn.Module):
         layers: WaveNet layers.
         cond_channels: channels of ``g``.
         dropout: WaveNet dropout.
+        causal: causal WaveNet (streaming).
     """
 
     def __init__(
@@ -187,11 +219,12 @@ class AffineCoupling(nn.Module):
         layers: int,
         cond_channels: int,
         dropout: float = 0.0,
+        causal: bool = False,
     ):
         super().__init__()
         self.half = channels // 2
         self.pre = nn.Conv1d(self.half, hidden, 1)
-        self.wn = WaveNet(hidden, kernel_size, dilation_rate, layers, cond_channels, dropout)
+        self.wn = WaveNet(hidden, kernel_size, dilation_rate, layers, cond_channels, dropout, causal)
         self.post = nn.Conv1d(hidden, 2 * (channels - self.half), 1)
         # zero init: the coupling starts as the identity, so a deep flow trains stably
         nn.init.zeros_(self.post.weight)
@@ -210,6 +243,12 @@ class AffineCoupling(nn.Module):
         x1 = (shift + x1 * torch.exp(logs)) * mask
         return torch.cat([x0, x1], dim=1), logs.sum(dim=(1, 2))
 
+    def reverse_step(self, x: torch.Tensor, g: Optional[torch.Tensor], states: list[Optional[torch.Tensor]]) -> torch.Tensor:
+        """The reverse pass on one streamed chunk (causal WaveNet): (B, C, n) -> (B, C, n)."""
+        x0, x1 = x[:, : self.half], x[:, self.half :]
+        shift, logs = self.post(self.wn.step(self.pre(x0), g, states)).chunk(2, dim=1)
+        return torch.cat([x0, (x1 - shift) * torch.exp(-logs)], dim=1)
+
 
 class FlowPostNet(nn.Module):
     """Glow: ``blocks`` x (ActNorm, invertible 1x1 conv, affine coupling).
@@ -224,6 +263,7 @@ class FlowPostNet(nn.Module):
         cond_channels: channels of the conditioning ``g``.
         group_size: channels mixed together by each 1x1 conv.
         dropout: WaveNet dropout.
+        causal: causal WaveNets (streaming).
     """
 
     def __init__(
@@ -237,6 +277,7 @@ class FlowPostNet(nn.Module):
         cond_channels: int,
         group_size: int = 4,
         dropout: float = 0.0,
+        causal: bool = False,
     ):
         super().__init__()
         self.channels = channels
@@ -245,7 +286,7 @@ class FlowPostNet(nn.Module):
             self.flows.append(ActNorm(channels))
             self.flows.append(InvConv1x1(channels, group_size))
             self.flows.append(
-                AffineCoupling(channels, hidden, kernel_size, dilation_rate, wn_layers, cond_channels, dropout)
+                AffineCoupling(channels, hidden, kernel_size, dilation_rate, wn_layers, cond_channels, dropout, causal)
             )
 
     def forward(
@@ -271,6 +312,21 @@ class FlowPostNet(nn.Module):
             x, ld = flow(x, mask, g)
             logdet = logdet + ld
         return x, logdet
+
+    def step(self, z: torch.Tensor, g: Optional[torch.Tensor], states: dict[int, list[Optional[torch.Tensor]]]) -> torch.Tensor:
+        """Reverse pass (z -> x) on one streamed chunk of a causal flow: (B, C, n) -> (B, C, n).
+
+        ``states`` maps each coupling's index to its WaveNet states (empty at the start of
+        a stream); updated in place. Equal to ``forward(..., reverse=True)`` on those frames.
+        """
+        ones = z.new_ones(z.shape[0], 1, z.shape[2])
+        for i in reversed(range(len(self.flows))):
+            flow = self.flows[i]
+            if isinstance(flow, AffineCoupling):
+                z = flow.reverse_step(z, g, states.setdefault(i, [None] * flow.wn.layers))
+            else:
+                z, _ = flow(z, ones, g, reverse=True)
+        return z
 
 
 def gaussian_nll(z: torch.Tensor, logdet: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

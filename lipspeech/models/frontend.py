@@ -13,6 +13,9 @@ is batched with.
   trunk per frame, global average pooled to 512 features (the paper's front-end,
   the usual one of lip reading).
 * :class:`TinyFrontEnd`: the same pattern, shrunk to train on a laptop CPU.
+
+In the model's streaming mode (``causal=True``) the 3D convolution's temporal window is
+frame t - k + 1 .. t instead of one centred on t, so a frame's features need no later frame.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ def _valid_index(mask: torch.Tensor) -> torch.Tensor:
     return mask.reshape(-1).nonzero().squeeze(1)
 
 
-def _stem(conv3d: nn.Conv3d, video: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+def _stem(conv3d: nn.Conv3d, video: torch.Tensor, index: torch.Tensor, causal: bool = False) -> torch.Tensor:
     """The 3D stem convolution at the valid frames only, as a 2D convolution.
 
     A 3D convolution of one input channel with a temporal kernel of k frames is a 2D
@@ -45,6 +48,7 @@ def _stem(conv3d: nn.Conv3d, video: torch.Tensor, index: torch.Tensor) -> torch.
         conv3d: the stem (one input channel, temporal stride 1, no dilation).
         video: (B, T, 1, H, W) frames, zero on padded frames.
         index: flat indices b * T + t of the valid frames (:func:`_valid_index`).
+        causal: the temporal window ends at the frame (streaming) instead of being centred on it.
 
     Returns:
         (N, C, H', W') features of the N valid frames.
@@ -52,6 +56,8 @@ def _stem(conv3d: nn.Conv3d, video: torch.Tensor, index: torch.Tensor) -> torch.
     if conv3d.in_channels != 1 or conv3d.stride[0] != 1 or conv3d.dilation != (1, 1, 1) or conv3d.groups != 1:
         raise ValueError("the stem must be a conv3d of one input channel, temporal stride 1, no dilation")
     k, pad = conv3d.kernel_size[0], conv3d.padding[0]
+    if causal:
+        pad = k - 1
     t = video.shape[1]
     frames = nn.functional.pad(video[:, :, 0], (0, 0, 0, 0, pad, k - 1 - pad))  # (B, T + k - 1, H, W)
     b, at = index // t, index % t
@@ -102,14 +108,19 @@ class PaperFrontEnd(nn.Module):
         channels: [stem, stage1, stage2, stage3, stage4] widths; ResNet-18 is
             [64, 64, 128, 256, 512].
         blocks_per_stage: basic blocks per stage (2 for ResNet-18).
+        causal: causal temporal window of the 3D stem (streaming).
     """
 
-    def __init__(self, channels: Sequence[int] = (64, 64, 128, 256, 512), blocks_per_stage: int = 2):
+    def __init__(
+        self, channels: Sequence[int] = (64, 64, 128, 256, 512), blocks_per_stage: int = 2, causal: bool = False
+    ):
         super().__init__()
+        self.causal = causal
         if len(channels) != 5:
             raise ValueError(f"PaperFrontEnd needs 5 channel widths (stem + 4 stages), got {list(channels)}")
         stem = channels[0]
         self.conv3d = nn.Conv3d(1, stem, kernel_size=(5, 7, 7), stride=(1, 2, 2), padding=(2, 3, 3), bias=False)
+        self.stem_frames = 5  # the temporal window
         self.stem_post = nn.Sequential(
             nn.BatchNorm2d(stem), nn.ReLU(inplace=True), nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         )
@@ -135,7 +146,7 @@ class PaperFrontEnd(nn.Module):
             (B, T, out_dim) features, zero on padded frames.
         """
         index = _valid_index(mask)
-        x = self.stem_post(_stem(self.conv3d, video, index))  # (N, C, H/4, W/4)
+        x = self.stem_post(_stem(self.conv3d, video, index, self.causal))  # (N, C, H/4, W/4)
         x = self.pool(self.trunk(x)).flatten(1)
         return _unpack_valid(x, mask, index)
 
@@ -148,13 +159,16 @@ class TinyFrontEnd(nn.Module):
 
     Args:
         channels: [stem, conv1, conv2, ...] widths, e.g. [16, 32, 64, 64].
+        causal: causal temporal window of the 3D stem (streaming).
     """
 
-    def __init__(self, channels: Sequence[int] = (16, 32, 64, 64)):
+    def __init__(self, channels: Sequence[int] = (16, 32, 64, 64), causal: bool = False):
         super().__init__()
+        self.causal = causal
         if len(channels) < 2:
             raise ValueError(f"TinyFrontEnd needs at least 2 channel widths, got {list(channels)}")
         self.conv3d = nn.Conv3d(1, channels[0], kernel_size=(3, 5, 5), stride=(1, 2, 2), padding=(1, 2, 2), bias=False)
+        self.stem_frames = 3  # the temporal window
         layers: list[nn.Module] = [nn.BatchNorm2d(channels[0]), nn.ReLU(inplace=True)]
         for c_in, c_out in zip(channels[:-1], channels[1:]):
             layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c_out),
@@ -174,7 +188,7 @@ class TinyFrontEnd(nn.Module):
             (B, T, out_dim) features, zero on padded frames.
         """
         index = _valid_index(mask)
-        x = self.pool(self.trunk(_stem(self.conv3d, video, index))).flatten(1)
+        x = self.pool(self.trunk(_stem(self.conv3d, video, index, self.causal))).flatten(1)
         return _unpack_valid(x, mask, index)
 
 
@@ -194,6 +208,8 @@ class InputDownsample(nn.Module):
         self.factor = int(factor)
         self.inner = frontend
         self.out_dim = frontend.out_dim
+        self.causal = frontend.causal
+        self.stem_frames = frontend.stem_frames
 
     def forward(self, video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, T, 1, H, W), (B, T) -> (B, T, out_dim); H and W are pooled by ``factor`` first."""
@@ -202,13 +218,13 @@ class InputDownsample(nn.Module):
         return self.inner(small.unflatten(0, (b, t)), mask)
 
 
-def build_frontend(kind: str, channels: Sequence[int], downsample: int = 1) -> nn.Module:
+def build_frontend(kind: str, channels: Sequence[int], downsample: int = 1, causal: bool = False) -> nn.Module:
     """The front-end named ``kind`` ("paper" or "tiny") with the given widths, fed frames
-    average-pooled by ``downsample`` (1: full resolution)."""
+    average-pooled by ``downsample`` (1: full resolution); ``causal``: streaming stem."""
     if kind == "paper":
-        frontend: nn.Module = PaperFrontEnd(channels)
+        frontend: nn.Module = PaperFrontEnd(channels, causal=causal)
     elif kind == "tiny":
-        frontend = TinyFrontEnd(channels)
+        frontend = TinyFrontEnd(channels, causal)
     else:
         raise ValueError(f"unknown front-end {kind!r} (known: paper, tiny)")
     return InputDownsample(frontend, downsample) if downsample > 1 else frontend

@@ -19,6 +19,18 @@ with the target units, pitch and energy; losses are
 Inference (:meth:`LTBSModel.infer`): predicted units (argmax), pitch and energy
 are embedded instead; z ~ N(0, t^2) is run through the post-net in reverse,
 conditioned on the decoder states and the coarse mel.
+
+Streaming mode (``streaming``, off by default): the same model with causal convolutions
+(front-end stem, conformer conv modules, variance predictors, post-net WaveNets), no
+absolute positions, and chunked attention: encoder frames attend within their chunk of C
+video frames and L frames before it, the first encoder block also A frames after it; the
+decoder within the same chunks at mel rate (4C, 4L, no look-ahead of its own). So chunk c's
+mel depends on video frames up to (c + 1) C + A - 1 and nothing later. In training the chunk
+size is drawn per batch from ``train_chunks`` (0: the whole clip), so one checkpoint
+decodes whole clips (``infer`` without a chunk size) or chunks (``infer(chunk_frames=C)``,
+which equals the cached chunk-by-chunk decoder :class:`lipspeech.models.streaming.StreamDecoder`).
+z is drawn frame-major in streaming mode, so one whole-clip chunk draws what the offline
+pass draws.
 """
 
 from __future__ import annotations
@@ -37,6 +49,23 @@ from lipspeech.models.frontend import build_frontend
 from lipspeech.models.presets import check_model_config
 from lipspeech.models.variance import VarianceAdaptor
 from lipspeech.timing import MEL_PER_FRAME
+
+
+@dataclass(frozen=True)
+class StreamingConfig:
+    """The streaming mode's sizes, in video frames (the ``stream_*`` model keys).
+
+    Attributes:
+        chunk_frames: frames per chunk when decoding in chunks (and when validating).
+        lookahead_frames: frames after its chunk the first encoder block reads.
+        left_context_frames: frames before its chunk a frame attends to.
+        train_chunks: chunk sizes drawn per training batch (0: the whole clip).
+    """
+
+    chunk_frames: int
+    lookahead_frames: int
+    left_context_frames: int
+    train_chunks: tuple[int, ...]
 
 
 @dataclass
@@ -92,6 +121,7 @@ class LTBSModel(nn.Module):
         flow_residual: the flow models target - coarse (else the target).
         flow_detach: stop flow gradients into the decoder.
         temperature: default std of z at inference.
+        streaming: the streaming mode's sizes (the modules must then be causal); None: offline model.
     """
 
     def __init__(
@@ -115,8 +145,10 @@ class LTBSModel(nn.Module):
         flow_residual: bool = True,
         flow_detach: bool = True,
         temperature: float = 0.667,
+        streaming: Optional[StreamingConfig] = None,
     ):
         super().__init__()
+        self.streaming = streaming
         self.frontend = frontend
         self.visual_proj = nn.Linear(frontend.out_dim, d_model)
         self.speaker_embed = nn.Embedding(n_speakers, d_model) if n_speakers > 0 else None
@@ -142,33 +174,79 @@ class LTBSModel(nn.Module):
         self.temperature = temperature
 
     # ----------------------------------------------------------------- pieces
-    def encode(self, video: torch.Tensor, mask: torch.Tensor, speakers: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """(B, T, 1, H, W) video, (B, T) mask -> h_v (B, T, D), zero on padded frames."""
-        m = mask[..., None].to(video.dtype)
-        video = video * m[..., None, None]  # padded frames must be exactly zero for the 3D conv
+    def _chunk(self, chunk_frames: Optional[int] = None) -> Optional[int]:
+        """The chunk size of this pass: None (whole clip) for the offline model; in streaming
+        mode a size drawn from ``train_chunks`` in training, ``chunk_frames`` otherwise
+        (default: the configured one in eval passes of :meth:`forward`)."""
+        if self.streaming is None:
+            if chunk_frames is not None:
+                raise ValueError("decoding in chunks needs a model trained in streaming mode (model.streaming)")
+            return None
+        if self.training and chunk_frames is None:
+            choices = self.streaming.train_chunks
+            drawn = choices[int(torch.randint(len(choices), (1,)))]
+            return drawn or None
+        return chunk_frames
+
+    def video_features(
+        self, video: torch.Tensor, mask: torch.Tensor, speakers: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        """(B, T, 1, H, W) video (context frames outside ``mask`` are read by the stem), (B, T)
+        mask -> encoder inputs (B, T, D): front-end, projection, speaker embedding."""
         h = self.visual_proj(self.frontend(video, mask))
         if self.speaker_embed is not None:
             if speakers is None:
                 raise ValueError("this model has a speaker embedding (n_speakers > 0) but the batch has no speaker ids")
             h = h + self.speaker_embed(speakers)[:, None, :]
-        return self.encoder(h * m.to(h.dtype), mask)
+        return h
 
-    def decode(self, h: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def encode(
+        self,
+        video: torch.Tensor,
+        mask: torch.Tensor,
+        speakers: Optional[torch.Tensor] = None,
+        chunk: Optional[int] = None,
+    ) -> torch.Tensor:
+        """(B, T, 1, H, W) video, (B, T) mask -> h_v (B, T, D), zero on padded frames.
+
+        ``chunk``: chunked attention with this many frames per chunk (streaming mode; None: whole clip).
+        """
+        m = mask[..., None].to(video.dtype)
+        video = video * m[..., None, None]  # padded frames must be exactly zero for the 3D conv
+        h = self.video_features(video, mask, speakers)
+        if chunk is None:
+            return self.encoder(h * m.to(h.dtype), mask)
+        s = self.streaming
+        assert s is not None
+        return self.encoder(h * m.to(h.dtype), mask, chunk, s.left_context_frames, s.lookahead_frames)
+
+    def upsample(self, h: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) -> (B, 4T, D) (each frame on its own: no overlap between frames)."""
+        if self.upsampler is None:
+            return h.repeat_interleave(MEL_PER_FRAME, dim=1)
+        return self.upsampler(h.transpose(1, 2)).transpose(1, 2)
+
+    def decode(
+        self, h: torch.Tensor, mask: torch.Tensor, chunk: Optional[int] = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Upsample x4 and decode.
 
         Args:
             h: (B, T, D) adapted hidden sequence.
             mask: (B, T) bool.
+            chunk: video frames per attention chunk (streaming mode; None: whole clip).
 
         Returns:
             coarse mel (B, 4T, n_mels), decoder states (B, 4T, D), mel mask (B, 4T) bool.
         """
         mel_mask = mask.repeat_interleave(MEL_PER_FRAME, dim=1)
-        if self.upsampler is None:
-            up = h.repeat_interleave(MEL_PER_FRAME, dim=1)
+        up = self.upsample(h)
+        if chunk is None:
+            states = self.decoder(up * mel_mask[..., None].to(up.dtype), mel_mask)
         else:
-            up = self.upsampler(h.transpose(1, 2)).transpose(1, 2)
-        states = self.decoder(up * mel_mask[..., None].to(up.dtype), mel_mask)
+            assert self.streaming is not None
+            left = self.streaming.left_context_frames * MEL_PER_FRAME
+            states = self.decoder(up * mel_mask[..., None].to(up.dtype), mel_mask, chunk * MEL_PER_FRAME, left)
         coarse = self.mel_proj(states).float() * mel_mask[..., None]
         return coarse, states, mel_mask
 
@@ -195,7 +273,11 @@ class LTBSModel(nn.Module):
         t = self.temperature if temperature is None else temperature
         with torch.autocast(device_type=coarse.device.type, enabled=False):
             base, g, m = self._flow_inputs(coarse, states, mel_mask)
-            z = torch.randn(base.shape, generator=generator, device=base.device, dtype=base.dtype) * t * m
+            if self.streaming is None:
+                z = torch.randn(base.shape, generator=generator, device=base.device, dtype=base.dtype) * t * m
+            else:  # frame-major, as the chunked decoder draws it
+                shape = (base.shape[0], base.shape[2], base.shape[1])
+                z = torch.randn(shape, generator=generator, device=base.device, dtype=base.dtype).transpose(1, 2) * t * m
             y, _ = self.postnet(z, m, g, reverse=True)
             post = (base + y) if self.flow_residual else y
         return (post * m).transpose(1, 2)
@@ -215,7 +297,8 @@ class LTBSModel(nn.Module):
             :class:`ModelOutput`.
         """
         mask = batch.frame_mask()
-        h = self.encode(batch.video, mask, batch.speakers)
+        chunk = self._chunk(self.streaming.chunk_frames if (self.streaming and not self.training) else None)
+        h = self.encode(batch.video, mask, batch.speakers, chunk)
         h, preds = self.adaptor(
             h,
             mask,
@@ -223,7 +306,7 @@ class LTBSModel(nn.Module):
             pitch=batch.pitch if teacher_forcing else None,
             energy=batch.energy if teacher_forcing else None,
         )
-        coarse, states, mel_mask = self.decode(h, mask)
+        coarse, states, mel_mask = self.decode(h, mask, chunk)
         out = ModelOutput(
             coarse_mel=coarse,
             mel_mask=mel_mask,
@@ -271,6 +354,7 @@ class LTBSModel(nn.Module):
         temperature: Optional[float] = None,
         speakers: Optional[torch.Tensor] = None,
         generator: Optional[torch.Generator] = None,
+        chunk_frames: Optional[int] = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Synthesise mels from video alone (call ``model.eval()`` first).
 
@@ -280,15 +364,18 @@ class LTBSModel(nn.Module):
             temperature: std of z; None uses the model's default; 0 gives the post-net's mode.
             speakers: (B,) speaker ids, for models with a speaker embedding.
             generator: random generator for z (reproducible sampling).
+            chunk_frames: streaming models: decode in chunks of this many frames, as the
+                chunk-by-chunk decoder would; None: the whole clip at once.
 
         Returns:
             coarse mel (B, 4T, n_mels) and refined mel (B, 4T, n_mels), zero on
             padded frames; the refined mel is the coarse one when the post-net is off.
         """
         mask = lengths_to_mask(video_lengths.to(video.device), video.shape[1])
-        h = self.encode(video, mask, speakers)
+        chunk = self._chunk(chunk_frames)
+        h = self.encode(video, mask, speakers, chunk)
         h, _ = self.adaptor(h, mask)
-        coarse, states, mel_mask = self.decode(h, mask)
+        coarse, states, mel_mask = self.decode(h, mask, chunk)
         if self.postnet is None:
             return coarse, coarse
         return coarse, self.sample_post(coarse, states, mel_mask, temperature, generator)
@@ -298,8 +385,11 @@ def build_model(cfg: Mapping[str, Any]) -> LTBSModel:
     """Build an :class:`LTBSModel` from a flat model config (see :func:`lipspeech.models.presets.model_config`)."""
     cfg = check_model_config(cfg)
     d = cfg["d_model"]
-    frontend = build_frontend(cfg["frontend"], cfg["frontend_channels"], cfg["frontend_downsample"])
-    encoder = Conformer(d, cfg["enc_layers"], cfg["enc_heads"], cfg["enc_ffn"], cfg["enc_kernel"], cfg["dropout"])
+    causal = cfg["streaming"]
+    frontend = build_frontend(cfg["frontend"], cfg["frontend_channels"], cfg["frontend_downsample"], causal)
+    encoder = Conformer(
+        d, cfg["enc_layers"], cfg["enc_heads"], cfg["enc_ffn"], cfg["enc_kernel"], cfg["dropout"], causal
+    )
     adaptor = VarianceAdaptor(
         d,
         n_units=cfg["n_units"],
@@ -316,8 +406,11 @@ def build_model(cfg: Mapping[str, Any]) -> LTBSModel:
         use_linguistic=cfg["use_linguistic"],
         use_pitch=cfg["use_pitch"],
         use_energy=cfg["use_energy"],
+        causal=causal,
     )
-    decoder = Conformer(d, cfg["dec_layers"], cfg["dec_heads"], cfg["dec_ffn"], cfg["dec_kernel"], cfg["dropout"])
+    decoder = Conformer(
+        d, cfg["dec_layers"], cfg["dec_heads"], cfg["dec_ffn"], cfg["dec_kernel"], cfg["dropout"], causal
+    )
     postnet = None
     if cfg["use_postnet"]:
         postnet = FlowPostNet(
@@ -330,6 +423,13 @@ def build_model(cfg: Mapping[str, Any]) -> LTBSModel:
             cond_channels=d + cfg["n_mels"],
             group_size=cfg["flow_group_size"],
             dropout=cfg["flow_dropout"],
+            causal=causal,
+        )
+    streaming = None
+    if causal:
+        streaming = StreamingConfig(
+            cfg["stream_chunk_frames"], cfg["stream_lookahead_frames"], cfg["stream_left_context_frames"],
+            tuple(cfg["stream_train_chunks"]),
         )
     return LTBSModel(
         frontend,
@@ -350,6 +450,7 @@ def build_model(cfg: Mapping[str, Any]) -> LTBSModel:
         flow_residual=cfg["flow_residual"],
         flow_detach=cfg["flow_detach"],
         temperature=cfg["temperature"],
+        streaming=streaming,
     )
 
 

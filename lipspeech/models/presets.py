@@ -73,6 +73,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lambda_pitch": 1.0,
         "lambda_energy": 1.0,
         "lambda_flow": 1.0,
+        # --- streaming mode (ours; config.yaml model.streaming). Off: the paper's offline model.
+        # On: causal convolutions everywhere, no absolute positions, chunked attention in the
+        # conformers; trained with a chunk size drawn per batch (dynamic chunk training), so one
+        # checkpoint decodes whole clips or chunks (lipspeech.models.streaming, lipspeech live).
+        "streaming": False,
+        "stream_chunk_frames": 5,  # video frames per chunk when decoding in chunks (and validating)
+        "stream_lookahead_frames": 2,  # frames past its chunk the first encoder block reads
+        "stream_left_context_frames": 25,  # frames before its chunk a frame attends to (mel side: x4)
+        "stream_train_chunks": [0, 2, 3, 4, 5, 6, 8, 12],  # chunk sizes drawn per training batch; 0 = whole clip
     },
 }
 
@@ -200,6 +209,16 @@ def check_model_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"model config key frontend_channels: the tiny front-end needs >= 2 widths, got {widths}")
     if cfg["frontend_downsample"] < 1:
         raise ConfigError(f"model config key frontend_downsample: must be >= 1, got {cfg['frontend_downsample']}")
+    if cfg["stream_chunk_frames"] < 1:
+        raise ConfigError(f"model config key stream_chunk_frames: must be >= 1, got {cfg['stream_chunk_frames']}")
+    for key in ("stream_lookahead_frames", "stream_left_context_frames"):
+        if cfg[key] < 0:
+            raise ConfigError(f"model config key {key}: must be >= 0, got {cfg[key]}")
+    if not cfg["stream_train_chunks"] or min(cfg["stream_train_chunks"]) < 0:
+        raise ConfigError(
+            f"model config key stream_train_chunks: needs one or more sizes >= 0 (0 = whole clip), "
+            f"got {cfg['stream_train_chunks']}"
+        )
     if cfg["temperature"] < 0:
         raise ConfigError(f"model config key temperature: must be >= 0, got {cfg['temperature']}")
     return cfg

@@ -16,6 +16,10 @@ unit distributions: (B, T, 2 * n_units) -> (B, 2T, n_units). The unit
 embedding goes the other way: the two units of a frame are embedded, the two
 embeddings concatenated (B, T, 2 * D) and projected back to D.
 
+In the model's streaming mode (``causal=True``) every predictor convolution is causal:
+frame t reads frames t - k + 1 .. t, and :meth:`VarianceAdaptor.step` runs one chunk with
+the convolutions' last inputs carried over.
+
 Pitch and energy are per-frame scalars, normalised per speaker; their
 embeddings look up ``n_bins`` linear bins over ``[vmin, vmax]`` (values outside
 fall into the end bins).
@@ -32,6 +36,24 @@ from lipspeech.models.dropout import Dropout
 from lipspeech.timing import UNITS_PER_FRAME
 
 
+def causal_conv_step(conv: nn.Conv1d, x: torch.Tensor, state: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """A causal (unpadded) Conv1d on one chunk of a stream.
+
+    Args:
+        conv: the convolution (``padding=0``).
+        x: (B, C, n) the chunk's inputs.
+        state: (B, C, dilation * (k - 1)) the inputs before it, or None at the start (zeros).
+
+    Returns:
+        (B, C_out, n) and the state for the next chunk.
+    """
+    ctx = conv.dilation[0] * (conv.kernel_size[0] - 1)
+    if state is None:
+        state = x.new_zeros(x.shape[0], x.shape[1], ctx)
+    x = torch.cat([state, x], dim=2)
+    return conv(x), x[:, :, x.shape[2] - ctx :]
+
+
 class VariancePredictor(nn.Module):
     """Conv1d stack (ReLU, LayerNorm, dropout after each conv) + linear head.
 
@@ -42,16 +64,22 @@ class VariancePredictor(nn.Module):
         kernel_size: conv kernel (odd, so outputs stay aligned with inputs).
         layers: number of conv layers.
         dropout: dropout rate.
+        causal: causal convolutions (streaming).
     """
 
-    def __init__(self, in_dim: int, hidden: int, out_dim: int, kernel_size: int = 3, layers: int = 2, dropout: float = 0.5):
+    def __init__(
+        self, in_dim: int, hidden: int, out_dim: int, kernel_size: int = 3, layers: int = 2, dropout: float = 0.5,
+        causal: bool = False,
+    ):
         super().__init__()
         if kernel_size % 2 != 1:
             raise ValueError(f"variance predictor kernel must be odd, got {kernel_size}")
+        self.causal = causal
         self.convs = nn.ModuleList()
         self.norms = nn.ModuleList()
         for i in range(layers):
-            self.convs.append(nn.Conv1d(in_dim if i == 0 else hidden, hidden, kernel_size, padding=kernel_size // 2))
+            pad = 0 if causal else kernel_size // 2
+            self.convs.append(nn.Conv1d(in_dim if i == 0 else hidden, hidden, kernel_size, padding=pad))
             self.norms.append(nn.LayerNorm(hidden))
         self.act = nn.ReLU()
         self.dropout = Dropout(dropout)
@@ -69,9 +97,20 @@ class VariancePredictor(nn.Module):
         """
         m = mask[..., None].to(x.dtype)
         for conv, norm in zip(self.convs, self.norms):
-            x = conv((x * m).transpose(1, 2)).transpose(1, 2)
+            y = (x * m).transpose(1, 2)
+            if self.causal:
+                y = nn.functional.pad(y, (conv.kernel_size[0] - 1, 0))
+            x = conv(y).transpose(1, 2)
             x = self.dropout(norm(self.act(x)))
         return self.head(x) * m
+
+    def step(self, x: torch.Tensor, states: list[Optional[torch.Tensor]]) -> torch.Tensor:
+        """One streamed chunk (eval, causal): (B, n, D) -> (B, n, out_dim); ``states`` (one per
+        conv, None at the start) is updated in place."""
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
+            y, states[i] = causal_conv_step(conv, x.transpose(1, 2), states[i])
+            x = norm(self.act(y.transpose(1, 2)))
+        return self.head(x)
 
 
 class BinnedEmbedding(nn.Module):
@@ -109,6 +148,7 @@ class VarianceAdaptor(nn.Module):
         energy_bins, energy_min, energy_max: energy embedding bins over normalised energy.
         use_linguistic, use_pitch, use_energy: ablation switches; a disabled part is
             neither built, computed nor added.
+        causal: causal predictor convolutions (streaming).
     """
 
     def __init__(
@@ -128,6 +168,7 @@ class VarianceAdaptor(nn.Module):
         use_linguistic: bool = True,
         use_pitch: bool = True,
         use_energy: bool = True,
+        causal: bool = False,
     ):
         super().__init__()
         self.n_units = n_units
@@ -135,14 +176,14 @@ class VarianceAdaptor(nn.Module):
         self.pitch: Optional[VariancePredictor] = None
         self.energy: Optional[VariancePredictor] = None
         if use_linguistic:
-            self.linguistic = VariancePredictor(dim, hidden, UNITS_PER_FRAME * n_units, kernel_size, layers, dropout)
+            self.linguistic = VariancePredictor(dim, hidden, UNITS_PER_FRAME * n_units, kernel_size, layers, dropout, causal)
             self.unit_embed = nn.Embedding(n_units, dim)
             self.unit_proj = nn.Linear(UNITS_PER_FRAME * dim, dim)
         if use_pitch:
-            self.pitch = VariancePredictor(dim, hidden, 1, kernel_size, layers, dropout)
+            self.pitch = VariancePredictor(dim, hidden, 1, kernel_size, layers, dropout, causal)
             self.pitch_embed = BinnedEmbedding(pitch_bins, pitch_min, pitch_max, dim)
         if use_energy:
-            self.energy = VariancePredictor(dim, hidden, 1, kernel_size, layers, dropout)
+            self.energy = VariancePredictor(dim, hidden, 1, kernel_size, layers, dropout, causal)
             self.energy_embed = BinnedEmbedding(energy_bins, energy_min, energy_max, dim)
 
     def embed_units(self, units: torch.Tensor) -> torch.Tensor:
@@ -194,3 +235,23 @@ class VarianceAdaptor(nn.Module):
             preds["energy"] = e
             h = h + self.energy_embed(energy if energy is not None else e) * m
         return h, preds
+
+    def step(self, h: torch.Tensor, states: dict[str, list[Optional[torch.Tensor]]]) -> torch.Tensor:
+        """One streamed chunk at inference (predictions embedded): (B, n, D) -> (B, n, D).
+
+        ``states`` maps each predictor to its convolutions' states (empty at the start of a
+        stream); updated in place. Equal to :meth:`forward` without targets on those frames.
+        """
+        for name in ("linguistic", "pitch", "energy"):
+            predictor = getattr(self, name)
+            if predictor is None:
+                continue
+            out = predictor.step(h, states.setdefault(name, [None] * len(predictor.convs)))
+            if name == "linguistic":
+                b, n, _ = h.shape
+                h = h + self.embed_units(out.view(b, n * UNITS_PER_FRAME, self.n_units).argmax(-1))
+            elif name == "pitch":
+                h = h + self.pitch_embed(out.squeeze(-1))
+            else:
+                h = h + self.energy_embed(out.squeeze(-1))
+        return h

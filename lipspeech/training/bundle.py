@@ -42,7 +42,14 @@ from lipspeech.training.checkpoint import load_checkpoint
 
 # Model keys added after checkpoints were first written, with the value that reproduces
 # the older model exactly (so older checkpoints still load).
-ADDED_MODEL_KEYS = {"frontend_downsample": 1}
+ADDED_MODEL_KEYS = {
+    "frontend_downsample": 1,
+    "streaming": False,
+    "stream_chunk_frames": 5,
+    "stream_lookahead_frames": 2,
+    "stream_left_context_frames": 25,
+    "stream_train_chunks": [0, 2, 3, 4, 5, 6, 8, 12],
+}
 
 
 @dataclass

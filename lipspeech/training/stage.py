@@ -65,19 +65,51 @@ def find_experiment(experiments: Sequence[Mapping[str, Any]], name: str) -> dict
     raise ConfigError(f"config key experiments: no experiment named {name!r} (known: {known})")
 
 
+#: config.yaml's ``streaming`` keys (model.streaming, an experiment's streaming) -> flat model keys
+STREAMING_KEYS = {
+    "chunk_frames": "stream_chunk_frames",
+    "lookahead_frames": "stream_lookahead_frames",
+    "left_context_frames": "stream_left_context_frames",
+    "train_chunks": "stream_train_chunks",
+}
+
+
+def streaming_overrides(section: Optional[Mapping[str, Any]]) -> dict[str, Any]:
+    """Flat model keys for a ``streaming`` config section (None or absent: none; a mapping,
+    even empty, turns streaming on with the preset's sizes for the keys it leaves out)."""
+    if section is None:
+        return {}
+    out: dict[str, Any] = {"streaming": True}
+    for key, value in dict(section).items():
+        if key not in STREAMING_KEYS:
+            raise ConfigError(f"config key streaming.{key}: unknown key (known: {', '.join(STREAMING_KEYS)})")
+        out[STREAMING_KEYS[key]] = value
+    return out
+
+
 def experiment_model_config(
     exp: Mapping[str, Any], model_section: Optional[Mapping[str, Any]] = None,
 ) -> dict[str, Any]:
-    """The flat model config of one experiment: preset + shared overrides + its own overrides."""
+    """The flat model config of one experiment: preset + shared overrides + its own overrides;
+    the ``streaming`` sections (model's, then the experiment's) map onto the ``stream_*`` keys."""
     model_section = model_section or {}
     preset = exp.get("preset") or model_section.get("preset", "tiny")
-    overrides = {**dict(model_section.get("overrides") or {}), **dict(exp.get("overrides") or {})}
+    overrides = {
+        **streaming_overrides(model_section.get("streaming")),
+        **dict(model_section.get("overrides") or {}),
+        **streaming_overrides(exp.get("streaming")),
+        **dict(exp.get("overrides") or {}),
+    }
     return model_config(preset, overrides)
 
 
 def _run_key(model_cfg: Mapping[str, Any], train_cfg: Mapping[str, Any], data: Mapping[str, Any]) -> str:
     kept = {k: v for k, v in train_cfg.items() if k not in RESULT_NEUTRAL}
-    return config_hash(dict(model_cfg), kept, dict(data))
+    model = dict(model_cfg)
+    if not model.get("streaming"):
+        # the offline model does not read the streaming keys: its run key is what it was before them
+        model = {k: v for k, v in model.items() if k != "streaming" and not k.startswith("stream_")}
+    return config_hash(model, kept, dict(data))
 
 
 def _corpus(source: "CorpusStores | str | Path", stats: bool) -> CorpusStores:
@@ -246,7 +278,15 @@ def run_synthesize(
         raise StageError(f"{ckpt}: a model with a speaker embedding, but its checkpoint names no speakers")
     data = StoreDataset(_corpus(corpus, False), split, VIDEO_STORES, speakers)
     print(f"synthesize {exp['name']}: {data.summary()}", flush=True)
-    results = synthesize(model, (data[i] for i in range(len(data))), temperature=temperature, batch_size=batch_size)
+    chunk = exp.get("decode_chunk_frames")
+    if chunk and bundle.model.streaming is None:
+        raise StageError(f"experiment {exp['name']}: decode_chunk_frames needs a streaming model; {ckpt} is offline")
+    if chunk:
+        print(f"synthesize {exp['name']}: chunk by chunk, {chunk} frames + {bundle.model.streaming.lookahead_frames} "
+              "of look-ahead", flush=True)
+    results = synthesize(
+        model, (data[i] for i in range(len(data))), temperature=temperature, batch_size=batch_size, chunk_frames=chunk
+    )
     n_mels = int(bundle.model_cfg["n_mels"])
     coarse = [np.asarray(r.coarse, dtype=np.float32) for r in results]
     post = [np.asarray(r.post, dtype=np.float32) for r in results]

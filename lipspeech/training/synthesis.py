@@ -37,6 +37,7 @@ def synthesize(
     batch_size: int = 8,
     seed: int = 0,
     device: Optional[str | torch.device] = None,
+    chunk_frames: Optional[int] = None,
 ) -> list[Synthesis]:
     """Coarse and refined mels for each utterance (targets in the items are ignored).
 
@@ -47,6 +48,8 @@ def synthesize(
         batch_size: utterances per forward pass.
         seed: seeds z, so the same call gives the same mels.
         device: where to run; the model's device when None.
+        chunk_frames: streaming models: decode in chunks of this many frames (what the
+            chunk-by-chunk decoder of ``lipspeech live`` gives); None: whole clips.
 
     Returns:
         One :class:`Synthesis` per item, in order, trimmed to 4T frames.
@@ -61,7 +64,9 @@ def synthesize(
         for start in range(0, len(items), batch_size):
             chunk = [Utterance(it.utt, it.video, speaker=it.speaker) for it in items[start : start + batch_size]]
             batch = collate(chunk).to(device)
-            coarse, post = model.infer(batch.video, batch.video_lengths, temperature, batch.speakers, generator)
+            coarse, post = model.infer(
+                batch.video, batch.video_lengths, temperature, batch.speakers, generator, chunk_frames
+            )
             for i, n in enumerate(batch.video_lengths.tolist()):
                 results.append(
                     Synthesis(

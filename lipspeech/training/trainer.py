@@ -27,6 +27,7 @@ from lipspeech.models.batch import Batch, Utterance, collate
 from lipspeech.models.ltbs import LTBSModel, build_model
 from lipspeech.models.presets import check_model_config
 from lipspeech.runtime import resolve_device
+from lipspeech.training.bundle import ADDED_MODEL_KEYS
 from lipspeech.training.config import LOSS_NAMES, check_train_config
 from lipspeech.training.data import as_sequence, augment, epoch_batches, item_lengths
 from lipspeech.training.distributed import (
@@ -186,8 +187,9 @@ class LTBSTask(Task):
         self.net: torch.nn.Module = self.model
 
     def check_resume(self, ckpt: Mapping[str, Any], path: Path) -> None:
-        if check_model_config(ckpt["model_cfg"]) != self.model_cfg:
-            changed = sorted(k for k in self.model_cfg if ckpt["model_cfg"].get(k) != self.model_cfg[k])
+        saved = {**ADDED_MODEL_KEYS, **ckpt["model_cfg"]}  # a run begun before keys were added
+        if check_model_config(saved) != self.model_cfg:
+            changed = sorted(k for k in self.model_cfg if saved.get(k) != self.model_cfg[k])
             raise ConfigError(f"model config key {changed[0]}: differs from the checkpoint in {path} "
                               "(use a new run directory or resume=False)")
 

@@ -18,7 +18,7 @@ rule units_analysis:
         audio=shard_outputs("audio"),
         units=shard_outputs("units"),
         raw=[f"{RESULTS}/raw"] if config["corpus"]["kind"] == "synthgrid" else [],
-        models=expand(f"{RESULTS}/models/{{exp}}/ckpt/best.pt", exp=EXPERIMENTS),
+        models=[model_ckpt(e) for e in EXPERIMENTS],
     output:
         table=UNITS_ANALYSIS_OUT,
         rejected=f"{RESULTS}/units_analysis/rejected.parquet",

@@ -66,6 +66,19 @@ def experiment_json(wildcards):
     raise WorkflowError(f"no experiment named {wildcards.exp!r} in config['experiments']")
 
 
+def model_ckpt(exp):
+    """The best.pt an experiment synthesizes with: its own, or that of the experiment its
+    model_from names (which then trains nothing of its own)."""
+    for e in config["experiments"]:
+        if e["name"] == exp:
+            return f"{RESULTS}/models/{e.get('model_from') or exp}/ckpt/best.pt"
+    raise WorkflowError(f"no experiment named {exp!r} in config['experiments']")
+
+
+def synthesize_ckpt(wildcards):
+    return model_ckpt(wildcards.exp)
+
+
 def system_audio(wildcards):
     """The system's vocoded audio; ground_truth is scored from the decode stores alone."""
     if wildcards.system == "ground_truth":

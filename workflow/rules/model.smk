@@ -48,11 +48,12 @@ rule train:
 
 
 rule synthesize:
-    """Coarse and post-net mels of every test utterance (video only) with one experiment's best.pt."""
+    """Coarse and post-net mels of every test utterance (video only) with one experiment's best.pt
+    (or that of the experiment its model_from names), whole clips or chunk by chunk (decode_chunk_frames)."""
     input:
         manifest=f"{RESULTS}/manifest.parquet",
         roi=shard_outputs("roi"),
-        ckpt=f"{RESULTS}/models/{{exp}}/ckpt/best.pt",
+        ckpt=synthesize_ckpt,
     output:
         f"{RESULTS}/eval/{{exp}}/mels.parquet",
     params:

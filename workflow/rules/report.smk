@@ -18,7 +18,7 @@ rule report:
         metrics=expand(f"{RESULTS}/eval/{{system}}/metrics.parquet", system=REPORT_SYSTEMS),
         vocoded=expand(f"{RESULTS}/eval/{{system}}/audio.parquet", system=REPORT_SYSTEMS[1:]),
         units_analysis=[UNITS_ANALYSIS_OUT] if UNITS_ANALYSIS else [],
-        models=expand(f"{RESULTS}/models/{{exp}}/ckpt/best.pt", exp=EXPERIMENTS),
+        models=[model_ckpt(e) for e in EXPERIMENTS],
     output:
         html=f"{RESULTS}/report.html",
         md=f"{RESULTS}/report.md",
