@@ -313,7 +313,9 @@ class FlowPostNet(nn.Module):
             logdet = logdet + ld
         return x, logdet
 
-    def step(self, z: torch.Tensor, g: Optional[torch.Tensor], states: dict[int, list[Optional[torch.Tensor]]]) -> torch.Tensor:
+    def step(
+        self, z: torch.Tensor, g: Optional[torch.Tensor], states: dict[int, list[Optional[torch.Tensor]]]
+    ) -> torch.Tensor:
         """Reverse pass (z -> x) on one streamed chunk of a causal flow: (B, C, n) -> (B, C, n).
 
         ``states`` maps each coupling's index to its WaveNet states (empty at the start of
