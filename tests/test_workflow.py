@@ -155,6 +155,18 @@ def test_experiments_dag(tmp_path, grid_config):
     assert planned_jobs(tmp_path, {**config, "vocoder": {"kind": "hifigan", "checkpoint": str(ckpt)}}) == expected
 
 
+def test_model_from_dag(tmp_path, grid_config):
+    """An experiment with model_from trains nothing: it synthesizes (here chunk by chunk) with the
+    other experiment's checkpoint, which the DAG shows as its input."""
+    experiments = [{"name": "st", "streaming": {"chunk_frames": 4}},
+                   {"name": "st_c4", "model_from": "st", "decode_chunk_frames": 4}]
+    config = {**grid_config, "experiments": experiments, "train": {"max_steps": 2, "val_every": 1}}
+    assert planned_jobs(tmp_path, config) == {"manifest": 1, **after_decode(3, 2), "train": 1, "synthesize": 2}
+    out = snakemake(tmp_path, config, "-n", "-p", "results/gridfix/eval/st_c4/mels.parquet")
+    assert "--ckpt results/gridfix/models/st/ckpt/best.pt" in out.stdout
+    assert "models/st_c4" not in out.stdout
+
+
 def test_end_to_end_and_config_edits_rerun_only_dependants(tmp_path, grid_config):
     assert planned_jobs(tmp_path, grid_config) == {"manifest": 1, **after_decode(3)}
     audit = tmp_path / "audit"  # every job records what it reads (lipspeech/audit.py)

@@ -1,0 +1,185 @@
+"""The model's streaming mode: chunk-by-chunk decoding equals the masked whole-sequence pass,
+a whole-clip chunk equals offline synthesis, nothing after a chunk's look-ahead reaches it,
+training draws chunk sizes, and the offline model is what it was."""
+
+import copy
+
+import pytest
+import torch
+import yaml
+
+from lipspeech.config import ConfigError, validate_config
+from lipspeech.models import build_model
+from lipspeech.models.batch import Batch
+from lipspeech.models.presets import model_config
+from lipspeech.models.streaming import StreamDecoder, algorithmic_latency_ms
+from lipspeech.training.bundle import upgrade
+from lipspeech.training.stage import experiment_model_config
+
+
+def streaming_model(preset="tiny", **keys):
+    torch.manual_seed(0)
+    model = build_model(model_config(preset, {"streaming": True, **keys})).eval()
+    with torch.no_grad():  # the couplings start as the identity: give the post-net something to do
+        for p in model.postnet.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model
+
+
+def stream(model, video, pushes, **kwargs):
+    """Push ``video`` (T, 1, H, W) in pieces of the given sizes, then flush; the concatenated mels."""
+    dec = StreamDecoder(model, **kwargs)
+    coarse, post, i = [], [], 0
+    for n in pushes:
+        c, p = dec.push(video[i : i + n])
+        coarse.append(c)
+        post.append(p)
+        i += n
+    c, p = dec.flush()
+    return torch.cat(coarse + [c]), torch.cat(post + [p])
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 5])
+def test_chunk_by_chunk_equals_masked_whole_pass(chunk):
+    """The cached decoder gives infer(chunk_frames=C) (what training optimises) for any push pattern."""
+    model = streaming_model(stream_left_context_frames=6)
+    t = 23
+    video = torch.randn(1, t, 1, 88, 88, generator=torch.Generator().manual_seed(1))
+    coarse, post = model.infer(video, torch.tensor([t]), temperature=0.0, chunk_frames=chunk)
+    for pushes in ([t], [1] * t, [4, 7, 2, 10]):
+        c, p = stream(model, video[0], pushes, chunk_frames=chunk, temperature=0.0)
+        assert c.shape == (4 * t, 80)
+        torch.testing.assert_close(c, coarse[0], atol=2e-5, rtol=0)
+        torch.testing.assert_close(p, post[0], atol=2e-5, rtol=0)
+
+
+def test_whole_clip_chunk_equals_offline_synthesis():
+    """With the chunk covering the clip, streaming synthesis is offline synthesis, sampled z included."""
+    model = streaming_model()
+    t = 17
+    video = torch.randn(1, t, 1, 88, 88, generator=torch.Generator().manual_seed(2))
+    coarse, post = model.infer(video, torch.tensor([t]), generator=torch.Generator().manual_seed(3))
+    c, p = stream(model, video[0], [t], chunk_frames=t, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(c, coarse[0], atol=1e-6, rtol=0)
+    torch.testing.assert_close(p, post[0], atol=1e-6, rtol=0)
+    # and in small pushes: the same mels (z is drawn when the one chunk is decoded)
+    c, p = stream(model, video[0], [2] * 8 + [1], chunk_frames=40, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(p, post[0], atol=2e-5, rtol=0)
+
+
+def test_nothing_after_the_lookahead_reaches_a_chunk():
+    """Chunk c's mel depends on frames up to (c + 1) C + A - 1: changing later frames leaves it alone,
+    changing the last look-ahead frame does not."""
+    model = streaming_model(stream_lookahead_frames=2)
+    t, chunk, a = 20, 5, 2
+    video = torch.randn(1, t, 1, 88, 88, generator=torch.Generator().manual_seed(4))
+    lengths = torch.tensor([t])
+    base, _ = model.infer(video, lengths, temperature=0.0, chunk_frames=chunk)
+    later = video.clone()
+    later[:, chunk + a :] = torch.randn_like(later[:, chunk + a :])
+    moved, _ = model.infer(later, lengths, temperature=0.0, chunk_frames=chunk)
+    assert torch.equal(moved[0, : 4 * chunk], base[0, : 4 * chunk])
+    assert not torch.allclose(moved[0, 4 * chunk :], base[0, 4 * chunk :])
+    edge = video.clone()
+    edge[:, chunk + a - 1] = torch.randn_like(edge[:, chunk + a - 1])
+    moved, _ = model.infer(edge, lengths, temperature=0.0, chunk_frames=chunk)
+    assert not torch.allclose(moved[0, : 4 * chunk], base[0, : 4 * chunk])
+    # the whole-clip pass of the same model reads ahead: there the first chunk moves
+    whole, _ = model.infer(video, lengths, temperature=0.0)
+    whole_later, _ = model.infer(later, lengths, temperature=0.0)
+    assert not torch.allclose(whole_later[0, : 4 * chunk], whole[0, : 4 * chunk])
+    assert algorithmic_latency_ms(chunk, a) == 280.0
+
+
+def test_chunked_pass_ignores_padding():
+    """In chunked mode an utterance batched with a longer one gives what it gives alone."""
+    model = streaming_model()
+    g = torch.Generator().manual_seed(5)
+    short, long = torch.randn(1, 11, 1, 88, 88, generator=g), torch.randn(1, 19, 1, 88, 88, generator=g)
+    batch = torch.zeros(2, 19, 1, 88, 88)
+    batch[0, :11], batch[1] = short[0], long[0]
+    coarse, post = model.infer(batch, torch.tensor([11, 19]), temperature=0.0, chunk_frames=4)
+    alone, alone_post = model.infer(short, torch.tensor([11]), temperature=0.0, chunk_frames=4)
+    torch.testing.assert_close(coarse[0, :44], alone[0], atol=2e-5, rtol=0)
+    torch.testing.assert_close(post[0, :44], alone_post[0], atol=2e-5, rtol=0)
+
+
+def test_training_draws_the_chunk_size():
+    """Training uses the chunk sizes of train_chunks: with one size and no dropout, a training pass's
+    losses are the eval pass's with that chunk size, and differ from the whole-clip ones."""
+    keys = {"dropout": 0.0, "var_dropout": 0.0, "stream_train_chunks": [3], "stream_chunk_frames": 3}
+    torch.manual_seed(0)
+    model = build_model(model_config("tiny", {"streaming": True, **keys}))
+    model.eval()  # ActNorm's data-dependent init happens on the first training pass; skip it
+    for m in model.modules():
+        if hasattr(m, "initialized"):
+            m.initialized.fill_(True)
+    g = torch.Generator().manual_seed(6)
+    b, t = 2, 13
+    batch = Batch(video=torch.randn(b, t, 1, 88, 88, generator=g), video_lengths=torch.tensor([t, t]),
+                  mel=torch.randn(b, 4 * t, 80, generator=g), mel_lengths=torch.tensor([4 * t] * 2),
+                  units=torch.randint(0, 200, (b, 2 * t), generator=g), pitch=torch.randn(b, t, generator=g),
+                  energy=torch.randn(b, t, generator=g))
+
+    def losses(train, chunks=None):
+        if chunks is not None:
+            model.streaming = type(model.streaming)(3, 2, 25, tuple(chunks))
+        model.train(train)
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):  # keep the front-end's running statistics
+                m.eval()
+        with torch.no_grad():
+            return {k: float(v) for k, v in model(batch).losses.items()}
+
+    evaluated = losses(False)
+    assert losses(True, [3]) == pytest.approx(evaluated, abs=1e-5)
+    assert losses(True, [0])["mel_l1"] != pytest.approx(evaluated["mel_l1"], abs=1e-5)
+
+
+def test_offline_model_is_unchanged_and_refuses_chunks():
+    """Streaming off builds the offline model: symmetric convolutions, input positions, no chunks."""
+    model = build_model(model_config("tiny", {})).eval()
+    assert model.streaming is None and not model.encoder.causal
+    assert model.encoder.blocks[0].conv.depthwise.padding == (3,)
+    video = torch.randn(1, 6, 1, 88, 88)
+    with pytest.raises(ValueError, match="streaming mode"):
+        model.infer(video, torch.tensor([6]), chunk_frames=2)
+    with pytest.raises(ValueError, match="streaming mode"):
+        StreamDecoder(model)
+    # a checkpoint written before the streaming keys loads as the offline model it was
+    cfg = model_config("tiny", {})
+    old = {k: v for k, v in cfg.items() if k != "streaming" and not k.startswith("stream_")}
+    state, _ = upgrade({"model_cfg": old, "model": {}, "format": 2, "bundle": {
+        "mel": {"n_mels": 80}, "roi": {}, "speakers": None, "config_hash": "x", "corpus": None}})
+    assert state["model_cfg"] == cfg
+
+
+def test_streaming_config_sections(tmp_path):
+    """model.streaming / an experiment's streaming map onto the stream_* keys; model_from and
+    decode_chunk_frames are checked when the config is validated."""
+    cfg = experiment_model_config({"name": "s", "streaming": {"chunk_frames": 4, "lookahead_frames": 1}},
+                                  {"preset": "tiny"})
+    assert cfg["streaming"] and cfg["stream_chunk_frames"] == 4 and cfg["stream_lookahead_frames"] == 1
+    assert cfg["stream_left_context_frames"] == 25
+    assert not experiment_model_config({"name": "o"}, {"preset": "tiny"})["streaming"]
+    on = experiment_model_config({"name": "o"}, {"preset": "tiny", "streaming": {}})
+    assert on["streaming"]
+    with pytest.raises(ConfigError, match="streaming.chunk"):
+        experiment_model_config({"name": "s", "streaming": {"chunk": 4}}, {"preset": "tiny"})
+    with pytest.raises(ConfigError, match="stream_chunk_frames"):
+        experiment_model_config({"name": "s", "streaming": {"chunk_frames": 0}}, {"preset": "tiny"})
+
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    base = yaml.safe_load((repo / "config.yaml").read_text())
+    base["experiments"] = yaml.safe_load((repo / "configs" / "streaming.yaml").read_text())["experiments"]
+    validate_config(copy.deepcopy(base))
+    bad = copy.deepcopy(base)
+    bad["experiments"][2]["model_from"] = "ltbs_stream_c5"
+    with pytest.raises(ConfigError, match="model_from"):
+        validate_config(bad)
+    bad = copy.deepcopy(base)
+    bad["experiments"][0]["decode_chunk_frames"] = 5
+    with pytest.raises(ConfigError, match="needs a streaming model"):
+        validate_config(bad)
