@@ -1,4 +1,5 @@
-"""The commands that are not workflow stages: speak (any video -> WAV), summary, store-info."""
+"""The commands that are not workflow stages: speak (any video -> WAV), live (a live source -> audio as it
+arrives), summary, store-info."""
 
 from __future__ import annotations
 
@@ -51,6 +52,12 @@ def cmd_store_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_live(args: argparse.Namespace) -> int:
+    from lipspeech.live import main_live
+
+    return main_live(args)
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("speak", help="speech from any talking-face video with a trained model: VIDEO -> WAV")
     p.add_argument("video", help="video file (any format ffmpeg reads)")
@@ -65,6 +72,39 @@ def register(sub: Any) -> None:
     p.add_argument("--speaker", help="speaker name or index, for models with a speaker embedding")
     p.add_argument("--threads", type=int, default=sc.DEFAULT_THREADS, help="torch CPU threads")
     p.set_defaults(func=cmd_speak)
+
+    p = sub.add_parser("live", help="speech from a live talking-face video (file, camera, network stream) as it "
+                       "arrives, with a streaming model")
+    p.add_argument("source", help="anything ffmpeg reads: a file (with --realtime: at its own pace), /dev/videoN, "
+                   "udp://, rtp://, rtsp://, http(s)://, tcp://, srt://")
+    p.add_argument("-o", "--out", help="WAV written as it grows (16 kHz mono; valid at any moment); - = stdout")
+    p.add_argument("--stdout", action="store_true", help="raw 16 kHz 16-bit mono PCM on stdout "
+                   "(| aplay -f S16_LE -r 16000 -c 1, | ffplay -f s16le -ar 16000 -ac 1 -)")
+    p.add_argument("--model", required=True, help="checkpoint of a model trained with model.streaming")
+    p.add_argument("--vocoder", help="HiFi-GAN checkpoint (streamed with its receptive field) or griffin-lim "
+                   "(windowed); default: the --config's vocoder, else Griffin-Lim")
+    p.add_argument("--config", help="config.yaml whose vocoder section to use")
+    p.add_argument("--realtime", action="store_true", help="read a file at its own pace, as a camera delivers frames")
+    p.add_argument("--chunk-frames", type=int, help="video frames per model chunk (default: the model's)")
+    p.add_argument("--roi-lag", type=int, default=0, help="frames the mouth crops wait for smoothing "
+                   "(0: none; roi.smoothing // 2: the roi stage's centred smoothing)")
+    p.add_argument("--keyframe-interval", type=int, default=5, help="face detection every N frames (the "
+                   "tracker fits in between); more often than the roi stage's 25, so a face that goes is noticed")
+    p.add_argument("--on-lag", choices=["drop", "wait"], default="drop", help="when processing falls behind by "
+                   "more than --max-lag-ms: drop the waiting frames (silence) or keep every frame and drift")
+    p.add_argument("--max-lag-ms", type=float, default=1000.0)
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds without a frame after which the source "
+                   "counts as stopped")
+    p.add_argument("--open-timeout", type=float, default=30.0, help="seconds to wait for the first frame")
+    p.add_argument("--size", default="640x480", help="WIDTHxHEIGHT the picture is scaled into (aspect kept)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, auto")
+    p.add_argument("--temperature", type=float, help="std of the post-net prior (default: the model's)")
+    p.add_argument("--speaker", help="speaker name or index, for models with a speaker embedding")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: ffmpeg and the face "
+                   "tracker need a core too; on 2 cores, 2 threads made the whole 3x slower)")
+    p.add_argument("--quiet", action="store_true", help="no status line")
+    p.set_defaults(func=cmd_live)
 
     p = sub.add_parser("summary", help="one-screen summary of a corpus's results folder (or of the files given)")
     p.add_argument("results", nargs="?", help="results/{corpus} folder (its stores and rejected tables)")

@@ -1,0 +1,213 @@
+"""lipspeech live: a file, a local network stream made by ffmpeg here, a stream that stops, a face that
+leaves the frame, a camera that does not exist; the live ROI; the WAV that grows."""
+
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from lipspeech.cli import main
+
+pytestmark = [
+    pytest.mark.usefixtures("one_thread"),  # tests/conftest.py
+    pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("espeak-ng") is None,
+                       reason="needs ffmpeg and espeak-ng"),
+]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A SynthGRID clip, a tiny streaming LTBS checkpoint (2 steps), an offline one, a tiny HiFi-GAN (1 step)."""
+    import torch
+
+    from lipspeech.data.synth.corpus import generate_corpus
+    from lipspeech.features.audio import AudioConfig, MelSpectrogram
+    from lipspeech.models.presets import model_config
+    from lipspeech.training import synthetic_utterances, train, train_config
+    from lipspeech.vocoder import hifigan_config
+    from lipspeech.vocoder.train import VocoderItem, train_vocoder, vocoder_train_config
+
+    tmp = tmp_path_factory.mktemp("live")
+    generate_corpus({"seed": 3, "speakers": ["s1"], "utterances_per_speaker": 1, "faces": ["astronaut"]},
+                    tmp / "raw", threads=1, progress=False)
+    video = next((tmp / "raw" / "s1").glob("*.mpg"))
+    tcfg = train_config({"max_steps": 2, "batch_size": 2, "warmup_steps": 1, "device": "cpu", "tensorboard": False,
+                         "progress": False, "val_every": 2})
+    models = {}
+    for name, streaming in (("stream", True), ("offline", False)):
+        cfg = model_config("tiny", {"enc_layers": 1, "dec_layers": 1, "streaming": streaming})
+        models[name] = train(cfg, tcfg, synthetic_utterances(2, 8), None, tmp / name).last_checkpoint
+    ac = AudioConfig()
+    t = np.arange(160 * 40) / 16000
+    audio = (0.3 * np.sin(2 * np.pi * 150 * t)).astype(np.float32)
+    items = [VocoderItem("x", audio, MelSpectrogram(ac)(torch.from_numpy(audio)).numpy())]
+    vcfg = vocoder_train_config({"device": "cpu", "max_steps": 1, "val_every": 1, "batch_size": 1, "segment_frames": 8,
+                                 "tensorboard": False})
+    vocoder = train_vocoder(hifigan_config("tiny"), ac, vcfg, items, None, tmp / "vocoder", preset="tiny",
+                            progress=False).last_checkpoint
+    return {"tmp": tmp, "video": video, "vocoder": vocoder, **models}
+
+
+def _frames(video) -> np.ndarray:
+    from lipspeech.media import read_frames
+
+    return read_frames(video, gray=True)
+
+
+def _wav(path) -> np.ndarray:
+    import soundfile as sf
+
+    audio, rate = sf.read(str(path), dtype="int16")
+    assert rate == 16000
+    return audio
+
+
+def _live(setup, source, out, *args):
+    return main(["live", str(source), "--model", str(setup["stream"]), "--vocoder", str(setup["vocoder"]),
+                 "-o", str(out), "--quiet", *args])
+
+
+def test_live_roi_with_the_centred_lag_is_the_roi_stage():
+    """With lag = smoothing // 2 the live crops are the roi stage's, frame for frame; lag 0 crops differ a little."""
+    from lipspeech.vision.backends import make_backend
+    from lipspeech.vision.live import StreamingRoi
+    from lipspeech.vision.roi import RoiConfig, process_frames
+
+    cfg = RoiConfig()
+    backend = make_backend(cfg.backend, cfg.detect_max_side, cfg.detect_upsample)
+    rng = np.random.default_rng(0)
+    from skimage import data
+
+    face = (data.astronaut()[:, :, 0]).astype(np.float32)
+    # a face that drifts: the smoothing has something to do
+    frames = np.stack([np.roll(face, (int(3 * np.sin(i / 3)), int(2 * rng.normal())), (0, 1)) for i in range(30)])
+    frames = frames.astype(np.uint8)
+    ref = process_frames(frames, backend, cfg)
+    for lag, same in ((cfg.smoothing // 2, True), (0, False)):
+        roi = StreamingRoi(backend, cfg, lag)
+        out = [c for f in frames for c in roi.push(f)] + roi.flush()
+        assert [c.t for c in out] == list(range(30))
+        crops = np.stack([c.crop for c in out])
+        assert np.array_equal(crops, ref.roi) == same
+        assert np.abs(crops.astype(int) - ref.roi).mean() < 6
+
+
+def test_live_file_whole_chunk_equals_speak(setup, tmp_path):
+    """One chunk covering the clip and the roi stage's smoothing: live gives speak's audio (to 1 LSB); in
+    chunks, a WAV of 640 samples per frame, the same bytes on stdout."""
+    out, ref = tmp_path / "live.wav", tmp_path / "speak.wav"
+    assert main(["speak", str(setup["video"]), "--model", str(setup["stream"]), "--vocoder", str(setup["vocoder"]),
+                 "-o", str(ref)]) == 0
+    assert _live(setup, setup["video"], out, "--chunk-frames", "1000", "--roi-lag", "3", "--keyframe-interval", "25") == 0
+    a, b = _wav(ref), _wav(out)
+    assert len(a) == len(b) == 640 * len(_frames(setup["video"]))
+    assert np.abs(a.astype(int) - b).max() <= 1 and np.abs(a).max() > 100
+
+    chunked = tmp_path / "chunked.wav"
+    assert _live(setup, setup["video"], chunked) == 0
+    pcm = subprocess.run(
+        [sys.executable, "-m", "lipspeech.cli", "live", str(setup["video"]), "--model", str(setup["stream"]),
+         "--vocoder", str(setup["vocoder"]), "--stdout", "--quiet"], capture_output=True, check=True).stdout
+    assert np.array_equal(np.frombuffer(pcm, "<i2"), _wav(chunked))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_live_network_stream(setup, tmp_path, capsys):
+    """ffmpeg serves the clip as MPEG-TS over TCP at its own pace; live receives every frame, writes its
+    audio as it goes and reports latency."""
+    port = _free_port()
+    sender = subprocess.Popen(["ffmpeg", "-v", "error", "-re", "-i", str(setup["video"]), "-c:v", "mpeg2video",
+                               "-q:v", "2", "-f", "mpegts", f"tcp://127.0.0.1:{port}?listen=1"])
+    try:
+        time.sleep(0.5)
+        out = tmp_path / "net.wav"
+        code = main(["live", f"tcp://127.0.0.1:{port}", "--model", str(setup["stream"]), "--vocoder",
+                     str(setup["vocoder"]), "-o", str(out), "--timeout", "5"])
+    finally:
+        sender.wait(timeout=30)
+    assert code == 0
+    n = len(_frames(setup["video"]))
+    assert len(_wav(out)) == 640 * n
+    err = capsys.readouterr().err
+    assert f"{n} frames" in err and f"{n} with a face" in err and "latency p50" in err
+
+
+def test_live_stream_that_stops_keeps_its_audio(setup, tmp_path, capsys):
+    """A UDP stream whose sender goes away: after --timeout the run ends, says so, keeps the audio, exits 0."""
+    port = _free_port()
+    out = tmp_path / "udp.wav"
+    receiver = subprocess.Popen(
+        [sys.executable, "-m", "lipspeech.cli", "live", f"udp://127.0.0.1:{port}", "--model", str(setup["stream"]),
+         "--vocoder", str(setup["vocoder"]), "-o", str(out), "--timeout", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)  # the receiver is listening
+    subprocess.run(["ffmpeg", "-v", "error", "-re", "-i", str(setup["video"]), "-c:v", "mpeg2video", "-q:v", "2",
+                    "-f", "mpegts", f"udp://127.0.0.1:{port}?pkt_size=1316"], check=True, timeout=60)
+    _, err = receiver.communicate(timeout=60)
+    assert receiver.returncode == 0, err
+    assert "source stopped: no frame for 2 s" in err
+    audio = _wav(out)
+    assert len(audio) > 0 and len(audio) % 640 == 0
+
+
+def test_live_face_leaves_the_frame(setup, tmp_path, capsys):
+    """Clip, 30 black frames, clip: the face is lost and found again (said), the audio keeps the timeline
+    with exact silence while it is away."""
+    frames = _frames(setup["video"])
+    h, w = frames.shape[1:]
+    seq = np.concatenate([frames, np.zeros((30, h, w), np.uint8), frames])
+    clip = tmp_path / "away.mkv"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "rawvideo", "-pix_fmt", "gray", "-s", f"{w}x{h}", "-r", "25",
+                    "-i", "pipe:", "-c:v", "ffv1", str(clip)], input=seq.tobytes(), check=True)
+    out = tmp_path / "away.wav"
+    assert main(["live", str(clip), "--model", str(setup["stream"]), "--vocoder", str(setup["vocoder"]),
+                 "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    lost = re.search(r"face lost at ([0-9.]+) s", err)
+    found = re.search(r"face found at ([0-9.]+) s", err)
+    assert lost and found, err
+    lost_from, found_at = round(float(lost.group(1)) * 25), round(float(found.group(1)) * 25)
+    # noticed within a detection interval (5) and roi.max_gap (12) frames; found again on the first face frame
+    assert len(frames) + 12 <= lost_from <= len(frames) + 5 + 12 + 1 and found_at == len(frames) + 30
+    audio = _wav(out)
+    assert len(audio) == 640 * len(seq)
+    assert not audio[640 * lost_from : 640 * found_at].any()
+    assert np.abs(audio[640 * (found_at + 10) :]).max() > 0
+
+
+def test_live_errors(setup, tmp_path, capsys):
+    """A camera that does not exist, an offline model, no output: one line each, exit 1."""
+    out = tmp_path / "x.wav"
+    assert _live(setup, "/dev/video97", out) == 1
+    assert "/dev/video97: no such file or device" in capsys.readouterr().err
+    assert main(["live", str(setup["video"]), "--model", str(setup["offline"]), "-o", str(out)]) == 1
+    assert "not a streaming model" in capsys.readouterr().err
+    assert main(["live", str(setup["video"]), "--model", str(setup["stream"])]) == 1
+    assert "give -o" in capsys.readouterr().err
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video at all" * 100)
+    assert _live(setup, broken, out) == 1
+    assert "broken.mp4: no frames" in capsys.readouterr().err
+
+
+def test_growing_wav_is_valid_at_every_write(tmp_path):
+    import soundfile as sf
+
+    from lipspeech.live import GrowingWav, to_pcm
+
+    wav = GrowingWav(tmp_path / "g.wav")
+    for n in (100, 0, 640, 37):
+        wav.write(to_pcm(np.full(n, 0.5, np.float32)))
+        audio, rate = sf.read(str(tmp_path / "g.wav"), dtype="int16")
+        assert rate == 16000 and len(audio) == wav.samples and (audio == 16384).all()
+    wav.close()
