@@ -25,11 +25,7 @@ look-ahead, the ROI's lag, the vocoder's look-ahead); the rest is compute and qu
 from __future__ import annotations
 
 import os
-import queue
-import struct
-import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,155 +33,14 @@ from typing import IO, Any, Mapping, Optional
 
 import numpy as np
 
-from lipspeech.media import MediaError, require_ffmpeg
+from lipspeech.livemedia import NETWORK_SCHEMES, SAMPLES_PER_FRAME, GrowingWav, LiveSource, to_pcm
+from lipspeech.media import MediaError
 from lipspeech.speak import SpeakError
 from lipspeech.timing import FPS, SAMPLE_RATE
-
-SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
-NETWORK_SCHEMES = ("udp://", "rtp://", "rtsp://", "http://", "https://", "tcp://", "srt://", "rtmp://")
 
 
 class LiveSourceError(SpeakError):
     """The source cannot be opened or gave no frame (a missing camera, a wrong URL)."""
-
-
-# --------------------------------------------------------------------------- the source
-def ffmpeg_command(source: str, size: tuple[int, int], fps: float = FPS, realtime: bool = False) -> list[str]:
-    """The ffmpeg command that turns ``source`` into raw gray frames of ``size`` (letterboxed) at ``fps``."""
-    width, height = size
-    args = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error"]
-    if source.startswith(NETWORK_SCHEMES):
-        # start after 1 s of probing, not ffmpeg's default 5 s (the probed packets are kept: -fflags
-        # nobuffer would drop them, the first second of the stream)
-        args += ["-flags", "low_delay", "-probesize", "500000", "-analyzeduration", "1000000"]
-    elif source.startswith("/dev/video"):
-        args += ["-f", "v4l2"]
-    if realtime:
-        args += ["-re"]
-    scale = (f"fps={fps},scale={width}:{height}:force_original_aspect_ratio=decrease,"
-             f"pad={width}:{height}:(ow-iw)/2:(oh-ih)/2,format=gray")
-    return args + ["-i", source, "-an", "-vf", scale, "-f", "rawvideo", "-pix_fmt", "gray", "pipe:"]
-
-
-class LiveSource:
-    """Frames of a live source as they arrive, each with its arrival time (``time.monotonic()``).
-
-    A reader thread takes whole frames from ffmpeg's output and queues them; :meth:`get` returns
-    what has arrived. ffmpeg's error output is kept for the message when it stops.
-
-    Args:
-        source: file, camera device or URL.
-        size: (width, height) of the frames (the picture is scaled into it, aspect kept).
-        realtime: read a file at its own pace (ffmpeg -re).
-    """
-
-    def __init__(self, source: str, size: tuple[int, int] = (640, 480), realtime: bool = False):
-        require_ffmpeg()
-        if not source.startswith(NETWORK_SCHEMES) and not Path(source).exists():
-            raise LiveSourceError(f"{source}: no such file or device")
-        self.source, self.size = source, size
-        self.frame_bytes = size[0] * size[1]
-        self.proc = subprocess.Popen(ffmpeg_command(source, size, realtime=realtime), stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
-        self.queue: "queue.Queue[Optional[tuple[np.ndarray, float]]]" = queue.Queue()
-        self.frames_read = 0
-        self.ended = False
-        self._err: list[bytes] = []
-        threading.Thread(target=self._read, daemon=True).start()
-        threading.Thread(target=lambda: self._err.append(self.proc.stderr.read()), daemon=True).start()
-
-    def _read(self) -> None:
-        out = self.proc.stdout
-        try:
-            while True:
-                buf = bytearray()
-                while len(buf) < self.frame_bytes:
-                    data = out.read(self.frame_bytes - len(buf))
-                    if not data:
-                        return
-                    buf += data
-                frame = np.frombuffer(bytes(buf), np.uint8).reshape(self.size[1], self.size[0])
-                self.frames_read += 1
-                self.queue.put((frame, time.monotonic()))
-        finally:
-            self.queue.put(None)
-
-    def get(self, timeout: float) -> list[tuple[np.ndarray, float]]:
-        """The frames that have arrived (waiting up to ``timeout`` s for the first); [] on a timeout.
-        After the end of the stream, :attr:`ended` is True."""
-        items = []
-        try:
-            first = self.queue.get(timeout=timeout)
-        except queue.Empty:
-            return []
-        pending = [first]
-        while True:
-            try:
-                pending.append(self.queue.get_nowait())
-            except queue.Empty:
-                break
-        for item in pending:
-            if item is None:
-                self.ended = True
-                break
-            items.append(item)
-        return items
-
-    def waiting(self) -> int:
-        """Frames queued and not yet taken."""
-        return self.queue.qsize()
-
-    def reason(self) -> str:
-        """Why ffmpeg stopped, in one line ('' when it ended normally)."""
-        try:
-            code = self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            return ""
-        text = (self._err[0] if self._err else b"").decode("utf-8", "replace").strip().splitlines()
-        lines = [line for line in text if line.strip()]
-        return (lines[-1] if lines else f"ffmpeg exited with status {code}") if code else ""
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-
-# --------------------------------------------------------------------------- the outputs
-class GrowingWav:
-    """A 16-bit mono WAV written as the audio comes: the header is rewritten after every write,
-    so the file is a valid WAV of the audio so far at any moment (also if the process is killed)."""
-
-    def __init__(self, path: str | os.PathLike, sample_rate: int = SAMPLE_RATE):
-        self.path = Path(path)
-        self.fh = open(self.path, "wb")
-        self.rate, self.samples = sample_rate, 0
-        self._header()
-
-    def _header(self) -> None:
-        data = self.samples * 2
-        self.fh.seek(0)
-        self.fh.write(b"RIFF" + struct.pack("<I", 36 + data) + b"WAVE")
-        self.fh.write(b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, self.rate, self.rate * 2, 2, 16))
-        self.fh.write(b"data" + struct.pack("<I", data))
-        self.fh.seek(0, os.SEEK_END)
-
-    def write(self, pcm: bytes) -> None:
-        self.fh.write(pcm)
-        self.samples += len(pcm) // 2
-        self._header()
-        self.fh.flush()
-
-    def close(self) -> None:
-        self.fh.close()
-
-
-def to_pcm(audio: np.ndarray) -> bytes:
-    """float [-1, 1] -> 16-bit little-endian PCM bytes."""
-    return (np.clip(audio, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()
 
 
 # --------------------------------------------------------------------------- the loop
@@ -347,161 +202,186 @@ def run_live(
     from lipspeech.config import validate_config
     from lipspeech.runtime import resolve_device
     from lipspeech.speak import _load
-    from lipspeech.vision.live import StreamingRoi
 
     if on_lag not in ("drop", "wait"):
         raise SpeakError(f"--on-lag {on_lag!r}: must be drop or wait")
     live_source = realtime or source.startswith(NETWORK_SCHEMES) or source.startswith("/dev/")
-    if not live_source:
-        on_lag = "wait"  # a file read as fast as it decodes is not live: nothing to catch up with
     if threads:
         torch.set_num_threads(threads)
     cfg = config if config is not None else validate_config({})
-    dev = resolve_device(device)
-    loaded = _load(Path(model_ckpt), vocoder, cfg["vocoder"], dev, speaker)
-    model = loaded.bundle.model
-    if model.streaming is None:
+    loaded = _load(Path(model_ckpt), vocoder, cfg["vocoder"], resolve_device(device), speaker)
+    if loaded.bundle.model.streaming is None:
         raise SpeakError(f"--model {model_ckpt}: not a streaming model; lipspeech live needs one trained with "
                          "model.streaming (config.yaml), e.g. the ltbs_stream experiment of configs/streaming.yaml")
+    if not 0 <= roi_lag <= (loaded.roi_cfg.smoothing | 1) // 2:
+        raise SpeakError(f"--roi-lag {roi_lag}: must be between 0 and {(loaded.roi_cfg.smoothing | 1) // 2} "
+                         "(half the checkpoint's roi.smoothing window)")
+    session = _Session(loaded, chunk_frames, roi_lag, keyframe_interval, temperature, seed, status, live_source)
+    session.open_outputs(out, pcm_out)
     try:
-        roi = StreamingRoi(loaded.backend, loaded.roi_cfg, roi_lag, keyframe_interval)
-    except ValueError as exc:
-        raise SpeakError(f"--roi-lag: {exc}") from None
-    chunk = chunk_frames or model.streaming.chunk_frames
-    voice = _vocoder_stream(loaded.vocoder)
-    res = LiveResult(live=live_source, algorithmic_ms={
-        "model": 1000.0 * (chunk + model.streaming.lookahead_frames) / FPS,
-        "roi": 1000.0 * roi_lag / FPS,
-        "vocoder": float(voice.latency_ms),
-    })
-    res.algorithmic_ms["total"] = sum(res.algorithmic_ms.values())
+        try:
+            src = LiveSource(source, size, realtime)
+        except MediaError as exc:
+            raise LiveSourceError(str(exc)) from None
+        try:
+            # a file read as fast as it decodes is not live: nothing to catch up with
+            session.run(src, timeout, open_timeout, on_lag if live_source else "wait", max_lag_ms)
+        finally:
+            src.close()
+        if src.frames_read == 0:
+            raise LiveSourceError(f"{source}: no frames ({session.res.source_error or 'an empty stream'})")
+    finally:
+        session.close()
+    return session.res
 
-    wav = GrowingWav(out) if out is not None else None
-    arrival: dict[int, float] = {}  # timeline frame -> arrival time, for spoken frames not yet written
-    state = {"samples": 0, "spoken_upto": 0}
 
-    def say(line: str) -> None:
-        res.events.append(line)
-        if status is not None:
-            status.write("\r\033[K" + line + "\n")
-            status.flush()
+class _Session:
+    """One ``run_live``: the ROI, the speaker, the outputs and the timeline that ties them."""
 
-    def write(audio: np.ndarray, spoken: bool = False) -> None:
+    def __init__(self, loaded: Any, chunk_frames: Optional[int], roi_lag: int, keyframe_interval: Optional[int],
+                 temperature: Optional[float], seed: int, status: Optional[IO[str]], live: bool):
+        model = loaded.bundle.model
+        self.loaded, self.roi_lag, self.keyframe_interval, self.status = loaded, roi_lag, keyframe_interval, status
+        chunk = chunk_frames or model.streaming.chunk_frames
+        _warm_up(model, loaded.vocoder, chunk, loaded.speaker_id, loaded.roi_cfg.crop_size)
+        self.res = LiveResult(live=live, algorithmic_ms={
+            "model": 1000.0 * (chunk + model.streaming.lookahead_frames) / FPS,
+            "roi": 1000.0 * roi_lag / FPS,
+            "vocoder": float(_vocoder_stream(loaded.vocoder).latency_ms),
+        })
+        self.res.algorithmic_ms["total"] = sum(self.res.algorithmic_ms.values())
+        self.speaker = _Speaker(model, loaded.vocoder, chunk, temperature, loaded.speaker_id, seed, self.write)
+        self.wav: Optional[GrowingWav] = None
+        self.pcm: Optional[IO[bytes]] = None
+        self.arrival: dict[int, float] = {}  # timeline frame -> arrival, for frames whose audio is not out yet
+        self.spoken_upto = 0  # frames whose 640 samples have all been written
+        self.t_next = 0  # timeline index of the next frame from the source
+        self.had_face = False
+        self.started = time.monotonic()
+        self._new_roi()
+
+    def _new_roi(self) -> None:
+        from lipspeech.vision.live import StreamingRoi
+
+        self.roi = StreamingRoi(self.loaded.backend, self.loaded.roi_cfg, self.roi_lag, self.keyframe_interval)
+        self.crop_start = self.t_next  # timeline index of the ROI's frame 0
+
+    def open_outputs(self, out: Optional[str | os.PathLike], pcm_out: Optional[IO[bytes]]) -> None:
+        self.wav = GrowingWav(out) if out is not None else None
+        self.pcm = pcm_out
+
+    def say(self, line: str) -> None:
+        self.res.events.append(line)
+        if self.status is not None:
+            self.status.write("\r\033[K" + line + "\n")
+            self.status.flush()
+
+    def write(self, audio: np.ndarray, spoken: bool = False) -> None:
+        """Audio for the next stretch of the timeline; records the latency of the frames it completes."""
         if not len(audio):
             return
         pcm = to_pcm(audio)
-        if wav is not None:
-            wav.write(pcm)
-        if pcm_out is not None:
-            pcm_out.write(pcm)
-            pcm_out.flush()
-        state["samples"] += len(audio)
+        if self.wav is not None:
+            self.wav.write(pcm)
+        if self.pcm is not None:
+            self.pcm.write(pcm)
+            self.pcm.flush()
+        self.res.samples += len(audio)
         now = time.monotonic()
-        done = state["samples"] // SAMPLES_PER_FRAME  # frames whose 640 samples are all written
-        for t in range(state["spoken_upto"], done):
-            if t in arrival:
-                res.latencies_ms.append(1000.0 * (now - arrival.pop(t)))
-        state["spoken_upto"] = done
+        done = self.res.samples // SAMPLES_PER_FRAME
+        for t in range(self.spoken_upto, done):
+            if t in self.arrival:
+                self.res.latencies_ms.append(1000.0 * (now - self.arrival.pop(t)))
+        self.spoken_upto = done
 
-    speaker_ = _Speaker(model, loaded.vocoder, chunk, temperature, loaded.speaker_id, seed, write)
-    _warm_up(model, loaded.vocoder, chunk, loaded.speaker_id, loaded.roi_cfg.crop_size)
-    src = LiveSource(source, size, realtime)
-    t_next = 0  # timeline index of the next frame from the source
-    crop_start = 0  # timeline index of the ROI's frame 0 (it restarts after a drop)
-    had_face = False
-    last_status = 0.0
-    started = time.monotonic()
-
-    def handle(crops: list[Any]) -> None:
-        nonlocal had_face
+    def handle(self, crops: list[Any]) -> None:
+        """The ROI's output: runs of crops to the speaker, silence where there is no face."""
         run: list[np.ndarray] = []
-        run_t = None
+        run_t = 0
         for c in crops:
-            t = crop_start + c.t
-            if c.crop is None:
-                if run:
-                    speaker_.frames(run_t, run)
-                    run, run_t = [], None
-                if had_face:
-                    speaker_.end()
-                    say(f"face lost at {t / FPS:.2f} s (no face for {loaded.roi_cfg.max_gap} frames): silence "
-                        "until it is back")
-                    had_face = False
-                arrival.pop(t, None)
-                write(np.zeros(SAMPLES_PER_FRAME, np.float32))
+            t = self.crop_start + c.t
+            if c.crop is not None:
+                if not self.had_face and t > 0:
+                    self.say(f"face found at {t / FPS:.2f} s")
+                self.had_face = True
+                run_t = t if not run else run_t
+                run.append(c.crop)
                 continue
-            if not had_face:
-                if t > 0:
-                    say(f"face found at {t / FPS:.2f} s")
-                had_face = True
-            if run_t is None:
-                run_t = t
-            run.append(c.crop)
+            if run:
+                self.speaker.frames(run_t, run)
+                run = []
+            if self.had_face:
+                self.speaker.end()
+                self.say(f"face lost at {t / FPS:.2f} s (no face for {self.loaded.roi_cfg.max_gap} frames): "
+                         "silence until it is back")
+                self.had_face = False
+            self.arrival.pop(t, None)
+            self.write(np.zeros(SAMPLES_PER_FRAME, np.float32))
         if run:
-            speaker_.frames(run_t, run)
+            self.speaker.frames(run_t, run)
 
-    try:
+    def drop(self, dropped: int, behind_ms: float) -> None:
+        """Skip ``dropped`` frames to catch up: the utterance ends, silence for them, the ROI starts again."""
+        self.handle(self.roi.flush())
+        self.speaker.end()
+        self.write(np.zeros(SAMPLES_PER_FRAME * dropped, np.float32))
+        self.t_next += dropped
+        self.res.dropped += dropped
+        self.had_face = False
+        self._new_roi()
+        self.say(f"behind the source by {behind_ms:.0f} ms: dropped {dropped} frames ({dropped / FPS:.2f} s of silence)")
+
+    def run(self, src: LiveSource, timeout: float, open_timeout: float, on_lag: str, max_lag_ms: float) -> None:
+        last_status = 0.0
         while True:
             items = src.get(timeout if src.frames_read else open_timeout)
             if not items:
                 if src.ended:
                     break
                 if src.frames_read == 0:
-                    raise LiveSourceError(f"{source}: no frame within {open_timeout:g} s"
-                                          + (f" ({src.reason()})" if src.proc.poll() is not None else ""))
-                say(f"source stopped: no frame for {timeout:g} s after {src.frames_read / FPS:.2f} s")
+                    reason = f" ({src.reason()})" if src.proc.poll() is not None else ""
+                    raise LiveSourceError(f"{src.source}: no frame within {open_timeout:g} s{reason}")
+                self.say(f"source stopped: no frame for {timeout:g} s after {src.frames_read / FPS:.2f} s")
                 break
             busy = time.monotonic()
             behind_ms = 1000.0 * (busy - items[0][1])
             if on_lag == "drop" and behind_ms > max_lag_ms and len(items) > 1:
-                # keep the newest frame, drop the others: the ROI and the model start again from it
-                dropped = items[:-1]
+                self.drop(len(items) - 1, behind_ms)  # keep the newest frame: the ROI and the model restart there
                 items = items[-1:]
-                handle(roi.flush())
-                speaker_.end()
-                write(np.zeros(SAMPLES_PER_FRAME * len(dropped), np.float32))
-                t_next += len(dropped)
-                res.dropped += len(dropped)
-                roi = StreamingRoi(loaded.backend, loaded.roi_cfg, roi_lag, keyframe_interval)
-                crop_start = t_next
-                had_face = False
-                say(f"behind the source by {behind_ms:.0f} ms: dropped {len(dropped)} frames "
-                    f"({len(dropped) / FPS:.2f} s of silence)")
             for frame, arrived in items:
-                arrival[t_next] = arrived
-                t_next += 1
-                handle(roi.push(frame))
-            res.compute_seconds += time.monotonic() - busy
-            res.frames = t_next
-            if status is not None and time.monotonic() - last_status > 0.5:
+                self.arrival[self.t_next] = arrived
+                self.t_next += 1
+                self.handle(self.roi.push(frame))
+            self.res.compute_seconds += time.monotonic() - busy
+            self.res.frames = self.t_next
+            if self.status is not None and time.monotonic() - last_status > 0.5:
                 last_status = time.monotonic()
-                status.write(
-                    f"\r\033[Klive {t_next / FPS:6.1f} s | latency p50 {res.percentile(50):4.0f} ms "
-                    f"p95 {res.percentile(95):4.0f} ms | RTF {res.rtf:.2f} | behind {behind_ms:4.0f} ms"
-                    + (" | no face" if not had_face else ""))
-                status.flush()
+                self.status.write(
+                    f"\r\033[Klive {self.t_next / FPS:6.1f} s | latency p50 {self.res.percentile(50):4.0f} ms "
+                    f"p95 {self.res.percentile(95):4.0f} ms | RTF {self.res.rtf:.2f} | behind {behind_ms:4.0f} ms"
+                    + ("" if self.had_face else " | no face"))
+                self.status.flush()
             if src.ended:
                 break
+        self.finish(src)
+
+    def finish(self, src: LiveSource) -> None:
         busy = time.monotonic()
-        handle(roi.flush())
-        speaker_.end()
-        res.compute_seconds += time.monotonic() - busy
-        res.source_error = src.reason() if src.ended else ""
-        if src.frames_read == 0:
-            raise LiveSourceError(f"{source}: no frames ({res.source_error or 'an empty stream'})")
-        if res.source_error:
-            say(f"source stopped after {src.frames_read / FPS:.2f} s: {res.source_error}")
-        if roi.faces_seen == 0 and res.dropped == 0 and not had_face:
-            say(f"no face found in {t_next} frames: the audio is silence")
-    finally:
-        src.close()
-        if wav is not None:
-            wav.close()
-        res.frames = t_next
-        res.samples = state["samples"]
-        res.spoken_frames = len(res.latencies_ms)
-        res.events.append(f"wall {time.monotonic() - started:.2f} s")
-    return res
+        self.handle(self.roi.flush())
+        self.speaker.end()
+        self.res.compute_seconds += time.monotonic() - busy
+        self.res.source_error = src.reason() if src.ended else ""
+        if self.res.source_error and src.frames_read:
+            self.say(f"source stopped after {src.frames_read / FPS:.2f} s: {self.res.source_error}")
+        if src.frames_read and self.res.dropped == 0 and self.roi.faces_seen == 0 and not self.res.latencies_ms:
+            self.say(f"no face found in {self.t_next} frames: the audio is silence")
+
+    def close(self) -> None:
+        if self.wav is not None:
+            self.wav.close()
+        self.res.frames = self.t_next
+        self.res.spoken_frames = len(self.res.latencies_ms)
+        self.res.events.append(f"wall {time.monotonic() - self.started:.2f} s")
 
 
 def format_result(source: str, out: Optional[str | os.PathLike], res: LiveResult) -> str:
@@ -537,7 +417,7 @@ def main_live(args: Any) -> int:
             timeout=args.timeout, open_timeout=args.open_timeout, size=(width, height), temperature=args.temperature,
             speaker=args.speaker, seed=args.seed, status=None if args.quiet else sys.stderr, threads=args.threads,
         )
-    except MediaError as exc:
+    except MediaError as exc:  # ffmpeg missing
         raise LiveSourceError(f"{args.source}: {exc}") from None
     if not args.quiet:
         sys.stderr.write("\r\033[K" + format_result(args.source, out, res) + "\n")

@@ -12,7 +12,7 @@ import lipspeech
 
 PACKAGE = Path(lipspeech.__file__).parent
 BASE = ("lipspeech", "lipspeech.audit", "lipspeech.config", "lipspeech.media", "lipspeech.runtime",
-        "lipspeech.shards", "lipspeech.stagecli", "lipspeech.store", "lipspeech.timing")
+        "lipspeech.shards", "lipspeech.stagecli", "lipspeech.store", "lipspeech.timing", "lipspeech.livemedia")
 LAYERS = [
     BASE,
     ("lipspeech.vision",),
@@ -22,7 +22,8 @@ LAYERS = [
     ("lipspeech.training",),
     ("lipspeech.vocoder",),
     ("lipspeech.evaluation",),
-    ("lipspeech.speak", "lipspeech.summary", "lipspeech.doctor", "lipspeech.toolcli", "lipspeech.cli"),
+    ("lipspeech.speak", "lipspeech.live", "lipspeech.summary", "lipspeech.doctor", "lipspeech.toolcli",
+     "lipspeech.cli"),
 ]
 
 

@@ -46,26 +46,9 @@ from lipspeech.models.batch import Batch, lengths_to_mask
 from lipspeech.models.conformer import Conformer
 from lipspeech.models.flow import FlowPostNet, gaussian_nll
 from lipspeech.models.frontend import build_frontend
-from lipspeech.models.presets import check_model_config
+from lipspeech.models.presets import StreamingConfig, check_model_config, streaming_config
 from lipspeech.models.variance import VarianceAdaptor
 from lipspeech.timing import MEL_PER_FRAME
-
-
-@dataclass(frozen=True)
-class StreamingConfig:
-    """The streaming mode's sizes, in video frames (the ``stream_*`` model keys).
-
-    Attributes:
-        chunk_frames: frames per chunk when decoding in chunks (and when validating).
-        lookahead_frames: frames after its chunk the first encoder block reads.
-        left_context_frames: frames before its chunk a frame attends to.
-        train_chunks: chunk sizes drawn per training batch (0: the whole clip).
-    """
-
-    chunk_frames: int
-    lookahead_frames: int
-    left_context_frames: int
-    train_chunks: tuple[int, ...]
 
 
 @dataclass
@@ -425,12 +408,7 @@ def build_model(cfg: Mapping[str, Any]) -> LTBSModel:
             dropout=cfg["flow_dropout"],
             causal=causal,
         )
-    streaming = None
-    if causal:
-        streaming = StreamingConfig(
-            cfg["stream_chunk_frames"], cfg["stream_lookahead_frames"], cfg["stream_left_context_frames"],
-            tuple(cfg["stream_train_chunks"]),
-        )
+    streaming = streaming_config(cfg)
     return LTBSModel(
         frontend,
         encoder,

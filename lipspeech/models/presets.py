@@ -13,6 +13,7 @@ paper's code or appendix says otherwise.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 from lipspeech.config import ConfigError
@@ -124,6 +125,31 @@ PRESETS["small"] = {
     "dec_layers": 3,
     "dec_ffn": 256,
 }
+
+@dataclass(frozen=True)
+class StreamingConfig:
+    """The streaming mode's sizes, in video frames (the ``stream_*`` model keys).
+
+    Attributes:
+        chunk_frames: frames per chunk when decoding in chunks (and when validating).
+        lookahead_frames: frames after its chunk the first encoder block reads.
+        left_context_frames: frames before its chunk a frame attends to.
+        train_chunks: chunk sizes drawn per training batch (0: the whole clip).
+    """
+
+    chunk_frames: int
+    lookahead_frames: int
+    left_context_frames: int
+    train_chunks: tuple[int, ...]
+
+
+def streaming_config(cfg: Mapping[str, Any]) -> Optional[StreamingConfig]:
+    """The streaming sizes of a checked flat model config; None for the offline model."""
+    if not cfg["streaming"]:
+        return None
+    return StreamingConfig(cfg["stream_chunk_frames"], cfg["stream_lookahead_frames"],
+                           cfg["stream_left_context_frames"], tuple(cfg["stream_train_chunks"]))
+
 
 _CHOICES = {"frontend": ("paper", "tiny"), "upsample": ("repeat", "transposed"), "variance_loss": ("mse", "l1")}
 _ODD = ("enc_kernel", "dec_kernel", "var_kernel", "flow_kernel")
