@@ -56,10 +56,13 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"config key {where}: {error.message}"
 
 
-def validate_config(config: dict[str, Any]) -> dict[str, Any]:
+def validate_config(config: dict[str, Any], experiment_refs: bool = True) -> dict[str, Any]:
     """Fill defaults into ``config`` (in place) and validate it against the schema.
 
-    Returns the same dict. Raises :class:`ConfigError` naming the first bad key.
+    ``experiment_refs``: also check what experiments say of each other (model_from names a
+    training experiment, decode_chunk_frames a streaming model); off for one entry on its own
+    (a stage job's --experiment). Returns the same dict. Raises :class:`ConfigError` naming the
+    first bad key.
     """
     schema = load_schema()
     _fill_defaults(config, schema)
@@ -67,11 +70,11 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
     if errors:
         raise ConfigError(_describe(errors[0]))
-    _check_consistency(config)
+    _check_consistency(config, experiment_refs)
     return config
 
 
-def _check_consistency(config: Mapping[str, Any]) -> None:
+def _check_consistency(config: Mapping[str, Any], experiment_refs: bool = True) -> None:
     """Rules a schema cannot express comfortably."""
     corpus = config["corpus"]
     if corpus["kind"] != "synthgrid" and not corpus.get("root"):
@@ -85,7 +88,7 @@ def _check_consistency(config: Mapping[str, Any]) -> None:
     if dup is not None:
         raise ConfigError(f"config key experiments: name {dup!r} is used twice")
     trained = {e["name"]: e for e in config["experiments"] if not e.get("model_from")}
-    for e in config["experiments"]:
+    for e in config["experiments"] if experiment_refs else []:
         source = e.get("model_from")
         if source and source not in trained:
             raise ConfigError(f"config key experiments: {e['name']}.model_from {source!r} names no experiment "

@@ -120,7 +120,7 @@ class _Speaker:
         video = collate([Utterance("live", np.stack(crops))]).video[0]
         _, post = self.decoder.push(video)
         if len(post):
-            self.write(self.voice.push(post.numpy()), spoken=True)
+            self.write(self.voice.push(post.numpy()))
 
     def end(self) -> None:
         """The current utterance is over: the audio still held back."""
@@ -128,7 +128,7 @@ class _Speaker:
             return
         _, post = self.decoder.flush()
         audio = self.voice.push(post.numpy()) if len(post) else np.zeros(0, np.float32)
-        self.write(np.concatenate([audio, self.voice.flush()]), spoken=True)
+        self.write(np.concatenate([audio, self.voice.flush()]))
         self.decoder = self.voice = None
 
 
@@ -242,6 +242,8 @@ class _Session:
                  temperature: Optional[float], seed: int, status: Optional[IO[str]], live: bool):
         model = loaded.bundle.model
         self.loaded, self.roi_lag, self.keyframe_interval, self.status = loaded, roi_lag, keyframe_interval, status
+        # the status line rewrites itself on a terminal; a log gets the events and the summary only
+        self.tty = status is not None and status.isatty()
         chunk = chunk_frames or model.streaming.chunk_frames
         _warm_up(model, loaded.vocoder, chunk, loaded.speaker_id, loaded.roi_cfg.crop_size)
         self.res = LiveResult(live=live, algorithmic_ms={
@@ -273,10 +275,10 @@ class _Session:
     def say(self, line: str) -> None:
         self.res.events.append(line)
         if self.status is not None:
-            self.status.write("\r\033[K" + line + "\n")
+            self.status.write(("\r\033[K" if self.tty else "") + line + "\n")
             self.status.flush()
 
-    def write(self, audio: np.ndarray, spoken: bool = False) -> None:
+    def write(self, audio: np.ndarray) -> None:
         """Audio for the next stretch of the timeline; records the latency of the frames it completes."""
         if not len(audio):
             return
@@ -354,7 +356,7 @@ class _Session:
                 self.handle(self.roi.push(frame))
             self.res.compute_seconds += time.monotonic() - busy
             self.res.frames = self.t_next
-            if self.status is not None and time.monotonic() - last_status > 0.5:
+            if self.tty and time.monotonic() - last_status > 0.5:
                 last_status = time.monotonic()
                 self.status.write(
                     f"\r\033[Klive {self.t_next / FPS:6.1f} s | latency p50 {self.res.percentile(50):4.0f} ms "
@@ -420,5 +422,5 @@ def main_live(args: Any) -> int:
     except MediaError as exc:  # ffmpeg missing
         raise LiveSourceError(f"{args.source}: {exc}") from None
     if not args.quiet:
-        sys.stderr.write("\r\033[K" + format_result(args.source, out, res) + "\n")
+        sys.stderr.write(("\r\033[K" if sys.stderr.isatty() else "") + format_result(args.source, out, res) + "\n")
     return 0

@@ -183,3 +183,12 @@ def test_streaming_config_sections(tmp_path):
     bad["experiments"][0]["decode_chunk_frames"] = 5
     with pytest.raises(ConfigError, match="needs a streaming model"):
         validate_config(bad)
+    # a stage job gets its one entry (--experiment JSON): the references were checked with the whole config
+    import argparse
+    import json
+
+    from lipspeech.training.cli import experiment
+
+    entry = base["experiments"][2]
+    args = argparse.Namespace(exp=entry["name"], experiment=json.dumps(entry))
+    assert experiment(args, validate_config({}))["model_from"] == "ltbs_stream"

@@ -22,7 +22,8 @@ def experiment(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
             entry = json.loads(args.experiment)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"--experiment is not valid JSON ({exc})") from exc
-        experiments = validate_config({"experiments": [entry]})["experiments"]  # schema check of the entry
+        # schema check of the entry (what it says of other experiments was checked with the whole config)
+        experiments = validate_config({"experiments": [entry]}, experiment_refs=False)["experiments"]
     else:
         experiments = cfg["experiments"]
     return find_experiment(experiments, args.exp)
