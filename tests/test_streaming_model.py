@@ -20,9 +20,12 @@ from lipspeech.training.stage import experiment_model_config
 def streaming_model(preset="tiny", **keys):
     torch.manual_seed(0)
     model = build_model(model_config(preset, {"streaming": True, **keys})).eval()
-    with torch.no_grad():  # the couplings start as the identity: give the post-net something to do
+    with torch.no_grad():  # the couplings start as the identity and the relative biases at zero: move them
         for p in model.postnet.parameters():
             p.add_(torch.randn_like(p) * 0.05)
+        for name, p in model.named_parameters():
+            if name.endswith("rel_bias"):
+                p.add_(torch.randn_like(p))
     return model
 
 

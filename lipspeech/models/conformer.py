@@ -13,8 +13,10 @@ feed-forward, final LayerNorm. Two deliberate choices (ours):
 
 Streaming (``causal=True``, the model's streaming mode): the depthwise convolutions are
 causal (frame t sees t - k + 1 .. t), the input positions are left out (absolute positions
-would grow past anything seen in training on a live stream; the causal convolutions carry
-order), and :meth:`Conformer.forward` takes a chunk size: frames attend within their chunk
+would grow past anything seen in training on a live stream); instead each attention head
+learns a bias per relative distance (key - query, clipped to +-``REL_DISTANCE`` frames, as
+T5's relative positions without the log buckets), which a stream of any length can use. And
+:meth:`Conformer.forward` takes a chunk size: frames attend within their chunk
 and to ``left`` frames before it, and the first block's queries also to ``lookahead`` frames
 after it. Look-ahead in the first block only keeps the whole stack's look-ahead at
 ``lookahead`` frames (in every block it would add up). :meth:`Conformer.step` computes one
@@ -32,6 +34,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from lipspeech.models.dropout import Dropout, dropout
+
+#: relative distances (frames) a streaming stack's attention tells apart; farther keys share the end biases
+REL_DISTANCE = 32
 
 # per block, what a streamed chunk needs from the frames before it: (keys, values) of up
 # to ``left`` frames, each (B, heads, n, D / heads), and the depthwise conv's last k - 1 inputs
@@ -98,13 +103,17 @@ class SelfAttention(nn.Module):
         dim: model width D (divisible by ``heads``).
         heads: attention heads.
         dropout: dropout on attention weights and on the output.
+        rel_distance: > 0: a learned bias per head and relative distance (-d .. d, clipped) is added
+            to the attention scores (the streaming stacks' positions); 0: none.
     """
 
-    def __init__(self, dim: int, heads: int, dropout: float):
+    def __init__(self, dim: int, heads: int, dropout: float, rel_distance: int = 0):
         super().__init__()
         if dim % heads:
             raise ValueError(f"model width {dim} is not divisible by {heads} heads")
         self.heads = heads
+        self.rel_distance = rel_distance
+        self.rel_bias = nn.Parameter(torch.zeros(heads, 2 * rel_distance + 1)) if rel_distance > 0 else None
         self.norm = nn.LayerNorm(dim)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
@@ -128,18 +137,36 @@ class SelfAttention(nn.Module):
         keys = mask[:, None, None, :]
         if allowed is not None:
             keys = (keys & allowed) | torch.eye(t, dtype=torch.bool, device=x.device)
+        if self.rel_bias is not None:  # an additive float mask: the biases, -inf where a key is not seen
+            positions = torch.arange(t, device=x.device)
+            keys = self.relative_bias(positions, positions).to(q.dtype)[None].masked_fill(~keys, float("-inf"))
         if self.training and self.attn_dropout > 0 and x.device.type == "cpu":
             # what scaled_dot_product_attention computes, with the cheaper dropout mask
             scores = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)
-            weights = torch.softmax(scores.masked_fill(~keys, float("-inf")), dim=-1)
+            if keys.dtype == torch.bool:
+                scores = scores.masked_fill(~keys, float("-inf"))
+            else:
+                scores = scores + keys
+            weights = torch.softmax(scores, dim=-1)
             y = dropout(weights, self.attn_dropout, True) @ v
         else:
             p = self.attn_dropout if self.training else 0.0
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=keys, dropout_p=p)
         return self.dropout(self.out(y.transpose(1, 2).reshape(b, t, d)))
 
+    def relative_bias(self, query_pos: torch.Tensor, key_pos: torch.Tensor) -> torch.Tensor:
+        """(heads, Tq, Tk) learned biases of the distances key - query (clipped to +-rel_distance)."""
+        assert self.rel_bias is not None
+        r = self.rel_distance
+        return self.rel_bias[:, (key_pos[None, :] - query_pos[:, None]).clamp(-r, r) + r]
+
     def step(
-        self, x: torch.Tensor, queries: int, cache: Optional[tuple[torch.Tensor, torch.Tensor]], left: Optional[int]
+        self,
+        x: torch.Tensor,
+        queries: int,
+        cache: Optional[tuple[torch.Tensor, torch.Tensor]],
+        left: Optional[int],
+        start: int = 0,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """One streamed chunk (eval mode, no padding).
 
@@ -148,6 +175,7 @@ class SelfAttention(nn.Module):
             queries: frames of the chunk.
             cache: (keys, values) of the frames before the chunk, or None at the start.
             left: frames of left context kept (None: all).
+            start: the stream's index of the chunk's first frame (for the relative biases).
 
         Returns:
             (B, queries, D), and the cache for the next chunk.
@@ -158,7 +186,12 @@ class SelfAttention(nn.Module):
             k_all, v_all = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
         else:
             k_all, v_all = k, v
-        y = F.scaled_dot_product_attention(q[:, :, :queries], k_all, v_all)
+        bias = None
+        if self.rel_bias is not None:
+            first_key = start - (k_all.shape[2] - n)
+            bias = self.relative_bias(torch.arange(start, start + queries, device=x.device),
+                                      torch.arange(first_key, start + n, device=x.device)).to(q.dtype)[None]
+        y = F.scaled_dot_product_attention(q[:, :, :queries], k_all, v_all, attn_mask=bias)
         past = k_all.shape[2] - n + queries  # the left context and the chunk, not its look-ahead
         keep = past if left is None else min(left, past)
         cache = (k_all[:, :, past - keep : past], v_all[:, :, past - keep : past])
@@ -221,13 +254,13 @@ class ConformerBlock(nn.Module):
         ffn_dim: feed-forward inner width.
         kernel_size: convolution module kernel (odd).
         dropout: dropout rate.
-        causal: causal convolution module (streaming).
+        causal: causal convolution module and relative-position attention (streaming).
     """
 
     def __init__(self, dim: int, heads: int, ffn_dim: int, kernel_size: int, dropout: float, causal: bool = False):
         super().__init__()
         self.ff1 = FeedForward(dim, ffn_dim, dropout)
-        self.attn = SelfAttention(dim, heads, dropout)
+        self.attn = SelfAttention(dim, heads, dropout, REL_DISTANCE if causal else 0)
         self.conv = ConvModule(dim, kernel_size, dropout, causal)
         self.ff2 = FeedForward(dim, ffn_dim, dropout)
         self.norm = nn.LayerNorm(dim)
@@ -240,12 +273,12 @@ class ConformerBlock(nn.Module):
         x = x + 0.5 * self.ff2(x)
         return self.norm(x) * mask[..., None].to(x.dtype)
 
-    def step(self, x: torch.Tensor, queries: int, cache: BlockCache, left: Optional[int]) -> torch.Tensor:
-        """One streamed chunk: (B, n, D) = the chunk's ``queries`` frames then look-ahead frames
-        -> (B, queries, D); ``cache`` (empty at the start) is updated in place."""
+    def step(self, x: torch.Tensor, queries: int, cache: BlockCache, left: Optional[int], start: int = 0) -> torch.Tensor:
+        """One streamed chunk: (B, n, D) = the chunk's ``queries`` frames then look-ahead frames, the first
+        at stream index ``start`` -> (B, queries, D); ``cache`` (empty at the start) is updated in place."""
         x = x + 0.5 * self.ff1(x)
         kv = (cache["k"], cache["v"]) if "k" in cache else None
-        y, (cache["k"], cache["v"]) = self.attn.step(x, queries, kv, left)
+        y, (cache["k"], cache["v"]) = self.attn.step(x, queries, kv, left, start)
         x = x[:, :queries] + y
         y, cache["conv"] = self.conv.step(x, cache.get("conv"))
         x = x + y
@@ -310,14 +343,17 @@ class Conformer(nn.Module):
             x = block(x, mask, first if i == 0 else rest)
         return x
 
-    def step(self, x: torch.Tensor, queries: int, caches: list[BlockCache], left: Optional[int]) -> torch.Tensor:
-        """One streamed chunk (eval mode): the chunk's frames and its look-ahead frames (B, n, D)
-        -> (B, queries, D), equal to :meth:`forward` with the same chunking on those frames.
+    def step(
+        self, x: torch.Tensor, queries: int, caches: list[BlockCache], left: Optional[int], start: int = 0
+    ) -> torch.Tensor:
+        """One streamed chunk (eval mode): the chunk's frames and its look-ahead frames (B, n, D), the
+        first at stream index ``start`` -> (B, queries, D), equal to :meth:`forward` with the same
+        chunking on those frames.
 
         ``caches``: one dict per block, empty at the start of a stream; updated in place.
         """
         if not self.causal:
             raise ValueError("streamed decoding needs a causal (streaming) conformer")
         for block, cache in zip(self.blocks, caches):
-            x = block.step(x, queries, cache, left)
+            x = block.step(x, queries, cache, left, start)
         return x

@@ -135,9 +135,11 @@ class StreamDecoder:
 
     def _chunk(self, x: torch.Tensor, queries: int) -> tuple[torch.Tensor, torch.Tensor]:
         model = self.model
-        h = model.encoder.step(x, queries, self._enc, self.left)
+        start = self.frames_out
+        h = model.encoder.step(x, queries, self._enc, self.left, start)
         h = model.adaptor.step(h, self._var)
-        states = model.decoder.step(model.upsample(h), queries * MEL_PER_FRAME, self._dec, self.left * MEL_PER_FRAME)
+        states = model.decoder.step(model.upsample(h), queries * MEL_PER_FRAME, self._dec, self.left * MEL_PER_FRAME,
+                                    start * MEL_PER_FRAME)
         coarse = model.mel_proj(states).float()
         if model.postnet is None:
             return coarse[0], coarse[0]
