@@ -36,6 +36,7 @@ ROWS = [
     ("tiny", 5, 2, "hifigan"),
     ("small", 5, 2, "hifigan"),
     ("small", 5, 2, "griffin-lim"),
+    ("small", 2, 2, "hifigan"),
     ("small", 2, 1, "hifigan"),
     ("small", 1, 0, "hifigan"),
     ("paper", 5, 2, "hifigan"),
