@@ -195,3 +195,16 @@ def test_streaming_config_sections(tmp_path):
     entry = base["experiments"][2]
     args = argparse.Namespace(exp=entry["name"], experiment=json.dumps(entry))
     assert experiment(args, validate_config({}))["model_from"] == "ltbs_stream"
+
+
+def test_report_labels_say_how_a_streaming_model_was_decoded():
+    from lipspeech.evaluation.report.columns import describe_experiment, experiment_label
+
+    model = {"preset": "small"}
+    stream = {"name": "st", "streaming": {"chunk_frames": 5}}
+    chunked = {"name": "st_c5", "model_from": "st", "decode_chunk_frames": 5}
+    assert experiment_label({"name": "ltbs"}, model) == "ltbs (full model)"
+    assert experiment_label(stream, model) == "st (streaming, whole clip)"
+    assert experiment_label(chunked, model) == "st_c5 (model of st, chunks of 5)"
+    assert "streaming mode (chunk_frames=5)" in describe_experiment(stream, model)
+    assert describe_experiment(chunked, model) == "the trained model of st; decoded chunk by chunk, 5 video frames a chunk"

@@ -136,10 +136,37 @@ def removed_parts(exp: Mapping[str, Any], model_section: Optional[Mapping[str, A
     return [ABLATIONS[k] for k in ABLATIONS if overrides.get(k) is False]
 
 
+def _streaming(exp: Mapping[str, Any], model_section: Optional[Mapping[str, Any]]) -> Optional[dict[str, Any]]:
+    """The experiment's streaming section (its own, else the model section's); None: offline."""
+    if exp.get("streaming") is not None:
+        return dict(exp["streaming"])
+    if (model_section or {}).get("streaming") is not None and not exp.get("model_from"):
+        return dict(model_section["streaming"])  # type: ignore[index]
+    return {} if _overrides(exp, model_section).get("streaming") else None
+
+
+def _decoding(exp: Mapping[str, Any], model_section: Optional[Mapping[str, Any]]) -> list[str]:
+    """What the label says of a streaming model and of how it was decoded."""
+    tags = []
+    if exp.get("model_from"):
+        tags.append(f"model of {exp['model_from']}")
+    elif _streaming(exp, model_section) is not None:
+        tags.append("streaming")
+    if exp.get("decode_chunk_frames"):
+        tags.append(f"chunks of {exp['decode_chunk_frames']}")
+    elif tags:
+        tags.append("whole clip")
+    return tags
+
+
 def experiment_label(exp: Mapping[str, Any], model_section: Optional[Mapping[str, Any]] = None) -> str:
-    """The row label, as in the paper's ablation table: the name and what it removes."""
+    """The row label, as in the paper's ablation table: the name and what it removes (or, for a
+    streaming model, how it was decoded)."""
     removed = removed_parts(exp, model_section)
-    return f"{exp['name']} (w/o {', '.join(removed)})" if removed else f"{exp['name']} (full model)"
+    if removed:
+        return f"{exp['name']} (w/o {', '.join(removed)})"
+    tags = _decoding(exp, model_section)
+    return f"{exp['name']} ({', '.join(tags)})" if tags else f"{exp['name']} (full model)"
 
 
 def ablation_order(experiments: Sequence[Mapping[str, Any]],
@@ -153,6 +180,11 @@ def describe_experiment(exp: Mapping[str, Any], model_section: Optional[Mapping[
     parts = []
     if exp.get("description"):
         parts.append(str(exp["description"]).strip())
+    if exp.get("model_from"):  # no model of its own: what it decodes with, and how
+        parts.append(f"the trained model of {exp['model_from']}")
+        if exp.get("decode_chunk_frames"):
+            parts.append(f"decoded chunk by chunk, {exp['decode_chunk_frames']} video frames a chunk")
+        return "; ".join(parts)
     preset = exp.get("preset") or (model_section or {}).get("preset")
     if preset:
         parts.append(f"preset {preset}")
@@ -162,4 +194,10 @@ def describe_experiment(exp: Mapping[str, Any], model_section: Optional[Mapping[
     rest = {k: v for k, v in sorted(overrides.items()) if k not in ABLATIONS}
     if rest:
         parts.append("overrides " + ", ".join(f"{k}={v}" for k, v in rest.items()))
+    streaming = _streaming(exp, model_section)
+    if streaming is not None:
+        parts.append("streaming mode" + (" (" + ", ".join(f"{k}={v}" for k, v in sorted(streaming.items())) + ")"
+                                         if streaming else ""))
+    if exp.get("decode_chunk_frames"):
+        parts.append(f"decoded chunk by chunk, {exp['decode_chunk_frames']} video frames a chunk")
     return "; ".join(parts)
