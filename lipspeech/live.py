@@ -43,7 +43,6 @@ class LiveSourceError(SpeakError):
     """The source cannot be opened or gave no frame (a missing camera, a wrong URL)."""
 
 
-# --------------------------------------------------------------------------- the loop
 @dataclass
 class LiveResult:
     """What a live run did.
@@ -100,23 +99,21 @@ class _Speaker:
                  speaker_id: Optional[int], seed: int, write: Any):
         import torch
 
-        self.torch, self.model, self.vocoder = torch, model, vocoder
+        self.model, self.vocoder = model, vocoder
         self.chunk, self.temperature, self.speaker_id = chunk_frames, temperature, speaker_id
         self.generator = torch.Generator().manual_seed(seed)
         self.write = write
         self.decoder: Any = None
         self.voice: Any = None
-        self.start = 0  # timeline frame of the current utterance's first frame
 
-    def frames(self, t: int, crops: list[np.ndarray]) -> None:
-        """Crops of timeline frames t .. t + n - 1 (one utterance, in order)."""
+    def frames(self, crops: list[np.ndarray]) -> None:
+        """The next frames' crops (the current utterance goes on, or one starts)."""
         from lipspeech.models.batch import Utterance, collate
         from lipspeech.models.streaming import StreamDecoder
 
         if self.decoder is None:
             self.decoder = StreamDecoder(self.model, self.chunk, self.temperature, self.speaker_id, self.generator)
             self.voice = _vocoder_stream(self.vocoder)
-            self.start = t
         video = collate([Utterance("live", np.stack(crops))]).video[0]
         _, post = self.decoder.push(video)
         if len(post):
@@ -299,18 +296,16 @@ class _Session:
     def handle(self, crops: list[Any]) -> None:
         """The ROI's output: runs of crops to the speaker, silence where there is no face."""
         run: list[np.ndarray] = []
-        run_t = 0
         for c in crops:
             t = self.crop_start + c.t
             if c.crop is not None:
                 if not self.had_face and t > 0:
                     self.say(f"face found at {t / FPS:.2f} s")
                 self.had_face = True
-                run_t = t if not run else run_t
                 run.append(c.crop)
                 continue
             if run:
-                self.speaker.frames(run_t, run)
+                self.speaker.frames(run)
                 run = []
             if self.had_face:
                 self.speaker.end()
@@ -320,7 +315,7 @@ class _Session:
             self.arrival.pop(t, None)
             self.write(np.zeros(SAMPLES_PER_FRAME, np.float32))
         if run:
-            self.speaker.frames(run_t, run)
+            self.speaker.frames(run)
 
     def drop(self, dropped: int, behind_ms: float) -> None:
         """Skip ``dropped`` frames to catch up: the utterance ends, silence for them, the ROI starts again."""

@@ -108,10 +108,6 @@ class LiveSource:
             items.append(item)
         return items
 
-    def waiting(self) -> int:
-        """Frames queued and not yet taken."""
-        return self.queue.qsize()
-
     def reason(self) -> str:
         """Why ffmpeg stopped, in one line ('' when it ended normally)."""
         try:
