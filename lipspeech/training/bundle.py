@@ -38,18 +38,17 @@ import torch
 
 from lipspeech.config import default_section
 from lipspeech.models.ltbs import LTBSModel, build_model
+from lipspeech.models.presets import PRESETS
 from lipspeech.training.checkpoint import load_checkpoint
 
 # Model keys added after checkpoints were first written, with the value that reproduces
 # the older model exactly (so older checkpoints still load).
+# (streaming off: the other stream_* keys are then not read, so they take the presets' values)
 ADDED_MODEL_KEYS = {
     "frontend_downsample": 1,
-    "streaming": False,
-    "stream_chunk_frames": 5,
-    "stream_lookahead_frames": 2,
-    "stream_left_context_frames": 25,
-    "stream_train_chunks": [0, 2, 3, 4, 5, 6, 8, 12],
+    **{k: v for k, v in PRESETS["paper"].items() if k == "streaming" or k.startswith("stream_")},
 }
+assert ADDED_MODEL_KEYS["streaming"] is False
 
 
 @dataclass
