@@ -92,6 +92,8 @@ def test_live_roi_with_the_centred_lag_is_the_roi_stage():
         roi = StreamingRoi(backend, cfg, lag)
         out = [c for f in frames for c in roi.push(f)] + roi.flush()
         assert [c.t for c in out] == list(range(30))
+        # memory does not grow with the stream: the tracker keeps one frame, the ROI a smoothing window
+        assert len(roi.tracker.landmarks) == 1 and len(roi._marks) <= cfg.smoothing
         crops = np.stack([c.crop for c in out])
         assert np.array_equal(crops, ref.roi) == same
         assert np.abs(crops.astype(int) - ref.roi).mean() < 6

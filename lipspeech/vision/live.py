@@ -83,6 +83,7 @@ class StreamingRoi:
             tracker.last_key = -(10**9)  # detect on this frame too
         kept, detections = tracker.kept, tracker.detections
         found = tracker.update(gray)
+        tracker.forget(1)  # the landmarks are kept here, as far back as the fits need them
         if found is not None and tracker.kept > kept:
             self._doubt += 1
         elif found is not None and tracker.detections > detections:

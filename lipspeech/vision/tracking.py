@@ -106,6 +106,14 @@ class LandmarkTracker:
         self.prev = L
         return L
 
+    def forget(self, keep: int) -> None:
+        """Keep only the last ``keep`` frames' landmarks (a live source runs for hours); the key-frame
+        schedule and the tracking state are unchanged."""
+        drop = len(self.landmarks) - keep
+        if drop > 0:
+            del self.landmarks[:drop]
+            self.last_key -= drop  # frame indices below are relative to the first landmarks kept
+
     def track(self) -> Track:
         """The landmarks of every frame so far (NaN where no face) and the tracker's counts."""
         out = np.stack(self.landmarks) if self.landmarks else np.zeros((0, 68, 2), np.float32)
