@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from lipspeech.models.causal import causal_conv, causal_conv_step
 from lipspeech.models.dropout import Dropout, dropout
 
 #: relative distances (frames) a streaming stack's attention tells apart; farther keys share the end biases
@@ -224,11 +225,8 @@ class ConvModule(nn.Module):
         """(B, T, D), (B, T) bool -> (B, T, D)."""
         y = F.glu(self.pointwise_in(self.norm(x)), dim=-1)
         y = y * mask[..., None].to(y.dtype)  # padded frames must not leak into valid ones
-        if self.causal:
-            y = F.pad(y.transpose(1, 2), (self.depthwise.kernel_size[0] - 1, 0))
-            y = self.depthwise(y).transpose(1, 2)
-        else:
-            y = self.depthwise(y.transpose(1, 2)).transpose(1, 2)
+        y = y.transpose(1, 2)
+        y = (causal_conv(self.depthwise, y) if self.causal else self.depthwise(y)).transpose(1, 2)
         y = self.pointwise_out(F.silu(self.norm_mid(y)))
         return self.dropout(y)
 
@@ -236,13 +234,8 @@ class ConvModule(nn.Module):
         """One streamed chunk of a causal module: (B, n, D), the last k - 1 depthwise inputs
         (B, D, k - 1) or None at the start -> (B, n, D) and the next state."""
         y = F.glu(self.pointwise_in(self.norm(x)), dim=-1).transpose(1, 2)
-        ctx = self.depthwise.kernel_size[0] - 1
-        if state is None:
-            state = y.new_zeros(y.shape[0], y.shape[1], ctx)
-        y = torch.cat([state, y], dim=2)
-        state = y[:, :, y.shape[2] - ctx :]
-        y = self.depthwise(y).transpose(1, 2)
-        return self.pointwise_out(F.silu(self.norm_mid(y))), state
+        y, state = causal_conv_step(self.depthwise, y, state)
+        return self.pointwise_out(F.silu(self.norm_mid(y.transpose(1, 2)))), state
 
 
 class ConformerBlock(nn.Module):

@@ -22,8 +22,8 @@ from typing import Optional
 import torch
 from torch import nn
 
+from lipspeech.models.causal import causal_conv, causal_conv_step
 from lipspeech.models.dropout import Dropout
-from lipspeech.models.variance import causal_conv_step
 
 
 def _lengths(mask: torch.Tensor) -> torch.Tensor:
@@ -161,10 +161,7 @@ class WaveNet(nn.Module):
         skip = torch.zeros_like(x)
         cond = self.cond(g) if (self.cond is not None and g is not None) else None
         for i, (conv, rs) in enumerate(zip(self.in_convs, self.res_skip)):
-            if self.causal:
-                a = conv(nn.functional.pad(x, (conv.dilation[0] * (conv.kernel_size[0] - 1), 0)))
-            else:
-                a = conv(x)
+            a = causal_conv(conv, x) if self.causal else conv(x)
             if cond is not None:
                 a = a + cond[:, 2 * h * i : 2 * h * (i + 1)]
             acts = self.dropout(torch.tanh(a[:, :h]) * torch.sigmoid(a[:, h:]))

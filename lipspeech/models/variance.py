@@ -32,26 +32,9 @@ from typing import Optional
 import torch
 from torch import nn
 
+from lipspeech.models.causal import causal_conv, causal_conv_step
 from lipspeech.models.dropout import Dropout
 from lipspeech.timing import UNITS_PER_FRAME
-
-
-def causal_conv_step(conv: nn.Conv1d, x: torch.Tensor, state: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """A causal (unpadded) Conv1d on one chunk of a stream.
-
-    Args:
-        conv: the convolution (``padding=0``).
-        x: (B, C, n) the chunk's inputs.
-        state: (B, C, dilation * (k - 1)) the inputs before it, or None at the start (zeros).
-
-    Returns:
-        (B, C_out, n) and the state for the next chunk.
-    """
-    ctx = conv.dilation[0] * (conv.kernel_size[0] - 1)
-    if state is None:
-        state = x.new_zeros(x.shape[0], x.shape[1], ctx)
-    x = torch.cat([state, x], dim=2)
-    return conv(x), x[:, :, x.shape[2] - ctx :]
 
 
 class VariancePredictor(nn.Module):
@@ -98,9 +81,7 @@ class VariancePredictor(nn.Module):
         m = mask[..., None].to(x.dtype)
         for conv, norm in zip(self.convs, self.norms):
             y = (x * m).transpose(1, 2)
-            if self.causal:
-                y = nn.functional.pad(y, (conv.kernel_size[0] - 1, 0))
-            x = conv(y).transpose(1, 2)
+            x = (causal_conv(conv, y) if self.causal else conv(y)).transpose(1, 2)
             x = self.dropout(norm(self.act(x)))
         return self.head(x) * m
 
