@@ -33,7 +33,7 @@ from typing import IO, Any, Mapping, Optional
 
 import numpy as np
 
-from lipspeech.livemedia import NETWORK_SCHEMES, SAMPLES_PER_FRAME, GrowingWav, LiveSource, to_pcm
+from lipspeech.livemedia import SAMPLES_PER_FRAME, GrowingWav, LiveSource, is_live, to_pcm
 from lipspeech.media import MediaError
 from lipspeech.speak import SpeakError
 from lipspeech.timing import FPS, SAMPLE_RATE
@@ -202,7 +202,7 @@ def run_live(
 
     if on_lag not in ("drop", "wait"):
         raise SpeakError(f"--on-lag {on_lag!r}: must be drop or wait")
-    live_source = realtime or source.startswith(NETWORK_SCHEMES) or source.startswith("/dev/")
+    live_source = is_live(source, realtime)
     if threads:
         torch.set_num_threads(threads)
     cfg = config if config is not None else validate_config({})

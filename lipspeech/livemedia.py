@@ -19,7 +19,8 @@ from typing import Optional
 
 import numpy as np
 
-from lipspeech.media import MediaError, require_ffmpeg
+from lipspeech.media import MediaError, _stderr_lines, require_ffmpeg
+from lipspeech.store import one_line
 from lipspeech.timing import FPS, SAMPLE_RATE
 
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
@@ -27,6 +28,11 @@ NETWORK_SCHEMES = ("udp://", "rtp://", "rtsp://", "http://", "https://", "tcp://
 
 
 # --------------------------------------------------------------------------- the source
+def is_live(source: str, realtime: bool = False) -> bool:
+    """Frames arrive at the source's pace: a camera, a network stream, or a file read with ``realtime``."""
+    return realtime or source.startswith(NETWORK_SCHEMES) or source.startswith("/dev/video")
+
+
 def ffmpeg_command(source: str, size: tuple[int, int], fps: float = FPS, realtime: bool = False) -> list[str]:
     """The ffmpeg command that turns ``source`` into raw gray frames of ``size`` (letterboxed) at ``fps``."""
     width, height = size
@@ -92,20 +98,13 @@ class LiveSource:
         After the end of the stream, :attr:`ended` is True."""
         items = []
         try:
-            first = self.queue.get(timeout=timeout)
+            item = self.queue.get(timeout=timeout)
+            while item is not None:
+                items.append(item)
+                item = self.queue.get_nowait()
+            self.ended = True  # the reader's end mark
         except queue.Empty:
-            return []
-        pending = [first]
-        while True:
-            try:
-                pending.append(self.queue.get_nowait())
-            except queue.Empty:
-                break
-        for item in pending:
-            if item is None:
-                self.ended = True
-                break
-            items.append(item)
+            pass
         return items
 
     def reason(self) -> str:
@@ -114,9 +113,8 @@ class LiveSource:
             code = self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             return ""
-        text = (self._err[0] if self._err else b"").decode("utf-8", "replace").strip().splitlines()
-        lines = [line for line in text if line.strip()]
-        return (lines[-1] if lines else f"ffmpeg exited with status {code}") if code else ""
+        lines = _stderr_lines(self._err[0] if self._err else b"")
+        return one_line(lines[-1] if lines else f"ffmpeg exited with status {code}") if code else ""
 
     def close(self) -> None:
         if self.proc.poll() is None:
