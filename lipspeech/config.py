@@ -93,9 +93,13 @@ def _check_consistency(config: Mapping[str, Any], experiment_refs: bool = True) 
         if source and source not in trained:
             raise ConfigError(f"config key experiments: {e['name']}.model_from {source!r} names no experiment "
                               f"that trains a model (known: {', '.join(trained) or 'none'})")
-        if source and (e.get("preset") or e.get("overrides") or e.get("streaming")):
+        if source and (e.get("preset") or e.get("overrides") or e.get("streaming") or e.get("train")):
             raise ConfigError(f"config key experiments: {e['name']} uses the model of {source!r} "
-                              "(model_from), so it cannot set preset, overrides or streaming")
+                              "(model_from), so it cannot set preset, overrides, streaming or train")
+        unknown = sorted(set(e.get("train") or {}) - set(config["train"]))
+        if unknown:
+            raise ConfigError(f"config key experiments: {e['name']}.train.{unknown[0]}: unknown key (the train "
+                              "section's keys are allowed)")
         if e.get("decode_chunk_frames"):
             model_entry = trained.get(source or e["name"], {})
             if not (model_entry.get("streaming") or config["model"].get("streaming")

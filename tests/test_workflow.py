@@ -167,6 +167,27 @@ def test_model_from_dag(tmp_path, grid_config):
     assert "models/st_c4" not in out.stdout
 
 
+def test_learning_curve_dag(tmp_path, grid_config):
+    """Snapshots (train.snapshot_every, the section's or an experiment's own) plan one curve job per
+    experiment that trains, an input of the report; its command names the run's snapshot folder."""
+    experiments = [{"name": "a", "train": {"snapshot_every": 1}}, {"name": "b"},
+                   {"name": "a_raw", "model_from": "a", "weights": "raw"}]
+    config = {**grid_config, "experiments": experiments, "train": {"max_steps": 2, "val_every": 1}}
+    assert planned_jobs(tmp_path, config) == {"manifest": 1, **after_decode(3, 3), "train": 2, "synthesize": 3,
+                                              "curve": 1}
+    out = snakemake(tmp_path, config, "-n", "-p", "results/gridfix/report.html")
+    assert "--snapshots results/gridfix/models/a/ckpt/snapshots" in out.stdout
+    assert "--curve a=results/gridfix/eval/a/curve.json" in out.stdout
+    on = {**config, "train": {**config["train"], "snapshot_every": 1}}
+    assert planned_jobs(tmp_path, on)["curve"] == 2
+    bad = {**config, "experiments": [*experiments, {"name": "c", "model_from": "a", "train": {"max_steps": 3}}]}
+    proc = snakemake(tmp_path, bad, "-n", check=False)
+    assert proc.returncode != 0 and "cannot set preset, overrides, streaming or train" in proc.stdout + proc.stderr
+    typo = {**config, "experiments": [{"name": "a", "train": {"max_step": 3}}]}
+    proc = snakemake(tmp_path, typo, "-n", check=False)
+    assert proc.returncode != 0 and "a.train.max_step: unknown key" in proc.stdout + proc.stderr
+
+
 def test_end_to_end_and_config_edits_rerun_only_dependants(tmp_path, grid_config):
     assert planned_jobs(tmp_path, grid_config) == {"manifest": 1, **after_decode(3)}
     audit = tmp_path / "audit"  # every job records what it reads (lipspeech/audit.py)

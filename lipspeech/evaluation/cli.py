@@ -60,12 +60,26 @@ def cmd_units_analysis(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_curve(args: argparse.Namespace) -> int:
+    from lipspeech.evaluation.curve import learning_curve
+
+    cfg = sc.stage_config(args)
+    sc.torch_threads(args.threads)
+    result = learning_curve(Path(args.snapshots), Path(args.manifest), sc.paths(args.roi), cfg["curve"], cfg["evaluate"],
+                            cfg["vocoder"], cfg["mel"], Path(args.out), sc.opt_path(args.vocoder), threads=args.threads,
+                            progress=sc.progress(args))
+    best = min(result["rows"], key=lambda r: r["wer"])
+    print(f"curve: {len(result['rows'])} snapshots on {result['utterances']} val utterances; lowest WER "
+          f"{best['wer']:.3f} at step {best['step']} -> {args.out}")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from lipspeech.evaluation.report import ReportInputs, build_report
 
     cfg = sc.stage_config(args)
     inputs = ReportInputs.from_args(args.manifest, {"audio": args.audio, "mel": args.mel, "prosody": args.prosody},
-                                    args.system, args.model or [], args.units_analysis)
+                                    args.system, args.model or [], args.units_analysis, args.curve or [])
     sc.torch_threads(args.threads)
     data = build_report(inputs, cfg, Path(args.html), Path(args.md), systems=[s[0] for s in args.system],
                         progress=sc.progress(args), json_out=Path(args.json))
@@ -102,3 +116,10 @@ def register(sub: Any) -> None:
     p.add_argument("--model", nargs="*", metavar="NAME=CKPT", help="experiments' checkpoints (the commit they were "
                    "trained at)")
     p.add_argument("--units-analysis", help="units-analysis table (quality.parquet): adds the unit-analysis section")
+    p.add_argument("--curve", nargs="*", metavar="NAME=CURVE", help="experiments' curve.json (stage curve): adds the "
+                   "learning-curve section")
+    p = sc.stage_parser(sub, "curve", "the learning curve: WER/CER (and DNSMOS) of each snapshot of a run on a "
+                        "val subset", cmd_curve, many=("roi",), manifest="manifest (val split, transcripts)",
+                        roi="roi stores (all shards)", snapshots="the run's ckpt/snapshots folder",
+                        out="curve.json to write")
+    p.add_argument("--vocoder", help="HiFi-GAN checkpoint (vocoder.kind hifigan without vocoder.checkpoint)")

@@ -119,8 +119,11 @@ def upgrade(state: dict[str, Any], path: Optional[Path] = None) -> tuple[dict[st
     return state, assumed
 
 
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> ModelBundle:
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", weights: str = "average") -> ModelBundle:
     """Build the model a checkpoint describes and load its weights (eval mode), with its bundle.
+
+    ``weights``: ``average`` loads the averaged weights of a run trained with ``ema_decay`` (what its
+    validation scored; the only weights of any other checkpoint), ``raw`` the optimiser's own.
 
     Raises:
         FileNotFoundError: no such file.
@@ -133,7 +136,8 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> M
     state, assumed = upgrade(state, path)
     model = build_model(state["model_cfg"]).to(device)
     try:
-        model.load_state_dict(state["model"])
+        # a run with ema_decay validated and chose best.pt by the averaged weights: those are the model
+        model.load_state_dict(state["ema"]["model"] if "ema" in state and weights == "average" else state["model"])
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise ValueError(f"{path}: the weights do not fit the model config ({first})") from None

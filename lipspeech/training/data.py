@@ -20,7 +20,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from lipspeech.models.batch import CROP_SIZE, Utterance, crop_video
-from lipspeech.timing import MEL_PER_FRAME, UNITS_PER_FRAME
+from lipspeech.timing import FPS, MEL_PER_FRAME, UNITS_PER_FRAME
 
 
 class InMemoryDataset(Sequence[Utterance]):
@@ -101,13 +101,16 @@ def epoch_batches(
     return batches
 
 
-def augment(item: Utterance, seed: int, epoch: int, batch: int, index: int, random_crop: bool, hflip: bool) -> Utterance:
-    """A randomly cropped / flipped copy of ``item`` (a pure function of the seeds).
+def augment(item: Utterance, seed: int, epoch: int, batch: int, index: int, random_crop: bool, hflip: bool,
+            mask_max_frames: int = 0, masks_per_second: float = 1.0) -> Utterance:
+    """A randomly cropped / flipped / time-masked copy of ``item`` (a pure function of the seeds).
 
     Video larger than the model's crop gets a random crop (when ``random_crop``)
-    or is left for :func:`~lipspeech.models.batch.collate` to centre-crop.
+    or is left for :func:`~lipspeech.models.batch.collate` to centre-crop. With
+    ``mask_max_frames`` > 0, :func:`time_mask` follows (its draws come after the crop's
+    and the flip's, so turning it on leaves those as they were).
     """
-    if not (random_crop or hflip):
+    if not (random_crop or hflip or mask_max_frames):
         return item
     rng = np.random.default_rng([seed, epoch, batch, index, 7])
     video = np.asarray(item.video)
@@ -118,7 +121,26 @@ def augment(item: Utterance, seed: int, epoch: int, batch: int, index: int, rand
         video = crop_video(video, CROP_SIZE, top, left)
     if hflip and rng.random() < 0.5:
         video = video[:, :, ::-1]
+    if mask_max_frames:
+        video = time_mask(video, rng, mask_max_frames, masks_per_second)
     return replace(item, video=video)
+
+
+def time_mask(video: np.ndarray, rng: np.random.Generator, max_frames: int, per_second: float) -> np.ndarray:
+    """``video`` (T, H, W) with spans of frames replaced by its mean frame (a copy).
+
+    ``max(1, round(T / FPS * per_second))`` spans, each of a length drawn from
+    ``0..max_frames`` (at most T) and a start drawn from ``0..T - length``; spans may overlap.
+    The mean frame keeps the brightness the network sees, as the visual speech recognisers do.
+    """
+    n_frames = video.shape[0]
+    out = np.array(video, copy=True)
+    mean = video.mean(axis=0).round().astype(video.dtype)
+    for _ in range(max(1, int(round(n_frames / FPS * per_second)))):
+        length = int(rng.integers(0, min(max_frames, n_frames) + 1))
+        start = int(rng.integers(0, n_frames - length + 1))
+        out[start : start + length] = mean
+    return out
 
 
 def synthetic_utterances(

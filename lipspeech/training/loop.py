@@ -37,7 +37,10 @@ from lipspeech import __version__
 from lipspeech.runtime import cpu_threads, deterministic_algorithms, git_commit, seed_everything
 from lipspeech.store import write_text_atomic
 from lipspeech.training.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
-from lipspeech.training.distributed import DistInfo, barrier, gather_objects
+from lipspeech.training.distributed import DistInfo, all_true, barrier, gather_objects
+
+#: the folder of ckpt/ that keeps the learning curve's snapshots (train key snapshot_every)
+SNAPSHOTS = "snapshots"
 
 
 @dataclass
@@ -60,6 +63,7 @@ class TrainResult:
     best_value: Optional[float] = None
     best_step: Optional[int] = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    stopped_early: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,8 @@ class LoopSettings:
         log_every, val_every, ckpt_every: train row / validation (+ last.pt) / extra last.pt intervals
             in steps (``ckpt_every`` 0: only at validations and at the end).
         max_nonfinite: stop after this many consecutive non-finite losses (0: never).
+        patience: stop once this many validations in a row have not improved the best (0: never).
+        snapshot_every: keep :meth:`Task.snapshot` as ``ckpt/snapshots/step_N.pt`` every this many steps (0: never).
         deterministic: torch's deterministic algorithms for the run.
         threads: torch CPU threads for the run (0: leave as is).
         tensorboard: also log to TensorBoard.
@@ -85,6 +91,8 @@ class LoopSettings:
     val_every: int
     ckpt_every: int = 0
     max_nonfinite: int = 10
+    patience: int = 0
+    snapshot_every: int = 0
     deterministic: bool = True
     threads: int = 0
     tensorboard: bool = False
@@ -173,6 +181,10 @@ class Task:
         """Validation metrics (on rank 0 only); must contain ``best_metric``."""
         raise NotImplementedError
 
+    def snapshot(self) -> Optional[dict[str, Any]]:
+        """What a learning-curve snapshot keeps (the weights inference would use), or None for nothing."""
+        return None
+
     def after_validation(self, logger: "LossLogger", step: int) -> None:
         """Extra logging after a validation (rank 0)."""
 
@@ -244,6 +256,12 @@ class _Run:
         self.saved_at = -1
         self.commit = git_commit()
 
+    def out_of_patience(self) -> bool:
+        """Early stopping: ``patience`` validations since the best one (a function of the saved state,
+        so a resumed run that had stopped stops again at once)."""
+        patience, best = self.settings.patience, self.best["step"]
+        return bool(patience) and best is not None and self.step - best >= patience * self.settings.val_every
+
     def resume(self, device: Any) -> None:
         """Continue from last.pt (what :meth:`save` wrote)."""
         ckpt = load_checkpoint(self.last_path, map_location=device)
@@ -281,6 +299,16 @@ class _Run:
             self.saved_at = self.step
 
 
+    def save_snapshot(self) -> None:
+        """The task's snapshot of this step in ``ckpt/snapshots/`` (the learning curve reads them)."""
+        snap = self.task.snapshot()
+        if snap is not None:
+            path = self.last_path.parent / SNAPSHOTS / f"step_{self.step:07d}.pt"
+            path.parent.mkdir(exist_ok=True)
+            save_checkpoint(path, {**snap, **self.task.record(), "step": self.step, "git_commit": self.commit,
+                                   "lipspeech_version": __version__})
+
+
 def _write_run_config(run: _Run, run_dir: Path) -> None:
     extra = {} if run.ddp is None else {"world_size": run.ddp.world_size}
     record = {**run.task.run_config(), "git_commit": run.commit, "lipspeech_version": __version__,
@@ -292,7 +320,7 @@ def _train_steps(run: _Run, stop: int, logger: Any, history: list[dict[str, Any]
     """Steps until ``stop``, validating and checkpointing on the way."""
     task, cfg = run.task, run.settings
     nonfinite = 0
-    while run.step < stop:
+    while run.step < stop and not run.out_of_patience():
         batches = task.epoch_batches(run.epoch)
         if not batches:
             raise ValueError("no batches in an epoch (fewer utterances than one batch, with drop_last?)")
@@ -322,11 +350,20 @@ def _train_steps(run: _Run, stop: int, logger: Any, history: list[dict[str, Any]
                     improved = _validate(run, logger, history)
                 validated = True
             run.save(best=improved, last=validated or bool(cfg.ckpt_every and run.step % cfg.ckpt_every == 0))
-            if run.step >= stop:
+            if cfg.snapshot_every and run.step % cfg.snapshot_every == 0 and run.main:
+                run.save_snapshot()
+            if run.step >= stop or (validated and _stop_early(run)):
                 break
         else:
             run.epoch, run.position = run.epoch + 1, 0
             task.end_epoch()
+
+
+def _stop_early(run: _Run) -> bool:
+    """Out of patience, as rank 0 (the one that validates and knows the best) decides for all ranks."""
+    if run.ddp is None:
+        return run.out_of_patience()
+    return not all_true(not run.out_of_patience() if run.main else True)
 
 
 def _validate(run: _Run, logger: Any, history: list[dict[str, Any]]) -> bool:
@@ -400,4 +437,5 @@ def run_loop(
         barrier()  # nobody reads last.pt / best.pt before rank 0 has written them
     return TrainResult(step=run.step, run_dir=run_dir, last_checkpoint=run.last_path,
                        best_checkpoint=run.best_path if run.best_path.exists() else None,
-                       best_value=run.best["value"], best_step=run.best["step"], history=history)
+                       best_value=run.best["value"], best_step=run.best["step"], history=history,
+                       stopped_early=run.out_of_patience())

@@ -27,7 +27,7 @@ from typing import Callable, Optional
 from lipspeech.shards import StageError
 from lipspeech.training.checkpoint import load_checkpoint
 from lipspeech.training.distributed import barrier
-from lipspeech.training.loop import TrainResult
+from lipspeech.training.loop import SNAPSHOTS, TrainResult
 
 CHECKPOINTS = ("last.pt", "best.pt", "best.kept.pt")
 
@@ -72,6 +72,7 @@ def open_run(run_dir: Path, key: str, label: str, main: bool = True) -> Optional
             # another config or other data: the old state must not be resumed, not even after a crash of this run
             for name in CHECKPOINTS:
                 (ckpt_dir / name).unlink(missing_ok=True)
+            shutil.rmtree(ckpt_dir / SNAPSHOTS, ignore_errors=True)
         elif (ckpt_dir / "last.pt").exists():
             restore_best(ckpt_dir)
     barrier()  # the other ranks look at ckpt/ once rank 0 has cleaned it up
@@ -93,7 +94,7 @@ def train_in_chunks(train_until: Callable[[int], TrainResult], start: int, max_s
         result = train_until(min(max_steps, (step // every + 1) * every))
         if main and (ckpt_dir / "best.pt").exists():
             link(ckpt_dir / "best.pt", ckpt_dir / "best.kept.pt")
-        if result.step <= step:  # nothing left to do (a finished run resumed)
+        if result.step <= step or result.stopped_early:  # nothing left to do (a finished run resumed, early stop)
             break
         step = result.step
     if not (ckpt_dir / "best.pt").exists():

@@ -52,7 +52,8 @@ from lipspeech.training.stores import TRAIN_STORES, VIDEO_STORES, CorpusStores, 
 
 STAGE_SYNTH = "synthesize"
 #: train-config keys that do not change what is trained (ignored by the resume key)
-RESULT_NEUTRAL = ("progress", "tensorboard", "num_workers", "threads", "device", "log_every", "reader_cache_mb")
+RESULT_NEUTRAL = ("progress", "tensorboard", "num_workers", "threads", "device", "log_every", "reader_cache_mb",
+                  "snapshot_every")
 ABLATION_SWITCHES = ("use_linguistic", "use_pitch", "use_energy", "use_postnet")
 
 
@@ -136,7 +137,8 @@ def run_train(
             (or a ``results/{corpus}`` folder: its stores in the workflow's layout).
         exp: the experiment's entry of the config (``name``, ``preset``, ``overrides``).
         model_section: the config's ``model`` section (``preset``, shared ``overrides``).
-        train_section: overrides of :func:`~lipspeech.training.train_config` (the ``train`` section).
+        train_section: overrides of :func:`~lipspeech.training.train_config` (the ``train`` section; the
+            experiment's own ``train`` keys override it).
         run_dir: ``results/{corpus}/models/{exp}``.
         threads: torch CPU threads.
         progress: progress bar.
@@ -147,7 +149,8 @@ def run_train(
     Returns:
         A summary (printed by the CLI, stored in ``run.json``).
     """
-    section = {k: v for k, v in dict(train_section).items() if k not in ("threads", "progress")}
+    section = {k: v for k, v in {**dict(train_section), **dict(exp.get("train") or {})}.items()
+               if k not in ("threads", "progress")}
     train_cfg = train_config({**section, "threads": max(1, threads), "progress": progress})
     with process_group(train_cfg["device"]) as ddp:
         return _run_train(_corpus(corpus, True), exp, model_section, train_cfg, Path(run_dir), ddp, fail_fast,
@@ -270,7 +273,7 @@ def run_synthesize(
     ckpt, out = Path(ckpt), Path(out)
     device = resolve_device(device or "auto")
     try:
-        bundle = load_model(ckpt, device)
+        bundle = load_model(ckpt, device, weights=exp.get("weights") or "average")
     except (FileNotFoundError, ValueError) as exc:
         raise StageError(str(exc)) from None
     model, speakers = bundle.model, bundle.speakers
@@ -278,6 +281,8 @@ def run_synthesize(
         raise StageError(f"{ckpt}: a model with a speaker embedding, but its checkpoint names no speakers")
     data = StoreDataset(_corpus(corpus, False), split, VIDEO_STORES, speakers)
     print(f"synthesize {exp['name']}: {data.summary()}", flush=True)
+    if temperature is None:
+        temperature = exp.get("temperature")
     chunk = exp.get("decode_chunk_frames")
     if chunk and bundle.model.streaming is None:
         raise StageError(f"experiment {exp['name']}: decode_chunk_frames needs a streaming model; {ckpt} is offline")

@@ -38,6 +38,7 @@ from lipspeech.training.distributed import (
     shard_batches,
     sync_batchnorm,
 )
+from lipspeech.training.ema import WeightAverage
 from lipspeech.training.loop import LoopSettings, Task, TrainResult, run_loop
 
 __all__ = ["LTBSTask", "TrainResult", "evaluate", "lr_lambda", "make_optimizer", "train"]
@@ -96,7 +97,9 @@ class _Augmented(torch.utils.data.Dataset):
 
     def __getitem__(self, key: tuple[int, int, int]) -> Utterance:
         index, epoch, batch = key
-        return augment(self.data[index], self.cfg["seed"], epoch, batch, index, self.cfg["random_crop"], self.cfg["hflip"])
+        cfg = self.cfg
+        return augment(self.data[index], cfg["seed"], epoch, batch, index, cfg["random_crop"], cfg["hflip"],
+                       cfg["time_mask_max_frames"], cfg["time_masks_per_second"])
 
 
 def _train_batches(data: _Augmented, batches: list[list[int]], epoch: int, start: int, workers: int) -> Iterator[Batch]:
@@ -185,6 +188,7 @@ class LTBSTask(Task):
         self.optimizer = make_optimizer(self.model, self.cfg)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(self.cfg))
         self.net: torch.nn.Module = self.model
+        self.ema = WeightAverage(self.model, self.cfg["ema_decay"]) if self.cfg["ema_decay"] > 0 else None
 
     def check_resume(self, ckpt: Mapping[str, Any], path: Path) -> None:
         saved = {**ADDED_MODEL_KEYS, **ckpt["model_cfg"]}  # a run begun before keys were added
@@ -197,6 +201,8 @@ class LTBSTask(Task):
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
+        if self.ema is not None:
+            self.ema.load_state_dict(ckpt["ema"])
 
     def start(self, resumed: bool) -> None:
         ddp = self.ddp
@@ -208,8 +214,11 @@ class LTBSTask(Task):
         self.model.train()
 
     def state(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict()}
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict()}
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()  # what validation scored and inference loads (bundle.load_model)
+        return state
 
     def record(self) -> dict[str, Any]:
         return {"model_cfg": self.model_cfg, "train_cfg": self.cfg, "bundle": self.bundle}
@@ -250,8 +259,13 @@ class LTBSTask(Task):
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
         self.optimizer.step()
         self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
         pad_frac = 1.0 - float(batch.video_lengths.sum()) / max(1, batch.video.shape[0] * batch.video.shape[1])
         return {"grad_norm": grad_norm, "pad_frac": pad_frac, **{k: float(v.detach()) for k, v in out.losses.items()}}
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"model": self.inference_model.state_dict()}
 
     def describe(self, batch: Batch) -> str:
         return ", ".join(batch.utts)
@@ -265,10 +279,15 @@ class LTBSTask(Task):
     def has_validation(self) -> bool:
         return self.val is not None
 
+    @property
+    def inference_model(self) -> LTBSModel:
+        """The weights validation scores and inference uses: the average when there is one."""
+        return self.model if self.ema is None else self.ema.model
+
     def validate(self) -> dict[str, float]:
         cfg = self.cfg
-        return evaluate(self.model, self.val, cfg["val_batch_size"], self.device, cfg["bf16"], cfg["val_free_running"],
-                        cfg["val_max_batches"])
+        return evaluate(self.inference_model, self.val, cfg["val_batch_size"], self.device, cfg["bf16"],
+                        cfg["val_free_running"], cfg["val_max_batches"])
 
 
 def train(

@@ -109,4 +109,6 @@ def report_args(wildcards, input):
         args.append("--model " + " ".join(shlex.quote(f"{e}={p}") for e, p in zip(EXPERIMENTS, input.models)))
     if input.units_analysis:
         args.append(f"--units-analysis {shlex.quote(input.units_analysis[0])}")
+    if input.curves:
+        args.append("--curve " + " ".join(shlex.quote(f"{e}={p}") for e, p in zip(CURVE_EXPERIMENTS, input.curves)))
     return " ".join(args)

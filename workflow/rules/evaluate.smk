@@ -43,3 +43,40 @@ rule evaluate:
         "lipspeech evaluate --params {params.cfg:q} --system {wildcards.system:q} --manifest {input.manifest:q}"
         " --reference {input.reference:q} {params.audio} --out {output.metrics:q} --summary {output.summary:q}"
         " --rejected {output.rejected:q} --threads {threads} --no-progress 2>&1 | tee {log:q}"
+
+
+# The learning curve of every experiment that trains its own model with snapshots (train.snapshot_every).
+CURVE_EXPERIMENTS = [
+    e["name"] for e in config["experiments"]
+    if not e.get("model_from") and {**config["train"], **(e.get("train") or {})}["snapshot_every"]
+]
+
+
+rule curve:
+    """Val WER/CER (and DNSMOS P.808) of each snapshot a run kept (models/{exp}/ckpt/snapshots/step_N.pt,
+    beside last.pt and, like it, undeclared: the folder is given on the command line), through the
+    vocoder and the evaluation's recogniser: eval/{exp}/curve.json, drawn by the report."""
+    input:
+        best=f"{RESULTS}/models/{{exp}}/ckpt/best.pt",
+        manifest=f"{RESULTS}/manifest.parquet",
+        roi=shard_outputs("roi"),
+        vocoder=[VOCODER_CKPT] if VOCODER_CKPT else [],
+    output:
+        f"{RESULTS}/eval/{{exp}}/curve.json",
+    params:
+        cfg=params_json("curve", "evaluate", "vocoder", "mel"),
+        snapshots=lambda wildcards, input: os.path.join(os.path.dirname(input.best), "snapshots"),
+        vocoder=lambda wildcards, input: f"--vocoder {shlex.quote(input.vocoder[0])}" if input.vocoder else "",
+    log:
+        f"{RESULTS}/logs/curve/{{exp}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/curve/{{exp}}.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    conda:
+        CONDA_ENV
+    shell:
+        "lipspeech curve --params {params.cfg:q} --snapshots {params.snapshots:q} --manifest {input.manifest:q}"
+        " --roi {input.roi:q} {params.vocoder} --out {output:q} --threads {threads} --no-progress 2>&1 | tee {log:q}"

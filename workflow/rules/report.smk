@@ -19,6 +19,7 @@ rule report:
         vocoded=expand(f"{RESULTS}/eval/{{system}}/audio.parquet", system=REPORT_SYSTEMS[1:]),
         units_analysis=[UNITS_ANALYSIS_OUT] if UNITS_ANALYSIS else [],
         models=[model_ckpt(e) for e in EXPERIMENTS],
+        curves=expand(f"{RESULTS}/eval/{{exp}}/curve.json", exp=CURVE_EXPERIMENTS),
     output:
         html=f"{RESULTS}/report.html",
         md=f"{RESULTS}/report.md",

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from lipspeech.evaluation.report.columns import DETAIL, GROUND_TRUTH, GT_VOCODED, HEADLINE, METRICS
+from lipspeech.evaluation.report.curves import load_curves
 from lipspeech.evaluation.report.figures import data_uri, wav_bytes
 from lipspeech.evaluation.report.html import render_html
 from lipspeech.evaluation.report.inputs import ReportInputs, SystemFiles
@@ -76,6 +77,7 @@ def build_report(
     data = gather(inputs, cfg, systems, progress=progress)
     if inputs.units_analysis is not None:
         data.units = load_units_analysis(inputs.units_analysis)
+    data.curves = load_curves(inputs.curves)
     write_text_atomic(html_out, render_html(data))
     write_text_atomic(md_out, render_markdown(data))
     if json_out is not None:

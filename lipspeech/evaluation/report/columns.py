@@ -156,6 +156,12 @@ def _decoding(exp: Mapping[str, Any], model_section: Optional[Mapping[str, Any]]
         tags.append(f"chunks of {exp['decode_chunk_frames']}")
     elif tags:
         tags.append("whole clip")
+    if exp.get("weights") == "raw":
+        tags.append("raw weights")
+    if exp.get("temperature") is not None:
+        tags.append(f"temperature {exp['temperature']:g}")
+    if exp.get("train"):
+        tags.append(", ".join(f"{k} {v}" for k, v in sorted(exp["train"].items())))
     return tags
 
 
@@ -184,6 +190,10 @@ def describe_experiment(exp: Mapping[str, Any], model_section: Optional[Mapping[
         parts.append(f"the trained model of {exp['model_from']}")
         if exp.get("decode_chunk_frames"):
             parts.append(f"decoded chunk by chunk, {exp['decode_chunk_frames']} video frames a chunk")
+        if exp.get("weights") == "raw":
+            parts.append("its raw weights (not the moving average)")
+        if exp.get("temperature") is not None:
+            parts.append(f"post-net temperature {exp['temperature']:g}")
         return "; ".join(parts)
     preset = exp.get("preset") or (model_section or {}).get("preset")
     if preset:
@@ -200,4 +210,8 @@ def describe_experiment(exp: Mapping[str, Any], model_section: Optional[Mapping[
                                          if streaming else ""))
     if exp.get("decode_chunk_frames"):
         parts.append(f"decoded chunk by chunk, {exp['decode_chunk_frames']} video frames a chunk")
+    if exp.get("train"):
+        parts.append("training keys " + ", ".join(f"{k}={v}" for k, v in sorted(exp["train"].items())))
+    if exp.get("temperature") is not None:
+        parts.append(f"post-net temperature {exp['temperature']:g}")
     return "; ".join(parts)

@@ -9,6 +9,7 @@ from importlib import resources
 from typing import Sequence
 
 from lipspeech.evaluation.report.columns import DETAIL, DIFF_LEGEND, HEADLINE, LEGEND, METRIC_BY_KEY, METRIC_NOTES, MISSING
+from lipspeech.evaluation.report.curves import curves_html
 from lipspeech.evaluation.report.figures import Example, data_uri, wav_bytes
 from lipspeech.evaluation.report.load import ReportData
 from lipspeech.evaluation.report.systems import best_rows
@@ -141,6 +142,7 @@ def render_html(data: ReportData) -> str:
         metrics=_table_html(data, HEADLINE, "metrics"), legend=_e(legend),
         detail=_table_html(data, DETAIL, "metrics-detail"), differences=_differences_html(data),
         units=units_html(data.units, int(data.report_cfg["dpi"]), data_uri) if data.units else "",
+        curve=curves_html(data.curves, int(data.report_cfg["dpi"]), data_uri) if data.curves else "",
         rows=_rows_html(data), speakers=speakers_html, examples=examples_html, notes=notes_html,
         report_cfg=_e(json.dumps(data.report_cfg, sort_keys=True)), cfg_hash=_e(data.cfg_hash),
         script=resource_text("check.js"),

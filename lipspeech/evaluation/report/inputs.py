@@ -32,6 +32,7 @@ class ReportInputs:
         systems: system name -> its files, for every system to show.
         models: experiment -> its checkpoint (for the commit it was trained at; optional).
         units_analysis: the units-analysis table, for its section (optional).
+        curves: experiment -> its learning curve (``eval/{exp}/curve.json``, stage curve; optional).
     """
 
     manifest: Path
@@ -39,6 +40,7 @@ class ReportInputs:
     systems: dict[str, SystemFiles] = field(default_factory=dict)
     models: dict[str, Path] = field(default_factory=dict)
     units_analysis: Optional[Path] = None
+    curves: dict[str, Path] = field(default_factory=dict)
 
     @staticmethod
     def by_shard(paths: Sequence[str | Path]) -> dict[int, Path]:
@@ -68,18 +70,25 @@ class ReportInputs:
 
     @classmethod
     def from_args(cls, manifest: str, shards: Mapping[str, Sequence[str]], systems: Sequence[Sequence[str]],
-                  models: Sequence[str] = (), units_analysis: Optional[str] = None) -> "ReportInputs":
-        """From the CLI's options: ``systems`` as [NAME, SUMMARY, METRICS, (AUDIO)], ``models`` as NAME=PATH."""
+                  models: Sequence[str] = (), units_analysis: Optional[str] = None,
+                  curves: Sequence[str] = ()) -> "ReportInputs":
+        """From the CLI's options: ``systems`` as [NAME, SUMMARY, METRICS, (AUDIO)], ``models`` and ``curves``
+        as NAME=PATH."""
         files = {}
         for spec in systems:
             if len(spec) not in (3, 4):
                 raise ValueError(f"--system {' '.join(spec)}: give NAME SUMMARY METRICS [AUDIO]")
             files[spec[0]] = SystemFiles(Path(spec[1]), Path(spec[2]), Path(spec[3]) if len(spec) == 4 else None)
-        ckpts = {}
-        for spec in models:
-            name, sep, path = spec.partition("=")
-            if not sep:
-                raise ValueError(f"--model {spec}: give NAME=PATH")
-            ckpts[name] = Path(path)
-        return cls(Path(manifest), {k: cls.by_shard(v or []) for k, v in shards.items()}, files, ckpts,
-                   Path(units_analysis) if units_analysis else None)
+        return cls(Path(manifest), {k: cls.by_shard(v or []) for k, v in shards.items()}, files,
+                   _named("--model", models), Path(units_analysis) if units_analysis else None,
+                   _named("--curve", curves))
+
+
+def _named(option: str, specs: Sequence[str]) -> dict[str, Path]:
+    out = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep:
+            raise ValueError(f"{option} {spec}: give NAME=PATH")
+        out[name] = Path(path)
+    return out

@@ -41,6 +41,7 @@ class ReportData:
     comparison: dict[str, Any] = field(default_factory=dict)  # compare.compare_systems
     bootstrap: dict[str, Any] = field(default_factory=dict)  # resamples, seed
     units: Optional[UnitsAnalysis] = None  # the units-analysis stage's table, when given
+    curves: dict[str, dict[str, Any]] = field(default_factory=dict)  # experiment -> curve.json (stage curve)
 
 
 def _git_commit() -> str:

@@ -19,6 +19,7 @@ from lipspeech.evaluation.report.columns import (
     MISSING,
     is_number,
 )
+from lipspeech.evaluation.report.curves import curves_markdown, curves_numbers
 from lipspeech.evaluation.report.load import ReportData
 from lipspeech.evaluation.report.systems import best_rows
 from lipspeech.evaluation.report.tables import (
@@ -83,7 +84,8 @@ def render_markdown(data: ReportData) -> str:
         "## Metrics", "", _table_md(data, HEADLINE), "",
         LEGEND.format(**data.bootstrap) + (f" The {chance}." if chance else "") + (f" The {floor}." if floor else ""),
         "", "Signal, prosody and DNSMOS components:", "", _table_md(data, DETAIL),
-        *_differences_md(data), *(units_markdown(data.units, _md_table) if data.units else []), "",
+        *_differences_md(data), *(units_markdown(data.units, _md_table) if data.units else []),
+        *(["", *curves_markdown(data.curves)] if data.curves else []), "",
         "## What each row is", "",
     ]
     for s in data.systems:
@@ -130,4 +132,5 @@ def report_numbers(data: ReportData) -> dict[str, Any]:
             "gap_to_vocoded": data.comparison.get("gap_to_vocoded", {}),
             "vs_baseline": data.comparison.get("vs_baseline", {}),
             "chance_wer": number(data.chance_wer), "git_commit": data.git, "version": data.version,
-            "units_analysis": units_numbers(data.units) if data.units else None}
+            "units_analysis": units_numbers(data.units) if data.units else None,
+            "learning_curve": curves_numbers(data.curves)}

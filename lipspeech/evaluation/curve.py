@@ -1,0 +1,114 @@
+"""The learning curve: WER (and DNSMOS) of a run's snapshots on a val subset (stage ``curve``).
+
+Training with ``train.snapshot_every`` keeps the weights inference would use every N steps
+(``models/{exp}/ckpt/snapshots/step_N.pt``). This stage puts a seeded choice of val
+utterances through each snapshot, the configured vocoder and the evaluation's recogniser
+(and DNSMOS P.808 when ``curve.dnsmos``), so a user sees where the figures that matter stop
+improving, which the training losses alone do not show. Written to
+``eval/{exp}/curve.json``: one row per snapshot (``step``, ``wer``, ``cer``, ``dnsmos_p808``,
+``n``) plus what was measured and how.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+
+from lipspeech.evaluation.asr import build_asr
+from lipspeech.evaluation.text import corpus_rates, normalize_text
+from lipspeech.shards import StageError
+from lipspeech.store import write_text_atomic
+
+__all__ = ["learning_curve", "snapshot_paths", "val_subset"]
+
+_STEP = re.compile(r"^step_(\d+)\.pt$")
+
+
+def snapshot_paths(folder: Path) -> list[tuple[int, Path]]:
+    """(step, path) of every ``step_N.pt`` in ``folder``, by step."""
+    found = []
+    for path in Path(folder).glob("step_*.pt"):
+        m = _STEP.match(path.name)
+        if m:
+            found.append((int(m.group(1)), path))
+    return sorted(found)
+
+
+def val_subset(utts: Sequence[str], n: int, seed: int) -> list[str]:
+    """A seeded choice of ``n`` of ``utts`` (all when ``n`` is 0 or more than there are), in their order."""
+    if n <= 0 or n >= len(utts):
+        return list(utts)
+    keep = set(np.random.default_rng(seed).choice(len(utts), size=n, replace=False).tolist())
+    return [u for i, u in enumerate(utts) if i in keep]
+
+
+def learning_curve(
+    snapshots_dir: Path,
+    manifest: Path,
+    roi: Sequence[Path],
+    curve_cfg: Mapping[str, Any],
+    eval_cfg: Mapping[str, Any],
+    vocoder_cfg: Mapping[str, Any],
+    mel_cfg: Mapping[str, Any],
+    out: Path,
+    vocoder_checkpoint: Optional[Path] = None,
+    threads: int = 1,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Score every snapshot in ``snapshots_dir`` on the val subset; writes and returns ``curve.json``'s content."""
+    from tqdm.auto import tqdm
+
+    from lipspeech.features.audio import AudioConfig
+    from lipspeech.training.bundle import load_model
+    from lipspeech.training.stores import VIDEO_STORES, CorpusStores, StoreDataset
+    from lipspeech.training.synthesis import synthesize
+    from lipspeech.vocoder.api import load_vocoder
+
+    snaps = snapshot_paths(snapshots_dir)
+    if not snaps:
+        raise StageError(f"{snapshots_dir}: no snapshots (train with train.snapshot_every > 0)")
+    corpus = CorpusStores(manifest, {"roi": list(roi)})
+    texts = [None if t is None or (isinstance(t, float) and math.isnan(t)) else str(t) for t in corpus.manifest["text"]]
+    text_of = dict(zip(corpus.manifest["utt"], texts))
+    asr, asr_info = build_asr(eval_cfg, texts)
+    if asr is None:
+        raise StageError("curve: evaluate.asr is none, so there is no WER to draw")
+    dnsmos = None
+    if curve_cfg["dnsmos"]:
+        from lipspeech.evaluation.dnsmos import DNSMOS
+
+        dnsmos = DNSMOS(threads=threads)
+    vocoder = load_vocoder(vocoder_cfg, AudioConfig.from_section(mel_cfg), "cpu", vocoder_checkpoint)
+
+    rows = []
+    chosen: Optional[list[int]] = None
+    for step, path in tqdm(snaps, desc="curve", unit="snapshot", disable=not progress):
+        bundle = load_model(path)
+        data = StoreDataset(corpus, "val", VIDEO_STORES, bundle.speakers)
+        if chosen is None:
+            utts = list(data.utts)
+            keep = set(val_subset(utts, int(curve_cfg["max_utterances"]), int(curve_cfg["seed"])))
+            chosen = [i for i, u in enumerate(utts) if u in keep]
+            if not chosen:
+                raise StageError("curve: the val split has no utterance with mouth crops")
+        items = [data[i] for i in chosen]
+        mels = synthesize(bundle.model, items, temperature=curve_cfg["temperature"])
+        audio = vocoder.batch([m.post for m in mels])
+        refs = [normalize_text(text_of.get(it.utt)) for it in items]
+        hyps = [normalize_text(asr.transcribe(a)) for a in audio]
+        wer, cer = corpus_rates(refs, hyps)
+        row = {"step": step, "n": len(items), "wer": wer, "cer": cer}
+        if dnsmos is not None:
+            row["dnsmos_p808"] = float(np.mean([dnsmos(a)["dnsmos_p808"] for a in audio]))
+        rows.append(row)
+        print(f"curve: step {step}: WER {wer:.3f} CER {cer:.3f}"
+              + (f" DNSMOS P.808 {row['dnsmos_p808']:.2f}" if "dnsmos_p808" in row else ""), flush=True)
+    result = {"split": "val", "utterances": rows[0]["n"], "rows": rows, "asr": asr_info["description"],
+              "vocoder": vocoder.describe(), "temperature": curve_cfg["temperature"]}
+    write_text_atomic(out, json.dumps(result, indent=1) + "\n")
+    return result
