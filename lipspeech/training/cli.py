@@ -81,7 +81,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     print(f"train {exp['name']}: {summary['steps']} steps in {summary['seconds']:.0f} s, best {summary['best_metric']} "
-          f"{summary['best_value']:.4f} at step {summary['best_step']} -> {run_dir / 'ckpt' / 'best.pt'}")
+          f"{summary['best_value']:.4f} at step {summary['best_step']}"
+          + (" (stopped early: train.patience validations without improvement)" if summary["stopped_early"] else "")
+          + f" -> {run_dir / 'ckpt' / 'best.pt'}")
     return 0
 
 

@@ -228,6 +228,7 @@ def _run_train(
         "best_step": result.best_step,
         "best_value": result.best_value,
         "best_metric": train_cfg["best_metric"],
+        "stopped_early": result.stopped_early,
         "seconds": round(time.time() - started, 1),
         "train_utterances": len(train_data),
         "val_utterances": len(val_data),
