@@ -172,7 +172,7 @@ def test_experiment_training_keys_snapshots_curve_and_raw_weights(tmp_path):
 
     from lipspeech.config import default_section
     from lipspeech.evaluation.curve import learning_curve, val_subset
-    from lipspeech.evaluation.report.curves import curve_rows, curves_markdown
+    from lipspeech.evaluation.report.curves import curve_rows, curves_html, curves_markdown, temperature_rows
     from lipspeech.store import Store, StoreMeta, write_store
     from lipspeech.training.stage import run_synthesize, run_train
 
@@ -199,16 +199,24 @@ def test_experiment_training_keys_snapshots_curve_and_raw_weights(tmp_path):
     assert not np.array_equal(Store(avg).array("coarse", 0), Store(raw).array("coarse", 0))
 
     out = results / "eval" / "ltbs" / "curve.json"
-    curve_cfg = {**default_section("curve"), "max_utterances": 1}
+    curve_cfg = {**default_section("curve"), "max_utterances": 1, "temperatures": [0.0, 0.5]}
     curve = learning_curve(snaps, results / "manifest.parquet", sorted((results / "roi").glob("0*.parquet")),
                            curve_cfg, default_section("evaluate"), default_section("vocoder"),
-                           default_section("mel"), out, progress=False)
+                           default_section("mel"), out, progress=False, best=run_dir / "ckpt" / "best.pt")
     assert _json.loads(out.read_text()) == curve
     assert [r["step"] for r in curve["rows"]] == [2, 4] and curve["utterances"] == 1
     for r in curve["rows"]:
         assert r["n"] == 1 and 0.0 <= r["wer"] and 0.0 <= r["cer"] and 1.0 <= r["dnsmos_p808"] <= 5.0
     assert val_subset(["a", "b", "c", "d"], 2, 1) == val_subset(["a", "b", "c", "d"], 2, 1)
     assert len(val_subset(["a", "b", "c", "d"], 2, 1)) == 2 and val_subset(["a", "b"], 0, 1) == ["a", "b"]
+    assert [t["temperature"] for t in curve["temperatures"]] == [0.0, 0.5]
+    assert all(t["step"] == 4 and t["n"] == 1 for t in curve["temperatures"])
+    assert [r[1] for r in temperature_rows({"ltbs": curve})[1:]] == ["0", "0.5"]
     rows = curve_rows({"ltbs": curve})
     assert rows[0][:2] == ["experiment", "step"] and [r[1] for r in rows[1:]] == ["2", "4"]
     assert "## Learning curve" in curves_markdown({"ltbs": curve})
+    from lipspeech.evaluation.report.figures import data_uri
+
+    page = curves_html({"ltbs": curve}, 40, data_uri)
+    assert "<table id='curve'>" in page and "<table id='curve-temperature'>" in page
+    assert 'src="data:image/png;base64,' in page

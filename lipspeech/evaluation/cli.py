@@ -67,7 +67,7 @@ def cmd_curve(args: argparse.Namespace) -> int:
     sc.torch_threads(args.threads)
     result = learning_curve(Path(args.snapshots), Path(args.manifest), sc.paths(args.roi), cfg["curve"], cfg["evaluate"],
                             cfg["vocoder"], cfg["mel"], Path(args.out), sc.opt_path(args.vocoder), threads=args.threads,
-                            progress=sc.progress(args))
+                            progress=sc.progress(args), best=sc.opt_path(args.best))
     best = min(result["rows"], key=lambda r: r["wer"])
     print(f"curve: {len(result['rows'])} snapshots on {result['utterances']} val utterances; lowest WER "
           f"{best['wer']:.3f} at step {best['step']} -> {args.out}")
@@ -123,3 +123,4 @@ def register(sub: Any) -> None:
                         roi="roi stores (all shards)", snapshots="the run's ckpt/snapshots folder",
                         out="curve.json to write")
     p.add_argument("--vocoder", help="HiFi-GAN checkpoint (vocoder.kind hifigan without vocoder.checkpoint)")
+    p.add_argument("--best", help="the run's best.pt, scored at each of curve.temperatures")

@@ -4,9 +4,10 @@ Training with ``train.snapshot_every`` keeps the weights inference would use eve
 (``models/{exp}/ckpt/snapshots/step_N.pt``). This stage puts a seeded choice of val
 utterances through each snapshot, the configured vocoder and the evaluation's recogniser
 (and DNSMOS P.808 when ``curve.dnsmos``), so a user sees where the figures that matter stop
-improving, which the training losses alone do not show. Written to
-``eval/{exp}/curve.json``: one row per snapshot (``step``, ``wer``, ``cer``, ``dnsmos_p808``,
-``n``) plus what was measured and how.
+improving, which the training losses alone do not show. With ``curve.temperatures``, the run's
+``best.pt`` is also scored at each post-net temperature on the same utterances: the temperature
+chosen on val, not on test. Written to ``eval/{exp}/curve.json``: one row per snapshot (``step``,
+``wer``, ``cer``, ``dnsmos_p808``, ``n``), one per temperature, and what was measured and how.
 """
 
 from __future__ import annotations
@@ -59,8 +60,10 @@ def learning_curve(
     vocoder_checkpoint: Optional[Path] = None,
     threads: int = 1,
     progress: bool = True,
+    best: Optional[Path] = None,
 ) -> dict[str, Any]:
-    """Score every snapshot in ``snapshots_dir`` on the val subset; writes and returns ``curve.json``'s content."""
+    """Score every snapshot in ``snapshots_dir`` (and ``best`` at each of ``curve.temperatures``) on the val
+    subset; writes and returns ``curve.json``'s content."""
     from tqdm.auto import tqdm
 
     from lipspeech.features.audio import AudioConfig
@@ -85,30 +88,38 @@ def learning_curve(
         dnsmos = DNSMOS(threads=threads)
     vocoder = load_vocoder(vocoder_cfg, AudioConfig.from_section(mel_cfg), "cpu", vocoder_checkpoint)
 
-    rows = []
-    chosen: Optional[list[int]] = None
-    for step, path in tqdm(snaps, desc="curve", unit="snapshot", disable=not progress):
+    chosen: list[int] = []
+
+    def score(path: Path, temperature: Optional[float]) -> dict[str, Any]:
         bundle = load_model(path)
         data = StoreDataset(corpus, "val", VIDEO_STORES, bundle.speakers)
-        if chosen is None:
+        if not chosen:
             utts = list(data.utts)
             keep = set(val_subset(utts, int(curve_cfg["max_utterances"]), int(curve_cfg["seed"])))
-            chosen = [i for i, u in enumerate(utts) if u in keep]
+            chosen.extend(i for i, u in enumerate(utts) if u in keep)
             if not chosen:
                 raise StageError("curve: the val split has no utterance with mouth crops")
         items = [data[i] for i in chosen]
-        mels = synthesize(bundle.model, items, temperature=curve_cfg["temperature"])
+        mels = synthesize(bundle.model, items, temperature=temperature)
         audio = vocoder.batch([m.post for m in mels])
         refs = [normalize_text(text_of.get(it.utt)) for it in items]
         hyps = [normalize_text(asr.transcribe(a)) for a in audio]
         wer, cer = corpus_rates(refs, hyps)
-        row = {"step": step, "n": len(items), "wer": wer, "cer": cer}
+        row = {"step": bundle.step, "n": len(items), "wer": wer, "cer": cer}
         if dnsmos is not None:
             row["dnsmos_p808"] = float(np.mean([dnsmos(a)["dnsmos_p808"] for a in audio]))
-        rows.append(row)
-        print(f"curve: step {step}: WER {wer:.3f} CER {cer:.3f}"
+        print(f"curve: step {bundle.step}" + ("" if temperature is None else f", temperature {temperature:g}")
+              + f": WER {wer:.3f} CER {cer:.3f}"
               + (f" DNSMOS P.808 {row['dnsmos_p808']:.2f}" if "dnsmos_p808" in row else ""), flush=True)
+        return row
+
+    rows = [score(path, curve_cfg["temperature"]) for _step, path in tqdm(snaps, desc="curve", unit="snapshot",
+                                                                           disable=not progress)]
+    temperatures = []
+    if curve_cfg["temperatures"] and best is not None:
+        temperatures = [{"temperature": float(t), **score(best, float(t))} for t in curve_cfg["temperatures"]]
     result = {"split": "val", "utterances": rows[0]["n"], "rows": rows, "asr": asr_info["description"],
-              "vocoder": vocoder.describe(), "temperature": curve_cfg["temperature"]}
+              "vocoder": vocoder.describe(), "temperature": curve_cfg["temperature"],
+              "temperatures": temperatures}
     write_text_atomic(out, json.dumps(result, indent=1) + "\n")
     return result

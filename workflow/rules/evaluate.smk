@@ -78,5 +78,6 @@ rule curve:
     conda:
         CONDA_ENV
     shell:
-        "lipspeech curve --params {params.cfg:q} --snapshots {params.snapshots:q} --manifest {input.manifest:q}"
+        "lipspeech curve --params {params.cfg:q} --snapshots {params.snapshots:q} --best {input.best:q}"
+        " --manifest {input.manifest:q}"
         " --roi {input.roi:q} {params.vocoder} --out {output:q} --threads {threads} --no-progress 2>&1 | tee {log:q}"

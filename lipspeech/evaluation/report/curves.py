@@ -43,6 +43,28 @@ def curve_rows(curves: Mapping[str, Mapping[str, Any]]) -> list[list[str]]:
     return rows
 
 
+def temperature_rows(curves: Mapping[str, Mapping[str, Any]]) -> list[list[str]]:
+    """Header + one row per (experiment, post-net temperature) its best.pt was scored at (curve.temperatures)."""
+    rows = [["experiment", "temperature", "step", "val WER (%)", "val CER (%)", "DNSMOS P.808"]]
+    for name, curve in curves.items():
+        for r in curve.get("temperatures") or []:
+            rows.append([name, f"{r['temperature']:g}", str(r["step"]), _num(r["wer"], 100), _num(r["cer"], 100),
+                         _num(r.get("dnsmos_p808"), 1, 2)])
+    return rows
+
+
+def _html_table(rows: list[list[str]], table_id: str) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in rows[0])
+    body = "".join("<tr>" + f"<td>{html.escape(r[0])}</td>" + "".join(f'<td class="num">{html.escape(c)}</td>'
+                                                                       for c in r[1:]) + "</tr>" for r in rows[1:])
+    return f"<table id='{table_id}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _md_table(rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0]), *("| " + " | ".join(r) + " |"
+                                                                            for r in rows[1:])]
+
+
 def curve_png(curves: Mapping[str, Mapping[str, Any]], dpi: int) -> bytes:
     """WER (left) and DNSMOS P.808 (right, where measured) against the step, one line per experiment."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -78,22 +100,23 @@ def _describe(curves: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 def curves_html(curves: Mapping[str, Mapping[str, Any]], dpi: int, data_uri: Callable[[bytes, str], str]) -> str:
-    rows = curve_rows(curves)
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in rows[0])
-    body = "".join("<tr>" + f"<td>{html.escape(r[0])}</td>" + "".join(f'<td class="num">{html.escape(c)}</td>'
-                                                                       for c in r[1:]) + "</tr>" for r in rows[1:])
     img = f'<img class="figure" alt="learning curve" src="{data_uri(curve_png(curves, dpi), "image/png")}">'
-    return (f"<h2>Learning curve</h2><p class='small'>{html.escape(_describe(curves))}</p>{img}"
-            f"<table id='curve'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+    out = (f"<h2>Learning curve</h2><p class='small'>{html.escape(_describe(curves))}</p>{img}"
+           + _html_table(curve_rows(curves), "curve"))
+    temps = temperature_rows(curves)
+    if len(temps) > 1:
+        out += ("<h3>Post-net temperature on val (best.pt)</h3>" + _html_table(temps, "curve-temperature"))
+    return out
 
 
 def curves_markdown(curves: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    rows = curve_rows(curves)
-    lines = ["## Learning curve", "", _describe(curves), "", "| " + " | ".join(rows[0]) + " |",
-             "|" + "---|" * len(rows[0])]
-    lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
-    return lines + [""]
+    lines = ["## Learning curve", "", _describe(curves), "", *_md_table(curve_rows(curves)), ""]
+    temps = temperature_rows(curves)
+    if len(temps) > 1:
+        lines += ["Post-net temperature on val (best.pt):", "", *_md_table(temps), ""]
+    return lines
 
 
 def curves_numbers(curves: Optional[Mapping[str, Mapping[str, Any]]]) -> dict[str, Any]:
-    return {name: {"utterances": c.get("utterances"), "rows": c["rows"]} for name, c in (curves or {}).items()}
+    return {name: {"utterances": c.get("utterances"), "rows": c["rows"], "temperatures": c.get("temperatures") or []}
+            for name, c in (curves or {}).items()}
