@@ -13,7 +13,6 @@ chosen on val, not on test. Written to ``eval/{exp}/curve.json``: one row per sn
 from __future__ import annotations
 
 import json
-import math
 import re
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -21,7 +20,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from lipspeech.evaluation.asr import build_asr
-from lipspeech.evaluation.text import corpus_rates, normalize_text
+from lipspeech.evaluation.text import corpus_rates, normalize_text, transcripts
 from lipspeech.shards import StageError
 from lipspeech.store import write_text_atomic
 
@@ -76,7 +75,7 @@ def learning_curve(
     if not snaps:
         raise StageError(f"{snapshots_dir}: no snapshots (train with train.snapshot_every > 0)")
     corpus = CorpusStores(manifest, {"roi": list(roi)})
-    texts = [None if t is None or (isinstance(t, float) and math.isnan(t)) else str(t) for t in corpus.manifest["text"]]
+    texts = transcripts(corpus.manifest["text"])
     text_of = dict(zip(corpus.manifest["utt"], texts))
     asr, asr_info = build_asr(eval_cfg, texts)
     if asr is None:
@@ -88,21 +87,18 @@ def learning_curve(
         dnsmos = DNSMOS(threads=threads)
     vocoder = load_vocoder(vocoder_cfg, AudioConfig.from_section(mel_cfg), "cpu", vocoder_checkpoint)
 
-    chosen: list[int] = []
+    # one run's snapshots share its speakers, so the val items (and their references) are read once
+    data = StoreDataset(corpus, "val", VIDEO_STORES, load_model(snaps[-1][1]).speakers)
+    keep = set(val_subset(list(data.utts), int(curve_cfg["max_utterances"]), int(curve_cfg["seed"])))
+    items = [data[i] for i, u in enumerate(data.utts) if u in keep]
+    if not items:
+        raise StageError("curve: the val split has no utterance with mouth crops")
+    refs = [normalize_text(text_of.get(it.utt)) for it in items]
 
     def score(path: Path, temperature: Optional[float]) -> dict[str, Any]:
         bundle = load_model(path)
-        data = StoreDataset(corpus, "val", VIDEO_STORES, bundle.speakers)
-        if not chosen:
-            utts = list(data.utts)
-            keep = set(val_subset(utts, int(curve_cfg["max_utterances"]), int(curve_cfg["seed"])))
-            chosen.extend(i for i, u in enumerate(utts) if u in keep)
-            if not chosen:
-                raise StageError("curve: the val split has no utterance with mouth crops")
-        items = [data[i] for i in chosen]
         mels = synthesize(bundle.model, items, temperature=temperature)
         audio = vocoder.batch([m.post for m in mels])
-        refs = [normalize_text(text_of.get(it.utt)) for it in items]
         hyps = [normalize_text(asr.transcribe(a)) for a in audio]
         wer, cer = corpus_rates(refs, hyps)
         row = {"step": bundle.step, "n": len(items), "wer": wer, "cer": cer}

@@ -65,7 +65,7 @@ from lipspeech.evaluation.families import FIGURES, check_families
 from lipspeech.evaluation.grammar import random_sentence_wer
 from lipspeech.evaluation.metrics import Features, SignalScorer
 from lipspeech.evaluation.speaker import SpeakerScorer
-from lipspeech.evaluation.text import char_errors, corpus_rates, normalize_text, word_errors
+from lipspeech.evaluation.text import char_errors, corpus_rates, normalize_text, transcripts, word_errors
 from lipspeech.shards import StageError, audio_problem
 from lipspeech.store import Store, StoreMeta, write_rejected, write_store, write_text_atomic
 from lipspeech.timing import SAMPLES_PER_FRAME, fit_length
@@ -343,7 +343,7 @@ def run_evaluate(
     except RuntimeError as exc:
         raise StageError(str(exc)) from None
     manifest = Store(manifest_path, expect_stage="manifest").df
-    texts = [None if t is None or (isinstance(t, float) and math.isnan(t)) else str(t) for t in manifest["text"]]
+    texts = transcripts(manifest["text"])
     test = manifest[manifest["split"] == SPLIT]
     test_utts = list(test["utt"])
     speaker_of = dict(zip(test["utt"], test["speaker"]))

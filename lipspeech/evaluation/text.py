@@ -24,11 +24,16 @@ import math
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 _DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 _NOT_WORD = re.compile(r"[^\w\s']|_")
 _EDGE_APOSTROPHE = re.compile(r"(?<!\w)'+|'+(?!\w)")
+
+
+def transcripts(column: Sequence[Any]) -> list[str | None]:
+    """A manifest's ``text`` column as strings, None where there is no transcript (None or NaN)."""
+    return [None if t is None or (isinstance(t, float) and math.isnan(t)) else str(t) for t in column]
 
 
 def normalize_text(text: str | None) -> str:
