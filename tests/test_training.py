@@ -20,7 +20,7 @@ from lipspeech.training import (
     train,
     train_config,
 )
-from lipspeech.training.trainer import lr_lambda
+from lipspeech.training.trainer import clip_gradients, lr_lambda, make_optimizer
 
 QUIET = {"progress": False, "tensorboard": False}
 
@@ -151,6 +151,48 @@ def test_run_directory_and_synthesis(tmp_path):
         np.testing.assert_array_equal(o.post, o2.post)
     cold = synthesize(model, items[:1], temperature=0.0)
     assert np.isfinite(cold[0].post).all()
+
+
+def _net_with_grads(seed):
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.LayerNorm(7), torch.nn.Linear(7, 3))
+    for p in net.parameters():
+        p.grad = torch.randn_like(p)
+    return net
+
+
+def test_optimizer_is_fused_and_makes_the_reference_adamw_update():
+    cfg = train_config({"weight_decay": 0.05})
+    net, ref_net = _net_with_grads(0), _net_with_grads(0)
+    opt = make_optimizer(net, cfg)
+    assert all(g["fused"] for g in opt.param_groups)
+    # torch's per-parameter loop, with the same groups (decay on matrices only)
+    ref = torch.optim.AdamW([{"params": [p for p in ref_net.parameters() if p.dim() >= 2], "weight_decay": 0.05},
+                             {"params": [p for p in ref_net.parameters() if p.dim() < 2], "weight_decay": 0.0}],
+                            lr=cfg["lr"], betas=tuple(cfg["betas"]), eps=cfg["eps"], foreach=False)
+    start = [p.detach().clone() for p in net.parameters()]
+    for _ in range(5):
+        opt.step()
+        ref.step()
+    for p, q, p0 in zip(net.parameters(), ref_net.parameters(), start):
+        assert not torch.equal(p, p0)
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+    # a run begun with the loop resumes with the loop: the saved state carries the implementation
+    loop_state = ref.state_dict()
+    again = make_optimizer(ref_net, cfg)
+    again.load_state_dict(loop_state)
+    assert not any(g["fused"] for g in again.param_groups)
+
+
+def test_clip_gradients_measures_and_clips_the_global_norm():
+    net = _net_with_grads(1)
+    grads = [p.grad.clone() for p in net.parameters()]
+    norm = float(torch.cat([g.flatten() for g in grads]).double().norm())
+    assert clip_gradients(list(net.parameters()), float("inf")) == pytest.approx(norm, rel=1e-6)
+    assert all(torch.equal(p.grad, g) for p, g in zip(net.parameters(), grads))  # inf: measured only
+    assert clip_gradients(list(net.parameters()), norm / 4) == pytest.approx(norm, rel=1e-6)
+    for p, g in zip(net.parameters(), grads):
+        torch.testing.assert_close(p.grad, g / 4, rtol=1e-5, atol=1e-7)
 
 
 def test_epoch_batches_are_seeded_permutations():
