@@ -135,12 +135,20 @@ def _modules_by_dist() -> dict[str, list[str]]:
 
 
 def check_console_script() -> Check:
-    """The workflow's rules call the ``lipspeech`` command."""
-    path = shutil.which("lipspeech")
-    if path:
-        return Check("lipspeech cmd", OK, path)
-    return Check("lipspeech cmd", MISSING, "not on PATH (the workflow's rules call it)",
-                 "activate the environment (source .venv/bin/activate) or pip install --no-deps -e .")
+    """The ``lipspeech`` the workflow's rules run, found as their shell prefix finds it
+    (workflow/rules/common.smk): the console script beside the interpreter that runs Snakemake
+    (this one, for ``.venv/bin/snakemake``), whatever PATH holds; else ``python -m lipspeech.cli``
+    with this checkout on PYTHONPATH, which works where the job's ``python`` has the dependencies
+    (a conda environment of envs/lipspeech.yaml), hence only a warning here."""
+    beside = Path(sys.executable).parent / "lipspeech"
+    if beside.exists():
+        return Check("lipspeech cmd", OK, f"{beside} (beside this Python: what the rules run)")
+    on_path = shutil.which("lipspeech")
+    return Check("lipspeech cmd", WARN,
+                 f"no console script beside {sys.executable}"
+                 + (f" ({on_path} on PATH is not what the rules run)" if on_path else "")
+                 + "; the rules then run `python -m lipspeech.cli` with the python on the job's PATH",
+                 "pip install --no-deps -e . into this environment, or run Snakemake with --sdm conda")
 
 
 def check_ffmpeg() -> Check:

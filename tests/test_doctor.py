@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from lipspeech.cli import main as cli_main
-from lipspeech.doctor import MISSING, NOT_NEEDED, OK, check_gpu, check_hubert, doctor
+from lipspeech.doctor import MISSING, NOT_NEEDED, OK, WARN, check_console_script, check_gpu, check_hubert, doctor
 
 BIN = Path(sys.executable).parent
 
@@ -49,6 +49,21 @@ def test_everything_here(tmp_path, monkeypatch):
     for name in ("python", "lipspeech", "ffmpeg", "espeak-ng", "dlib", "pocketsphinx", "disk"):
         assert checks[name].split()[0] == OK, checks[name]
     assert "not needed (ssl.source is mfcc)" in checks["HuBERT"]
+
+
+def test_lipspeech_command_is_the_one_the_rules_run(tmp_path, monkeypatch):
+    """The rules run the console script beside Snakemake's interpreter whatever PATH holds
+    (workflow/rules/common.smk): an unactivated venv is fine; an interpreter without one only warns."""
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing on PATH
+    check = check_console_script()
+    assert check.status == OK and str(BIN / "lipspeech") in check.detail
+    bare = tmp_path / "bare" / "python"
+    bare.parent.mkdir()
+    monkeypatch.setattr(sys, "executable", str(bare))
+    monkeypatch.setenv("PATH", str(BIN))
+    check = check_console_script()
+    assert check.status == WARN and f"no console script beside {bare}" in check.detail
+    assert "is not what the rules run" in check.detail and "python -m lipspeech.cli" in check.detail
 
 
 def test_missing_ffmpeg_is_reported_with_what_to_do(tmp_path, monkeypatch):
