@@ -153,12 +153,33 @@ def test_ranks_see_disjoint_utterances_and_together_all_of_them(bucket):
             assert sum(len(s) for s in seen) == 23 and set().union(*map(set, seen)) == set(range(23))
 
 
-def test_all_reduce_batchnorm_is_batchnorm_in_one_process():
+def test_all_reduce_batchnorm_statistics_are_batchnorms(monkeypatch):
+    """The all-reduce path's own arithmetic (per-channel sums, biased variance for the output,
+    unbiased for the running variance, affine, gradients) against torch's BatchNorm: in one process
+    it would fall back to torch's, so here it runs as a rank whose sums over ranks are its own."""
+    from lipspeech.training import distributed
+
+    monkeypatch.setattr(distributed, "dist_info", lambda: DistInfo(0, 1, 0))
+    monkeypatch.setattr(distributed, "sum_over_ranks", lambda t, differentiable=False: t)
     torch.manual_seed(0)
-    ref = torch.nn.BatchNorm2d(3)
-    ours = AllReduceBatchNorm(3)
-    x = torch.randn(4, 3, 5, 5)
-    assert torch.allclose(ref(x), ours(x)) and torch.allclose(ref.running_var, ours.running_var)
+    ref, ours = torch.nn.BatchNorm2d(3), AllReduceBatchNorm(3)
+    with torch.no_grad():
+        for bn in (ref, ours):
+            bn.weight.copy_(torch.tensor([0.5, 2.0, -1.0]))
+            bn.bias.copy_(torch.tensor([0.1, -0.3, 0.7]))
+    x = (torch.randn(4, 3, 5, 5) * 3 + 5).requires_grad_()
+    x2 = x.detach().clone().requires_grad_()
+    upstream = torch.randn(4, 3, 5, 5)
+    for _ in range(2):  # two updates of the running statistics
+        out_ref, out = ref(x), ours(x2)
+    torch.testing.assert_close(out, out_ref, rtol=1e-5, atol=1e-5)
+    (out_ref * upstream).sum().backward()
+    (out * upstream).sum().backward()
+    torch.testing.assert_close(x2.grad, x.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(ours.weight.grad, ref.weight.grad, rtol=1e-4, atol=1e-4)
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        torch.testing.assert_close(getattr(ours, name), getattr(ref, name))
+    assert not torch.allclose(ours.running_var, torch.ones(3))  # the statistics did move
 
 
 def test_train_command_with_nproc_runs_under_torchrun(tmp_path):
