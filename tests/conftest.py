@@ -1,4 +1,3 @@
-import os
 from pathlib import Path
 
 import pytest
@@ -19,15 +18,11 @@ def fixtures_dir() -> Path:
 @pytest.fixture(scope="session")
 def zoo(tmp_path_factory):
     """The bad-input zoo (tests/zoo.py), built once per session (~10 s of one core)."""
-    import shutil
+    from needs import have_espeak, have_ffmpeg
 
-    from lipspeech.data.synth.speech import _load_library
-
-    if shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None:
+    if not have_ffmpeg():
         pytest.skip("needs ffmpeg")
-    try:
-        _load_library()
-    except RuntimeError:
+    if not have_espeak():
         pytest.skip("needs libespeak-ng")
     from zoo import build_zoo
 

@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from needs import have_espeak
 
 from lipspeech.config import ConfigError, default_section, validate_config
 from lipspeech.data import gridgrammar as gg
@@ -31,24 +32,14 @@ VOICES = [("en-us", 35, 40, 160), ("en-us+f2", 65, 60, 170), ("en-gb", 45, 50, 1
 GRID_GRAMMAR = SlotGrammar(tuple(tuple(sorted(gg.VOCAB[s])) for s in gg.SLOTS))
 
 
-def _have_espeak() -> bool:
-    try:
-        from lipspeech.data.synth.speech import _load_library
-
-        _load_library()
-        return True
-    except RuntimeError:
-        return False
-
-
-needs_espeak = pytest.mark.skipif(not _have_espeak(), reason="needs libespeak-ng")
+needs_espeak = pytest.mark.skipif(not have_espeak(), reason="needs libespeak-ng")
 
 
 @pytest.fixture(scope="module")
 def speech() -> list[np.ndarray]:
     """The four SENTENCES spoken by four espeak-ng voices: 16 kHz float32, 0.3 s of silence each side,
     a whole number of video frames long."""
-    if not _have_espeak():
+    if not have_espeak():
         pytest.skip("needs libespeak-ng")
     from lipspeech.data.synth.speech import synthesize
     from lipspeech.evaluation.asr import resample

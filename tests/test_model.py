@@ -9,15 +9,7 @@ from lipspeech.models import PRESETS, Utterance, build_model, collate, count_par
 from lipspeech.models.flow import ActNorm, AffineCoupling, FlowPostNet, InvConv1x1
 from lipspeech.training.data import synthetic_utterances
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # these models are too small to gain from intra-op threads, and on a shared
-    # 2-core box spinning OpenMP threads slow a busy machine down many times over
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _tiny_flow(dtype=torch.float32, seed=0) -> FlowPostNet:

@@ -2,27 +2,16 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+from needs import have_espeak, have_ffmpeg
 
 from lipspeech.data import gridgrammar as gg
 
-
-def _have_espeak() -> bool:
-    try:
-        from lipspeech.data.synth.speech import _load_library
-        _load_library()
-        return True
-    except RuntimeError:
-        return False
-
-
-needs_tools = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None
-                                 or not _have_espeak(), reason="needs ffmpeg/ffprobe and libespeak-ng")
+needs_tools = pytest.mark.skipif(not have_ffmpeg() or not have_espeak(), reason="needs ffmpeg/ffprobe and libespeak-ng")
 
 TINY = {
     "seed": 7,

@@ -25,14 +25,7 @@ from lipspeech.training.trainer import clip_gradients, lr_lambda, make_optimizer
 QUIET = {"progress": False, "tensorboard": False}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # these models are too small to gain from intra-op threads, and on a shared
-    # 2-core box spinning OpenMP threads slow a busy machine down many times over
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _rows(path, split="train"):
