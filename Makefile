@@ -26,7 +26,7 @@ demo: deps venv
 # cluster; needs root to install and start it: as non-root without SLURM installed it is skipped
 # with the reason; LIPSPEECH_SKIP_SLURM=1 skips it).
 test: deps venv
-	$(BIN)/ruff check lipspeech
+	$(BIN)/ruff check lipspeech tests benchmarks
 	$(BIN)/python scripts/conda_env.py --check
 	$(BIN)/snakemake --lint
 	$(BIN)/snakemake --lint --configfile workflow/lint/all-rules.yaml

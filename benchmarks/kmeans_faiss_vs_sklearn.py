@@ -83,7 +83,8 @@ def main() -> None:
         (f"sklearn {sklearn.__version__} MiniBatchKMeans (fairseq recipe: n_init=20, batch 10000)",
          lambda: MiniBatchKMeans(n_clusters=args.k, random_state=args.seed, **recipe).fit(x).cluster_centers_),
         ("sklearn MiniBatchKMeans, same recipe but n_init=1",
-         lambda: MiniBatchKMeans(n_clusters=args.k, random_state=args.seed, **{**recipe, "n_init": 1}).fit(x).cluster_centers_),
+         lambda: MiniBatchKMeans(n_clusters=args.k, random_state=args.seed,
+                                 **{**recipe, "n_init": 1}).fit(x).cluster_centers_),
     ]
     for label, fit in candidates:
         times = []

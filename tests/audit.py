@@ -20,7 +20,7 @@ def undeclared_reads(audit_dir: Path) -> list[str]:
         results = (cwd / "results").resolve()
         own = {(Path(w) if os.path.isabs(w) else cwd / w).resolve() for w in rec.get("written", [])}
 
-        def covered(path: Path, listing: bool) -> bool:
+        def covered(path: Path, listing: bool, given: set[Path] = given) -> bool:
             return any(path == g or g in path.parents or (listing and path in g.parents) for g in given)
 
         command = " ".join(rec["argv"][1:3])

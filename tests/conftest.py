@@ -29,6 +29,16 @@ def zoo(tmp_path_factory):
     return build_zoo(tmp_path_factory.mktemp("zoo"))
 
 
+@pytest.fixture(scope="module")
+def speech():
+    """tests/needs.py's four GRID sentences spoken by four espeak-ng voices (16 kHz float32)."""
+    from needs import have_espeak, spoken_sentences
+
+    if not have_espeak():
+        pytest.skip("needs libespeak-ng")
+    return spoken_sentences()
+
+
 @pytest.fixture
 def one_thread():
     """One torch thread for the test: on a shared 2-core machine two spinning OpenMP threads

@@ -1,10 +1,14 @@
 """What some tests need from the machine (``make test`` installs all of it): one check each,
-shared by the test modules (``from needs import ...``; tests/ is on the import path)."""
+shared by the test modules (``from needs import ...``; tests/ is on the import path), and the
+espeak-ng sentences several modules score."""
 
 from __future__ import annotations
 
 import functools
 import shutil
+
+import numpy as np
+import pytest
 
 
 @functools.cache
@@ -22,3 +26,30 @@ def have_espeak() -> bool:
 def have_ffmpeg() -> bool:
     """ffmpeg and ffprobe are on PATH."""
     return shutil.which("ffmpeg") is not None and shutil.which("ffprobe") is not None
+
+
+needs_espeak = pytest.mark.skipif(not have_espeak(), reason="needs libespeak-ng")
+
+#: four GRID sentences and the espeak-ng voices (voice, pitch, range, rate) that speak them:
+#: conftest's ``speech`` fixture
+SENTENCES = ["bin blue at f two now", "place red by m five again", "set white with z nine please",
+             "lay green in q seven soon"]
+VOICES = [("en-us", 35, 40, 160), ("en-us+f2", 65, 60, 170), ("en-gb", 45, 50, 150), ("en-us+f4", 55, 70, 175)]
+
+
+def spoken_sentences() -> list[np.ndarray]:
+    """SENTENCES spoken by VOICES: 16 kHz float32, 0.3 s of silence each side, a whole number of video
+    frames long."""
+    from lipspeech.data.synth.speech import synthesize
+    from lipspeech.evaluation.asr import resample
+    from lipspeech.timing import SAMPLES_PER_FRAME
+
+    out = []
+    for text, voice in zip(SENTENCES, VOICES):
+        syn = synthesize(text.split(), *voice)
+        x = resample(syn.audio.astype(np.float32) / 32768, syn.sample_rate, 16_000)
+        n = -(-(len(x) + 9600) // SAMPLES_PER_FRAME) * SAMPLES_PER_FRAME
+        y = np.zeros(n, np.float32)
+        y[4800 : 4800 + len(x)] = x
+        out.append(y)
+    return out

@@ -1,7 +1,6 @@
 """Config schema: defaults, unknown keys and bad values named in the message."""
 
 import pytest
-import yaml
 
 from lipspeech.config import ConfigError, config_hash, load_config, validate_config
 

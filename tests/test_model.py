@@ -64,7 +64,11 @@ def test_flow_logdet_equals_autograd_jacobian():
     # each layer on its own, too
     for layer in flow.flows:
         _, ld = layer(x, mask, g)
-        jac = torch.autograd.functional.jacobian(lambda v: layer(v.view(1, c, t), mask, g)[0].reshape(-1), x.reshape(-1))
+
+        def layer_out(v, layer=layer):
+            return layer(v.view(1, c, t), mask, g)[0].reshape(-1)
+
+        jac = torch.autograd.functional.jacobian(layer_out, x.reshape(-1))
         torch.testing.assert_close(ld[0], torch.linalg.slogdet(jac)[1], atol=1e-8, rtol=1e-8)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from test_evaluate import needs_espeak, speech  # noqa: F401  (the fixture: four sentences, four voices)
+from needs import needs_espeak
 
 from lipspeech.config import ConfigError, validate_config
 from lipspeech.evaluation import bootstrap

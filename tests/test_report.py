@@ -264,7 +264,8 @@ def test_differences_to_the_full_model(built, tmp_path):
     res, data, page, md = built
     diff = re.search(r'<table id="differences">.*?</table>', page).group(0)
     row = {m: re.search(rf'<tr data-metric="{m}">(.*?)</tr>', diff).group(1) for m in ("wer", "dnsmos_p808")}
-    # WER: +10.42 points (from the utterances), every resample above 0 -> bold and starred; DNSMOS: 0 +- noise -> interval holds 0
+    # WER: +10.42 points (from the utterances), every resample above 0 -> bold and starred;
+    # DNSMOS: 0 +- noise -> interval holds 0
     assert "<b>+10.42*</b>" in row["wer"]
     assert "<b>" not in row["dnsmos_p808"] and "+0.00" in row["dnsmos_p808"]
     numbers = json.loads((res / "report.json").read_text())
@@ -335,9 +336,9 @@ def test_page_is_self_contained_and_small(built):
 def test_markdown_summary(built):
     res, data, _, md = built
     lines = md.splitlines()
-    headers = [l for l in lines if l.startswith("| system")]
+    headers = [ln for ln in lines if ln.startswith("| system")]
     assert "WER (%) ↓" in headers[0] and "P.808 gap to vocoded ↑" in headers[0] and "F0 mean (Hz) ≈GT" in headers[1]
-    table = [l for l in lines if l.startswith("| ")]
+    table = [ln for ln in lines if ln.startswith("| ")]
     assert table[2].startswith("| ground truth audio | 8 | 0.00 | 0.00 | — |")
     assert table[3].startswith("| ground-truth mel through the vocoder | 8 | 4.17 |")
     assert table[4].startswith("| ltbs (full model) | 8 | **17.07** [10.12, 25.34] | **9.17** | 0.612 |")

@@ -128,7 +128,8 @@ def test_speak_equals_the_pipeline_and_reads_old_checkpoints(setup, tmp_path, ca
     assert main(["manifest", *stage[:2], "--root", str(setup["tmp"] / "raw"), "--out", str(res / "manifest.parquet"),
                  "--rejected", str(res / "manifest.rejected.parquet")]) == 0
     assert main(["decode", *stage, "--manifest", str(res / "manifest.parquet"), "--shard", "0",
-                 "--out", str(res / "audio" / "000.parquet"), "--rejected", str(res / "audio" / "000.rejected.parquet")]) == 0
+                 "--out", str(res / "audio" / "000.parquet"),
+                 "--rejected", str(res / "audio" / "000.rejected.parquet")]) == 0
     assert main(["roi", *stage, "--manifest", str(res / "manifest.parquet"), "--audio", str(res / "audio" / "000.parquet"),
                  "--out", str(res / "roi" / "000.parquet"), "--qc", str(res / "roi" / "000.qc.parquet"),
                  "--rejected", str(res / "roi" / "000.rejected.parquet")]) == 0

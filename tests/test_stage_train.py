@@ -49,7 +49,7 @@ def fake_results(root):
         frames = {"n_frames": pa.array([T] * len(names), type=pa.int32()),
                   "duration": pa.array([T / 25] * len(names), type=pa.float64())}
 
-        def store(folder, stage, keep, **arrays):
+        def store(folder, stage, keep, names=names, frames=frames, shard=shard, **arrays):
             cols = {k: pa.array([x for u, x in zip(names, v.to_pylist()) if u in keep], type=v.type)
                     for k, v in frames.items()}
             write_store(root / folder / f"{shard:03d}.parquet", StoreMeta(stage, stage + "hash"), keep, cols,

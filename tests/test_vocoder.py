@@ -327,8 +327,8 @@ def test_cli_train_vocoder_then_vocode(trained, tmp_path, capsys):
     params = {"vocoder": {"kind": "hifigan", "preset": "tiny", "griffin_lim": {"n_iter": 2},
                           "train": {**VTRAIN, "max_steps": 2, "val_every": 2}}}
     run_dir = tmp_path / "vocoder"
-    assert main(["train-vocoder", "--params", json.dumps(params), *store_args(results, "audio", "mel"), "--run-dir", str(run_dir),
-                 "--threads", "1", "--no-progress"]) == 0
+    assert main(["train-vocoder", "--params", json.dumps(params), *store_args(results, "audio", "mel"),
+                 "--run-dir", str(run_dir), "--threads", "1", "--no-progress"]) == 0
     assert "train-vocoder (tiny): 2 steps" in capsys.readouterr().out
     out = tmp_path / "eval" / "gt_vocoded" / "audio.parquet"
     args = ["vocode", "--params", json.dumps(params), "--system", "gt_vocoded", *store_args(results, "mel"),

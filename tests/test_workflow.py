@@ -85,7 +85,8 @@ def test_units_analysis_dag(tmp_path):
     report = out.stdout.split("rule report:", 1)[1].split("rule ", 1)[0]
     assert "--units-analysis results/synthgrid/units_analysis/quality.parquet" in report
     analysis = out.stdout.split("rule units_analysis:", 1)[1].split("rule ", 1)[0]
-    assert "--raw results/synthgrid/raw" in analysis and "--model ltbs=results/synthgrid/models/ltbs/ckpt/best.pt" in analysis
+    assert "--raw results/synthgrid/raw" in analysis
+    assert "--model ltbs=results/synthgrid/models/ltbs/ckpt/best.pt" in analysis
     on_demand = snakemake(tmp_path, config, "-n", "units_analysis")
     assert re.search(r"^units_analysis\s+1\s*$", on_demand.stdout, re.M)
     assert not re.search(r"^report\s+\d", on_demand.stdout, re.M)
