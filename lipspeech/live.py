@@ -198,7 +198,7 @@ def run_live(
 
     from lipspeech.config import validate_config
     from lipspeech.runtime import resolve_device
-    from lipspeech.speak import _load
+    from lipspeech.speak import load_pipeline
 
     if on_lag not in ("drop", "wait"):
         raise SpeakError(f"--on-lag {on_lag!r}: must be drop or wait")
@@ -206,7 +206,7 @@ def run_live(
     if threads:
         torch.set_num_threads(threads)
     cfg = config if config is not None else validate_config({})
-    loaded = _load(Path(model_ckpt), vocoder, cfg["vocoder"], resolve_device(device), speaker)
+    loaded = load_pipeline(Path(model_ckpt), vocoder, cfg["vocoder"], resolve_device(device), speaker)
     if loaded.bundle.model.streaming is None:
         raise SpeakError(f"--model {model_ckpt}: not a streaming model; lipspeech live needs one trained with "
                          "model.streaming (config.yaml), e.g. the ltbs_stream experiment of configs/streaming.yaml")

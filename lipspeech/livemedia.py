@@ -19,7 +19,7 @@ from typing import Optional
 
 import numpy as np
 
-from lipspeech.media import MediaError, _stderr_lines, require_ffmpeg
+from lipspeech.media import MediaError, require_ffmpeg, stderr_lines
 from lipspeech.store import one_line
 from lipspeech.timing import FPS, SAMPLE_RATE
 
@@ -113,7 +113,7 @@ class LiveSource:
             code = self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             return ""
-        lines = _stderr_lines(self._err[0] if self._err else b"")
+        lines = stderr_lines(self._err[0] if self._err else b"")
         return one_line(lines[-1] if lines else f"ffmpeg exited with status {code}") if code else ""
 
     def close(self) -> None:

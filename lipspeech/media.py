@@ -39,13 +39,14 @@ def require_ffmpeg() -> None:
 _ADDRESS = re.compile(r" @ 0x[0-9a-fA-F]+\]")
 
 
-def _stderr_lines(stderr: bytes | None) -> list[str]:
+def stderr_lines(stderr: bytes | None) -> list[str]:
+    """ffmpeg's stderr as stripped non-empty lines, the memory addresses in its messages removed."""
     text = (stderr or b"").decode("utf-8", "replace")
     return [_ADDRESS.sub("]", ln.strip()) for ln in text.splitlines() if ln.strip()]
 
 
 def _ffmpeg_reason(exc: ffmpeg.Error) -> str:
-    lines = _stderr_lines(exc.stderr)
+    lines = stderr_lines(exc.stderr)
     return one_line("ffmpeg: " + (lines[-1] if lines else "failed without a message"))
 
 
@@ -60,7 +61,7 @@ def _check_damage(stderr: bytes | None, what: str) -> None:
     A truncated or corrupt file often decodes "successfully" to fewer frames or samples,
     with the damage only visible in these messages.
     """
-    lines = [ln for ln in _stderr_lines(stderr) if not _OWN_MUXER.match(ln)]
+    lines = [ln for ln in stderr_lines(stderr) if not _OWN_MUXER.match(ln)]
     if lines:
         more = f" (+{len(lines) - 1} more)" if len(lines) > 1 else ""
         raise MediaError(f"damaged or truncated {what} stream, ffmpeg: {lines[0]}{more}")

@@ -112,7 +112,7 @@ def _pick_vocoder(spec: Optional[str], vocoder_section: Mapping[str, Any], audio
 
 
 @dataclass
-class _Loaded:
+class LoadedPipeline:
     """What speaking needs, loaded once: the model bundle, the speaker, the vocoder, the face tracker."""
 
     bundle: Any
@@ -122,8 +122,10 @@ class _Loaded:
     backend: Any
 
 
-def _load(model_ckpt: Path, vocoder: Optional[str], vocoder_section: Mapping[str, Any], device: Any,
-          speaker: Optional[str]) -> _Loaded:
+def load_pipeline(model_ckpt: Path, vocoder: Optional[str], vocoder_section: Mapping[str, Any], device: Any,
+                  speaker: Optional[str]) -> LoadedPipeline:
+    """The model bundle, the speaker's index, the vocoder and the face tracker for ``speak`` and ``live``
+    (SpeakError with a one-line reason when one of them cannot be had)."""
     from lipspeech.features.audio import AudioConfig
     from lipspeech.training.bundle import load_model
     from lipspeech.vision.backends import BackendError, make_backend
@@ -142,10 +144,10 @@ def _load(model_ckpt: Path, vocoder: Optional[str], vocoder_section: Mapping[str
         backend = make_backend(roi_cfg.backend, roi_cfg.detect_max_side, roi_cfg.detect_upsample)
     except BackendError as exc:
         raise SpeakError(str(exc)) from None
-    return _Loaded(bundle, speaker_id, voc, roi_cfg, backend)
+    return LoadedPipeline(bundle, speaker_id, voc, roi_cfg, backend)
 
 
-def _mouth_crops(video: Path, loaded: _Loaded, timer: _Timer) -> tuple[int, np.ndarray]:
+def _mouth_crops(video: Path, loaded: LoadedPipeline, timer: _Timer) -> tuple[int, np.ndarray]:
     """(frames, the 96x96 mouth crops) of the video at 25 fps, timed as decode and roi."""
     from lipspeech.media import MediaError, read_frames
     from lipspeech.vision.roi import RoiRejected, process_frames
@@ -213,7 +215,7 @@ def speak(
         raise SpeakError(f"{video}: {exc}") from None
     if not info.has_video:
         raise SpeakError(f"{video}: no video stream (an audio-only file?)")
-    loaded = _load(Path(model_ckpt), vocoder, cfg["vocoder"], dev, speaker)
+    loaded = load_pipeline(Path(model_ckpt), vocoder, cfg["vocoder"], dev, speaker)
     timer.stop("load")
 
     n_frames, crops = _mouth_crops(video, loaded, timer)

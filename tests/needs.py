@@ -14,10 +14,10 @@ import pytest
 @functools.cache
 def have_espeak() -> bool:
     """libespeak-ng loads (SynthGRID's speech and phoneme timings)."""
-    from lipspeech.data.synth.speech import _load_library
+    from lipspeech.data.synth.speech import load_library
 
     try:
-        _load_library()
+        load_library()
     except RuntimeError:
         return False
     return True

@@ -66,6 +66,27 @@ def test_no_module_imports_from_a_layer_above_it():
     assert not bad, "\n".join(bad)
 
 
+def private_imports(path: Path) -> list[str]:
+    """Private names (``_x``) imported from another lipspeech module (absolute or relative import)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and (node.level > 0 or (node.module or "").startswith("lipspeech")):
+            found += [f"{node.module} {a.name}" for a in node.names if a.name.startswith("_")
+                      and not a.name.startswith("__")]
+    return found
+
+
+def test_modules_share_only_public_names(tmp_path):
+    """What one module needs from another has a public name: a private one may change without notice."""
+    bad = [f"{module_name(path)} imports {name}" for path in sorted(PACKAGE.rglob("*.py"))
+           for name in private_imports(path)]
+    assert not bad, "\n".join(bad)
+    # known answer: the checker sees one, relative or absolute, inside a function too
+    path = tmp_path / "x.py"
+    path.write_text("from .speech import _load\ndef f():\n    from lipspeech.media import _x, y\n")
+    assert private_imports(path) == ["speech _load", "lipspeech.media _x"]
+
+
 def test_the_checker_sees_an_upward_import(tmp_path):
     # known answer: a base module importing the training package is caught
     assert layer_of("lipspeech.shards") < layer_of("lipspeech.training.loop")

@@ -113,7 +113,7 @@ def _run_key(model_cfg: Mapping[str, Any], train_cfg: Mapping[str, Any], data: M
     return config_hash(model, kept, dict(data))
 
 
-def _corpus(source: "CorpusStores | str | Path", stats: bool) -> CorpusStores:
+def corpus_stores(source: "CorpusStores | str | Path", stats: bool) -> CorpusStores:
     """The stores given (what a stage does), or for a ``results/{corpus}`` folder the workflow's layout
     of it (tools and tests)."""
     return source if isinstance(source, CorpusStores) else CorpusStores.from_results(source, load_stats=stats)
@@ -153,7 +153,7 @@ def run_train(
                if k not in ("threads", "progress")}
     train_cfg = train_config({**section, "threads": max(1, threads), "progress": progress})
     with process_group(train_cfg["device"]) as ddp:
-        return _run_train(_corpus(corpus, True), exp, model_section, train_cfg, Path(run_dir), ddp, fail_fast,
+        return _run_train(corpus_stores(corpus, True), exp, model_section, train_cfg, Path(run_dir), ddp, fail_fast,
                           dict(data_sections or {}))
 
 
@@ -280,7 +280,7 @@ def run_synthesize(
     model, speakers = bundle.model, bundle.speakers
     if bundle.model_cfg["n_speakers"] > 0 and not speakers:
         raise StageError(f"{ckpt}: a model with a speaker embedding, but its checkpoint names no speakers")
-    data = StoreDataset(_corpus(corpus, False), split, VIDEO_STORES, speakers)
+    data = StoreDataset(corpus_stores(corpus, False), split, VIDEO_STORES, speakers)
     print(f"synthesize {exp['name']}: {data.summary()}", flush=True)
     if temperature is None:
         temperature = exp.get("temperature")

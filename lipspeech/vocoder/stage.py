@@ -33,7 +33,7 @@ from lipspeech.features.audio import AudioConfig
 from lipspeech.shards import StageError
 from lipspeech.store import Store, StoreMeta, write_rejected, write_store, write_text_atomic
 from lipspeech.timing import FPS, MEL_PER_FRAME, SAMPLES_PER_FRAME
-from lipspeech.training.stage import _corpus
+from lipspeech.training.stage import corpus_stores
 
 STAGE_VOCODE = "vocode"
 GT_VOCODED = "gt_vocoded"
@@ -81,7 +81,7 @@ def run_train_vocoder(
     if train_cfg["val_every"] > train_cfg["max_steps"]:
         raise ConfigError(f"config key vocoder.train.val_every: {train_cfg['val_every']} > max_steps "
                           f"{train_cfg['max_steps']}, so there would be no validation and no best.pt")
-    corpus = _corpus(corpus, False)
+    corpus = corpus_stores(corpus, False)
     train_items, train_skipped = load_items(corpus, "train")
     val_items, val_skipped = load_items(corpus, "val")
     _check_mel_definition(corpus, audio_cfg)
@@ -186,7 +186,7 @@ def run_vocode(
     if system == GT_VOCODED:
         if corpus is None:
             raise StageError("vocode gt_vocoded: needs the manifest and the mel stores")
-        rows, source = _gt_mels(_corpus(corpus, False), split)
+        rows, source = _gt_mels(corpus_stores(corpus, False), split)
     else:
         if mels is None:
             raise StageError(f"vocode {system}: needs the experiment's synthesize store (--mels)")

@@ -380,8 +380,8 @@ def generate_corpus(cfg: dict, out_dir: Path, threads: int = 1, progress: bool =
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_tools()
-    from .speech import _load_library
-    _load_library()  # fail early with the apt-get hint
+    from .speech import load_library
+    load_library()  # fail early with the apt-get hint
 
     fp = _fingerprint(cfg)
     marker, final, reuse = _claim(out_dir, fp)

@@ -71,7 +71,8 @@ class Synthesis:
         return iter((self.audio, self.sample_rate, self.phonemes, self.words))
 
 
-def _load_library() -> ctypes.CDLL:
+def load_library() -> ctypes.CDLL:
+    """libespeak-ng, loaded (RuntimeError with what to install when it cannot be)."""
     names = ["libespeak-ng.so.1", "libespeak-ng.so", ctypes.util.find_library("espeak-ng")]
     for n in names:
         if not n:
@@ -95,7 +96,7 @@ class Espeak:
         return cls._instance
 
     def __init__(self):
-        lib = _load_library()
+        lib = load_library()
         lib.espeak_Initialize.restype = ctypes.c_int
         lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         lib.espeak_SetSynthCallback.argtypes = [_CALLBACK]

@@ -14,14 +14,14 @@ from lipspeech.evaluation.report.figures import Example, data_uri, wav_bytes
 from lipspeech.evaluation.report.load import ReportData
 from lipspeech.evaluation.report.systems import best_rows
 from lipspeech.evaluation.report.tables import (
-    _e,
-    _fmt_pct,
-    _speakers_table,
     baseline_label,
     cell_parts,
     chance_line,
     difference_rows,
+    escape,
     floor_line,
+    fmt_pct,
+    speakers_table,
 )
 from lipspeech.evaluation.report.units import units_html
 
@@ -40,7 +40,7 @@ def page_template() -> string.Template:
 def _table_html(data: ReportData, keys: Sequence[str], table_id: str) -> str:
     best = best_rows(data.systems)
     metrics = [METRIC_BY_KEY[k] for k in keys]
-    head = "".join(f"<th>{_e(m.header)}</th>" for m in metrics)
+    head = "".join(f"<th>{escape(m.header)}</th>" for m in metrics)
     body = []
     for s in data.systems:
         cells = []
@@ -48,11 +48,11 @@ def _table_html(data: ReportData, keys: Sequence[str], table_id: str) -> str:
             value, ci, is_best, sig = cell_parts(s, m, best)
             text = f"<b>{value}</b>" if is_best else value
             text += "<sup class='sig'>*</sup>" if sig else ""
-            text += f"<span class='ci'>{_e(ci)}</span>" if ci else ""
+            text += f"<span class='ci'>{escape(ci)}</span>" if ci else ""
             cells.append(f'<td class="num" data-metric="{m.key}">{text}</td>')
         n = s.summary.get("n", len(s.metrics) if s.metrics is not None else None)
-        body.append(f'<tr class="{s.kind}" data-system="{_e(s.name)}"><td class="sys">{_e(s.label)}</td>'
-                    f'<td class="num">{_e(n if n is not None else MISSING)}</td>{"".join(cells)}</tr>')
+        body.append(f'<tr class="{s.kind}" data-system="{escape(s.name)}"><td class="sys">{escape(s.label)}</td>'
+                    f'<td class="num">{escape(n if n is not None else MISSING)}</td>{"".join(cells)}</tr>')
     return (f'<table id="{table_id}"><thead><tr><th>system</th><th>n</th>{head}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table>')
 
@@ -61,15 +61,15 @@ def _differences_html(data: ReportData) -> str:
     exps, rows = difference_rows(data)
     if not exps:
         return ""
-    head = "".join(f"<th>{_e(s.label)}</th>" for s in exps)
+    head = "".join(f"<th>{escape(s.label)}</th>" for s in exps)
     body = []
     for m, cells in rows:
-        tds = "".join(f'<td class="num" data-system="{_e(s.name)}">{"<b>" if sig else ""}{_e(d)}'
-                      f'{"*</b>" if sig else ""}<span class="ci">{_e(ci)}</span></td>'
+        tds = "".join(f'<td class="num" data-system="{escape(s.name)}">{"<b>" if sig else ""}{escape(d)}'
+                      f'{"*</b>" if sig else ""}<span class="ci">{escape(ci)}</span></td>'
                       for s, (d, ci, sig) in zip(exps, cells))
-        body.append(f'<tr data-metric="{m.key}"><td>{_e(m.header)}</td>{tds}</tr>')
-    return (f"<h2>Differences to the full model: {_e(baseline_label(data))}</h2>"
-            f"<p class='legend'>{_e(DIFF_LEGEND.format(**data.bootstrap))}</p>"
+        body.append(f'<tr data-metric="{m.key}"><td>{escape(m.header)}</td>{tds}</tr>')
+    return (f"<h2>Differences to the full model: {escape(baseline_label(data))}</h2>"
+            f"<p class='legend'>{escape(DIFF_LEGEND.format(**data.bootstrap))}</p>"
             f'<table id="differences"><thead><tr><th>metric</th>{head}</tr></thead><tbody>{"".join(body)}</tbody>'
             "</table>")
 
@@ -78,9 +78,9 @@ def _rows_html(data: ReportData) -> str:
     items = []
     for s in data.systems:
         commit = data.model_commits.get(s.name)
-        extra = f" Trained at commit <code>{_e(commit[:12])}</code>." if commit else ""
-        items.append(f"<dt><b>{_e(s.label)}</b></dt><dd>{_e(s.description)}.{extra}</dd>")
-    cols = "".join(f"<li><b>{_e(m.label)}</b> {_e(m.arrow)}: {_e(METRIC_NOTES[m.key])}</li>"
+        extra = f" Trained at commit <code>{escape(commit[:12])}</code>." if commit else ""
+        items.append(f"<dt><b>{escape(s.label)}</b></dt><dd>{escape(s.description)}.{extra}</dd>")
+    cols = "".join(f"<li><b>{escape(m.label)}</b> {escape(m.arrow)}: {escape(METRIC_NOTES[m.key])}</li>"
                    for m in (METRIC_BY_KEY[k] for k in (*HEADLINE, *DETAIL)))
     return f"<dl>{''.join(items)}</dl><p class='small'>Columns:</p><ul class='small'>{cols}</ul>"
 
@@ -89,21 +89,21 @@ def _example_html(ex: Example) -> str:
     cards = []
     for t in ex.tracks:
         if t.audio is not None:
-            player = (f'<audio controls preload="metadata" data-system="{_e(t.system)}" data-utt="{_e(ex.utt)}" '
+            player = (f'<audio controls preload="metadata" data-system="{escape(t.system)}" data-utt="{escape(ex.utt)}" '
                       f'src="{data_uri(wav_bytes(t.audio), "audio/wav")}"></audio>')
         else:
-            player = f'<p class="small">no audio{": " + _e(t.note) if t.note else ""}</p>'
-        hyp = _e(t.hyp) if t.hyp is not None else MISSING
-        wer = f"WER {_fmt_pct(t.wer)}%" if t.wer is not None else f"WER {MISSING}"
-        cards.append(f'<div class="track"><b>{_e(t.label)}</b>{player}'
+            player = f'<p class="small">no audio{": " + escape(t.note) if t.note else ""}</p>'
+        hyp = escape(t.hyp) if t.hyp is not None else MISSING
+        wer = f"WER {fmt_pct(t.wer)}%" if t.wer is not None else f"WER {MISSING}"
+        cards.append(f'<div class="track"><b>{escape(t.label)}</b>{player}'
                      f'<div class="hyp">ASR: {hyp}</div><div class="small">{wer}</div></div>')
     img = ""
     if ex.png is not None:
-        img = (f'<img class="figure" alt="mel spectrograms and F0 of {_e(ex.utt)}" '
+        img = (f'<img class="figure" alt="mel spectrograms and F0 of {escape(ex.utt)}" '
                f'src="{data_uri(ex.png, "image/png")}">')
-    return (f'<section class="example" data-utt="{_e(ex.utt)}"><h3>{_e(ex.utt)} '
-            f'<span class="small">(speaker {_e(ex.speaker)})</span></h3>'
-            f'<div>reference: <span class="hyp">{_e(ex.text)}</span></div>'
+    return (f'<section class="example" data-utt="{escape(ex.utt)}"><h3>{escape(ex.utt)} '
+            f'<span class="small">(speaker {escape(ex.speaker)})</span></h3>'
+            f'<div>reference: <span class="hyp">{escape(ex.text)}</span></div>'
             f'<div class="tracks">{"".join(cards)}</div>{img}</section>')
 
 
@@ -115,13 +115,13 @@ def render_html(data: ReportData) -> str:
         ("generated", data.date),
     ]
     if chance_line(data):
-        meta.insert(3, ("chance WER", f"{_fmt_pct(data.chance_wer)}% (random sentences of the ASR's grammar)"))
-    meta_html = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in meta)
-    sp_rows = _speakers_table(data, lambda v: _fmt_pct(v), lambda h: h)
+        meta.insert(3, ("chance WER", f"{fmt_pct(data.chance_wer)}% (random sentences of the ASR's grammar)"))
+    meta_html = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in meta)
+    sp_rows = speakers_table(data, lambda v: fmt_pct(v), lambda h: h)
     speakers_html = ""
     if len(sp_rows) > 1:
-        head = "".join(f"<th>{_e(h)}</th>" for h in sp_rows[0])
-        body = "".join("<tr>" + f"<td>{_e(r[0])}</td>" + "".join(f'<td class="num">{_e(c)}</td>' for c in r[1:])
+        head = "".join(f"<th>{escape(h)}</th>" for h in sp_rows[0])
+        body = "".join("<tr>" + f"<td>{escape(r[0])}</td>" + "".join(f'<td class="num">{escape(c)}</td>' for c in r[1:])
                        + "</tr>" for r in sp_rows[1:])
         speakers_html = (f"<h2>WER per speaker (%)</h2><table id='speakers'><thead><tr>{head}</tr></thead>"
                          f"<tbody>{body}</tbody></table>")
@@ -134,16 +134,16 @@ def render_html(data: ReportData) -> str:
                          "their audio (same WORLD settings).</p>" + examples_html)
     notes_html = ""
     if data.notes:
-        notes_html = "<h2>Notes</h2><ul class='notes'>" + "".join(f"<li>{_e(n)}</li>" for n in data.notes) + "</ul>"
+        notes_html = "<h2>Notes</h2><ul class='notes'>" + "".join(f"<li>{escape(n)}</li>" for n in data.notes) + "</ul>"
     floor = floor_line(data)
     legend = LEGEND.format(**data.bootstrap) + (f" {floor[0].upper()}{floor[1:]}." if floor else "")
     return page_template().substitute(
-        corpus=_e(data.corpus), css=resource_text("report.css"), meta=meta_html,
-        metrics=_table_html(data, HEADLINE, "metrics"), legend=_e(legend),
+        corpus=escape(data.corpus), css=resource_text("report.css"), meta=meta_html,
+        metrics=_table_html(data, HEADLINE, "metrics"), legend=escape(legend),
         detail=_table_html(data, DETAIL, "metrics-detail"), differences=_differences_html(data),
         units=units_html(data.units, int(data.report_cfg["dpi"]), data_uri) if data.units else "",
         curve=curves_html(data.curves, int(data.report_cfg["dpi"]), data_uri) if data.curves else "",
         rows=_rows_html(data), speakers=speakers_html, examples=examples_html, notes=notes_html,
-        report_cfg=_e(json.dumps(data.report_cfg, sort_keys=True)), cfg_hash=_e(data.cfg_hash),
+        report_cfg=escape(json.dumps(data.report_cfg, sort_keys=True)), cfg_hash=escape(data.cfg_hash),
         script=resource_text("check.js"),
     )

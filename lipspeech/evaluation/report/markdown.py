@@ -23,13 +23,13 @@ from lipspeech.evaluation.report.curves import curves_markdown, curves_numbers
 from lipspeech.evaluation.report.load import ReportData
 from lipspeech.evaluation.report.systems import best_rows
 from lipspeech.evaluation.report.tables import (
-    _fmt_pct,
-    _speakers_table,
     baseline_label,
     cell_parts,
     chance_line,
     difference_rows,
     floor_line,
+    fmt_pct,
+    speakers_table,
 )
 from lipspeech.evaluation.report.units import units_markdown, units_numbers
 
@@ -93,7 +93,7 @@ def render_markdown(data: ReportData) -> str:
         lines.append(f"- **{s.label}**: {s.description}." + (f" Trained at commit `{commit[:12]}`." if commit else ""))
     lines += ["", "Columns:", ""]
     lines += [f"- **{m.label}** {m.arrow}: {METRIC_NOTES[m.key]}" for m in (METRIC_BY_KEY[k] for k in (*HEADLINE, *DETAIL))]
-    sp_rows = _speakers_table(data, _fmt_pct, lambda h: h)
+    sp_rows = speakers_table(data, fmt_pct, lambda h: h)
     if len(sp_rows) > 1:
         lines += ["", "## WER per speaker (%)", "", _md_table(sp_rows)]
     if data.examples:
@@ -101,7 +101,7 @@ def render_markdown(data: ReportData) -> str:
         for ex in data.examples:
             lines += [f"### {ex.utt} (speaker {ex.speaker})", "", f"- reference: {ex.text}"]
             for t in ex.tracks:
-                wer = f"WER {_fmt_pct(t.wer)}%" if t.wer is not None else f"WER {MISSING}"
+                wer = f"WER {fmt_pct(t.wer)}%" if t.wer is not None else f"WER {MISSING}"
                 lines.append(f"- {t.label}: {t.hyp if t.hyp is not None else MISSING} ({wer})")
             lines.append("")
     if data.notes:

@@ -20,11 +20,13 @@ from lipspeech.evaluation.report.load import ReportData
 from lipspeech.evaluation.report.systems import SystemResult
 
 
-def _e(text: Any) -> str:
+def escape(text: Any) -> str:
+    """``text`` as HTML text or attribute value."""
     return html.escape(str(text), quote=True)
 
 
-def _fmt_pct(value: float) -> str:
+def fmt_pct(value: float) -> str:
+    """A rate as a percentage with two decimals (MISSING when not a number)."""
     return format(value * 100, ".2f") if is_number(value) else MISSING
 
 
@@ -32,7 +34,7 @@ def chance_line(data: ReportData) -> Optional[str]:
     """The chance level of the WER column, when the ASR decodes a grammar."""
     if not is_number(data.chance_wer):
         return None
-    return (f"chance level: a random sentence of the ASR's grammar scores WER {_fmt_pct(data.chance_wer)}% "
+    return (f"chance level: a random sentence of the ASR's grammar scores WER {fmt_pct(data.chance_wer)}% "
             "against these references")
 
 
@@ -74,7 +76,7 @@ def baseline_label(data: ReportData) -> Optional[str]:
     return next((s.label for s in data.systems if s.name == name), None)
 
 
-def _speakers_table(data: ReportData, fmt_cell, header) -> list[list[str]]:
+def speakers_table(data: ReportData, fmt_cell, header) -> list[list[str]]:
     """Rows (speaker, n, WER per system) shared by the HTML and the Markdown page."""
     names = [s for s in data.systems if s.name in data.speakers]
     speakers = sorted({spk for s in names for spk in data.speakers[s.name]})
