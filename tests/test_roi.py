@@ -53,7 +53,26 @@ def roi_shard_run(tmp_path_factory):
     roi_cfg = dict(validate_config({})["roi"], contact_sheet=2)
     ok, bad = roi_shard(tmp / "manifest.parquet", res / "audio/000.parquet", roi_cfg, res / "roi/000.parquet",
                         res / "roi/000.qc.parquet", res / "roi/000.rejected.parquet", threads=2, progress=False)
-    return {"raw": raw, "res": res, "ok": ok, "bad": bad, "videos": dict(zip(utts, videos))}
+    return {"raw": raw, "res": res, "ok": ok, "bad": bad, "videos": dict(zip(utts, videos)), "tmp": tmp,
+            "roi_cfg": roi_cfg}
+
+
+def test_two_threads_give_what_one_gives(roi_shard_run):
+    """threads=2 (the fixture) and one thread in order give the same crops, landmarks, QC and rejections."""
+    from lipspeech.vision.roi import roi_shard
+
+    tmp, res = roi_shard_run["tmp"], roi_shard_run["res"]
+    one = tmp / "one"
+    assert roi_shard(tmp / "manifest.parquet", res / "audio/000.parquet", roi_shard_run["roi_cfg"], one / "roi.parquet",
+                     one / "qc.parquet", one / "rejected.parquet", threads=1, progress=False) == (2, 1)
+    a, b = Store(res / "roi/000.parquet", expect_stage="roi"), Store(one / "roi.parquet", expect_stage="roi")
+    assert a.utts == b.utts and len(a) == 2
+    for i in range(len(a)):
+        for name in ("roi", "affine", "landmarks"):
+            np.testing.assert_array_equal(a.array(name, i), b.array(name, i))
+    assert pq.read_table(res / "roi/000.qc.parquet").equals(pq.read_table(one / "qc.parquet"))
+    assert pq.read_table(res / "roi/000.rejected.parquet").column("reason").to_pylist() == \
+        pq.read_table(one / "rejected.parquet").column("reason").to_pylist()
 
 
 def test_crop_centre_on_true_mouth_centre(roi_shard_run):
