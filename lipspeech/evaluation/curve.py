@@ -95,8 +95,7 @@ def learning_curve(
         raise StageError("curve: the val split has no utterance with mouth crops")
     refs = [normalize_text(text_of.get(it.utt)) for it in items]
 
-    def score(path: Path, temperature: Optional[float]) -> dict[str, Any]:
-        bundle = load_model(path)
+    def score(bundle: Any, temperature: Optional[float]) -> dict[str, Any]:
         mels = synthesize(bundle.model, items, temperature=temperature)
         audio = vocoder.batch([m.post for m in mels])
         hyps = [normalize_text(asr.transcribe(a)) for a in audio]
@@ -109,11 +108,12 @@ def learning_curve(
               + (f" DNSMOS P.808 {row['dnsmos_p808']:.2f}" if "dnsmos_p808" in row else ""), flush=True)
         return row
 
-    rows = [score(path, curve_cfg["temperature"]) for _step, path in tqdm(snaps, desc="curve", unit="snapshot",
-                                                                           disable=not progress)]
+    rows = [score(load_model(path), curve_cfg["temperature"])
+            for _step, path in tqdm(snaps, desc="curve", unit="snapshot", disable=not progress)]
     temperatures = []
     if curve_cfg["temperatures"] and best is not None:
-        temperatures = [{"temperature": float(t), **score(best, float(t))} for t in curve_cfg["temperatures"]]
+        best_bundle = load_model(best)
+        temperatures = [{"temperature": float(t), **score(best_bundle, float(t))} for t in curve_cfg["temperatures"]]
     result = {"split": "val", "utterances": rows[0]["n"], "rows": rows, "asr": asr_info["description"],
               "vocoder": vocoder.describe(), "temperature": curve_cfg["temperature"],
               "temperatures": temperatures}

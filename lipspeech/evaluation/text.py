@@ -31,14 +31,19 @@ _NOT_WORD = re.compile(r"[^\w\s']|_")
 _EDGE_APOSTROPHE = re.compile(r"(?<!\w)'+|'+(?!\w)")
 
 
+def _missing(text: Any) -> bool:
+    """No transcript: None, or pandas' NaN for a missing value."""
+    return text is None or (isinstance(text, float) and math.isnan(text))
+
+
 def transcripts(column: Sequence[Any]) -> list[str | None]:
     """A manifest's ``text`` column as strings, None where there is no transcript (None or NaN)."""
-    return [None if t is None or (isinstance(t, float) and math.isnan(t)) else str(t) for t in column]
+    return [None if _missing(t) else str(t) for t in column]
 
 
 def normalize_text(text: str | None) -> str:
     """Lower-case, punctuation-free, single-spaced text (see the module docstring)."""
-    if text is None or (isinstance(text, float) and math.isnan(text)):
+    if _missing(text):
         return ""
     s = unicodedata.normalize("NFKC", str(text)).lower()
     s = _NOT_WORD.sub(" ", s)

@@ -42,6 +42,7 @@ from lipspeech.features.audio import AudioConfig, MelSpectrogram
 from lipspeech.runtime import resolve_device
 from lipspeech.training.data import epoch_batches
 from lipspeech.training.loop import LoopSettings, LossLogger, Task, TrainResult, run_loop
+from lipspeech.training.trainer import clip_gradients
 from lipspeech.vocoder.hifigan import (
     Discriminators,
     Generator,
@@ -201,7 +202,7 @@ class GanTrainer:
             return None
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
-        grad_d = float(torch.nn.utils.clip_grad_norm_(d.parameters(), float("inf")))
+        grad_d = clip_gradients(list(d.parameters()), float("inf"))
         self.opt_d.step()
 
         d.requires_grad_(False)  # the generator step needs gradients through D, not for D's weights
@@ -217,7 +218,7 @@ class GanTrainer:
                 return None
             self.opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
-            grad_g = float(torch.nn.utils.clip_grad_norm_(g.parameters(), float("inf")))
+            grad_g = clip_gradients(list(g.parameters()), float("inf"))
             self.opt_g.step()
         finally:
             d.requires_grad_(True)

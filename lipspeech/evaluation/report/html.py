@@ -117,7 +117,7 @@ def render_html(data: ReportData) -> str:
     if chance_line(data):
         meta.insert(3, ("chance WER", f"{fmt_pct(data.chance_wer)}% (random sentences of the ASR's grammar)"))
     meta_html = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in meta)
-    sp_rows = speakers_table(data, lambda v: fmt_pct(v), lambda h: h)
+    sp_rows = speakers_table(data, fmt_pct, lambda h: h)
     speakers_html = ""
     if len(sp_rows) > 1:
         head = "".join(f"<th>{escape(h)}</th>" for h in sp_rows[0])
