@@ -12,7 +12,8 @@ import lipspeech
 
 PACKAGE = Path(lipspeech.__file__).parent
 BASE = ("lipspeech", "lipspeech.audit", "lipspeech.config", "lipspeech.media", "lipspeech.runtime",
-        "lipspeech.shards", "lipspeech.stagecli", "lipspeech.store", "lipspeech.timing", "lipspeech.livemedia")
+        "lipspeech.shards", "lipspeech.stagecli", "lipspeech.store", "lipspeech.timing", "lipspeech.livemedia",
+        "lipspeech.transcript")
 LAYERS = [
     BASE,
     ("lipspeech.vision",),

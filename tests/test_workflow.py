@@ -92,6 +92,23 @@ def test_units_analysis_dag(tmp_path):
     assert not re.search(r"^report\s+\d", on_demand.stdout, re.M)
 
 
+def test_lrs3_config_dag(tmp_path, grid_config):
+    """An LRS3 config plans like any real corpus (the manifest reads the tree when it runs); the manifest
+    job is handed the corpus.lrs3 options, which the other kinds' params leave out (results made before
+    those options existed are not rerun for them)."""
+    from lrs3tree import build_lrs3
+
+    root = build_lrs3(tmp_path / "LRS3")
+    config = {"corpus": {"name": "lrs3fix", "kind": "lrs3", "root": str(root), "lrs3": {"subset": "433h"}},
+              "manifest": {"shards": 2}, "experiments": []}
+    assert planned_jobs(tmp_path, config) == {"manifest": 1, **after_decode(2)}
+    manifest_job = snakemake(tmp_path, config, "-n", "-p").stdout.split("rule manifest:", 1)[1].split("rule ", 1)[0]
+    assert '"lrs3": {"subset": "433h", "val_list": null, "val_speakers": 100}' in manifest_job
+    assert f"--root {root}" in manifest_job
+    grid_job = snakemake(tmp_path, grid_config, "-n", "-p").stdout.split("rule manifest:", 1)[1].split("rule ", 1)[0]
+    assert "--params" in grid_job and "lrs3" not in grid_job
+
+
 def test_the_read_audit_catches_an_undeclared_read(tmp_path):
     """A stage that reads a results file its command line does not name is caught; its own outputs
     and what lies under a folder it was given are not."""

@@ -21,6 +21,11 @@ Folder::
 
     {root}/{speaker}/{utt}.{mp4,mpg,avi,mov,mkv,webm}  (+ optional {utt}.txt, {utt}.wav)
 
+LRS3 (:func:`read_lrs3`; speaker = the YouTube video id, utterance ``{part}_{id}_{clip}``)::
+
+    {root}/{pretrain,trainval,test}/{video_id}/{clip}.mp4   video with audio
+    {root}/{pretrain,trainval,test}/{video_id}/{clip}.txt   "Text:  WORDS", "Conf:  4", word timings
+
 CSV: a file with a ``video`` column and optional ``utt, speaker, audio, text, split``
 (relative paths are relative to the CSV file's folder).
 """
@@ -28,14 +33,21 @@ CSV: a file with a ``video`` column and optional ``utt, speaker, audio, text, sp
 from __future__ import annotations
 
 import csv
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping, Sequence
+
+from lipspeech.transcript import normalize_text
 
 VIDEO_EXTS = (".mpg", ".mpeg", ".mp4", ".avi", ".mov", ".mkv", ".webm")
 GRID_SILENCES = {"sil", "sp"}
 SPLITS = ("train", "val", "test")
+# LRS3's folders in the field's two training settings, and the split each folder gives
+LRS3_SUBSETS = {"30h": ("trainval", "test"), "433h": ("pretrain", "trainval", "test")}
+LRS3_PART_SPLIT = {"pretrain": "train", "trainval": "train", "test": "test"}
+_LRS3_TEXT = re.compile(r"Text:\s*(.*)")
 
 
 class CorpusError(RuntimeError):
@@ -203,19 +215,100 @@ def read_csv_corpus(path: Path) -> list[Entry]:
     return entries
 
 
+def read_lrs3_text(path: Path) -> str | None:
+    """The transcript of an LRS3 ``.txt`` file: its ``Text:`` line, normalised as it is scored
+    (:func:`lipspeech.transcript.normalize_text`); None when the line has no words.
+
+    Raises ValueError (one line) when the file is not UTF-8 text or has no ``Text:`` line.
+    """
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text") from None
+    for line in lines:
+        m = _LRS3_TEXT.fullmatch(line.strip())
+        if m:
+            return normalize_text(m.group(1)) or None
+    raise ValueError("no 'Text:' line")
+
+
+def lrs3_val_ids(trainval_ids: Sequence[str], count: int, val_list: Path | None) -> set[str]:
+    """The trainval video ids held out as the val split.
+
+    ``val_list``: a file of video ids, one a line (blank lines and ``#`` comments ignored);
+    each must be a folder of ``trainval/``. Otherwise the ``count`` ids first in the order
+    of a SHA-1 hash of the id: the same ids for the same tree on every machine, spread over
+    the tree rather than the alphabetically first or last.
+    """
+    if val_list is None:
+        order = sorted(trainval_ids, key=lambda v: hashlib.sha1(f"lrs3-val:{v}".encode()).hexdigest())
+        return set(order[:count])
+    if not val_list.is_file():
+        raise CorpusError(f"corpus.lrs3.val_list {val_list} is not a file")
+    listed = {s for line in val_list.read_text().splitlines() if (s := line.split("#", 1)[0].strip())}
+    unknown = sorted(listed - set(trainval_ids))
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        raise CorpusError(f"corpus.lrs3.val_list {val_list}: {len(unknown)} id(s) not under trainval/: {shown}")
+    return listed
+
+
+def read_lrs3(root: Path, subset: str, val_speakers: int, val_list: Path | None) -> list[Entry]:
+    """LRS3 layout: the folders of ``subset`` (30h: trainval + test, 433h: pretrain too).
+
+    test/ is the test split, trainval/ the train split less the held-out val ids
+    (:func:`lrs3_val_ids`), pretrain/ train; a held-out id's pretrain clips are left out,
+    so val speakers stay unseen in training. The audio is each mp4's own track.
+    """
+    if not root.is_dir():
+        raise CorpusError(f"LRS3 root {root} is not a folder")
+    if subset not in LRS3_SUBSETS:
+        raise CorpusError(f"corpus.lrs3.subset {subset!r} is not one of {', '.join(LRS3_SUBSETS)}")
+    parts = LRS3_SUBSETS[subset]
+    missing = [f"{p}/" for p in parts if not (root / p).is_dir()]
+    if missing:
+        raise CorpusError(f"LRS3 root {root} has no {', '.join(missing)} (corpus.lrs3.subset {subset} reads "
+                          f"{', '.join(p + '/' for p in parts)})")
+    ids = {p: sorted(d.name for d in (root / p).iterdir() if d.is_dir()) for p in parts}
+    val = lrs3_val_ids(ids["trainval"], val_speakers, val_list)
+    entries = []
+    for part in parts:
+        for vid in ids[part]:
+            if part == "pretrain" and vid in val:
+                continue
+            split = "val" if part == "trainval" and vid in val else LRS3_PART_SPLIT[part]
+            for video in sorted(p for p in (root / part / vid).iterdir() if p.suffix.lower() == ".mp4" and p.is_file()):
+                txt = video.with_suffix(".txt")
+                text_file = f"{part}/{vid}/{txt.name}"
+                text, problem = None, None
+                if txt.exists():  # a missing one is left to manifest.transcripts (auto: required)
+                    try:
+                        text = read_lrs3_text(txt)
+                    except (ValueError, OSError) as exc:
+                        problem = f"unusable transcript {text_file}: {exc}"
+                entries.append(Entry(f"{part}_{vid}_{video.stem}", vid, video, None, text, split=split,
+                                     list_key=f"{vid}/{video.stem}", problem=problem, text_file=text_file))
+    return entries
+
+
 READERS: dict[str, Callable[..., list[Entry]]] = {
     "grid": read_grid,
     "synthgrid": read_grid,
     "lip2wav": read_lip2wav,
+    "lrs3": read_lrs3,
     "folder": read_folder,
     "csv": read_csv_corpus,
 }
 
 
-def read_corpus(kind: str, root: Path, audio_root: Path | None = None) -> list[Entry]:
-    """List the utterances of a corpus of the given kind."""
+def read_corpus(corpus_cfg: Mapping[str, Any], root: Path) -> list[Entry]:
+    """List the utterances of the corpus the (validated) ``corpus`` section describes, found at ``root``."""
+    kind = corpus_cfg["kind"]
     if kind not in READERS:
         raise CorpusError(f"unknown corpus kind {kind!r} (known: {', '.join(READERS)})")
     if kind in ("grid", "synthgrid"):
-        return read_grid(root, audio_root)
+        return read_grid(root, Path(corpus_cfg["audio_root"]) if corpus_cfg.get("audio_root") else None)
+    if kind == "lrs3":
+        opts = corpus_cfg["lrs3"]
+        return read_lrs3(root, opts["subset"], opts["val_speakers"], Path(opts["val_list"]) if opts["val_list"] else None)
     return READERS[kind](root)

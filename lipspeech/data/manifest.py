@@ -157,8 +157,8 @@ def assign_splits(entries: list[Entry], corpus_cfg: Mapping[str, Any]) -> list[t
 
 
 def transcripts_required(kind: str, policy: str) -> bool:
-    """manifest.transcripts: auto = required where the corpus has one per clip (GRID, SynthGRID)."""
-    return policy == "required" or (policy == "auto" and kind in ("grid", "synthgrid"))
+    """manifest.transcripts: auto = required where the corpus has one per clip (GRID, SynthGRID, LRS3)."""
+    return policy == "required" or (policy == "auto" and kind in ("grid", "synthgrid", "lrs3"))
 
 
 def transcript_problem(entry: Entry, kind: str, policy: str) -> str | None:
@@ -233,9 +233,8 @@ def build_manifest(
     With ``fail_fast`` any rejected utterance fails the stage (StageError) and nothing is written.
     """
     require_ffmpeg()
-    audio_root = Path(corpus_cfg["audio_root"]) if corpus_cfg.get("audio_root") else None
     kind = corpus_cfg["kind"]
-    entries = assign_splits(read_corpus(kind, root, audio_root), corpus_cfg)
+    entries = assign_splits(read_corpus(corpus_cfg, root), corpus_cfg)
     rejected: dict[str, str] = {}
     seen: set[str] = set()
     unique = []

@@ -35,7 +35,7 @@ Intervals
 Outputs (``results/{corpus}/eval/{system}/``)
     ``metrics.parquet``: a store (stage ``evaluate``), one row per scored
     utterance: :data:`COLUMNS` after ``utt`` (``ref`` and ``hyp`` normalised by
-    :func:`lipspeech.evaluation.text.normalize_text`; ``word_edits``/``ref_words`` and
+    :func:`lipspeech.transcript.normalize_text`; ``word_edits``/``ref_words`` and
     ``char_edits``/``ref_chars`` are the counts behind ``wer``/``cer``).
     ``summary.json``: ``system, n, n_rejected, wer, cer`` (corpus level),
     the means of every other metric over utterances where it is defined, ``ci95`` (metric ->

@@ -1,15 +1,10 @@
-"""Transcript normalisation and word/character error rates (jiwer).
+"""Word and character error rates (jiwer) of normalised transcripts.
 
-Reference and hypothesis go through the same :func:`normalize_text`, so case,
-punctuation and spacing never count as errors:
-
-* Unicode NFKC, lower case;
-* every character that is not a letter, a digit, an apostrophe or white space
-  becomes a space (so "f2," -> "f2", "set-up" -> "set up"); apostrophes are kept
-  inside words ("don't") and dropped at word edges ('quoted');
-* a token that is a single digit 0-9 is spelt out ("2" -> "two"), because GRID's
-  transcripts spell digits while some recognisers (Whisper) write numerals;
-* runs of white space collapse to one space, ends stripped.
+Reference and hypothesis go through the same
+:func:`lipspeech.transcript.normalize_text` (re-exported here with
+:func:`~lipspeech.transcript.transcripts`; it lives in the base layer because the
+corpus readers normalise with it too), so case, punctuation and spacing never
+count as errors.
 
 WER = (S + D + I) / N over words; CER the same over characters of the
 normalised text, spaces included (jiwer's definition). Corpus-level rates sum
@@ -21,35 +16,12 @@ NaN for that utterance, left out of the corpus totals.
 from __future__ import annotations
 
 import math
-import re
-import unicodedata
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
-_DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-_NOT_WORD = re.compile(r"[^\w\s']|_")
-_EDGE_APOSTROPHE = re.compile(r"(?<!\w)'+|'+(?!\w)")
+from lipspeech.transcript import normalize_text, transcripts
 
-
-def _missing(text: Any) -> bool:
-    """No transcript: None, or pandas' NaN for a missing value."""
-    return text is None or (isinstance(text, float) and math.isnan(text))
-
-
-def transcripts(column: Sequence[Any]) -> list[str | None]:
-    """A manifest's ``text`` column as strings, None where there is no transcript (None or NaN)."""
-    return [None if _missing(t) else str(t) for t in column]
-
-
-def normalize_text(text: str | None) -> str:
-    """Lower-case, punctuation-free, single-spaced text (see the module docstring)."""
-    if _missing(text):
-        return ""
-    s = unicodedata.normalize("NFKC", str(text)).lower()
-    s = _NOT_WORD.sub(" ", s)
-    s = _EDGE_APOSTROPHE.sub(" ", s)
-    words = [_DIGITS[int(w)] if len(w) == 1 and w.isdigit() and w.isascii() else w for w in s.split()]
-    return " ".join(words)
+__all__ = ["ErrorCounts", "char_errors", "corpus_rates", "normalize_text", "transcripts", "word_errors"]
 
 
 @dataclass(frozen=True)

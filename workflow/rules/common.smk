@@ -47,7 +47,16 @@ wildcard_constraints:
 
 def params_json(*sections):
     """The config sections a rule depends on, as one JSON string (its `params`)."""
-    return json.dumps({s: config[s] for s in sections}, sort_keys=True)
+    return json.dumps({s: rule_section(s) for s in sections}, sort_keys=True)
+
+
+def rule_section(name):
+    """A config section as a rule's params carry it. The options of one corpus kind (corpus.lrs3)
+    are left out for the other kinds: they change nothing there, and a params change reruns the
+    rule, so results made before those options existed stay up to date."""
+    if name == "corpus" and config["corpus"]["kind"] != "lrs3":
+        return {k: v for k, v in config["corpus"].items() if k != "lrs3"}
+    return config[name]
 
 
 def shard_outputs(folder, suffix=".parquet"):
