@@ -132,13 +132,16 @@ class FaceAlignmentBackend:
         return np.asarray(out[0][:, :2], dtype=np.float32)
 
 
-BACKENDS = ("dlib", "face_alignment")
+BACKENDS = ("dlib", "mediapipe", "face_alignment")
 
 
 def make_backend(name: str, detect_max_side: int = 640, upsample: int = 1) -> LandmarkBackend:
     """The backend named in ``roi.backend``; BackendError (one line) when it cannot run here."""
     if name == "dlib":
         return DlibBackend(detect_max_side=detect_max_side, upsample=upsample)
+    if name == "mediapipe":
+        from lipspeech.vision.facemesh import MediaPipeBackend
+        return MediaPipeBackend(upsample=upsample)
     if name == "face_alignment":
         return FaceAlignmentBackend()
     raise BackendError(f"unknown landmark backend {name!r} (one of {', '.join(BACKENDS)})")

@@ -70,7 +70,7 @@ REF_MOUTH_WIDTH = float(np.linalg.norm(REFERENCE_FACE[54] - REFERENCE_FACE[48]))
 
 @dataclass(frozen=True)
 class RoiConfig:
-    backend: str = "dlib"
+    backend: str = "mediapipe"
     crop_size: int = 96
     mouth_width_fraction: float = 0.5
     smoothing: int = 7

@@ -31,6 +31,30 @@ class Track:
     keyframes_kept: int = 0  # key frames whose detection found nothing, where the tracked face was kept
 
 
+#: a frame shows the tracked face when its eyes-to-mouth patch correlates at least this much with the
+#: patch of the last detection (normalised cross-correlation; benchmarks/face_backends.py measures it)
+MIN_PATCH_MATCH = 0.5
+#: a backend that scores its landmark fit (MediaPipe's face-presence probability) must give at least this
+MIN_FIT_SCORE = 0.5
+PATCH = 24
+
+
+def face_patch(gray: np.ndarray, L: np.ndarray) -> np.ndarray:
+    """The face from the eyes to below the mouth, upright, as a zero-mean unit-norm ``PATCH`` x ``PATCH``
+    vector (zeros where the frame is flat: a black or uniform frame matches nothing)."""
+    le, re = L[36:42].mean(0), L[42:48].mean(0)
+    d = re - le
+    k = (PATCH / 2) / max(float(np.hypot(*d)), 1e-6)
+    c, s = d[0] / np.hypot(*d) * k, d[1] / np.hypot(*d) * k
+    A = np.array([[c, s], [-s, c]])  # rotate the eye line level, scale eye distance to PATCH / 2
+    mid = (le + re) / 2
+    M = np.hstack([A, (np.array([PATCH / 2, PATCH * 0.25]) - A @ mid)[:, None]])
+    p = cv2.warpAffine(gray, M, (PATCH, PATCH), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE).astype(np.float64)
+    p -= p.mean()
+    n = np.linalg.norm(p)
+    return (p / n).ravel() if n > 1e-3 * PATCH else np.zeros(PATCH * PATCH)
+
+
 def _extent(L: np.ndarray) -> tuple[np.ndarray, float]:
     """Centre and size (sqrt of the bounding-box area) of a landmark set."""
     lo, hi = L.min(0), L.max(0)
@@ -57,7 +81,8 @@ class LandmarkTracker:
     def __init__(self, backend: LandmarkBackend, cfg: Any):
         self.backend, self.cfg = backend, cfg
         self.landmarks: list[np.ndarray] = []
-        self.detections = self.faces = self.kept = 0
+        self.detections = self.faces = self.kept = self.lost = 0
+        self.ref: np.ndarray | None = None  # face_patch of the last detection
         self.prev: np.ndarray | None = None
         self.rel: tuple[np.ndarray, float] | None = None  # box centre offset, box size, per landmark size
         self.last_key = -10**9
@@ -75,11 +100,40 @@ class LandmarkTracker:
             # keep following the face we had (another face or a false positive may score higher)
             c, _ = _extent(self.prev)
             box = min(boxes, key=lambda b: np.hypot((b[0] + b[2]) / 2 - c[0], (b[1] + b[3]) / 2 - c[1]))
-        L = self.backend.fit(gray, box)
+        L, score = self._fit(gray, box)
+        if score < MIN_FIT_SCORE or not (face_patch(gray, L) != 0).any():
+            return None  # the detector's box holds no face the landmark fit believes in
+        self.ref = face_patch(gray, L)
         c, s = _extent(L)
         bc = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
         self.rel = ((bc - c) / s, (box[2] - box[0]) / s)
         self.last_key = t
+        return L
+
+    def _fit(self, gray: np.ndarray, box) -> tuple[np.ndarray, float]:
+        """Landmarks in a detector's box and the backend's fit score (1 where it gives none)."""
+        fit_scored = getattr(self.backend, "fit_scored", None)
+        return fit_scored(gray, box) if fit_scored is not None else (self.backend.fit(gray, box), 1.0)
+
+    def _track(self, gray: np.ndarray) -> np.ndarray | None:
+        """The previous frame's face in this one, or None when it is not plausibly there: the backend
+        scores the fit low, the landmarks jumped or changed size, or the face no longer looks like the
+        face of the last detection (covered, blacked out, turned away)."""
+        cfg = self.cfg
+        c, s = _extent(self.prev)
+        track = getattr(self.backend, "track", None)
+        if track is not None:  # the backend follows from the previous landmarks itself (MediaPipe's video mode)
+            L, score = track(gray, self.prev)
+        else:
+            bc = c + self.rel[0] * s
+            half = self.rel[1] * s / 2
+            L, score = self._fit(gray, (bc[0] - half, bc[1] - half, bc[0] + half, bc[1] + half))
+        c2, s2 = _extent(L)
+        if np.linalg.norm(c2 - c) > cfg.track_max_shift * s or abs(s2 / s - 1) > cfg.track_max_scale:
+            return None
+        if score < MIN_FIT_SCORE or (self.ref is not None and float(face_patch(gray, L) @ self.ref) < MIN_PATCH_MATCH):
+            self.lost += 1
+            return None
         return L
 
     def update(self, frame: np.ndarray) -> np.ndarray | None:
@@ -88,13 +142,7 @@ class LandmarkTracker:
         gray = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
         tracked = None
         if self.prev is not None and self.rel is not None:
-            c, s = _extent(self.prev)
-            bc = c + self.rel[0] * s
-            half = self.rel[1] * s / 2
-            tracked = self.backend.fit(gray, (bc[0] - half, bc[1] - half, bc[0] + half, bc[1] + half))
-            c2, s2 = _extent(tracked)
-            if np.linalg.norm(c2 - c) > cfg.track_max_shift * s or abs(s2 / s - 1) > cfg.track_max_scale:
-                tracked = None
+            tracked = self._track(gray)
         key_frame = t - self.last_key >= cfg.keyframe_interval
         L = tracked if not key_frame else None
         if L is None:

@@ -1,0 +1,420 @@
+"""MediaPipe's face detector (BlazeFace) and face mesh, run with LiteRT, as a landmark backend.
+
+The models are the ``.tflite`` files that ship inside the ``mediapipe`` 0.10.x wheel
+(``mediapipe/modules/face_detection`` and ``face_landmark``); only those files are read, found
+without importing the package (whose Python layer wants protobuf < 5 and numpy < 2), and run
+with the ``ai-edge-litert`` interpreter. What MediaPipe's graphs do around the networks is
+written here: the detector's anchors, box decoding and suppression, the mesh's rotated crop and
+its face-presence score.
+
+* :meth:`MediaPipeBackend.detect`: BlazeFace's full-range model on the whole (letterboxed) frame;
+  when it finds nothing, on overlapping square tiles of the frame, so a face of ~40 px in a 720p
+  frame (6 px in the whole-frame input, too small) is seen at 3-4x that size.
+* :meth:`MediaPipeBackend.fit` / :meth:`~MediaPipeBackend.track`: the 468-point mesh in a square
+  around the box (or around the previous frame's face, turned by its roll, as MediaPipe's video
+  mode follows a face), refitted until its roll holds, and its face-presence probability (low
+  when the square holds no face: covered, blacked out, turned away), which the tracker uses to
+  drop a face that is no longer there. The iBUG-68 points the ROI stage aligns on are then dlib's
+  shape predictor in the box the mesh gives (``refine``; measured on SynthGRID, whose true mouth
+  positions come from dlib's points on the photos, the mesh's own points mapped to iBUG-68
+  (:data:`MESH_TO_IBUG68`) sat 1-3 px off per face, dlib's 0.5-1.7), or without it the mesh's
+  points mapped.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from lipspeech.vision.backends import BackendError, Box
+
+#: the iBUG-68 points as weighted means of mesh vertices: each point's 4 nearest vertices and their
+#: weights (summing to 1), derived by ``benchmarks/mesh_to_ibug68.py`` from dlib's points and the
+#: mesh's on the same faces (two real photos, mirrored, turned and scaled: 24 views)
+MESH_TO_IBUG68 = np.array([
+    [34, 127, 143, 234],
+    [123, 227, 137, 234],
+    [147, 177, 132, 187],
+    [215, 58, 192, 213],
+    [172, 135, 138, 136],
+    [169, 136, 150, 170],
+    [149, 140, 170, 176],
+    [148, 171, 176, 208],
+    [152, 175, 199, 377],
+    [396, 377, 400, 428],
+    [378, 395, 369, 379],
+    [394, 365, 379, 430],
+    [397, 364, 367, 365],
+    [435, 288, 416, 433],
+    [376, 401, 361, 411],
+    [352, 447, 366, 454],
+    [264, 356, 372, 265],
+    [156, 70, 46, 124],
+    [63, 53, 68, 70],
+    [105, 52, 66, 53],
+    [66, 65, 222, 107],
+    [107, 55, 221, 56],
+    [285, 336, 441, 286],
+    [295, 296, 336, 442],
+    [282, 334, 296, 295],
+    [283, 293, 334, 282],
+    [276, 300, 353, 383],
+    [168, 6, 193, 417],
+    [197, 419, 196, 6],
+    [5, 195, 248, 281],
+    [4, 275, 1, 45],
+    [75, 59, 166, 240],
+    [20, 238, 97, 99],
+    [2, 94, 19, 370],
+    [328, 326, 290, 458],
+    [289, 460, 305, 392],
+    [7, 33, 246, 130],
+    [160, 159, 27, 29],
+    [158, 28, 157, 56],
+    [155, 154, 133, 173],
+    [153, 145, 22, 23],
+    [144, 24, 163, 110],
+    [382, 362, 341, 398],
+    [385, 384, 258, 286],
+    [386, 257, 387, 259],
+    [249, 466, 390, 388],
+    [373, 254, 374, 390],
+    [380, 252, 374, 381],
+    [61, 76, 185, 62],
+    [80, 39, 42, 74],
+    [37, 72, 38, 82],
+    [11, 0, 12, 13],
+    [267, 302, 268, 312],
+    [269, 310, 272, 304],
+    [291, 306, 409, 292],
+    [321, 405, 320, 404],
+    [314, 315, 316, 313],
+    [17, 16, 18, 15],
+    [84, 85, 83, 86],
+    [181, 91, 180, 90],
+    [78, 62, 184, 183],
+    [38, 82, 72, 87],
+    [13, 12, 11, 14],
+    [268, 312, 302, 311],
+    [308, 408, 292, 407],
+    [317, 316, 315, 402],
+    [14, 15, 16, 317],
+    [87, 86, 85, 178],
+], dtype=np.int64)
+MESH_TO_IBUG68_WEIGHTS = np.array([
+    [0.1665, 0.6890, 0.0000, 0.1444],
+    [0.0591, 0.4809, 0.4600, 0.0000],
+    [0.4307, 0.5692, 0.0000, 0.0000],
+    [0.5242, 0.3260, 0.1497, 0.0000],
+    [0.2499, 0.0000, 0.4392, 0.3107],
+    [0.0000, 0.4943, 0.5057, 0.0000],
+    [0.9416, 0.0000, 0.0000, 0.0584],
+    [0.6849, 0.0000, 0.3151, 0.0000],
+    [0.9026, 0.0519, 0.0000, 0.0456],
+    [0.0000, 0.6109, 0.3893, 0.0000],
+    [1.0003, 0.0000, 0.0000, 0.0000],
+    [0.0000, 0.5185, 0.4819, 0.0000],
+    [0.0000, 0.0000, 0.6181, 0.3822],
+    [0.5511, 0.0925, 0.3567, 0.0000],
+    [0.7346, 0.2655, 0.0000, 0.0000],
+    [0.4981, 0.4381, 0.0639, 0.0000],
+    [0.7730, 0.0000, 0.2271, 0.0000],
+    [0.5788, 0.4211, 0.0000, 0.0000],
+    [0.9096, 0.0492, 0.0000, 0.0411],
+    [0.7592, 0.0000, 0.2408, 0.0000],
+    [0.6449, 0.1318, 0.0000, 0.2232],
+    [0.5819, 0.2353, 0.1828, 0.0000],
+    [0.5996, 0.4004, 0.0000, 0.0000],
+    [0.0952, 0.5486, 0.3563, 0.0000],
+    [0.0000, 0.5496, 0.4197, 0.0307],
+    [0.0471, 0.6898, 0.0000, 0.2632],
+    [0.6283, 0.0167, 0.0000, 0.3550],
+    [0.0000, 0.1893, 0.4165, 0.3942],
+    [0.0000, 0.3931, 0.3709, 0.2360],
+    [0.5614, 0.3236, 0.1150, 0.0000],
+    [0.0000, 0.5136, 0.0616, 0.4248],
+    [0.7228, 0.0000, 0.0000, 0.2773],
+    [0.4762, 0.0000, 0.3957, 0.1281],
+    [0.9044, 0.0000, 0.0000, 0.0957],
+    [0.0000, 0.5296, 0.2627, 0.2077],
+    [0.0000, 0.5552, 0.4448, 0.0000],
+    [0.6785, 0.0000, 0.1180, 0.2035],
+    [0.5429, 0.4571, 0.0000, 0.0000],
+    [0.7963, 0.0000, 0.2037, 0.0000],
+    [0.6461, 0.3540, 0.0000, 0.0000],
+    [0.6382, 0.2523, 0.0000, 0.1094],
+    [0.7579, 0.2072, 0.0000, 0.0349],
+    [0.3524, 0.0000, 0.3997, 0.2479],
+    [0.5517, 0.4483, 0.0000, 0.0000],
+    [0.7747, 0.0000, 0.2254, 0.0000],
+    [0.3325, 0.0000, 0.3733, 0.2942],
+    [0.0000, 0.1250, 0.4965, 0.3786],
+    [0.7886, 0.1051, 0.1063, 0.0000],
+    [1.0001, 0.0000, 0.0000, 0.0000],
+    [0.5707, 0.2120, 0.0000, 0.2174],
+    [0.5936, 0.0000, 0.0000, 0.4065],
+    [0.0000, 0.4897, 0.0000, 0.5103],
+    [0.6535, 0.0000, 0.0000, 0.3465],
+    [0.2892, 0.4274, 0.0000, 0.2834],
+    [0.9257, 0.0743, 0.0000, 0.0000],
+    [0.5121, 0.4880, 0.0000, 0.0000],
+    [0.8825, 0.0000, 0.0000, 0.1176],
+    [0.8357, 0.0000, 0.1644, 0.0000],
+    [0.8662, 0.0000, 0.1339, 0.0000],
+    [0.5199, 0.4802, 0.0000, 0.0000],
+    [0.0000, 0.8053, 0.0000, 0.1949],
+    [0.0506, 0.7705, 0.0000, 0.1790],
+    [0.7842, 0.0000, 0.0000, 0.2159],
+    [0.0000, 0.8042, 0.0000, 0.1960],
+    [0.0000, 0.0000, 0.6679, 0.3322],
+    [0.5430, 0.0000, 0.2794, 0.1775],
+    [0.5772, 0.0000, 0.3434, 0.0794],
+    [0.6327, 0.0000, 0.2862, 0.0811],
+])
+
+HOW = ("pip install ai-edge-litert and, without its dependencies, mediapipe 0.10.x "
+       "(pip install --no-deps 'mediapipe>=0.10.14,<0.11'; its 1.x wheels no longer ship the face models)")
+
+
+def to_ibug68(mesh: np.ndarray) -> np.ndarray:
+    """(468, 2) mesh points -> (68, 2) iBUG-68 points."""
+    return np.einsum("ik,ikd->id", MESH_TO_IBUG68_WEIGHTS, mesh[MESH_TO_IBUG68]).astype(np.float32)
+
+
+def model_path(name: str) -> Path:
+    """``mediapipe/modules/{name}`` of the installed mediapipe wheel (not imported)."""
+    spec = importlib.util.find_spec("mediapipe")
+    for loc in list(spec.submodule_search_locations or []) if spec is not None else []:
+        p = Path(loc) / "modules" / name
+        if p.is_file():
+            return p
+    raise BackendError(f"roi.backend mediapipe: model {name} not found: {HOW}")
+
+
+def _interpreter(path: Path):
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        raise BackendError(f"roi.backend mediapipe: the LiteRT interpreter is not installed: {HOW}") from None
+    it = Interpreter(model_path=str(path), num_threads=1)
+    it.allocate_tensors()
+    return it
+
+
+class _Net:
+    """One .tflite network: float32 NHWC input -> its outputs, in output order."""
+
+    def __init__(self, path: Path):
+        self.it = _interpreter(path)
+        self.inp = self.it.get_input_details()[0]["index"]
+        self.outs = [d["index"] for d in self.it.get_output_details()]
+        self.size = int(self.it.get_input_details()[0]["shape"][1])
+
+    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
+        self.it.set_tensor(self.inp, x[None].astype(np.float32))
+        self.it.invoke()
+        return [self.it.get_tensor(i)[0] for i in self.outs]
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -80.0, 80.0)))
+
+
+def anchors(size: int, strides: list[int], per_cell: list[int]) -> np.ndarray:
+    """SSD anchor centres ((N, 2), fractions of the input) of a BlazeFace model: ``per_cell[i]``
+    anchors at the centre of every cell of the ``size / strides[i]`` grid, in row-major order."""
+    out = []
+    for stride, k in zip(strides, per_cell):
+        g = size // stride
+        ys, xs = np.mgrid[0:g, 0:g]
+        c = np.stack([(xs + 0.5) / g, (ys + 0.5) / g], -1).reshape(-1, 1, 2)
+        out.append(np.repeat(c, k, axis=1).reshape(-1, 2))
+    return np.concatenate(out).astype(np.float32)
+
+
+def _nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:
+    order, keep = list(np.argsort(-scores, kind="stable")), []
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    while order:
+        i = order.pop(0)
+        keep.append(i)
+        rest = np.array(order, dtype=np.int64)
+        if not len(rest):
+            break
+        x0 = np.maximum(boxes[i, 0], boxes[rest, 0])
+        y0 = np.maximum(boxes[i, 1], boxes[rest, 1])
+        x1 = np.minimum(boxes[i, 2], boxes[rest, 2])
+        y1 = np.minimum(boxes[i, 3], boxes[rest, 3])
+        inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+        overlap = inter / np.maximum(area[i] + area[rest] - inter, 1e-9)
+        order = [j for j, o in zip(order, overlap) if o <= iou]
+    return keep
+
+
+class BlazeFace:
+    """MediaPipe's face detector: ``detect(rgb)`` -> [(box in frame pixels, score)], best first."""
+
+    def __init__(self, full_range: bool = True, min_score: float = 0.5):
+        name = "face_detection/face_detection_full_range_sparse.tflite" if full_range else \
+            "face_detection/face_detection_short_range.tflite"
+        self.net = _Net(model_path(name))
+        self.min_score = float(min_score)
+        n = self.net.it.get_output_details()[0]["shape"][1]
+        self.anchors = anchors(self.net.size, [4], [1]) if full_range else anchors(self.net.size, [8, 16], [2, 6])
+        assert len(self.anchors) == n, (len(self.anchors), n)
+
+    def detect(self, rgb: np.ndarray) -> list[tuple[Box, float]]:
+        h, w = rgb.shape[:2]
+        s = self.net.size
+        k = s / max(h, w)  # letterbox: the whole frame, aspect kept, padded
+        nh, nw = max(1, round(h * k)), max(1, round(w * k))
+        img = np.zeros((s, s, 3), np.float32)
+        oy, ox = (s - nh) // 2, (s - nw) // 2
+        img[oy:oy + nh, ox:ox + nw] = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA)
+        reg, cls = self.net(img / 127.5 - 1.0)
+        score = _sigmoid(cls[:, 0])
+        ok = np.flatnonzero(score >= self.min_score)
+        if not len(ok):
+            return []
+        r, a = reg[ok], self.anchors[ok]
+        cx, cy = r[:, 0] / s + a[:, 0], r[:, 1] / s + a[:, 1]
+        bw, bh = r[:, 2] / s, r[:, 3] / s
+        boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1) * s
+        boxes -= np.array([ox, oy, ox, oy])
+        boxes /= k
+        keep = _nms(boxes, score[ok], 0.3)
+        return [(tuple(float(v) for v in boxes[i]), float(score[ok][i])) for i in keep]
+
+
+@dataclass
+class MeshFit:
+    points: np.ndarray  # (468, 2) float32, frame pixels
+    score: float        # face-presence probability of the crop
+    roll: float         # degrees, the eye line's angle in the frame
+
+
+class FaceMesh:
+    """MediaPipe's 468-point face mesh on a square crop around a face box."""
+
+    #: crop side / box side, as MediaPipe's graph enlarges a detection for the mesh
+    SCALE = 1.5
+
+    def __init__(self):
+        self.net = _Net(model_path("face_landmark/face_landmark.tflite"))
+
+    def _run(self, rgb: np.ndarray, centre: np.ndarray, side: float, roll_deg: float) -> MeshFit:
+        s = self.net.size
+        a = np.deg2rad(roll_deg)
+        c, sn = np.cos(a), np.sin(a)
+        k = s / side
+        # frame -> crop: rotate by -roll about the centre, scale, centre in the crop
+        R = np.array([[c, sn], [-sn, c]]) * k
+        M = np.hstack([R, (np.array([s / 2, s / 2]) - R @ centre)[:, None]])
+        crop = cv2.warpAffine(rgb, M, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        pts, flag = self.net(crop.astype(np.float32) / 255.0)
+        p = pts.reshape(-1, 3)[:, :2]
+        Mi = cv2.invertAffineTransform(M)
+        frame_pts = (p @ Mi[:, :2].T + Mi[:, 2]).astype(np.float32)
+        d = frame_pts[263] - frame_pts[33]  # outer eye corners: image-left to image-right
+        return MeshFit(frame_pts, float(_sigmoid(np.asarray(flag).ravel()[0])), float(np.degrees(np.arctan2(d[1], d[0]))))
+
+    def fit(self, rgb: np.ndarray, centre: np.ndarray, side: float, roll: float = 0.0) -> MeshFit:
+        """The mesh in a square of ``side`` px around ``centre`` turned by ``roll``, then again in the
+        square its own points span, turned upright by the roll it measured, until that roll holds (at
+        most 3 passes). The mesh's points shift with the face's place in the crop and bend on a
+        leaning face; a box carried over from the previous frame lags a moving face, so the later
+        crops, which depend on the face alone, take both out (``benchmarks/face_backends.py``:
+        mouth error on a moving face 1.4 -> 0.4 px)."""
+        used, fit = roll, self._run(rgb, np.asarray(centre, np.float64), side, roll)
+        for _ in range(2):
+            roll = fit.roll if abs(fit.roll) > 8.0 else 0.0
+            a = np.deg2rad(roll)
+            R = np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]])  # frame -> upright
+            up = fit.points @ R.T
+            lo, hi = up.min(0), up.max(0)
+            settled = abs(roll - used) <= 4.0
+            used, fit = roll, self._run(rgb, ((lo + hi) / 2) @ R, self.SCALE * float(max(hi - lo)), roll)
+            if settled:
+                break
+        return fit
+
+    def fit_box(self, rgb: np.ndarray, box: Box) -> MeshFit:
+        """:meth:`fit` starting from a detector's box (enlarged by :attr:`SCALE`, as MediaPipe's graph does)."""
+        centre = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+        return self.fit(rgb, centre, self.SCALE * max(box[2] - box[0], box[3] - box[1]))
+
+
+class MediaPipeBackend:
+    """MediaPipe face detector + face mesh, giving iBUG-68 points (see the module doc)."""
+
+    name = "mediapipe"
+
+    def __init__(self, detect_max_side: int = 640, upsample: int = 1, min_score: float = 0.5, refine: bool = True):
+        self.detector = BlazeFace(full_range=True, min_score=min_score)
+        self.mesh = FaceMesh()
+        self.refine = None
+        if refine:
+            from lipspeech.vision.backends import DlibBackend
+            self.refine = DlibBackend()
+        self.tile_passes = int(upsample)  # tiled retries (0: whole frame only)
+
+    def detect(self, gray: np.ndarray) -> list[Box]:
+        rgb = gray if gray.ndim == 3 else cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB)
+        found = self.detector.detect(rgb)
+        if not found and self.tile_passes:
+            found = self._detect_tiles(rgb)
+        return [b for b, _ in found]
+
+    def _detect_tiles(self, rgb: np.ndarray) -> list[tuple[Box, float]]:
+        h, w = rgb.shape[:2]
+        side = max(64, min(h, w) // 2)
+        step = side // 2
+        found: list[tuple[Box, float]] = []
+        for y in range(0, max(1, h - side + step), step):
+            for x in range(0, max(1, w - side + step), step):
+                y0, x0 = min(y, max(0, h - side)), min(x, max(0, w - side))
+                for b, sc in self.detector.detect(rgb[y0:y0 + side, x0:x0 + side]):
+                    found.append(((b[0] + x0, b[1] + y0, b[2] + x0, b[3] + y0), sc))
+        if not found:
+            return []
+        boxes = np.array([b for b, _ in found])
+        scores = np.array([s for _, s in found])
+        return [found[i] for i in _nms(boxes, scores, 0.3)]
+
+    def fit_scored(self, gray: np.ndarray, box: Box) -> tuple[np.ndarray, float]:
+        """iBUG-68 points of the face in a detector's ``box`` and the mesh's face-presence score."""
+        rgb = gray if gray.ndim == 3 else cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB)
+        m = self.mesh.fit_box(rgb, box)
+        return self._points(gray, m.points), m.score
+
+    def fit(self, gray: np.ndarray, box: Box) -> np.ndarray:
+        return self.fit_scored(gray, box)[0]
+
+    def track(self, gray: np.ndarray, prev: np.ndarray) -> tuple[np.ndarray, float]:
+        """The face of the previous frame's iBUG-68 points ``prev`` in this frame, as MediaPipe's
+        video mode follows a face: the crop from the previous points, turned by their roll."""
+        rgb = gray if gray.ndim == 3 else cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB)
+        d = prev[45] - prev[36]
+        roll = float(np.degrees(np.arctan2(d[1], d[0])))
+        roll = roll if abs(roll) > 8.0 else 0.0
+        a = np.deg2rad(roll)
+        R = np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]])
+        up = prev @ R.T
+        lo, hi = up.min(0), up.max(0)
+        # the 68 points span jaw to brows; the mesh's box reaches the forehead, ~1.2x that
+        m = self.mesh.fit(rgb, ((lo + hi) / 2) @ R, FaceMesh.SCALE * 1.2 * float(max(hi - lo)), roll)
+        return self._points(gray, m.points), m.score
+
+    def _points(self, gray: np.ndarray, mesh: np.ndarray) -> np.ndarray:
+        L = to_ibug68(mesh)
+        if self.refine is None:
+            return L
+        g = gray if gray.ndim == 2 else cv2.cvtColor(gray, cv2.COLOR_RGB2GRAY)
+        # dlib's shape predictor in the box its own detector would draw around these points
+        c = (L.min(0) + L.max(0)) / 2
+        half = 0.5 * float(np.linalg.norm(L[16] - L[0]))
+        return self.refine.fit(g, (c[0] - half, c[1] - half, c[0] + half, c[1] + half))
