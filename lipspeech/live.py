@@ -1,6 +1,6 @@
 """``lipspeech live``: speech from a live talking-face video, while the lips move.
 
-source --(ffmpeg: 25 fps gray, letterboxed to a fixed size, read as frames arrive)-->
+source --(ffmpeg: 25 fps gray at the picture's own size, or letterboxed into ``size``; read as they arrive)-->
        --(StreamingRoi: incremental face tracking, mouth crops)-->
        --(StreamDecoder: the streaming model, chunk by chunk with caches)-->
        --(HifiGanStream / GriffinLimStream)--> 16 kHz audio, written as it is made
@@ -8,6 +8,10 @@ source --(ffmpeg: 25 fps gray, letterboxed to a fixed size, read as frames arriv
 SOURCE is anything ffmpeg reads: a file (``--realtime`` plays it at its own pace, as a camera
 would deliver it; without it, as fast as it decodes), a V4L2 camera (``/dev/video0``), or a
 network stream (``udp://``, ``rtp://``, ``rtsp://``, ``http(s)://``, ``tcp://``, ``srt://``).
+
+Frames keep the source's own size (square pixels, upright; the longer side at most 1920), so the face
+tracker sees a small face (40 px in a 720p webcam frame) at the size the roi stage sees it; ``size``
+scales the picture into a fixed frame instead (cheaper detection, smaller faces).
 
 The audio keeps the video's timeline: 640 samples per video frame, silence where there is no
 face (before the first one, after the face has been lost for ``roi.max_gap`` frames, over
@@ -25,6 +29,7 @@ look-ahead, the ROI's lag, the vocoder's look-ahead); the rest is compute and qu
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -51,6 +56,7 @@ class LiveResult:
         live: a live source (or a file read at its pace); a file read as fast as it decodes has no
             meaningful latency.
         frames: video frames read from the source.
+        frame_size: (width, height) of the frames the face tracker saw (None: no frame came).
         spoken_frames: frames that went through the model (a face in view).
         samples: audio samples written.
         latencies_ms: per spoken frame, arrival to its audio written.
@@ -63,6 +69,7 @@ class LiveResult:
 
     live: bool = True
     frames: int = 0
+    frame_size: Optional[tuple[int, int]] = None
     spoken_frames: int = 0
     samples: int = 0
     latencies_ms: list[float] = field(default_factory=list)
@@ -160,7 +167,7 @@ def run_live(
     max_lag_ms: float = 1000.0,
     timeout: float = 10.0,
     open_timeout: float = 30.0,
-    size: tuple[int, int] = (640, 480),
+    size: Optional[tuple[int, int]] = None,
     temperature: Optional[float] = None,
     speaker: Optional[str] = None,
     seed: int = 0,
@@ -185,7 +192,8 @@ def run_live(
         max_lag_ms: how far behind the source processing may fall before frames are dropped.
         timeout: seconds without a frame after which the source counts as stopped.
         open_timeout: seconds to wait for the first frame (a network stream may not have started).
-        size: (width, height) frames are scaled into.
+        size: (width, height) frames are scaled into (aspect kept, letterboxed); None: the picture's own
+            size, the longer side at most :data:`~lipspeech.livemedia.MAX_SIDE` (said on ``status``).
         temperature, speaker, seed: as for ``speak``.
         status: where the status line and events go (None: nowhere).
         threads: torch threads (None: leave as is).
@@ -340,6 +348,10 @@ class _Session:
                     raise LiveSourceError(f"{src.source}: no frame within {open_timeout:g} s{reason}")
                 self.say(f"source stopped: no frame for {timeout:g} s after {src.frames_read / FPS:.2f} s")
                 break
+            if self.res.frame_size is None:
+                self.res.frame_size = width, height = src.size
+                self.say(f"frames {width}x{height} " + ("(scaled into --size, aspect kept)" if src.scaled else
+                         f"(the source's own picture, the longer side at most {src.max_side})"))
             busy = time.monotonic()
             behind_ms = 1000.0 * (busy - items[0][1])
             if on_lag == "drop" and behind_ms > max_lag_ms and len(items) > 1:
@@ -387,8 +399,9 @@ def format_result(source: str, out: Optional[str | os.PathLike], res: LiveResult
     measured = (f"latency p50 {res.percentile(50):.0f} ms, p95 {res.percentile(95):.0f} ms (frame arrival to its "
                 "audio written)" if res.live else "latency not measured (a file read as fast as it decodes; "
                 "--realtime reads it at its pace)")
+    size = f", {res.frame_size[0]}x{res.frame_size[1]}" if res.frame_size else ""
     return (
-        f"live {source}: {res.frames} frames ({res.duration:.2f} s), {res.spoken_frames} with a face"
+        f"live {source}: {res.frames} frames ({res.duration:.2f} s{size}), {res.spoken_frames} with a face"
         f" -> {out or '(no WAV)'} ({res.samples / SAMPLE_RATE:.2f} s of audio)\n"
         f"  {measured}; algorithmic {alg['total']:.0f} ms = model {alg['model']:.0f} + ROI {alg['roi']:.0f}"
         f" + vocoder {alg['vocoder']:.0f}\n"
@@ -405,13 +418,18 @@ def main_live(args: Any) -> int:
     out = None if (args.out in (None, "-")) else args.out
     if out is None and not to_stdout:
         raise SpeakError("give -o OUT.wav and/or --stdout (raw 16 kHz 16-bit mono PCM, e.g. | aplay -f S16_LE -r 16000)")
-    width, height = (int(v) for v in args.size.lower().split("x"))
+    size = None
+    if args.size is not None:
+        m = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", args.size.lower())
+        if not m or min(int(m[1]), int(m[2])) < 2:
+            raise SpeakError(f"--size {args.size}: give WIDTHxHEIGHT, e.g. 640x480")
+        size = int(m[1]), int(m[2])
     try:
         res = run_live(
             args.source, args.model, out, sys.stdout.buffer if to_stdout else None, vocoder=args.vocoder, config=cfg,
             device=args.device, realtime=args.realtime, chunk_frames=args.chunk_frames, roi_lag=args.roi_lag,
             keyframe_interval=args.keyframe_interval, on_lag=args.on_lag, max_lag_ms=args.max_lag_ms,
-            timeout=args.timeout, open_timeout=args.open_timeout, size=(width, height), temperature=args.temperature,
+            timeout=args.timeout, open_timeout=args.open_timeout, size=size, temperature=args.temperature,
             speaker=args.speaker, seed=args.seed, status=None if args.quiet else sys.stderr, threads=args.threads,
         )
     except MediaError as exc:  # ffmpeg missing

@@ -96,7 +96,9 @@ def register(sub: Any) -> None:
     p.add_argument("--timeout", type=float, default=10.0, help="seconds without a frame after which the source "
                    "counts as stopped")
     p.add_argument("--open-timeout", type=float, default=30.0, help="seconds to wait for the first frame")
-    p.add_argument("--size", default="640x480", help="WIDTHxHEIGHT the picture is scaled into (aspect kept)")
+    p.add_argument("--size", help="WIDTHxHEIGHT to scale the picture into (aspect kept), e.g. 640x480 for "
+                   "cheaper face detection; default: the source's own size (the longer side at most 1920), so a "
+                   "small face stays as large as the camera shows it")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, auto")
     p.add_argument("--temperature", type=float, help="std of the post-net prior (default: the model's)")
     p.add_argument("--speaker", help="speaker name or index, for models with a speaker embedding")

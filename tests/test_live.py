@@ -72,6 +72,54 @@ def _live(setup, source, out, *args):
                  "-o", str(out), "--quiet", *args])
 
 
+def _encode(path, args: list[str], frames: int = 5):
+    """A short H.264 clip of ffmpeg's test picture (``args``: its size and filters)."""
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=rate=25:" + args[0], "-frames:v",
+                    str(frames), *args[1:], "-c:v", "libx264", "-pix_fmt", "yuv420p", str(path)], check=True)
+    return path
+
+
+def _read_all(src) -> np.ndarray:
+    frames = []
+    while not src.ended:
+        frames += [f for f, _ in src.get(10.0)]
+    src.close()
+    return np.stack(frames)
+
+
+def test_live_source_reads_the_picture_at_its_own_size(tmp_path):
+    """By default a 1280x720 clip comes at 1280x720, the frames the roi stage reads (a 40 px face stays 40 px);
+    non-square pixels made square as the roi stage makes them; a 2560x1440 picture scaled to 1920x1080; an
+    explicit size scales into it, letterboxed."""
+    from lipspeech.livemedia import LiveSource
+    from lipspeech.media import probe, read_frames
+
+    hd = _encode(tmp_path / "hd.mp4", ["size=1280x720"])
+    src = LiveSource(str(hd))
+    frames = _read_all(src)
+    assert src.size == (1280, 720) and not src.scaled and src.reason() == ""
+    assert np.array_equal(frames, read_frames(hd, gray=True))
+
+    small = LiveSource(str(hd), (640, 480))
+    frames = _read_all(small)
+    assert small.size == (640, 480) and small.scaled and frames.shape == (5, 480, 640)
+    # 16:9 into 4:3: the picture is 640x360 with black bars of 60 rows above and below
+    assert frames[:, :58].max() < 20 and frames[:, -58:].max() < 20 and frames[:, 62:-62].mean() > 60
+
+    dv = _encode(tmp_path / "dv.mp4", ["size=720x576", "-vf", "setsar=16/15"])
+    src = LiveSource(str(dv))
+    frames = _read_all(src)
+    info = probe(dv)
+    assert (info.sar, src.size) == (16 / 15, (768, 576)) and src.size == (info.width, info.height)
+    assert np.array_equal(frames, read_frames(dv, gray=True))
+
+    big = _encode(tmp_path / "big.mp4", ["size=2560x1440"], frames=2)
+    src = LiveSource(str(big))
+    assert _read_all(src).shape == (2, 1080, 1920) and src.size == (1920, 1080)
+    src = LiveSource(str(big), max_side=1000)
+    assert _read_all(src).shape == (2, 562, 1000)  # 1000 x 562.5, sides even
+
+
 def test_live_roi_with_the_centred_lag_is_the_roi_stage():
     """With lag = smoothing // 2 the live crops are the roi stage's, frame for frame; lag 0 crops differ a little."""
     from lipspeech.vision.backends import make_backend
@@ -200,6 +248,25 @@ def test_live_errors(setup, tmp_path, capsys):
     broken.write_bytes(b"not a video at all" * 100)
     assert _live(setup, broken, out) == 1
     assert "broken.mp4: no frames" in capsys.readouterr().err
+
+
+def test_live_reads_a_720p_source_at_720p(setup, tmp_path, capsys):
+    """The clip's face in a 1280x720 frame (H.264): live tracks it in 1280x720 frames and says so; --size 640x480
+    scales into 640x480 (and says so); a --size that is not WIDTHxHEIGHT is one line and exit 1."""
+    clip = tmp_path / "hd.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(setup["video"]), "-vf", "pad=1280:720:(ow-iw)/2:(oh-ih)/2",
+                    "-c:v", "libx264", "-pix_fmt", "yuv420p", str(clip)], check=True)
+    n = len(_frames(clip))
+    for args, size, how in (([], "1280x720", "the source's own picture, the longer side at most 1920"),
+                            (["--size", "640x480"], "640x480", "scaled into --size, aspect kept")):
+        out = tmp_path / "hd.wav"
+        assert main(["live", str(clip), "--model", str(setup["stream"]), "--vocoder", str(setup["vocoder"]),
+                     "-o", str(out), *args]) == 0
+        err = capsys.readouterr().err
+        assert f"frames {size} ({how})" in err and f"{n} frames ({n / 25:.2f} s, {size})" in err, err
+        assert f"{n} with a face" in err and len(_wav(out)) == 640 * n
+    assert _live(setup, clip, tmp_path / "x.wav", "--size", "640") == 1
+    assert "--size 640: give WIDTHxHEIGHT, e.g. 640x480" in capsys.readouterr().err
 
 
 def test_growing_wav_is_valid_at_every_write(tmp_path):
