@@ -7,8 +7,9 @@ with the ``ai-edge-litert`` interpreter. What MediaPipe's graphs do around the n
 written here: the detector's anchors, box decoding and suppression, the mesh's rotated crop and
 its face-presence score.
 
-* :meth:`MediaPipeBackend.detect`: BlazeFace's full-range model on the whole (letterboxed) frame;
-  when it finds nothing, on overlapping square tiles of the frame, so a face of ~40 px in a 720p
+* :meth:`MediaPipeBackend.detect`: BlazeFace's full-range model on the whole (letterboxed) frame,
+  then its short-range model (a face near the camera, e.g. turned and noisy); when neither finds
+  a face, the full-range model on overlapping square tiles of the frame, so a face of ~40 px in a 720p
   frame (6 px in the whole-frame input, too small) is seen at 3-4x that size.
 * :meth:`MediaPipeBackend.fit` / :meth:`~MediaPipeBackend.track`: the 468-point mesh in a square
   around the box (or around the previous frame's face, turned by its roll, as MediaPipe's video
@@ -24,6 +25,9 @@ its face-presence score.
 from __future__ import annotations
 
 import importlib.util
+import os
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -180,6 +184,19 @@ HOW = ("pip install ai-edge-litert and, without its dependencies, mediapipe 0.10
        "(pip install --no-deps 'mediapipe>=0.10.14,<0.11'; its 1.x wheels no longer ship the face models)")
 
 
+#: iBUG points whose dlib and mesh positions must agree for dlib's to be used: eye corners, nose, mouth
+AGREE = np.r_[36, 39, 42, 45, 27:36, 48:68]
+#: their mean distance, in units of the mesh's size, above which the mesh's own points are used (measured:
+#: 0.01-0.03 on the footage conditions, 0.06 at most; 0.17 on the near-profile face of skimage's cameraman)
+MAX_DISAGREEMENT = 0.08
+
+
+def _size(mesh: np.ndarray) -> float:
+    """sqrt of the area of the mesh's bounding box (frame px)."""
+    lo, hi = mesh.min(0), mesh.max(0)
+    return float(np.sqrt(max(1.0, (hi[0] - lo[0]) * (hi[1] - lo[1]))))
+
+
 def to_ibug68(mesh: np.ndarray) -> np.ndarray:
     """(468, 2) mesh points -> (68, 2) iBUG-68 points."""
     return np.einsum("ik,ikd->id", MESH_TO_IBUG68_WEIGHTS, mesh[MESH_TO_IBUG68]).astype(np.float32)
@@ -200,8 +217,23 @@ def _interpreter(path: Path):
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
         raise BackendError(f"roi.backend mediapipe: the LiteRT interpreter is not installed: {HOW}") from None
-    it = Interpreter(model_path=str(path), num_threads=1)
-    it.allocate_tensors()
+    # LiteRT's C++ runtime prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on the
+    # process's stderr (file descriptor 2, past Python's sys.stderr) for every model it loads: that
+    # line is held back, anything else it writes is passed on
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            it = Interpreter(model_path=str(path), num_threads=1)
+            it.allocate_tensors()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            rest = [ln for ln in held.read().decode(errors="replace").splitlines() if "XNNPACK delegate" not in ln]
+    if rest:
+        print("\n".join(rest), file=sys.stderr)
     return it
 
 
@@ -355,8 +387,9 @@ class MediaPipeBackend:
 
     def __init__(self, detect_max_side: int = 640, upsample: int = 1, min_score: float = 0.5, refine: bool = True):
         self.detector = BlazeFace(full_range=True, min_score=min_score)
+        self.near = BlazeFace(full_range=False, min_score=min_score)
         self.mesh = FaceMesh()
-        self.refine = None
+        self.refine, self.disagreement = None, 0.0
         if refine:
             from lipspeech.vision.backends import DlibBackend
             self.refine = DlibBackend()
@@ -364,7 +397,7 @@ class MediaPipeBackend:
 
     def detect(self, gray: np.ndarray) -> list[Box]:
         rgb = gray if gray.ndim == 3 else cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB)
-        found = self.detector.detect(rgb)
+        found = self.detector.detect(rgb) or self.near.detect(rgb)  # the short-range model: a face near the camera
         if not found and self.tile_passes:
             found = self._detect_tiles(rgb)
         return [b for b, _ in found]
@@ -410,11 +443,15 @@ class MediaPipeBackend:
         return self._points(gray, m.points), m.score
 
     def _points(self, gray: np.ndarray, mesh: np.ndarray) -> np.ndarray:
+        """iBUG-68 points: dlib's shape predictor in the box the mesh gives, where it agrees with the
+        mesh (a near-frontal face); the mesh's own points mapped where it does not (a face turned
+        further than dlib's frontal shape model reaches, which it squeezes into the cheek)."""
         L = to_ibug68(mesh)
         if self.refine is None:
             return L
         g = gray if gray.ndim == 2 else cv2.cvtColor(gray, cv2.COLOR_RGB2GRAY)
-        # dlib's shape predictor in the box its own detector would draw around these points
         c = (L.min(0) + L.max(0)) / 2
         half = 0.5 * float(np.linalg.norm(L[16] - L[0]))
-        return self.refine.fit(g, (c[0] - half, c[1] - half, c[0] + half, c[1] + half))
+        D = self.refine.fit(g, (c[0] - half, c[1] - half, c[0] + half, c[1] + half))
+        self.disagreement = float(np.linalg.norm(D[AGREE] - L[AGREE], axis=1).mean() / _size(mesh))
+        return D if self.disagreement <= MAX_DISAGREEMENT else L

@@ -40,19 +40,20 @@ PATCH = 24
 
 
 def face_patch(gray: np.ndarray, L: np.ndarray) -> np.ndarray:
-    """The face from the eyes to below the mouth, upright, as a zero-mean unit-norm ``PATCH`` x ``PATCH``
-    vector (zeros where the frame is flat: a black or uniform frame matches nothing)."""
-    le, re = L[36:42].mean(0), L[42:48].mean(0)
-    d = re - le
-    k = (PATCH / 2) / max(float(np.hypot(*d)), 1e-6)
-    c, s = d[0] / np.hypot(*d) * k, d[1] / np.hypot(*d) * k
-    A = np.array([[c, s], [-s, c]])  # rotate the eye line level, scale eye distance to PATCH / 2
-    mid = (le + re) / 2
-    M = np.hstack([A, (np.array([PATCH / 2, PATCH * 0.25]) - A @ mid)[:, None]])
+    """The face from the brows to the chin, upright (eye line level), scaled by the face's size (not the
+    eye distance, which a turned face shrinks), as a zero-mean unit-norm ``PATCH`` x ``PATCH`` vector;
+    zeros where the frame is flat (a black or uniform frame matches nothing)."""
+    d = L[42:48].mean(0) - L[36:42].mean(0)
+    n = max(float(np.hypot(*d)), 1e-6)
+    centre, size = _extent(L)
+    k = PATCH / size
+    c, s = d[0] / n * k, d[1] / n * k
+    A = np.array([[c, s], [-s, c]])
+    M = np.hstack([A, (np.array([PATCH / 2, PATCH / 2]) - A @ centre)[:, None]])
     p = cv2.warpAffine(gray, M, (PATCH, PATCH), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE).astype(np.float64)
     p -= p.mean()
-    n = np.linalg.norm(p)
-    return (p / n).ravel() if n > 1e-3 * PATCH else np.zeros(PATCH * PATCH)
+    norm = np.linalg.norm(p)
+    return (p / norm).ravel() if norm > 1e-3 * PATCH else np.zeros(PATCH * PATCH)
 
 
 def _extent(L: np.ndarray) -> tuple[np.ndarray, float]:
@@ -83,6 +84,8 @@ class LandmarkTracker:
         self.landmarks: list[np.ndarray] = []
         self.detections = self.faces = self.kept = self.lost = 0
         self.ref: np.ndarray | None = None  # face_patch of the last detection
+        self.seen: tuple[int, np.ndarray] | None = None  # the last frame with a face, and its landmarks
+        self.refound = 0  # frames whose face was found where it was last seen, after the detector missed
         self.prev: np.ndarray | None = None
         self.rel: tuple[np.ndarray, float] | None = None  # box centre offset, box size, per landmark size
         self.last_key = -10**9
@@ -110,20 +113,25 @@ class LandmarkTracker:
         self.last_key = t
         return L
 
+    def _near(self, L: np.ndarray, ref: np.ndarray) -> bool:
+        """Whether landmarks ``L`` lie where ``ref`` does (the tracker's shift limit)."""
+        c, s = _extent(ref)
+        return bool(np.linalg.norm(_extent(L)[0] - c) <= self.cfg.track_max_shift * s)
+
     def _fit(self, gray: np.ndarray, box) -> tuple[np.ndarray, float]:
         """Landmarks in a detector's box and the backend's fit score (1 where it gives none)."""
         fit_scored = getattr(self.backend, "fit_scored", None)
         return fit_scored(gray, box) if fit_scored is not None else (self.backend.fit(gray, box), 1.0)
 
-    def _track(self, gray: np.ndarray) -> np.ndarray | None:
-        """The previous frame's face in this one, or None when it is not plausibly there: the backend
-        scores the fit low, the landmarks jumped or changed size, or the face no longer looks like the
-        face of the last detection (covered, blacked out, turned away)."""
+    def _track(self, gray: np.ndarray, prev: np.ndarray) -> np.ndarray | None:
+        """The face of landmarks ``prev`` in this frame, or None when it is not plausibly there: the
+        backend scores the fit low, the landmarks jumped or changed size, or the face no longer looks
+        like the face of the last detection (covered, blacked out, turned away)."""
         cfg = self.cfg
-        c, s = _extent(self.prev)
+        c, s = _extent(prev)
         track = getattr(self.backend, "track", None)
         if track is not None:  # the backend follows from the previous landmarks itself (MediaPipe's video mode)
-            L, score = track(gray, self.prev)
+            L, score = track(gray, prev)
         else:
             bc = c + self.rel[0] * s
             half = self.rel[1] * s / 2
@@ -142,14 +150,27 @@ class LandmarkTracker:
         gray = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
         tracked = None
         if self.prev is not None and self.rel is not None:
-            tracked = self._track(gray)
+            tracked = self._track(gray, self.prev)
         key_frame = t - self.last_key >= cfg.keyframe_interval
         L = tracked if not key_frame else None
         if L is None:
+            before = self.ref, self.rel
             L = self._detect(gray, t)
+            if L is not None and tracked is not None and not self._near(L, tracked):
+                # a key frame's detection elsewhere than the face still tracked: another face or a
+                # false detection (a motion-blurred frame), not a reason to jump
+                L, (self.ref, self.rel) = None, before
             if L is None and tracked is not None:
                 L, self.last_key = tracked, t
                 self.kept += 1
+            elif L is None and self.seen is not None and t - self.seen[0] <= cfg.keyframe_interval:
+                # the detector missed, but the face may still be where it was last seen: fitted there,
+                # it counts only if it passes the same checks as a tracked face (a face a detector
+                # misses on noisy or turned frames, which the fit still finds)
+                L = self._track(gray, self.seen[1])
+                self.refound += L is not None
+        if L is not None:
+            self.seen = (t, L)
         self.landmarks.append(np.asarray(L, np.float32) if L is not None else np.full((68, 2), np.nan, np.float32))
         self.prev = L
         return L
@@ -161,6 +182,8 @@ class LandmarkTracker:
         if drop > 0:
             del self.landmarks[:drop]
             self.last_key -= drop  # frame indices below are relative to the first landmarks kept
+            if self.seen is not None:
+                self.seen = (self.seen[0] - drop, self.seen[1])
 
     def track(self) -> Track:
         """The landmarks of every frame so far (NaN where no face) and the tracker's counts."""

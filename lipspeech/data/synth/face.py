@@ -1,7 +1,8 @@
 """Per-speaker face preparation for SynthGRID.
 
 A photo is framed GRID-like (head and shoulders, eyes level, face about half the frame
-height), its 68 landmarks are located with dlib, the original mouth is removed by
+height), its 68 landmarks are located with dlib (with MediaPipe's backend where dlib's
+frontal detector finds no face, as on the turned face of skimage's cameraman), the original mouth is removed by
 inpainting, and everything the per-frame renderer needs is precomputed once:
 the mouth's rest geometry and colours, and the jaw-drop displacement field.
 """
@@ -16,7 +17,7 @@ import numpy as np
 
 from lipspeech.vision.landmarks import detect_landmarks_68
 
-BUILTIN_FACES = ("astronaut", "grace_hopper")
+BUILTIN_FACES = ("astronaut", "grace_hopper", "cameraman")
 
 
 def load_face_image(spec: str) -> np.ndarray:
@@ -24,6 +25,9 @@ def load_face_image(spec: str) -> np.ndarray:
     if spec == "astronaut":
         import skimage.data
         return np.ascontiguousarray(skimage.data.astronaut()[..., :3])
+    if spec == "cameraman":  # skimage's cameraman (gray): a real face, turned nearly to profile
+        import skimage.data
+        return np.ascontiguousarray(np.repeat(skimage.data.camera()[..., None], 3, axis=2))
     if spec == "grace_hopper":
         # found without importing matplotlib, whose import creates ~/.config/matplotlib (a stage
         # writes nothing outside results/)
@@ -136,14 +140,29 @@ def _robust_colour(img: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
     return (sel if len(sel) else px).mean(0)
 
 
+def photo_landmarks(img: np.ndarray) -> np.ndarray | None:
+    """68 landmarks of the photo's face: dlib's (what the frontal builtin faces have always used), else
+    the MediaPipe backend's (a turned face that dlib's frontal detector misses); None without a face."""
+    L = detect_landmarks_68(img)
+    if L is None:
+        from lipspeech.vision.backends import BackendError, make_backend
+        try:
+            backend = make_backend("mediapipe")
+        except BackendError:
+            return None
+        boxes = backend.detect(img)
+        L = backend.fit(img, boxes[0]) if boxes else None
+    return L
+
+
 def _framed_face(spec: str, W: int, H: int, variant: FaceVariant) -> tuple[np.ndarray, np.ndarray]:
     """The face image framed as the variant says, and its 68 landmarks (refined on the framed image)."""
     img = load_face_image(spec)
     if variant.mirror:
         img = np.ascontiguousarray(img[:, ::-1])
-    L0 = detect_landmarks_68(img)
+    L0 = photo_landmarks(img)
     if L0 is None:
-        raise RuntimeError(f"no face found by dlib in face image {spec!r}")
+        raise RuntimeError(f"no face found (dlib, MediaPipe) in face image {spec!r}")
     M = _framing_matrix(L0, (W, H), variant)
     framed = cv2.warpAffine(img, M, (W, H), flags=cv2.INTER_AREA if M[0, 0] < 1 else cv2.INTER_CUBIC,
                             borderMode=cv2.BORDER_REFLECT_101)
@@ -151,7 +170,7 @@ def _framed_face(spec: str, W: int, H: int, variant: FaceVariant) -> tuple[np.nd
         framed = np.clip(framed.astype(np.float32) * np.array(variant.tint, np.float32), 0, 255).astype(np.uint8)
     L = _apply(M, L0)
     # refine the landmarks on the framed image (what dlib will see later)
-    L1 = detect_landmarks_68(framed)
+    L1 = photo_landmarks(framed)
     if L1 is not None and np.abs(L1 - L).mean() < 0.1 * (L[16, 0] - L[0, 0]):
         L = L1
     return framed, L
