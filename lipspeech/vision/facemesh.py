@@ -402,6 +402,19 @@ class MediaPipeBackend:
             found = self._detect_tiles(rgb)
         return [b for b, _ in found]
 
+    def detect_near(self, gray: np.ndarray, region: Box) -> list[Box]:
+        """Face boxes inside ``region`` (frame px, clipped to the frame): the detector run on that crop
+        alone, where a small face of a large frame is big enough for it (one pass instead of the tiles)."""
+        h, w = gray.shape[:2]
+        x0, y0 = max(0, int(region[0])), max(0, int(region[1]))
+        x1, y1 = min(w, int(np.ceil(region[2]))), min(h, int(np.ceil(region[3])))
+        if x1 - x0 < 16 or y1 - y0 < 16:
+            return []
+        crop = gray[y0:y1, x0:x1]
+        rgb = crop if crop.ndim == 3 else cv2.cvtColor(crop, cv2.COLOR_GRAY2RGB)
+        found = self.detector.detect(rgb) or self.near.detect(rgb)
+        return [(b[0] + x0, b[1] + y0, b[2] + x0, b[3] + y0) for b, _ in found]
+
     def _detect_tiles(self, rgb: np.ndarray) -> list[tuple[Box, float]]:
         h, w = rgb.shape[:2]
         side = max(64, min(h, w) // 2)

@@ -92,7 +92,15 @@ class LandmarkTracker:
 
     def _detect(self, gray: np.ndarray, t: int) -> np.ndarray | None:
         self.detections += 1
-        boxes = self.backend.detect(gray)
+        boxes = []
+        near = getattr(self.backend, "detect_near", None)
+        if near is not None and self.seen is not None:
+            # first around the face last seen (4x its size): one detector pass where a whole-frame
+            # search for a small face in a large frame takes many (MediaPipe's tiles)
+            c, s = _extent(self.seen[1])
+            boxes = near(gray, (c[0] - 2 * s, c[1] - 2 * s, c[0] + 2 * s, c[1] + 2 * s))
+        if not boxes:
+            boxes = self.backend.detect(gray)
         self.faces = max(self.faces, len(boxes))
         if not boxes:
             return None
