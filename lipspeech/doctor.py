@@ -39,6 +39,7 @@ FALLBACK_DEPS = {
     "transformers": "transformers", "faiss-cpu": "faiss", "pyworld-prebuilt": "pyworld", "librosa": "librosa",
     "tensorboard": "tensorboard", "pocketsphinx": "pocketsphinx", "jiwer": "jiwer", "pystoi": "pystoi",
     "pesq": "pesq", "onnxruntime": "onnxruntime", "speechmos": "speechmos", "praatio": "praatio",
+    "ai-edge-litert": "ai_edge_litert",
 }
 
 
@@ -194,6 +195,24 @@ def check_dlib(needed: bool) -> Check:
     return _need(needed, "dlib landmarks", "shape_predictor_68_face_landmarks.dat not found", fix)
 
 
+def check_mediapipe(needed: bool) -> Check:
+    """The default face backend: the LiteRT interpreter and the face models of the mediapipe 0.10 wheel."""
+    fix = ("pip install ai-edge-litert and pip install --no-deps mediapipe==0.10.21 (requirements.lock, "
+           "requirements-nodeps.lock), or set roi.backend: dlib")
+    if importlib.util.find_spec("ai_edge_litert") is None:
+        return _need(needed, "mediapipe faces", "ai-edge-litert (the LiteRT interpreter) not installed", fix)
+    from lipspeech.vision.backends import BackendError
+    from lipspeech.vision.facemesh import model_path
+
+    try:
+        paths = [model_path(m) for m in ("face_detection/face_detection_full_range_sparse.tflite",
+                                          "face_detection/face_detection_short_range.tflite",
+                                          "face_landmark/face_landmark.tflite")]
+    except BackendError as exc:
+        return _need(needed, "mediapipe faces", str(exc).split(": ", 1)[-1], fix)
+    return Check("mediapipe faces", OK if needed else NOT_NEEDED, str(paths[0].parent.parent))
+
+
 def check_face_alignment(needed: bool) -> Check:
     """The optional FAN backend: the package and its weights, which lipspeech never downloads."""
     how = ("pip install face-alignment and put 2DFAN4*.zip and s3fd*.pth into $TORCH_HOME/hub/checkpoints "
@@ -207,7 +226,7 @@ def check_face_alignment(needed: bool) -> Check:
     if missing:
         return _need(needed, "face_alignment", f"weights {', '.join(missing)} not in {ckpt}", how)
     return Check("face_alignment", OK if needed else NOT_NEEDED, f"package and weights in {ckpt}"
-                 + ("" if needed else " (roi.backend is dlib)"))
+                 + ("" if needed else " (roi.backend is not face_alignment)"))
 
 
 def hf_hub_cache() -> Path:
@@ -329,7 +348,8 @@ def run_checks(cfg: dict[str, Any], results: Path, min_free_gb: float | None = N
         check_console_script,
         check_ffmpeg,
         lambda: check_espeak(kind == "synthgrid"),
-        lambda: check_dlib(cfg["roi"]["backend"] == "dlib"),
+        lambda: check_dlib(cfg["roi"]["backend"] in ("dlib", "mediapipe")),  # mediapipe refines with dlib
+        lambda: check_mediapipe(cfg["roi"]["backend"] == "mediapipe"),
         lambda: check_face_alignment(cfg["roi"]["backend"] == "face_alignment"),
         lambda: check_hubert(cfg["ssl"]),
         lambda: check_pocketsphinx(asr == "pocketsphinx" and "asr" in evaluation.get("metrics", ["asr"])),

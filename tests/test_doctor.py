@@ -46,7 +46,7 @@ def test_everything_here(tmp_path, monkeypatch):
     code, checks, lines = _run(tmp_path, monkeypatch, path=f"{BIN}{os.pathsep}{os.environ['PATH']}")
     assert code == 0, "\n".join(lines)
     assert lines[-1] == "everything this config needs is here"
-    for name in ("python", "lipspeech", "ffmpeg", "espeak-ng", "dlib", "pocketsphinx", "disk"):
+    for name in ("python", "lipspeech", "ffmpeg", "espeak-ng", "dlib", "mediapipe", "pocketsphinx", "disk"):
         assert checks[name].split()[0] == OK, checks[name]
     assert "not needed (ssl.source is mfcc)" in checks["HuBERT"]
 
@@ -128,3 +128,18 @@ def test_cli_subcommand(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PATH", _path_with(tmp_path, "espeak-ng"))
     assert cli_main(["doctor", "--results", str(tmp_path)]) == 1
     assert "MISSING  ffmpeg" in capsys.readouterr().out
+
+
+def test_mediapipe_models_missing(monkeypatch):
+    """The default face backend without the mediapipe wheel's model files: MISSING, with what to install;
+    with roi.backend: dlib the same finding is only a note."""
+    import importlib.util
+
+    from lipspeech.doctor import MISSING, NOT_NEEDED, check_mediapipe
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mediapipe" else real(name, *a))
+    check = check_mediapipe(True)
+    assert check.status == MISSING and "face_detection_full_range_sparse.tflite not found" in check.detail
+    assert "--no-deps mediapipe==0.10.21" in check.fix
+    assert check_mediapipe(False).status == NOT_NEEDED
