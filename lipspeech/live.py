@@ -32,13 +32,11 @@ import os
 import re
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Mapping, Optional
 
-import numpy as np
-
-from lipspeech.livemedia import SAMPLES_PER_FRAME, GrowingWav, LiveSource, is_live, to_pcm
+from lipspeech.liveengine import LiveEngine, LiveResult, check_streaming
+from lipspeech.livemedia import GrowingWav, LiveSource, is_live, to_pcm  # noqa: F401 (to_pcm: this module's users)
 from lipspeech.media import MediaError
 from lipspeech.speak import SpeakError
 from lipspeech.timing import FPS, SAMPLE_RATE
@@ -46,109 +44,6 @@ from lipspeech.timing import FPS, SAMPLE_RATE
 
 class LiveSourceError(SpeakError):
     """The source cannot be opened or gave no frame (a missing camera, a wrong URL)."""
-
-
-@dataclass
-class LiveResult:
-    """What a live run did.
-
-    Attributes:
-        live: a live source (or a file read at its pace); a file read as fast as it decodes has no
-            meaningful latency.
-        frames: video frames read from the source.
-        frame_size: (width, height) of the frames the face tracker saw (None: no frame came).
-        spoken_frames: frames that went through the model (a face in view).
-        samples: audio samples written.
-        latencies_ms: per spoken frame, arrival to its audio written.
-        algorithmic_ms: {"model", "roi", "vocoder", "total"} look-ahead waits.
-        compute_seconds: processing time (ROI, model, vocoder, writing), waiting excluded.
-        dropped: frames dropped to catch up.
-        events: the lines said during the run (face lost/found, behind, source stopped).
-        source_error: why the source stopped, when it did not just end.
-    """
-
-    live: bool = True
-    frames: int = 0
-    frame_size: Optional[tuple[int, int]] = None
-    spoken_frames: int = 0
-    samples: int = 0
-    latencies_ms: list[float] = field(default_factory=list)
-    algorithmic_ms: dict[str, float] = field(default_factory=dict)
-    compute_seconds: float = 0.0
-    dropped: int = 0
-    events: list[str] = field(default_factory=list)
-    source_error: str = ""
-
-    @property
-    def duration(self) -> float:
-        return self.frames / FPS
-
-    @property
-    def rtf(self) -> float:
-        """Compute seconds per second of video."""
-        return self.compute_seconds / max(self.duration, 1e-9)
-
-    def percentile(self, q: float) -> float:
-        return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
-
-
-def _vocoder_stream(vocoder: Any) -> Any:
-    from lipspeech.vocoder.api import HifiGanVocoder
-    from lipspeech.vocoder.streaming import GriffinLimStream, HifiGanStream
-
-    return HifiGanStream(vocoder) if isinstance(vocoder, HifiGanVocoder) else GriffinLimStream(vocoder)
-
-
-class _Speaker:
-    """One utterance at a time through model and vocoder; audio out in timeline order."""
-
-    def __init__(self, model: Any, vocoder: Any, chunk_frames: Optional[int], temperature: Optional[float],
-                 speaker_id: Optional[int], seed: int, write: Any):
-        import torch
-
-        self.model, self.vocoder = model, vocoder
-        self.chunk, self.temperature, self.speaker_id = chunk_frames, temperature, speaker_id
-        self.generator = torch.Generator().manual_seed(seed)
-        self.write = write
-        self.decoder: Any = None
-        self.voice: Any = None
-
-    def frames(self, crops: list[np.ndarray]) -> None:
-        """The next frames' crops (the current utterance goes on, or one starts)."""
-        from lipspeech.models.batch import Utterance, collate
-        from lipspeech.models.streaming import StreamDecoder
-
-        if self.decoder is None:
-            self.decoder = StreamDecoder(self.model, self.chunk, self.temperature, self.speaker_id, self.generator)
-            self.voice = _vocoder_stream(self.vocoder)
-        video = collate([Utterance("live", np.stack(crops))]).video[0]
-        _, post = self.decoder.push(video)
-        if len(post):
-            self.write(self.voice.push(post.numpy()))
-
-    def end(self) -> None:
-        """The current utterance is over: the audio still held back."""
-        if self.decoder is None:
-            return
-        _, post = self.decoder.flush()
-        audio = self.voice.push(post.numpy()) if len(post) else np.zeros(0, np.float32)
-        self.write(np.concatenate([audio, self.voice.flush()]))
-        self.decoder = self.voice = None
-
-
-def _warm_up(model: Any, vocoder: Any, chunk: int, speaker_id: Optional[int], crop: int) -> None:
-    """One chunk through model and vocoder before the source opens: the first real chunk then
-    does not pay for torch's one-time set-up (tens of ms on a CPU)."""
-    from lipspeech.models.batch import Utterance, collate
-    from lipspeech.models.streaming import StreamDecoder
-
-    decoder = StreamDecoder(model, chunk, 0.0, speaker_id)
-    video = collate([Utterance("warm-up", np.zeros((chunk + 3, crop, crop), np.uint8))]).video[0]
-    decoder.push(video)
-    _, post = decoder.flush()
-    voice = _vocoder_stream(vocoder)
-    voice.push(post.numpy())
-    voice.flush()
 
 
 def run_live(
@@ -215,14 +110,9 @@ def run_live(
         torch.set_num_threads(threads)
     cfg = config if config is not None else validate_config({})
     loaded = load_pipeline(Path(model_ckpt), vocoder, cfg["vocoder"], resolve_device(device), speaker)
-    if loaded.bundle.model.streaming is None:
-        raise SpeakError(f"--model {model_ckpt}: not a streaming model; lipspeech live needs one trained with "
-                         "model.streaming (config.yaml), e.g. the ltbs_stream experiment of configs/streaming.yaml")
-    if not 0 <= roi_lag <= (loaded.roi_cfg.smoothing | 1) // 2:
-        raise SpeakError(f"--roi-lag {roi_lag}: must be between 0 and {(loaded.roi_cfg.smoothing | 1) // 2} "
-                         "(half the checkpoint's roi.smoothing window)")
-    session = _Session(loaded, chunk_frames, roi_lag, keyframe_interval, temperature, seed, status, live_source)
-    session.open_outputs(out, pcm_out)
+    check_streaming(loaded, model_ckpt, roi_lag)
+    session = _Session(LiveEngine(loaded, chunk_frames, roi_lag, keyframe_interval, temperature, seed, live_source),
+                       status, out, pcm_out)
     try:
         try:
             src = LiveSource(source, size, realtime)
@@ -234,109 +124,39 @@ def run_live(
         finally:
             src.close()
         if src.frames_read == 0:
-            raise LiveSourceError(f"{source}: no frames ({session.res.source_error or 'an empty stream'})")
+            raise LiveSourceError(f"{source}: no frames ({session.engine.res.source_error or 'an empty stream'})")
     finally:
         session.close()
-    return session.res
+    return session.engine.res
 
 
 class _Session:
-    """One ``run_live``: the ROI, the speaker, the outputs and the timeline that ties them."""
+    """One ``run_live``: the engine fed from ffmpeg, its audio to the WAV and the PCM stream, its lines to ``status``."""
 
-    def __init__(self, loaded: Any, chunk_frames: Optional[int], roi_lag: int, keyframe_interval: Optional[int],
-                 temperature: Optional[float], seed: int, status: Optional[IO[str]], live: bool):
-        model = loaded.bundle.model
-        self.loaded, self.roi_lag, self.keyframe_interval, self.status = loaded, roi_lag, keyframe_interval, status
+    def __init__(self, engine: LiveEngine, status: Optional[IO[str]], out: Optional[str | os.PathLike],
+                 pcm_out: Optional[IO[bytes]]):
+        self.engine, self.status = engine, status
         # the status line rewrites itself on a terminal; a log gets the events and the summary only
         self.tty = status is not None and status.isatty()
-        chunk = chunk_frames or model.streaming.chunk_frames
-        _warm_up(model, loaded.vocoder, chunk, loaded.speaker_id, loaded.roi_cfg.crop_size)
-        self.res = LiveResult(live=live, algorithmic_ms={
-            "model": 1000.0 * (chunk + model.streaming.lookahead_frames) / FPS,
-            "roi": 1000.0 * roi_lag / FPS,
-            "vocoder": float(_vocoder_stream(loaded.vocoder).latency_ms),
-        })
-        self.res.algorithmic_ms["total"] = sum(self.res.algorithmic_ms.values())
-        self.speaker = _Speaker(model, loaded.vocoder, chunk, temperature, loaded.speaker_id, seed, self.write)
-        self.wav: Optional[GrowingWav] = None
-        self.pcm: Optional[IO[bytes]] = None
-        self.arrival: dict[int, float] = {}  # timeline frame -> arrival, for frames whose audio is not out yet
-        self.spoken_upto = 0  # frames whose 640 samples have all been written
-        self.t_next = 0  # timeline index of the next frame from the source
-        self.had_face = False
-        self.started = time.monotonic()
-        self._new_roi()
-
-    def _new_roi(self) -> None:
-        from lipspeech.vision.live import StreamingRoi
-
-        self.roi = StreamingRoi(self.loaded.backend, self.loaded.roi_cfg, self.roi_lag, self.keyframe_interval)
-        self.crop_start = self.t_next  # timeline index of the ROI's frame 0
-
-    def open_outputs(self, out: Optional[str | os.PathLike], pcm_out: Optional[IO[bytes]]) -> None:
         self.wav = GrowingWav(out) if out is not None else None
         self.pcm = pcm_out
+        engine.on_event = self.say
+        engine.sinks.append(self.write)
 
     def say(self, line: str) -> None:
-        self.res.events.append(line)
         if self.status is not None:
             self.status.write(("\r\033[K" if self.tty else "") + line + "\n")
             self.status.flush()
 
-    def write(self, audio: np.ndarray) -> None:
-        """Audio for the next stretch of the timeline; records the latency of the frames it completes."""
-        if not len(audio):
-            return
-        pcm = to_pcm(audio)
+    def write(self, pcm: bytes, spoken: list[int]) -> None:
         if self.wav is not None:
             self.wav.write(pcm)
         if self.pcm is not None:
             self.pcm.write(pcm)
             self.pcm.flush()
-        self.res.samples += len(audio)
-        now = time.monotonic()
-        done = self.res.samples // SAMPLES_PER_FRAME
-        for t in range(self.spoken_upto, done):
-            if t in self.arrival:
-                self.res.latencies_ms.append(1000.0 * (now - self.arrival.pop(t)))
-        self.spoken_upto = done
-
-    def handle(self, crops: list[Any]) -> None:
-        """The ROI's output: runs of crops to the speaker, silence where there is no face."""
-        run: list[np.ndarray] = []
-        for c in crops:
-            t = self.crop_start + c.t
-            if c.crop is not None:
-                if not self.had_face and t > 0:
-                    self.say(f"face found at {t / FPS:.2f} s")
-                self.had_face = True
-                run.append(c.crop)
-                continue
-            if run:
-                self.speaker.frames(run)
-                run = []
-            if self.had_face:
-                self.speaker.end()
-                self.say(f"face lost at {t / FPS:.2f} s (no face for {self.loaded.roi_cfg.max_gap} frames): "
-                         "silence until it is back")
-                self.had_face = False
-            self.arrival.pop(t, None)
-            self.write(np.zeros(SAMPLES_PER_FRAME, np.float32))
-        if run:
-            self.speaker.frames(run)
-
-    def drop(self, dropped: int, behind_ms: float) -> None:
-        """Skip ``dropped`` frames to catch up: the utterance ends, silence for them, the ROI starts again."""
-        self.handle(self.roi.flush())
-        self.speaker.end()
-        self.write(np.zeros(SAMPLES_PER_FRAME * dropped, np.float32))
-        self.t_next += dropped
-        self.res.dropped += dropped
-        self.had_face = False
-        self._new_roi()
-        self.say(f"behind the source by {behind_ms:.0f} ms: dropped {dropped} frames ({dropped / FPS:.2f} s of silence)")
 
     def run(self, src: LiveSource, timeout: float, open_timeout: float, on_lag: str, max_lag_ms: float) -> None:
+        engine, res = self.engine, self.engine.res
         last_status = 0.0
         while True:
             items = src.get(timeout if src.frames_read else open_timeout)
@@ -346,51 +166,31 @@ class _Session:
                 if src.frames_read == 0:
                     reason = f" ({src.reason()})" if src.proc.poll() is not None else ""
                     raise LiveSourceError(f"{src.source}: no frame within {open_timeout:g} s{reason}")
-                self.say(f"source stopped: no frame for {timeout:g} s after {src.frames_read / FPS:.2f} s")
+                engine.say(f"source stopped: no frame for {timeout:g} s after {src.frames_read / FPS:.2f} s")
                 break
-            if self.res.frame_size is None:
-                self.res.frame_size = width, height = src.size
-                self.say(f"frames {width}x{height} " + ("(scaled into --size, aspect kept)" if src.scaled else
-                         f"(the source's own picture, the longer side at most {src.max_side})"))
-            busy = time.monotonic()
-            behind_ms = 1000.0 * (busy - items[0][1])
-            if on_lag == "drop" and behind_ms > max_lag_ms and len(items) > 1:
-                self.drop(len(items) - 1, behind_ms)  # keep the newest frame: the ROI and the model restart there
-                items = items[-1:]
-            for frame, arrived in items:
-                self.arrival[self.t_next] = arrived
-                self.t_next += 1
-                self.handle(self.roi.push(frame))
-            self.res.compute_seconds += time.monotonic() - busy
-            self.res.frames = self.t_next
+            if res.frame_size is None:
+                width, height = src.size
+                engine.say(f"frames {width}x{height} " + ("(scaled into --size, aspect kept)" if src.scaled else
+                           f"(the source's own picture, the longer side at most {src.max_side})"))
+            behind_ms = engine.push(items, on_lag, max_lag_ms)
             if self.tty and time.monotonic() - last_status > 0.5:
                 last_status = time.monotonic()
                 self.status.write(
-                    f"\r\033[Klive {self.t_next / FPS:6.1f} s | latency p50 {self.res.percentile(50):4.0f} ms "
-                    f"p95 {self.res.percentile(95):4.0f} ms | RTF {self.res.rtf:.2f} | behind {behind_ms:4.0f} ms"
-                    + ("" if self.had_face else " | no face"))
+                    f"\r\033[Klive {engine.t_next / FPS:6.1f} s | latency p50 {res.percentile(50):4.0f} ms "
+                    f"p95 {res.percentile(95):4.0f} ms | RTF {res.rtf:.2f} | behind {behind_ms:4.0f} ms"
+                    + ("" if engine.had_face else " | no face"))
                 self.status.flush()
             if src.ended:
                 break
-        self.finish(src)
-
-    def finish(self, src: LiveSource) -> None:
-        busy = time.monotonic()
-        self.handle(self.roi.flush())
-        self.speaker.end()
-        self.res.compute_seconds += time.monotonic() - busy
-        self.res.source_error = src.reason() if src.ended else ""
-        if self.res.source_error and src.frames_read:
-            self.say(f"source stopped after {src.frames_read / FPS:.2f} s: {self.res.source_error}")
-        if src.frames_read and self.res.dropped == 0 and self.roi.faces_seen == 0 and not self.res.latencies_ms:
-            self.say(f"no face found in {self.t_next} frames: the audio is silence")
+        res.source_error = src.reason() if src.ended else ""
+        if res.source_error and src.frames_read:
+            engine.say(f"source stopped after {src.frames_read / FPS:.2f} s: {res.source_error}")
+        engine.finish()
 
     def close(self) -> None:
         if self.wav is not None:
             self.wav.close()
-        self.res.frames = self.t_next
-        self.res.spoken_frames = len(self.res.latencies_ms)
-        self.res.events.append(f"wall {time.monotonic() - self.started:.2f} s")
+        self.engine.close()
 
 
 def format_result(source: str, out: Optional[str | os.PathLike], res: LiveResult) -> str:

@@ -23,7 +23,7 @@ LAYERS = [
     ("lipspeech.training",),
     ("lipspeech.vocoder",),
     ("lipspeech.evaluation",),
-    ("lipspeech.speak", "lipspeech.live", "lipspeech.summary", "lipspeech.doctor", "lipspeech.toolcli",
+    ("lipspeech.speak", "lipspeech.live", "lipspeech.liveengine", "lipspeech.serve", "lipspeech.summary", "lipspeech.doctor", "lipspeech.toolcli",
      "lipspeech.cli"),
 ]
 
