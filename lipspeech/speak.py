@@ -58,6 +58,9 @@ class SpeakResult:
     vocoder: dict[str, Any] = field(default_factory=dict)
     #: settings the checkpoint did not carry (a checkpoint from before bundles): defaults were used
     assumed: list[str] = field(default_factory=list)
+    #: (T, S, S) uint8 mouth crops the model saw, and its (4T, n_mels) post-net log-mel
+    crops: Optional[np.ndarray] = None
+    mel: Optional[np.ndarray] = None
 
     @property
     def duration(self) -> float:
@@ -194,30 +197,46 @@ def speak(
     Raises:
         SpeakError: no such file, no video stream, no face, ... (one line).
     """
-    import torch
-
     from lipspeech.config import validate_config
-    from lipspeech.media import MediaError, probe
-    from lipspeech.models.batch import Utterance
     from lipspeech.runtime import resolve_device
-    from lipspeech.store import atomic_path
-    from lipspeech.training.synthesis import synthesize
 
     cfg = config if config is not None else validate_config({})
     dev = resolve_device(device)
     video = Path(video)
     timer = _Timer()
-
     timer.start()
+    probe_video(video)
+    loaded = load_pipeline(Path(model_ckpt), vocoder, cfg["vocoder"], dev, speaker)
+    timer.stop("load")
+    return speak_loaded(video, out, loaded, dev, temperature, seed, timer)
+
+
+def probe_video(video: Path) -> Any:
+    """ffprobe's view of ``video`` (SpeakError when it cannot be read or has no video stream)."""
+    from lipspeech.media import MediaError, probe
+
     try:
         info = probe(video)
     except MediaError as exc:
         raise SpeakError(f"{video}: {exc}") from None
     if not info.has_video:
         raise SpeakError(f"{video}: no video stream (an audio-only file?)")
-    loaded = load_pipeline(Path(model_ckpt), vocoder, cfg["vocoder"], dev, speaker)
-    timer.stop("load")
+    return info
 
+
+def speak_loaded(video: Path, out: Optional[str | os.PathLike], loaded: LoadedPipeline, dev: Any,
+                 temperature: Optional[float] = None, seed: int = 0, timer: Optional[_Timer] = None) -> SpeakResult:
+    """:func:`speak` with the pipeline loaded already (``lipspeech serve`` loads it once for every clip);
+    the result also carries the mouth crops and the post-net mel."""
+    import torch
+
+    from lipspeech.models.batch import Utterance
+    from lipspeech.store import atomic_path
+    from lipspeech.training.synthesis import synthesize
+
+    if timer is None:
+        timer = _Timer()
+        timer.wall["load"] = timer.cpu["load"] = 0.0
     n_frames, crops = _mouth_crops(video, loaded, timer)
 
     timer.start()
@@ -239,7 +258,8 @@ def speak(
         with atomic_path(out) as tmp:
             sf.write(str(tmp), audio, SAMPLE_RATE, subtype="PCM_16", format="WAV")
     return SpeakResult(audio=audio, n_frames=n_frames, seconds=timer.wall, cpu_seconds=timer.cpu,
-                       vocoder=loaded.vocoder.describe(), assumed=list(loaded.bundle.assumed))
+                       vocoder=loaded.vocoder.describe(), assumed=list(loaded.bundle.assumed), crops=crops,
+                       mel=result.post)
 
 
 def format_report(video: str | os.PathLike, out: Optional[str | os.PathLike], res: SpeakResult) -> str:

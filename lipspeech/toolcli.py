@@ -1,5 +1,5 @@
 """The commands that are not workflow stages: speak (any video -> WAV), live (a live source -> audio as it
-arrives), summary, store-info."""
+arrives), serve (a web page for both), summary, store-info."""
 
 from __future__ import annotations
 
@@ -58,6 +58,36 @@ def cmd_live(args: argparse.Namespace) -> int:
     return main_live(args)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from lipspeech.serve import main_serve
+
+    return main_serve(args)
+
+
+def register_serve(sub: Any) -> None:
+    p = sub.add_parser("serve", help="a web page for a model: upload a clip, or speak live from the camera")
+    p.add_argument("--model", required=True, help="model checkpoint (a streaming one for the live camera; any for clips)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only); any "
+                   "other needs the access token printed at start")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--vocoder", help="HiFi-GAN checkpoint or griffin-lim (default: the --config's, else Griffin-Lim)")
+    p.add_argument("--config", help="config.yaml whose vocoder section to use")
+    p.add_argument("--max-upload-mb", type=float, default=50.0, help="largest clip accepted")
+    p.add_argument("--max-seconds", type=float, default=60.0, help="longest clip accepted")
+    p.add_argument("--max-streams", type=int, default=2, help="live streams at once; one more is told the machine "
+                   "is busy (2: what 2 CPU cores hold in real time with the tiny model, benchmarks/serve_live.py)")
+    p.add_argument("--on-lag", choices=["drop", "wait"], default="drop", help="as for lipspeech live")
+    p.add_argument("--max-lag-ms", type=float, default=1000.0)
+    p.add_argument("--chunk-frames", type=int, help="video frames per model chunk (default: the model's)")
+    p.add_argument("--roi-lag", type=int, default=0, help="frames the mouth crops wait for smoothing")
+    p.add_argument("--keyframe-interval", type=int, default=5, help="face detection every N frames")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, auto")
+    p.add_argument("--temperature", type=float, help="std of the post-net prior (default: the model's)")
+    p.add_argument("--speaker", help="speaker name or index, for models with a speaker embedding")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (shared by all streams)")
+    p.set_defaults(func=cmd_serve)
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("speak", help="speech from any talking-face video with a trained model: VIDEO -> WAV")
     p.add_argument("video", help="video file (any format ffmpeg reads)")
@@ -107,6 +137,8 @@ def register(sub: Any) -> None:
                    "tracker need a core too; on 2 cores, 2 threads made the whole 3x slower)")
     p.add_argument("--quiet", action="store_true", help="no status line")
     p.set_defaults(func=cmd_live)
+
+    register_serve(sub)
 
     p = sub.add_parser("summary", help="one-screen summary of a corpus's results folder (or of the files given)")
     p.add_argument("results", nargs="?", help="results/{corpus} folder (its stores and rejected tables)")

@@ -1,0 +1,260 @@
+"""lipspeech serve: the upload path equals `lipspeech speak`; a live stream over the WebSocket equals `lipspeech
+live` on the frames the server received; bad uploads, a dropped connection, a stream beyond the limit, a
+token-less request on a non-loopback address: a clear answer and the server goes on. The page itself in
+headless Chromium with a fake camera: tests/test_serve_browser.py."""
+
+import asyncio
+import base64
+import io
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from lipspeech.cli import main
+
+pytestmark = [
+    pytest.mark.usefixtures("one_thread"),  # tests/conftest.py
+    pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("espeak-ng") is None,
+                       reason="needs ffmpeg and espeak-ng"),
+]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A SynthGRID clip, a tiny streaming LTBS checkpoint (2 steps), an offline one, a tiny HiFi-GAN (1 step)."""
+    return tiny_models(tmp_path_factory.mktemp("serve"))
+
+
+def tiny_models(tmp):
+    import torch
+
+    from lipspeech.data.synth.corpus import generate_corpus
+    from lipspeech.features.audio import AudioConfig, MelSpectrogram
+    from lipspeech.models.presets import model_config
+    from lipspeech.training import synthetic_utterances, train, train_config
+    from lipspeech.vocoder import hifigan_config
+    from lipspeech.vocoder.train import VocoderItem, train_vocoder, vocoder_train_config
+
+    generate_corpus({"seed": 3, "speakers": ["s1"], "utterances_per_speaker": 1, "faces": ["astronaut"]},
+                    tmp / "raw", threads=1, progress=False)
+    video = next((tmp / "raw" / "s1").glob("*.mpg"))
+    tcfg = train_config({"max_steps": 2, "batch_size": 2, "warmup_steps": 1, "device": "cpu", "tensorboard": False,
+                         "progress": False, "val_every": 2})
+    models = {}
+    for name, streaming in (("stream", True), ("offline", False)):
+        cfg = model_config("tiny", {"enc_layers": 1, "dec_layers": 1, "streaming": streaming})
+        models[name] = train(cfg, tcfg, synthetic_utterances(2, 8), None, tmp / name).last_checkpoint
+    ac = AudioConfig()
+    t = np.arange(160 * 40) / 16000
+    audio = (0.3 * np.sin(2 * np.pi * 150 * t)).astype(np.float32)
+    items = [VocoderItem("x", audio, MelSpectrogram(ac)(torch.from_numpy(audio)).numpy())]
+    vcfg = vocoder_train_config({"device": "cpu", "max_steps": 1, "val_every": 1, "batch_size": 1, "segment_frames": 8,
+                                 "tensorboard": False})
+    vocoder = train_vocoder(hifigan_config("tiny"), ac, vcfg, items, None, tmp / "vocoder", preset="tiny",
+                            progress=False).last_checkpoint
+    return {"tmp": tmp, "video": video, "vocoder": str(vocoder), **models}
+
+
+@pytest.fixture(scope="module")
+def server(setup):
+    from lipspeech.serve import ServeOptions, serve
+
+    running = serve(str(setup["stream"]), "127.0.0.1", 0, ServeOptions(record=True, on_lag="wait", max_streams=1),
+                    vocoder=setup["vocoder"])
+    yield running
+    running.stop()
+
+
+def _run(coro):
+    return asyncio.run(coro)
+
+
+async def _post_clip(url, data: bytes, name: str):
+    import aiohttp
+
+    form = aiohttp.FormData()
+    form.add_field("video", data, filename=name, content_type="application/octet-stream")
+    async with aiohttp.ClientSession() as s, s.post(url + "api/speak", data=form) as r:
+        return r.status, await r.json()
+
+
+def _wav_bytes(data_url: str) -> np.ndarray:
+    import soundfile as sf
+
+    audio, rate = sf.read(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1])), dtype="int16")
+    assert rate == 16000
+    return audio
+
+
+def _wav(path) -> np.ndarray:
+    import soundfile as sf
+
+    return sf.read(str(path), dtype="int16")[0]
+
+
+def test_upload_equals_speak(setup, server, tmp_path):
+    """The page's clip path gives `lipspeech speak`'s audio, bit for bit, with the crops, mel, F0 and timings."""
+    ref = tmp_path / "speak.wav"
+    assert main(["speak", str(setup["video"]), "--model", str(setup["stream"]), "--vocoder", setup["vocoder"],
+                 "-o", str(ref), "--device", "cpu", "--threads", "1"]) == 0
+    status, res = _run(_post_clip(server.url, setup["video"].read_bytes(), setup["video"].name))
+    assert status == 200, res
+    got, want = _wav_bytes(res["audio"]), _wav(ref)
+    assert np.array_equal(got, want) and np.abs(want).max() > 0
+    assert res["frames"] * 640 == len(want) and len(res["f0"]) == len(want) // 160
+    assert res["crops"].startswith("data:image/png;base64,") and res["mel"].startswith("data:image/png;base64,")
+    assert set(res["seconds"]) >= {"decode", "roi", "model", "vocoder", "total"}
+
+
+def test_bad_uploads_are_answered_and_the_server_goes_on(setup, server, tmp_path):
+    """Not a video, too large, too long, no face: one line each (4xx); then a good clip is spoken."""
+    clip = setup["video"].read_bytes()
+    status, res = _run(_post_clip(server.url, b"not a video at all" * 100, "notes.mp4"))
+    assert status == 422 and res["error"].startswith("notes.mp4: ") and "\n" not in res["error"], res
+    noface = tmp_path / "noface.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=rate=25:size=320x240", "-frames:v", "25",
+                    "-pix_fmt", "yuv420p", str(noface)], check=True)
+    status, res = _run(_post_clip(server.url, noface.read_bytes(), "noface.mp4"))
+    assert status == 422 and res["error"].startswith("noface.mp4: no usable face"), res
+    opt = server.server.opt
+    saved = opt.max_upload_mb, opt.max_seconds
+    try:
+        opt.max_upload_mb = len(clip) / 2 / 2**20
+        status, res = _run(_post_clip(server.url, clip, "big.mpg"))
+        assert status == 413 and "larger than the limit" in res["error"] and "--max-upload-mb" in res["error"], res
+        opt.max_upload_mb, opt.max_seconds = saved[0], 1.0
+        status, res = _run(_post_clip(server.url, clip, "long.mpg"))
+        assert status == 422 and "longer than the limit of 1 s" in res["error"], res
+    finally:
+        opt.max_upload_mb, opt.max_seconds = saved
+    assert _run(_post_clip(server.url, clip, "good.mpg"))[0] == 200
+
+
+def _jpegs(video) -> list[bytes]:
+    import cv2
+
+    from lipspeech.media import read_frames
+
+    return [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes() for f in read_frames(video, gray=True)]
+
+
+async def _stream(url: str, frames: list[bytes], stop_after=None, hold=None):
+    """Stream JPEG frames over /ws/live; returns (the first message, PCM received, the JSON messages). With
+    ``stop_after`` the connection is dropped after that many frames; ``hold`` (an asyncio.Event) keeps the
+    stream open after its frames until it is set."""
+    import aiohttp
+
+    pcm, msgs = bytearray(), []
+    base, _, query = url.partition("?")
+    ws_url = base.replace("http", "ws", 1) + "ws/live" + ("?" + query if query else "")
+    async with aiohttp.ClientSession() as s, s.ws_connect(ws_url) as ws:
+        first = await ws.receive_json()
+        if "ready" not in first:
+            return first, pcm, [await ws.receive()]
+        for i, f in enumerate(frames):
+            if stop_after is not None and i == stop_after:
+                await ws.close()
+                return first, pcm, msgs
+            await ws.send_bytes(f)
+            await asyncio.sleep(0.04)  # a camera's pace
+        if hold is not None:
+            await hold.wait()
+        await ws.send_str("end")
+        async for m in ws:
+            if m.type == aiohttp.WSMsgType.BINARY:
+                n = int.from_bytes(m.data[:4], "little")
+                pcm += m.data[4 + 4 * n :]
+            else:
+                msgs.append(json.loads(m.data))
+                if "done" in msgs[-1]:
+                    break
+    return first, pcm, msgs
+
+
+def live_reference(setup, frames: list[np.ndarray], tmp_path) -> np.ndarray:
+    """`lipspeech live` (the command) on these frames, written losslessly to a file; its WAV as int16."""
+    h, w = frames[0].shape
+    clip, out = tmp_path / "received.mkv", tmp_path / "received.wav"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "rawvideo", "-pix_fmt", "gray", "-s", f"{w}x{h}", "-r", "25",
+                    "-i", "pipe:", "-c:v", "ffv1", str(clip)], input=np.stack(frames).tobytes(), check=True)
+    assert main(["live", str(clip), "--model", str(setup["stream"]), "--vocoder", setup["vocoder"], "-o", str(out),
+                 "--quiet"]) == 0
+    return _wav(out)
+
+
+def test_live_stream_equals_lipspeech_live_on_the_frames_received(setup, server, tmp_path):
+    frames = _jpegs(setup["video"])
+    first, pcm, msgs = _run(_stream(server.url, frames))
+    assert first["ready"] and first["algorithmic_ms"]["total"] > 0
+    done = msgs[-1]["done"]
+    assert done["frames"] == len(frames) and done["ended"] == "end" and done["spoken"] > 0
+    record = server.server.records[-1]
+    assert len(record.frames) == len(frames) and bytes(record.pcm) == bytes(pcm)
+    got, want = np.frombuffer(bytes(pcm), "<i2"), live_reference(setup, record.frames, tmp_path)
+    assert len(got) == len(want) == 640 * len(frames)
+    assert np.abs(got.astype(int) - want).max() <= 1 and np.abs(want).max() > 0
+    assert any("state" in m for m in msgs)
+
+
+def test_dropped_connection_frees_its_slot(setup, server):
+    """A client that goes away mid-stream: its stream ends ('gone'), the limit's one slot is free again and the
+    next stream is served in full."""
+    frames = _jpegs(setup["video"])
+    n = len(server.server.records)
+    first, _, _ = _run(_stream(server.url, frames, stop_after=10))
+    assert first["ready"]
+    first, pcm, msgs = _run(_stream(server.url, frames[:20]))
+    assert first["ready"] and msgs[-1]["done"]["frames"] == 20 and len(pcm) == 2 * 640 * 20
+    assert [r.ended for r in server.server.records[n:]] == ["gone", "end"]
+
+
+def test_stream_beyond_the_limit_is_told_busy(setup, server):
+    """With --max-streams 1, a second stream is told the machine is busy (and closed with 1013) while the first
+    goes on to the end unaffected."""
+    frames = _jpegs(setup["video"])[:15]
+
+    async def both():
+        hold = asyncio.Event()
+        first = asyncio.create_task(_stream(server.url, frames, hold=hold))
+        await asyncio.sleep(2.0)  # the first is streaming
+        second = await _stream(server.url, frames)
+        hold.set()
+        return await first, second
+
+    (a_first, a_pcm, a_msgs), (b_first, _, b_close) = _run(both())
+    assert a_first["ready"] and a_msgs[-1]["done"]["frames"] == 15 and len(a_pcm) == 2 * 640 * 15
+    assert b_first["error"].startswith("busy: this machine is serving 1 live streams"), b_first
+    assert b_close[0].data == 1013
+
+
+def test_token_needed_off_loopback(setup):
+    """Bound to 0.0.0.0: a token is made and printed in the URL; without it (page, API, WebSocket) 403."""
+    import aiohttp
+
+    from lipspeech.serve import ServeOptions, serve
+
+    running = serve(str(setup["offline"]), "0.0.0.0", 0, ServeOptions(), vocoder=setup["vocoder"])
+    try:
+        assert running.server.token and f"?token={running.server.token}" in running.url
+        base = f"http://127.0.0.1:{running.port}/"
+
+        async def get(path):
+            async with aiohttp.ClientSession() as s, s.get(base + path) as r:
+                return r.status, await r.text()
+
+        for path in ("", "api/info", "ws/live", f"?token={running.server.token}x"):
+            status, text = _run(get(path))
+            assert status == 403 and "access token" in text, path
+        status, text = _run(get(f"?token={running.server.token}"))
+        assert status == 200 and "lipspeech" in text
+        status, text = _run(get(f"api/info?token={running.server.token}"))
+        info = json.loads(text)
+        assert status == 200 and info["streaming"] is False and "not a streaming model" in info["live_error"]
+        # the offline model's live stream: the reason, not a crash
+        first, _, _ = _run(_stream(running.url, []))
+        assert "not a streaming model" in first["error"]
+    finally:
+        running.stop()
