@@ -53,3 +53,12 @@ def spoken_sentences() -> list[np.ndarray]:
         y[4800 : 4800 + len(x)] = x
         out.append(y)
     return out
+
+
+def chromium_binary() -> str | None:
+    """Debian's chromium (or Ubuntu's chromium-browser) on PATH, or None."""
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+needs_chromium = pytest.mark.skipif(chromium_binary() is None, reason="needs chromium (headless) for the browser "
+                                    "test: apt-get install chromium (make deps installs it)")

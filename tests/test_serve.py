@@ -1,7 +1,7 @@
 """lipspeech serve: the upload path equals `lipspeech speak`; a live stream over the WebSocket equals `lipspeech
 live` on the frames the server received; bad uploads, a dropped connection, a stream beyond the limit, a
-token-less request on a non-loopback address: a clear answer and the server goes on. The page itself in
-headless Chromium with a fake camera: tests/test_serve_browser.py."""
+token-less request on a non-loopback address: a clear answer and the server goes on; the page itself in
+headless Chromium with a fake camera."""
 
 import asyncio
 import base64
@@ -12,6 +12,7 @@ import subprocess
 
 import numpy as np
 import pytest
+from needs import chromium_binary, needs_chromium
 
 from lipspeech.cli import main
 
@@ -258,3 +259,43 @@ def test_token_needed_off_loopback(setup):
         assert "not a streaming model" in first["error"]
     finally:
         running.stop()
+
+
+@needs_chromium
+def test_page_streams_the_fake_camera_in_headless_chromium(setup, tmp_path):
+    """The real page in headless Chromium, its camera a fake device fed from the clip (y4m): it opens the camera,
+    streams, plays the speech with Web Audio and reports what it received: the PCM the server sent, equal to
+    `lipspeech live` on the frames the server received; its capture-to-playback latency is measured."""
+    import time
+
+    from lipspeech.serve import ServeOptions, serve
+
+    y4m = tmp_path / "camera.y4m"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(setup["video"]), "-pix_fmt", "yuv420p", str(y4m)], check=True)
+    n = 75
+    running = serve(str(setup["stream"]), "127.0.0.1", 0, ServeOptions(record=True, on_lag="wait"),
+                    vocoder=setup["vocoder"])
+    browser = subprocess.Popen(
+        [chromium_binary(), "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+         "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--use-fake-ui-for-media-stream",
+         "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={y4m}",
+         "--autoplay-policy=no-user-gesture-required", f"{running.url}?live={n}&report=1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not running.server.reports and time.monotonic() < deadline and browser.poll() is None:
+            time.sleep(0.2)
+    finally:
+        browser.terminate()
+        _, err = browser.communicate(timeout=30)
+        running.stop()
+    assert running.server.reports, f"the page reported nothing: {err[-2000:]}"
+    report = running.server.reports[-1]
+    record = running.server.records[-1]
+    assert report["frames_sent"] == n and report["done"]["frames"] == n and len(record.frames) == n
+    got = np.frombuffer(base64.b64decode(report["pcm"]), "<i2")
+    assert got.tobytes() == bytes(record.pcm) and len(got) == 640 * n
+    want = live_reference(setup, record.frames, tmp_path)
+    assert np.abs(got.astype(int) - want).max() <= 1 and np.abs(want).max() > 0
+    lat = np.array(report["latencies_ms"])
+    assert report["done"]["spoken"] > 0 and len(lat) == report["done"]["spoken"] and (lat > 0).all()
