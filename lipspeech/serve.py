@@ -1,13 +1,12 @@
 """``lipspeech serve``: a web page for a trained model: a clip uploaded, or the live camera.
 
 GET /                 the page (``lipspeech/resources/serve/``: index.html, app.js, style.css)
-GET /api/info         the model: streaming or not, its latency by design, the limits
-POST /api/speak       a clip (multipart field ``video``) -> what ``lipspeech speak`` makes of it (the same code,
-                      :func:`lipspeech.speak.speak_loaded`): a WAV, the mouth crops as a strip, the mel, F0, timings
-WS /ws/live           the camera: the page sends each frame as a JPEG as it is captured; the server feeds them to
-                      the engine ``lipspeech live`` runs (:class:`lipspeech.liveengine.LiveEngine`) and sends the
-                      audio back as it is made (binary: u32 n, n u32 timeline indices of the spoken frames the
-                      stretch completes, then 16-bit PCM), with JSON lines for events, state and the end
+GET /api/info         the model: streaming or not, its latency by design, the limits, the example clips
+POST /api/speak       a clip (multipart field ``video``, or ``?example=NAME``) -> what ``lipspeech speak`` makes of
+                      it (the same code, :func:`lipspeech.speak.speak_loaded`): a WAV, the mouth crops as a strip,
+                      the mel, F0, timings
+WS /ws/live           the camera: frames in as they are captured, speech out as it is made, through the engine
+                      ``lipspeech live`` runs (:mod:`lipspeech.servelive`)
 POST /api/report      the page's own measurements (``?report=1``: latency from capture to playback, the PCM it got)
 
 Safe by default: it binds 127.0.0.1; any other address needs the access token printed at start
@@ -23,13 +22,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import hmac
-import queue
 import secrets
 import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Optional
@@ -40,6 +38,7 @@ from lipspeech.speak import LoadedPipeline, SpeakError
 from lipspeech.timing import SAMPLE_RATE
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+VIDEO_SUFFIXES = (".mp4", ".mpg", ".mpeg", ".mov", ".avi", ".mkv", ".webm")
 PAGE_FILES = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
 
 
@@ -58,28 +57,10 @@ class ServeOptions:
     temperature: Optional[float] = None
     camera_timeout: float = 10.0  # seconds without a frame: the camera has stopped
     record: bool = False  # keep each stream's decoded frames (tests, benchmarks)
+    examples: tuple[Path, ...] = ()  # clips on the server the page offers (e.g. the corpus's test clips)
 
 
-@dataclass
-class StreamRecord:
-    """One live stream as the server saw it: the frames it fed the engine (``record``), the PCM it sent, the
-    engine's result, and how it ended ("end": the page ended it, "gone": the connection dropped, "camera")."""
-
-    frames: list[np.ndarray] = field(default_factory=list)
-    pcm: bytearray = field(default_factory=bytearray)
-    result: Any = None
-    ended: str = ""
-
-
-def own_backend(loaded: LoadedPipeline) -> LoadedPipeline:
-    """The pipeline with a face backend of its own (a backend tracks one stream and is not thread-safe)."""
-    from lipspeech.vision.backends import make_backend
-
-    cfg = loaded.roi_cfg
-    return replace(loaded, backend=make_backend(cfg.backend, cfg.detect_max_side, cfg.detect_upsample))
-
-
-def _png(image: np.ndarray) -> str:
+def png_url(image: np.ndarray) -> str:
     import cv2
 
     ok, buf = cv2.imencode(".png", image)
@@ -110,7 +91,8 @@ def clip_views(res: Any, prosody: dict) -> dict:
     lo, hi = np.percentile(mel, 1), np.percentile(mel, 99.5)
     mel8 = (255 * np.clip((mel - lo) / max(hi - lo, 1e-6), 0, 1)).astype(np.uint8)
     f0 = world_f0(res.audio, prosody["f0_method"], prosody["f0_floor"], prosody["f0_ceil"])
-    return {"crops": _png(strip), "crop_frames": pick.tolist(), "mel": _png(cv2.applyColorMap(mel8, cv2.COLORMAP_VIRIDIS)),
+    mel_png = png_url(cv2.applyColorMap(mel8, cv2.COLORMAP_VIRIDIS))
+    return {"crops": png_url(strip), "crop_frames": pick.tolist(), "mel": mel_png,
             "f0": [round(float(x), 1) for x in f0], "audio": _wav_b64(res.audio), "frames": res.n_frames,
             "duration": res.duration, "seconds": {k: round(v, 3) for k, v in res.seconds.items()},
             "rtf": round(res.rtf(), 3), "vocoder": res.vocoder.get("kind", "?")}
@@ -136,7 +118,7 @@ class Server:
         self.clips = ThreadPoolExecutor(1, thread_name_prefix="clip")  # one clip at a time; queued beyond
         self.streams = 0
         self.lock = threading.Lock()
-        self.records: list[StreamRecord] = []
+        self.records: list[Any] = []  # servelive.StreamRecord, one per stream ended
         self.reports: list[dict] = []
         model = loaded.bundle.model
         self.streaming_error = ""
@@ -179,7 +161,8 @@ class Server:
         info = {"model": Path(str(self.model_ckpt)).name, "streaming": model.streaming is not None,
                 "live_error": self.streaming_error, "max_upload_mb": self.opt.max_upload_mb,
                 "max_seconds": self.opt.max_seconds, "max_streams": self.opt.max_streams,
-                "vocoder": self.loaded.vocoder.describe().get("kind", "?")}
+                "vocoder": self.loaded.vocoder.describe().get("kind", "?"),
+                "examples": [p.name for p in self.opt.examples]}
         if model.streaming is not None:
             chunk = self.opt.chunk_frames or model.streaming.chunk_frames
             info["chunk_frames"], info["lookahead_frames"] = chunk, model.streaming.lookahead_frames
@@ -192,6 +175,17 @@ class Server:
         def fail(status: int, message: str) -> Any:
             return web.json_response({"error": message}, status=status)
 
+        if "example" in request.query:
+            names = [p.name for p in self.opt.examples]
+            name = request.query["example"]
+            if name not in names:
+                return fail(404, f"no example clip {name!r} (lipspeech serve --examples)")
+            try:
+                views = await asyncio.get_running_loop().run_in_executor(
+                    self.clips, self._speak_clip, self.opt.examples[names.index(name)])
+            except SpeakError as exc:
+                return fail(422, str(exc))
+            return web.json_response(views)
         limit = int(self.opt.max_upload_mb * 2**20)
         try:
             reader = await request.multipart()
@@ -234,127 +228,9 @@ class Server:
 
     # ------------------------------------------------------------------ live
     async def live(self, request: Any) -> Any:
-        from aiohttp import WSMsgType, web
+        from lipspeech.servelive import live_stream
 
-        ws = web.WebSocketResponse(max_msg_size=8 * 2**20)
-        await ws.prepare(request)
-        if self.streaming_error:
-            await ws.send_json({"error": self.streaming_error})
-            await ws.close()
-            return ws
-        with self.lock:
-            admitted = self.streams < self.opt.max_streams
-            self.streams += admitted
-        if not admitted:
-            await ws.send_json({"error": f"busy: this machine is serving {self.opt.max_streams} live streams, its "
-                                "limit (lipspeech serve --max-streams); try again later"})
-            await ws.close(code=1013, message=b"busy")
-            return ws
-        loop, out = asyncio.get_running_loop(), asyncio.Queue()
-        frames: queue.Queue = queue.Queue()
-        record = StreamRecord()
-
-        def send(msg: Any) -> None:  # from the engine's thread
-            loop.call_soon_threadsafe(out.put_nowait, msg)
-
-        async def sender() -> None:
-            while (msg := await out.get()) is not None:
-                try:
-                    await (ws.send_bytes(msg) if isinstance(msg, bytes) else ws.send_json(msg))
-                except (ConnectionError, RuntimeError):
-                    pass  # the page has gone; the reader ends the stream
-
-        worker = threading.Thread(target=self._stream, args=(frames, send, record), daemon=True)
-        sending = asyncio.create_task(sender())
-        worker.start()
-        try:
-            async for msg in ws:
-                if msg.type == WSMsgType.BINARY:
-                    frames.put((msg.data, time.monotonic()))
-                elif msg.type == WSMsgType.TEXT and msg.data == "end":
-                    frames.put("end")
-                    break
-            else:
-                frames.put("gone")
-            await loop.run_in_executor(None, worker.join)
-            await out.put(None)
-            await sending
-            if not ws.closed:
-                await ws.close()
-        finally:
-            frames.put("gone")
-            with self.lock:
-                self.streams -= 1
-        return ws
-
-    def _stream(self, frames: queue.Queue, send: Any, record: StreamRecord) -> None:
-        """One stream's engine, in its own thread: JPEGs in, PCM and state out (``send``)."""
-
-        from lipspeech.liveengine import LiveEngine
-
-        def sink(pcm: bytes, spoken: list[int]) -> None:
-            record.pcm += pcm
-            send(np.array([len(spoken), *spoken], "<u4").tobytes() + pcm)
-
-        try:
-            engine = LiveEngine(own_backend(self.loaded), self.opt.chunk_frames, self.opt.roi_lag,
-                                self.opt.keyframe_interval, self.opt.temperature, sinks=[sink],
-                                on_event=lambda line: send({"event": line}))
-        except Exception as exc:  # noqa: BLE001 (a backend that cannot start: said to the page, the server goes on)
-            send({"error": f"the live engine could not start: {exc}"})
-            return
-        send({"ready": True, "algorithmic_ms": engine.res.algorithmic_ms, "max_lag_ms": self.opt.max_lag_ms})
-        try:
-            self._feed(engine, frames, send, record)
-        except Exception as exc:  # noqa: BLE001 (this stream ends with the reason; the others go on)
-            send({"error": f"the live stream failed: {type(exc).__name__}: {exc}"})
-            record.ended = "failed"
-            self.records.append(record)
-
-    def _feed(self, engine: Any, frames: queue.Queue, send: Any, record: StreamRecord) -> None:
-        import cv2
-
-        last_state = 0.0
-        ended = ""
-        while not ended:
-            try:
-                items = [frames.get(timeout=self.opt.camera_timeout)]
-            except queue.Empty:
-                send({"event": f"camera stopped: no frame for {self.opt.camera_timeout:g} s"})
-                ended = "camera"
-                break
-            while not frames.empty():
-                items.append(frames.get_nowait())
-            ended = next((i for i in items if isinstance(i, str)), "")
-            if ended:
-                items = items[: items.index(ended)]
-            decoded = []
-            for data, arrived in items:
-                frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
-                if frame is None:
-                    send({"error": "a frame that is not a JPEG: stream ended"})
-                    ended = "bad frame"
-                    break
-                decoded.append((frame, arrived))
-            if self.opt.record:
-                record.frames += [f for f, _ in decoded]
-            if ended == "gone":
-                break  # nobody listens: stop at once, the slot is free
-            behind = engine.push(decoded, self.opt.on_lag, self.opt.max_lag_ms)
-            if time.monotonic() - last_state > 0.2 or ended:
-                last_state = time.monotonic()
-                crop = engine.last_crop
-                send({"state": {"frame": engine.t_next, "face": engine.had_face, "behind_ms": round(behind),
-                                "dropped": engine.res.dropped, "rtf": round(engine.res.rtf, 3)},
-                      "crop": _png(crop) if crop is not None else None})
-        if ended != "gone":
-            engine.finish()
-        res = engine.close()
-        record.result, record.ended = res, ended
-        self.records.append(record)
-        send({"done": {"frames": res.frames, "spoken": res.spoken_frames, "dropped": res.dropped,
-                       "samples": res.samples, "server_latency_p50_ms": res.percentile(50),
-                       "server_latency_p95_ms": res.percentile(95), "rtf": res.rtf, "ended": ended}})
+        return await live_stream(self, request)
 
     async def report(self, request: Any) -> Any:
         from aiohttp import web
@@ -414,6 +290,21 @@ def serve(model_ckpt: str, host: str = "127.0.0.1", port: int = 8000, options: O
     return Running(Server(loaded, model_ckpt, dev, options or ServeOptions(), token), host, port)
 
 
+def example_clips(paths: list[str]) -> tuple[Path, ...]:
+    """``--examples``: files, and the videos in folders (sorted, at most 20 a folder)."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found += sorted(q for q in p.iterdir() if q.suffix.lower() in VIDEO_SUFFIXES)[:20]
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise SpeakError(f"--examples {p}: no such file or folder")
+    if len({p.name for p in found}) < len(found):
+        raise SpeakError("--examples: two clips of the same name")
+    return tuple(found)
+
+
 def main_serve(args: Any) -> int:
     """The command (registered in :mod:`lipspeech.toolcli`)."""
     import torch
@@ -425,7 +316,8 @@ def main_serve(args: Any) -> int:
     torch.set_num_threads(args.threads)
     opts = ServeOptions(max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds, max_streams=args.max_streams,
                         on_lag=args.on_lag, max_lag_ms=args.max_lag_ms, chunk_frames=args.chunk_frames,
-                        roi_lag=args.roi_lag, keyframe_interval=args.keyframe_interval, temperature=args.temperature)
+                        roi_lag=args.roi_lag, keyframe_interval=args.keyframe_interval, temperature=args.temperature,
+                        examples=example_clips(args.examples or []))
     running = serve(args.model, args.host, args.port, opts, args.vocoder,
                     load_config(args.config) if args.config else None, args.device, args.speaker)
     note = "" if running.server.token is None else " (anyone with this URL, token included, can use the server)"

@@ -72,6 +72,8 @@ def register_serve(sub: Any) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--vocoder", help="HiFi-GAN checkpoint or griffin-lim (default: the --config's, else Griffin-Lim)")
     p.add_argument("--config", help="config.yaml whose vocoder section to use")
+    p.add_argument("--examples", nargs="*", help="clips (or folders of clips) on this machine that the page offers, "
+                   "e.g. a corpus's test videos")
     p.add_argument("--max-upload-mb", type=float, default=50.0, help="largest clip accepted")
     p.add_argument("--max-seconds", type=float, default=60.0, help="longest clip accepted")
     p.add_argument("--max-streams", type=int, default=2, help="live streams at once; one more is told the machine "

@@ -23,8 +23,8 @@ LAYERS = [
     ("lipspeech.training",),
     ("lipspeech.vocoder",),
     ("lipspeech.evaluation",),
-    ("lipspeech.speak", "lipspeech.live", "lipspeech.liveengine", "lipspeech.serve", "lipspeech.summary",
-     "lipspeech.doctor", "lipspeech.toolcli", "lipspeech.cli"),
+    ("lipspeech.speak", "lipspeech.live", "lipspeech.liveengine", "lipspeech.serve", "lipspeech.servelive",
+     "lipspeech.summary", "lipspeech.doctor", "lipspeech.toolcli", "lipspeech.cli"),
 ]
 
 

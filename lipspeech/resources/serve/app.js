@@ -1,12 +1,13 @@
 // lipspeech serve's page: a clip uploaded to /api/speak, or the camera streamed to /ws/live.
 // URL parameters: token (the server's access token), live=N (start the camera at once and end after N
-// frames), report=1 (post the page's measurements and the PCM it received to /api/report).
+// frames), example=NAME (speak that example clip at once), report=1 (post the page's measurements and
+// the PCM it received to /api/report).
 "use strict";
 
 const params = new URLSearchParams(location.search);
 const token = params.get("token");
 const $ = (id) => document.getElementById(id);
-const RATE = 16000, SAMPLES_PER_FRAME = 640, FRAME_MS = 40;
+const RATE = 16000, SAMPLES_PER_FRAME = 640, FRAME_MS = 40, MAX_QUEUE = 0.12;
 
 function withToken(path) {
   return token ? path + (path.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token) : path;
@@ -40,6 +41,13 @@ async function loadInfo() {
     + `${info.max_seconds} s · ` + (info.streaming
       ? `streaming: chunks of ${info.chunk_frames} + ${info.lookahead_frames} look-ahead frames`
       : "not a streaming model: clips only");
+  for (const name of info.examples) {
+    const b = document.createElement("button");
+    b.textContent = name;
+    b.addEventListener("click", () => speakClip(name, null));
+    $("examples").append(b, " ");
+    $("examples").hidden = false;
+  }
   if (!info.streaming) {
     $("live-go").disabled = true;
     say($("live-msg"), info.live_error, true);
@@ -63,21 +71,26 @@ function drawF0(f0) {
   $("clip-f0-scale").textContent = `F0 (orange) from 0 to ${top.toFixed(0)} Hz; mel bins low to high, bottom to top`;
 }
 
-$("clip-form").addEventListener("submit", async (ev) => {
+$("clip-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
   const file = $("clip-file").files[0];
   if (!file) { say($("clip-msg"), "choose a video first", true); return; }
+  speakClip(file.name, file);
+});
+
+async function speakClip(name, file) {
   const form = new FormData();
-  form.append("video", file);
-  say($("clip-msg"), `speaking ${file.name}…`);
+  if (file) form.append("video", file);
+  say($("clip-msg"), `speaking ${name}…`);
   $("clip-go").disabled = true;
   const t0 = performance.now();
   try {
-    const r = await fetch(withToken("/api/speak"), {method: "POST", body: form});
+    const url = file ? "/api/speak" : "/api/speak?example=" + encodeURIComponent(name);
+    const r = await fetch(withToken(url), {method: "POST", body: form});
     const res = (r.headers.get("Content-Type") || "").includes("json") ? await r.json() : {error: await r.text()};
     if (!r.ok) { say($("clip-msg"), res.error || `error ${r.status}`, true); $("clip-out").hidden = true; return; }
     const s = res.seconds;
-    say($("clip-msg"), `${file.name}: ${res.frames} frames (${res.duration.toFixed(2)} s) in ${s.total.toFixed(2)} s on `
+    say($("clip-msg"), `${name}: ${res.frames} frames (${res.duration.toFixed(2)} s) in ${s.total.toFixed(2)} s on `
       + `the server (decode ${s.decode.toFixed(2)}, mouth crops ${s.roi.toFixed(2)}, model ${s.model.toFixed(2)}, `
       + `vocoder ${s.vocoder.toFixed(2)} s; real-time factor ${res.rtf}), ${((performance.now() - t0) / 1000).toFixed(2)} s `
       + `with the upload`);
@@ -87,12 +100,20 @@ $("clip-form").addEventListener("submit", async (ev) => {
     $("clip-mel").src = res.mel;
     drawF0(res.f0);
     $("clip-audio").play().catch(() => {});
+    if (params.get("report") === "1") {
+      const loaded = (el, ev) => new Promise((ok) => el.addEventListener(ev, ok, {once: true}));
+      await Promise.all([loaded($("clip-crops"), "load"), loaded($("clip-mel"), "load"),
+                         loaded($("clip-audio"), "loadedmetadata")]);
+      await report({kind: "clip", name, frames: res.frames, crops_width: $("clip-crops").naturalWidth,
+                    mel_width: $("clip-mel").naturalWidth, audio_seconds: $("clip-audio").duration,
+                    f0_frames: res.f0.length, message: $("clip-msg").textContent});
+    }
   } catch (e) {
     say($("clip-msg"), `the server did not answer: ${e}`, true);
   } finally {
     $("clip-go").disabled = false;
   }
-});
+}
 
 // ------------------------------------------------------------------ live
 let live = null;
@@ -101,6 +122,12 @@ function logEvent(line) {
   const li = document.createElement("li");
   li.textContent = line;
   $("live-events").prepend(li);
+}
+
+function logSkip(L) {
+  if (performance.now() - L.lastSkipLog < 2000) return;
+  L.lastSkipLog = performance.now();
+  logEvent(`audio came in a burst: skipped to catch up (${(L.skipped / RATE).toFixed(2)} s skipped so far)`);
 }
 
 function setState(text, cls) {
@@ -126,7 +153,8 @@ async function startLive(maxFrames) {
   const ws = new WebSocket(withToken(`${scheme}//${location.host}/ws/live`));
   ws.binaryType = "arraybuffer";
   const L = live = {ws, ctx, stream, video, sent: 0, captureAt: [], samples: 0, playHead: 0, latencies: [],
-                    pcm: [], running: false, ended: false, chain: Promise.resolve(), maxFrames};
+                    pcm: [], skipped: 0, unheard: 0, lastSkipLog: 0, running: false, ended: false,
+                    chain: Promise.resolve(), maxFrames};
   const canvas = document.createElement("canvas");
   const maxSide = 1280;
 
@@ -162,22 +190,32 @@ async function startLive(maxFrames) {
     const pcm = new Int16Array(data.slice(4 + 4 * n));
     L.pcm.push(pcm);
     if (!pcm.length) return;
-    const buf = ctx.createBuffer(1, pcm.length, RATE);
-    const ch = buf.getChannelData(0);
-    for (let i = 0; i < pcm.length; i++) ch[i] = pcm[i] / 32768;
-    const src = ctx.createBufferSource();
-    src.buffer = buf;
-    src.connect(ctx.destination);
-    const startAt = Math.max(L.playHead, ctx.currentTime + 0.01);
-    src.start(startAt);
-    L.playHead = startAt + pcm.length / RATE;
+    // at most MAX_QUEUE s waits to be played: a burst after a stall (the server catching up) would
+    // otherwise delay everything after it for good; its excess is skipped, as live drops frames
+    let startAt = Math.max(L.playHead, ctx.currentTime + 0.01);
+    const excess = startAt + pcm.length / RATE - (ctx.currentTime + MAX_QUEUE);
+    const skip = excess > 0 ? Math.min(pcm.length, Math.round(excess * RATE)) : 0;
+    L.skipped += skip;
+    if (skip) logSkip(L);
+    if (skip < pcm.length) {
+      const buf = ctx.createBuffer(1, pcm.length - skip, RATE);
+      const ch = buf.getChannelData(0);
+      for (let i = skip; i < pcm.length; i++) ch[i - skip] = pcm[i] / 32768;
+      const src = ctx.createBufferSource();
+      src.buffer = buf;
+      src.connect(ctx.destination);
+      src.start(startAt);
+      L.playHead = startAt + (pcm.length - skip) / RATE;
+    }
     // the moment a spoken frame's last sample is heard, on performance.now()'s clock
     const ts = ctx.getOutputTimestamp ? ctx.getOutputTimestamp() : {};
     const nowCtx = ts.performanceTime ? ts.contextTime : ctx.currentTime;
     const nowPerf = ts.performanceTime ? ts.performanceTime : performance.now();
     const out = 1000 * (ctx.outputLatency || 0);
     for (const f of spoken) {
-      const at = startAt + ((f + 1) * SAMPLES_PER_FRAME - 1 - L.samples) / RATE;
+      const k = (f + 1) * SAMPLES_PER_FRAME - 1 - L.samples - skip;  // its last sample in what is played
+      if (k < 0) { L.unheard += 1; continue; }
+      const at = startAt + k / RATE;
       if (L.captureAt[f] !== undefined) L.latencies.push(nowPerf + 1000 * (at - nowCtx) + out - L.captureAt[f]);
     }
     L.samples += pcm.length;
@@ -239,7 +277,8 @@ async function finishLive(done) {
   let bin = "";
   const bytes = new Uint8Array(pcm.buffer);
   for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  await report({kind: "live", frames_sent: L.sent, latencies_ms: L.latencies, done,
+  await report({kind: "live", frames_sent: L.sent, latencies_ms: L.latencies, done, skipped_samples: L.skipped,
+                unheard_frames: L.unheard,
                 p50_ms: percentile(L.latencies, 50), p95_ms: percentile(L.latencies, 95), pcm: btoa(bin),
                 output_latency_ms: 1000 * (L.ctx.outputLatency || 0), user_agent: navigator.userAgent});
   L.ws.close();
@@ -257,4 +296,5 @@ $("live-go").addEventListener("click", () => {
 loadInfo().then(() => {
   const n = parseInt(params.get("live") || "0", 10);
   if (n > 0 && info && info.streaming) startLive(n);
+  if (params.get("example") && info) speakClip(params.get("example"), null);
 });
