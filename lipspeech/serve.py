@@ -77,20 +77,25 @@ def _wav_b64(audio: np.ndarray) -> str:
     return "data:audio/wav;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def clip_views(res: Any, prosody: dict) -> dict:
-    """What the page shows of a spoken clip: the crops as a strip (every frame up to 40, else evenly spaced),
-    the mel as a picture (low bins at the bottom), F0 per 10 ms (0: unvoiced)."""
+def clip_views(res: Any, prosody: dict, silence_db: float) -> dict:
+    """What the page shows of a spoken clip: the crops as a strip (every frame up to 15, else evenly spaced),
+    the mel as a picture (low bins at the bottom), F0 per 10 ms (0: unvoiced, or more than ``silence_db``
+    below the loudest frame, as the evaluation has it)."""
     import cv2
 
+    from lipspeech.evaluation.metrics import loud_frames
     from lipspeech.features.prosody import world_f0
 
     crops = res.crops
-    pick = np.linspace(0, len(crops) - 1, min(len(crops), 40)).round().astype(int)
+    pick = np.linspace(0, len(crops) - 1, min(len(crops), 15)).round().astype(int)
     strip = np.concatenate([cv2.resize(crops[i], (64, 64), interpolation=cv2.INTER_AREA) for i in pick], axis=1)
     mel = res.mel.T[::-1]
     lo, hi = np.percentile(mel, 1), np.percentile(mel, 99.5)
     mel8 = (255 * np.clip((mel - lo) / max(hi - lo, 1e-6), 0, 1)).astype(np.uint8)
     f0 = world_f0(res.audio, prosody["f0_method"], prosody["f0_floor"], prosody["f0_ceil"])
+    n = len(f0)  # frame k: samples 160k .. 160k + 159
+    frames = np.pad(res.audio, (0, max(0, 160 * n - len(res.audio))))[: 160 * n].reshape(n, 160)
+    f0 = np.where(loud_frames(np.sqrt((frames.astype(np.float64) ** 2).mean(1)), silence_db), f0, 0.0)
     mel_png = png_url(cv2.applyColorMap(mel8, cv2.COLORMAP_VIRIDIS))
     return {"crops": png_url(strip), "crop_frames": pick.tolist(), "mel": mel_png,
             "f0": [round(float(x), 1) for x in f0], "audio": _wav_b64(res.audio), "frames": res.n_frames,
@@ -114,7 +119,8 @@ class Server:
         from lipspeech.config import validate_config
 
         self.loaded, self.model_ckpt, self.device, self.opt, self.token = loaded, model_ckpt, device, options, token
-        self.prosody = validate_config({})["prosody"]
+        cfg = validate_config({})
+        self.prosody, self.f0_silence_db = cfg["prosody"], cfg["evaluate"]["f0_silence_db"]
         self.clips = ThreadPoolExecutor(1, thread_name_prefix="clip")  # one clip at a time; queued beyond
         self.streams = 0
         self.lock = threading.Lock()
@@ -222,7 +228,7 @@ class Server:
             raise SpeakError(f"{path}: {info.duration:.1f} s, longer than the limit of {self.opt.max_seconds:g} s "
                              "(lipspeech serve --max-seconds)")
         res = speak_loaded(path, None, self.loaded, self.device, self.opt.temperature)
-        views = clip_views(res, self.prosody)
+        views = clip_views(res, self.prosody, self.f0_silence_db)
         views["seconds"]["total"] = round(time.perf_counter() - t0, 3)
         return views
 
