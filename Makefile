@@ -15,12 +15,15 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: demo test test-slurm deps venv lock dryrun clean-demo
 
-# Ends with the corpus summary and the report's metrics table (the page: results/synthgrid/report.html).
+# Ends with the corpus summary, the report's metrics table (the page: results/synthgrid/report.html) and the
+# lipspeech serve line that serves the demo's model.
 demo: deps venv
 	$(BIN)/snakemake --cores $(CORES)
 	@cat results/synthgrid/summary.txt
 	@echo; awk '/^## Metrics/{on=1; next} /^## /{on=0} on' results/synthgrid/report.md
 	@echo "report: results/synthgrid/report.html (audio players, mel and F0 plots), results/synthgrid/report.md"
+	@echo "a page for the demo's model (clips; live needs a streaming model, configs/streaming.yaml):"
+	@echo "$(BIN)/lipspeech serve --model results/synthgrid/models/ltbs/ckpt/best.pt --config config.yaml"
 
 # The lints, then the suite with the SLURM test beside it (scripts/run-tests.sh: a throw-away local
 # cluster; needs root to install and start it: as non-root without SLURM installed it is skipped
