@@ -25,7 +25,8 @@ from lipspeech.speak import LoadedPipeline
 
 @dataclass
 class StreamRecord:
-    """One live stream as the server saw it: the frames it fed the engine (``record``), the PCM it sent, the
+    """One live stream as the server saw it: the frames it fed the engine and the PCM it sent (both kept only
+    with the ``record`` option: a long stream would otherwise hold its whole history), the
     engine's result, and how it ended ("end": the page ended it, "gone": the connection dropped, "camera")."""
 
     frames: list[np.ndarray] = field(default_factory=list)
@@ -66,61 +67,66 @@ async def live_stream(server: Any, request: Any) -> Any:
     def send(msg: Any) -> None:  # from the engine's thread
         loop.call_soon_threadsafe(out.put_nowait, msg)
 
-    async def sender() -> None:
+    async def sender() -> None:  # in order; None (the stream's end) closes the connection
         while (msg := await out.get()) is not None:
             try:
                 await (ws.send_bytes(msg) if isinstance(msg, bytes) else ws.send_json(msg))
             except (ConnectionError, RuntimeError):
                 pass  # the page has gone; the reader ends the stream
+        await ws.close()
 
     worker = threading.Thread(target=_stream, args=(server, frames, send, record), daemon=True)
     sending = asyncio.create_task(sender())
     worker.start()
     try:
-        async for msg in ws:
+        async for msg in ws:  # until the page goes, or the sender closes after the stream's end
             if msg.type == WSMsgType.BINARY:
                 frames.put((msg.data, time.monotonic()))
             elif msg.type == WSMsgType.TEXT and msg.data == "end":
                 frames.put("end")
-                break
-        else:
-            frames.put("gone")
-        await loop.run_in_executor(None, worker.join)
-        await out.put(None)
-        await sending
-        if not ws.closed:
-            await ws.close()
     finally:
         frames.put("gone")
-        with server.lock:
-            server.streams -= 1
+        await sending
     return ws
 
-def _stream(server: Any, frames: queue.Queue, send: Any, record: StreamRecord) -> None:
-    """One stream's engine, in its own thread: JPEGs in, PCM and state out (``send``)."""
 
+def keep(server: Any, record: StreamRecord) -> None:
+    """The last 100 streams' records (their results; frames and PCM with ``record``)."""
+    with server.lock:
+        server.records = [*server.records[-99:], record]
+
+
+def _stream(server: Any, frames: queue.Queue, send: Any, record: StreamRecord) -> None:
+    """One stream's engine, in its own thread: JPEGs in, PCM and state out (``send``). Its slot is free before
+    the page hears of the end, so a page that starts again at once is admitted."""
     from lipspeech.liveengine import LiveEngine
 
     def sink(pcm: bytes, spoken: list[int]) -> None:
-        record.pcm += pcm
+        if server.opt.record:
+            record.pcm += pcm
         send(np.array([len(spoken), *spoken], "<u4").tobytes() + pcm)
 
+    last: Any = None
     try:
         engine = LiveEngine(own_backend(server.loaded), server.opt.chunk_frames, server.opt.roi_lag,
                             server.opt.keyframe_interval, server.opt.temperature, sinks=[sink],
                             on_event=lambda line: send({"event": line}))
-    except Exception as exc:  # noqa: BLE001 (a backend that cannot start: said to the page, the server goes on)
-        send({"error": f"the live engine could not start: {exc}"})
-        return
-    send({"ready": True, "algorithmic_ms": engine.res.algorithmic_ms, "max_lag_ms": server.opt.max_lag_ms})
-    try:
-        _feed(server, engine, frames, send, record)
+        send({"ready": True, "algorithmic_ms": engine.res.algorithmic_ms, "max_lag_ms": server.opt.max_lag_ms})
+        last = {"done": _feed(server, engine, frames, send, record)}
     except Exception as exc:  # noqa: BLE001 (this stream ends with the reason; the others go on)
-        send({"error": f"the live stream failed: {type(exc).__name__}: {exc}"})
+        last = {"error": f"the live stream failed: {type(exc).__name__}: {exc}"}
         record.ended = "failed"
-        server.records.append(record)
+    finally:
+        keep(server, record)
+        with server.lock:
+            server.streams -= 1
+        send(last)
+        send(None)
 
-def _feed(server: Any, engine: Any, frames: queue.Queue, send: Any, record: StreamRecord) -> None:
+
+def _feed(server: Any, engine: Any, frames: queue.Queue, send: Any, record: StreamRecord) -> dict:
+    """Frames from the queue into the engine until the page ends the stream, goes, or stops sending; what the
+    page is told at the end."""
     import cv2
 
     last_state = 0.0
@@ -160,7 +166,6 @@ def _feed(server: Any, engine: Any, frames: queue.Queue, send: Any, record: Stre
         engine.finish()
     res = engine.close()
     record.result, record.ended = res, ended
-    server.records.append(record)
-    send({"done": {"frames": res.frames, "spoken": res.spoken_frames, "dropped": res.dropped,
-                   "samples": res.samples, "server_latency_p50_ms": res.percentile(50),
-                   "server_latency_p95_ms": res.percentile(95), "rtf": res.rtf, "ended": ended}})
+    return {"frames": res.frames, "spoken": res.spoken_frames, "dropped": res.dropped, "samples": res.samples,
+            "server_latency_p50_ms": res.percentile(50), "server_latency_p95_ms": res.percentile(95),
+            "rtf": res.rtf, "ended": ended}

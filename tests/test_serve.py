@@ -212,6 +212,16 @@ def test_live_stream_equals_lipspeech_live_on_the_frames_received(setup, server,
     assert any("state" in m for m in msgs)
 
 
+def _wait_free(server):
+    """The server has noticed a stream's end and freed its slot (a client that just drops is not waited for)."""
+    import time
+
+    deadline = time.monotonic() + 10
+    while server.server.streams and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.server.streams == 0
+
+
 def test_dropped_connection_frees_its_slot(setup, server):
     """A client that goes away mid-stream: its stream ends ('gone'), the limit's one slot is free again and the
     next stream is served in full."""
@@ -219,6 +229,7 @@ def test_dropped_connection_frees_its_slot(setup, server):
     n = len(server.server.records)
     first, _, _ = _run(_stream(server.url, frames, stop_after=10))
     assert first["ready"]
+    _wait_free(server)
     first, pcm, msgs = _run(_stream(server.url, frames[:20]))
     assert first["ready"] and msgs[-1]["done"]["frames"] == 20 and len(pcm) == 2 * 640 * 20
     assert [r.ended for r in server.server.records[n:]] == ["gone", "end"]
@@ -241,6 +252,39 @@ def test_stream_beyond_the_limit_is_told_busy(setup, server):
     assert a_first["ready"] and a_msgs[-1]["done"]["frames"] == 15 and len(a_pcm) == 2 * 640 * 15
     assert b_first["error"].startswith("busy: this machine is serving 1 live streams"), b_first
     assert b_close[0].data == 1013
+
+
+def test_camera_that_stops_ends_its_stream(setup, server):
+    """Frames that stop coming without an end: after the camera timeout the stream says so, ends with the audio
+    of the frames it had, and frees its slot."""
+    import aiohttp
+
+    frames = _jpegs(setup["video"])[:10]
+
+    async def stalled():
+        msgs = []
+        async with aiohttp.ClientSession() as s, s.ws_connect(server.url + "ws/live") as ws:
+            assert "ready" in await ws.receive_json()
+            for f in frames:
+                await ws.send_bytes(f)
+            async for m in ws:  # and nothing more is sent
+                if m.type == aiohttp.WSMsgType.TEXT:
+                    msgs.append(json.loads(m.data))
+                    if "done" in msgs[-1]:
+                        break
+        return msgs
+
+    saved = server.server.opt.camera_timeout
+    server.server.opt.camera_timeout = 1.0
+    try:
+        msgs = _run(stalled())
+    finally:
+        server.server.opt.camera_timeout = saved
+    assert {"event": "camera stopped: no frame for 1 s"} in msgs
+    done = msgs[-1]["done"]
+    assert done["ended"] == "camera" and done["frames"] == 10 and done["samples"] == 640 * 10
+    assert server.server.streams == 0  # free before the page is told the stream ended
+    assert _run(_stream(server.url, frames))[0]["ready"]
 
 
 def test_token_needed_off_loopback(setup):

@@ -146,6 +146,11 @@ async function startLive(maxFrames) {
   }
   const video = $("live-video");
   video.srcObject = stream;
+  stream.getVideoTracks()[0].addEventListener("ended", () => {  // unplugged, or taken by another program
+    say(msg, "the camera stopped", true);
+    if (live && live.ws.readyState === WebSocket.OPEN) live.ws.send("end");
+    if (live) live.ended = true;
+  });
   await video.play();
   const ctx = new AudioContext({sampleRate: RATE});
   await ctx.resume();
