@@ -39,7 +39,7 @@ FALLBACK_DEPS = {
     "transformers": "transformers", "faiss-cpu": "faiss", "pyworld-prebuilt": "pyworld", "librosa": "librosa",
     "tensorboard": "tensorboard", "pocketsphinx": "pocketsphinx", "jiwer": "jiwer", "pystoi": "pystoi",
     "pesq": "pesq", "onnxruntime": "onnxruntime", "speechmos": "speechmos", "praatio": "praatio",
-    "ai-edge-litert": "ai_edge_litert",
+    "ai-edge-litert": "ai_edge_litert", "aiohttp": "aiohttp",
 }
 
 
