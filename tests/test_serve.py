@@ -378,3 +378,27 @@ def test_page_streams_the_fake_camera_in_headless_chromium(setup, tmp_path):
     # every spoken frame's audio was heard (its latency measured) or skipped to catch up after a burst
     assert report["done"]["spoken"] > 0 and len(lat) + report["unheard_frames"] == report["done"]["spoken"]
     assert (lat > 0).all()
+
+
+def test_serve_command_prints_its_url(setup):
+    """`lipspeech serve` as a command: it prints the one line with the URL (a token in it off loopback), serves
+    the page there, and a bad checkpoint is one line and exit 1."""
+    import sys
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-m", "lipspeech.cli", "serve", "--model", str(setup["offline"]),
+                             "--host", "0.0.0.0", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith(f"lipspeech serve: {setup['offline']} at http://127.0.0.1:") and "?token=" in line
+        url = line.split(" at ", 1)[1].split()[0]
+        assert "not a streaming model" in proc.stdout.readline()
+        with urllib.request.urlopen(url, timeout=30) as r:
+            assert r.status == 200 and b"lipspeech" in r.read()
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+    bad = subprocess.run([sys.executable, "-m", "lipspeech.cli", "serve", "--model", "nothing.pt"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and "--model nothing.pt: no such checkpoint" in bad.stderr
