@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hmac
+import re
 import secrets
 import tempfile
 import threading
@@ -203,7 +204,8 @@ class Server:
         if part is None:
             return fail(400, "no clip: send it in the form field 'video'")
         with tempfile.TemporaryDirectory(prefix="lipspeech-serve-") as tmp:
-            name = Path(part.filename or "clip").name or "clip"
+            # the name is shown in messages; on disk only letters, digits, '.', '-' and '_' (no '..', no path)
+            name = re.sub(r"[^\w.-]", "_", Path(part.filename or "clip").name).lstrip(".") or "clip"
             path = Path(tmp) / name
             size = 0
             with open(path, "wb") as f:
@@ -245,7 +247,7 @@ class Server:
             body = await request.json()
         except (ValueError, UnicodeDecodeError):
             return web.json_response({"error": "a report is a JSON object"}, status=400)
-        self.reports = [*self.reports[-99:], body]
+        self.reports = [*self.reports[-9:], body]  # the last 10 (a live report carries its PCM)
         return web.json_response({"ok": True})
 
 
@@ -291,9 +293,14 @@ def serve(model_ckpt: str, host: str = "127.0.0.1", port: int = 8000, options: O
     cfg = config if config is not None else validate_config({})
     dev = resolve_device(device)
     loaded = load_pipeline(Path(model_ckpt), vocoder, cfg["vocoder"], dev, speaker)
+    options = options or ServeOptions()
+    if loaded.bundle.model.streaming is not None:
+        from lipspeech.liveengine import check_streaming
+
+        check_streaming(loaded, model_ckpt, options.roi_lag)
     if host not in LOOPBACK:
         token = token or secrets.token_urlsafe(24)
-    return Running(Server(loaded, model_ckpt, dev, options or ServeOptions(), token), host, port)
+    return Running(Server(loaded, model_ckpt, dev, options, token), host, port)
 
 
 def example_clips(paths: list[str]) -> tuple[Path, ...]:

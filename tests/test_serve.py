@@ -127,6 +127,8 @@ def test_bad_uploads_are_answered_and_the_server_goes_on(setup, server, tmp_path
     clip = setup["video"].read_bytes()
     status, res = _run(_post_clip(server.url, b"not a video at all" * 100, "notes.mp4"))
     assert status == 422 and res["error"].startswith("notes.mp4: ") and "\n" not in res["error"], res
+    status, res = _run(_post_clip(server.url, b"not a video at all", ".."))  # a name that is not a file's
+    assert status == 422 and res["error"].startswith("clip: "), res
     noface = tmp_path / "noface.mp4"
     subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=rate=25:size=320x240", "-frames:v", "25",
                     "-pix_fmt", "yuv420p", str(noface)], check=True)
@@ -402,3 +404,6 @@ def test_serve_command_prints_its_url(setup):
     bad = subprocess.run([sys.executable, "-m", "lipspeech.cli", "serve", "--model", "nothing.pt"],
                          capture_output=True, text=True)
     assert bad.returncode == 1 and "--model nothing.pt: no such checkpoint" in bad.stderr
+    bad = subprocess.run([sys.executable, "-m", "lipspeech.cli", "serve", "--model", str(setup["stream"]),
+                          "--roi-lag", "9"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "--roi-lag 9: must be between 0 and" in bad.stderr
