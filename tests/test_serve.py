@@ -237,6 +237,31 @@ def test_dropped_connection_frees_its_slot(setup, server):
     assert [r.ended for r in server.server.records[n:]] == ["gone", "end"]
 
 
+def test_other_stream_unaffected_by_one_that_drops(setup, server, tmp_path):
+    """Two streams at once; one drops mid-stream: the other goes on to the end, its audio still `lipspeech live`'s
+    on its frames."""
+    frames = _jpegs(setup["video"])
+
+    async def both():
+        whole = asyncio.create_task(_stream(server.url, frames))
+        await asyncio.sleep(0.5)
+        dropped = await _stream(server.url, frames, stop_after=10)
+        return await whole, dropped
+
+    server.server.opt.max_streams = 2
+    try:
+        (first, pcm, msgs), (d_first, _, _) = _run(both())
+    finally:
+        server.server.opt.max_streams = 1
+    assert first["ready"] and d_first["ready"] and msgs[-1]["done"]["ended"] == "end"
+    _wait_free(server)
+    record = next(r for r in server.server.records[::-1] if r.ended == "end")
+    assert len(record.frames) == len(frames) and bytes(record.pcm) == bytes(pcm)
+    got, want = np.frombuffer(bytes(pcm), "<i2"), live_reference(setup, record.frames, tmp_path)
+    assert len(got) == len(want) and np.abs(got.astype(int) - want).max() <= 1
+    assert "gone" in [r.ended for r in server.server.records[-2:]]
+
+
 def test_stream_beyond_the_limit_is_told_busy(setup, server):
     """With --max-streams 1, a second stream is told the machine is busy (and closed with 1013) while the first
     goes on to the end unaffected."""
