@@ -432,3 +432,24 @@ def test_serve_command_prints_its_url(setup):
     bad = subprocess.run([sys.executable, "-m", "lipspeech.cli", "serve", "--model", str(setup["stream"]),
                           "--roi-lag", "9"], capture_output=True, text=True)
     assert bad.returncode == 1 and "--roi-lag 9: must be between 0 and" in bad.stderr
+
+
+@needs_chromium
+def test_page_beyond_the_limit_says_busy(setup, server, tmp_path):
+    """A page that opens the camera while the one live slot is taken shows the busy message (and the stream
+    holding the slot goes on to its end)."""
+    y4m = tmp_path / "camera.y4m"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(setup["video"]), "-pix_fmt", "yuv420p", str(y4m)], check=True)
+    frames = _jpegs(setup["video"])[:10]
+
+    async def held():
+        hold = asyncio.Event()
+        task = asyncio.create_task(_stream(server.url, frames, hold=hold))
+        await asyncio.sleep(1.0)
+        rep = await asyncio.to_thread(_page_report, server, "live=20", tmp_path, "live-error", y4m)
+        hold.set()
+        return rep, await task
+
+    rep, (first, _, msgs) = _run(held())
+    assert rep["shown"].startswith("busy: this machine is serving 1 live streams") and rep["shown"] == rep["error"]
+    assert first["ready"] and msgs[-1]["done"]["frames"] == 10

@@ -233,7 +233,12 @@ async function startLive(maxFrames) {
   ws.onmessage = (ev) => {
     if (typeof ev.data !== "string") { play(ev.data); return; }
     const m = JSON.parse(ev.data);
-    if (m.error) { say(msg, m.error, true); setState("stopped", ""); return; }
+    if (m.error) {
+      say(msg, m.error, true);
+      setState("stopped", "");
+      report({kind: "live-error", error: m.error, shown: msg.textContent});
+      return;
+    }
     if (m.ready) {
       const a = m.algorithmic_ms;
       $("live-design").textContent = `${a.total.toFixed(0)} ms (model ${a.model.toFixed(0)}, mouth crops `
@@ -253,8 +258,11 @@ async function startLive(maxFrames) {
     }
     if (m.done) finishLive(m.done);
   };
-  ws.onclose = () => {
-    if (!L.finished) { say(msg, msg.textContent || "the server closed the stream", !msg.textContent); stopCamera(L); }
+  ws.onclose = () => {  // after "done" (finishLive), or early: busy, not streaming, the server gone
+    if (L.finished) return;
+    stopCamera(L);
+    setState("stopped", "");
+    if (!msg.classList.contains("error")) say(msg, "the server closed the stream", true);
   };
   ws.onerror = () => say(msg, "the connection to the server failed", true);
   $("live-go").textContent = "Stop";
