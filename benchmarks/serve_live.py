@@ -119,7 +119,9 @@ def main() -> None:
                   f"{rep['p95_ms']:.0f} | {d['server_latency_p50_ms']:.0f} / {d['server_latency_p95_ms']:.0f} "
                   f"| {d['rtf']:.2f} |", flush=True)
             print(f"\nthe page skipped {rep['skipped_samples'] / 16000:.2f} s of audio to catch up after bursts "
-                  f"({rep['unheard_frames']} spoken frames not heard)\n", flush=True)
+                  f"({rep['unheard_frames']} spoken frames not heard); median capture to sent "
+                  f"{rep['capture_to_sent_p50_ms']:.0f} ms, audio waiting to be played {rep['audio_wait_p50_ms']:.0f} "
+                  f"ms, output latency {rep['output_latency_ms']:.0f} ms\n", flush=True)
         jpegs = [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes() for f in read_frames(clip, gray=True)]
         print("| streams at once | dropped frames (each) | server latency p95 (ms, each) | server RTF (each) "
               "| CPU s per stream-second | held in real time |")

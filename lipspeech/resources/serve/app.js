@@ -158,7 +158,7 @@ async function startLive(maxFrames) {
   const ws = new WebSocket(withToken(`${scheme}//${location.host}/ws/live`));
   ws.binaryType = "arraybuffer";
   const L = live = {ws, ctx, stream, video, sent: 0, captureAt: [], samples: 0, playHead: 0, latencies: [],
-                    pcm: [], skipped: 0, unheard: 0, lastSkipLog: 0, running: false, ended: false,
+                    pcm: [], skipped: 0, unheard: 0, sendMs: [], queueMs: [], lastSkipLog: 0, running: false, ended: false,
                     chain: Promise.resolve(), maxFrames};
   const canvas = document.createElement("canvas");
   const maxSide = 1280;
@@ -175,6 +175,7 @@ async function startLive(maxFrames) {
       const blob = new Promise((ok) => canvas.toBlob(ok, "image/jpeg", 0.9));
       const last = L.maxFrames && L.sent >= L.maxFrames;
       L.chain = L.chain.then(() => blob).then((b) => b.arrayBuffer()).then((buf) => {
+        L.sendMs.push(performance.now() - now);  // capture to sent: the JPEG's encoding and the queue before it
         if (ws.readyState === WebSocket.OPEN) ws.send(buf);
         if (last && ws.readyState === WebSocket.OPEN) ws.send("end");
       });
@@ -201,6 +202,7 @@ async function startLive(maxFrames) {
     const excess = startAt + pcm.length / RATE - (ctx.currentTime + MAX_QUEUE);
     const skip = excess > 0 ? Math.min(pcm.length, Math.round(excess * RATE)) : 0;
     L.skipped += skip;
+    L.queueMs.push(1000 * (startAt - ctx.currentTime));  // how long this audio waits to be played
     if (skip) logSkip(L);
     if (skip < pcm.length) {
       const buf = ctx.createBuffer(1, pcm.length - skip, RATE);
@@ -293,7 +295,8 @@ async function finishLive(done) {
   await report({kind: "live", frames_sent: L.sent, latencies_ms: L.latencies, done, skipped_samples: L.skipped,
                 unheard_frames: L.unheard,
                 p50_ms: percentile(L.latencies, 50), p95_ms: percentile(L.latencies, 95), pcm: btoa(bin),
-                output_latency_ms: 1000 * (L.ctx.outputLatency || 0), user_agent: navigator.userAgent});
+                output_latency_ms: 1000 * (L.ctx.outputLatency || 0), user_agent: navigator.userAgent,
+                capture_to_sent_p50_ms: percentile(L.sendMs, 50), audio_wait_p50_ms: percentile(L.queueMs, 50)});
   L.ws.close();
 }
 
