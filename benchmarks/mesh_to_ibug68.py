@@ -1,4 +1,4 @@
-"""Derive ``lipspeech.vision.facemesh.MESH_TO_IBUG68``: which of the face mesh's 468 vertices stands
+"""Derive ``lipspeech.vision.meshmap.MESH_TO_IBUG68``: which of the face mesh's 468 vertices stands
 for each iBUG-68 point.
 
 On the two real photos that ship offline (skimage's astronaut, matplotlib's Grace Hopper), their

@@ -5,7 +5,7 @@
 Scenes: skimage's astronaut photo translated along a Lissajous path (sub-pixel), on
 a 360x288 canvas (GRID's size), on a 1280x720 canvas, and shrunk to a small face on
 a 1920x1080 canvas. Both modes run :func:`lipspeech.vision.roi.process_frames` with
-the default config (dlib backend), once with ``keyframe_interval`` 25 (tracking,
+the default config (``--backend``: dlib unless told), once with ``keyframe_interval`` 25 (tracking,
 the default) and once with 1 (the detector on every frame), in the same run.
 Frames per second cover landmarks, smoothing, alignment and the 96x96 crops, not
 the video decode. "Centre dev." is the RMS deviation, in crop pixels, of the
@@ -50,9 +50,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--backend", default="dlib", help="roi.backend (dlib, mediapipe)")
     args = ap.parse_args()
     cv2.setNumThreads(1)
-    backend = make_backend("dlib")
+    backend = make_backend(args.backend)
     scenes = {
         "360x288, face ~95 px": ((360, 288), 1.0, (-70, -40)),
         "1280x720, face ~95 px": ((1280, 720), 1.0, (300, 100)),
@@ -64,7 +65,7 @@ def main() -> None:
     for name, (size, scale, origin) in scenes.items():
         frames, off = scene(args.frames, size, scale, origin)
         for mode, k in (("tracking (keyframe_interval 25)", 25), ("detect every frame", 1)):
-            cfg = RoiConfig(keyframe_interval=k)
+            cfg = RoiConfig(backend=args.backend, keyframe_interval=k)
             best = np.inf
             try:
                 for _ in range(args.repeat):

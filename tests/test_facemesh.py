@@ -9,14 +9,8 @@ import pytest
 import skimage.data
 
 from lipspeech.vision.backends import make_backend
-from lipspeech.vision.facemesh import (
-    MESH_TO_IBUG68,
-    MESH_TO_IBUG68_WEIGHTS,
-    BlazeFace,
-    FaceMesh,
-    MediaPipeBackend,
-    anchors,
-)
+from lipspeech.vision.facemesh import BlazeFace, FaceMesh, MediaPipeBackend, anchors
+from lipspeech.vision.meshmap import MESH_TO_IBUG68, MESH_TO_IBUG68_WEIGHTS
 
 
 @pytest.fixture(scope="module")
