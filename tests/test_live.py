@@ -172,6 +172,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _wait_until_bound(port: int, proc: subprocess.Popen, kind: int = socket.SOCK_DGRAM, timeout: float = 90.0) -> None:
+    """Until ``proc`` has bound ``port`` (UDP, or a listening TCP socket; our own bind then fails): a
+    process started under load takes longer than any fixed sleep to start ffmpeg and open its socket,
+    and a UDP sender that starts first sends into the void, a TCP client is refused."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        assert proc.poll() is None, proc.communicate()[1]
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"nothing bound port {port} within {timeout:.0f} s")
+
+
 def test_live_network_stream(setup, tmp_path, capsys):
     """ffmpeg serves the clip as MPEG-TS over TCP at its own pace; live receives every frame, writes its
     audio as it goes and reports latency."""
@@ -179,7 +195,7 @@ def test_live_network_stream(setup, tmp_path, capsys):
     sender = subprocess.Popen(["ffmpeg", "-v", "error", "-re", "-i", str(setup["video"]), "-c:v", "mpeg2video",
                                "-q:v", "2", "-f", "mpegts", f"tcp://127.0.0.1:{port}?listen=1"])
     try:
-        time.sleep(0.5)
+        _wait_until_bound(port, sender, socket.SOCK_STREAM)
         out = tmp_path / "net.wav"
         code = main(["live", f"tcp://127.0.0.1:{port}", "--model", str(setup["stream"]), "--vocoder",
                      str(setup["vocoder"]), "-o", str(out), "--timeout", "5"])
@@ -200,7 +216,7 @@ def test_live_stream_that_stops_keeps_its_audio(setup, tmp_path, capsys):
         [sys.executable, "-m", "lipspeech.cli", "live", f"udp://127.0.0.1:{port}", "--model", str(setup["stream"]),
          "--vocoder", str(setup["vocoder"]), "-o", str(out), "--timeout", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(3)  # the receiver is listening
+    _wait_until_bound(port, receiver)
     subprocess.run(["ffmpeg", "-v", "error", "-re", "-i", str(setup["video"]), "-c:v", "mpeg2video", "-q:v", "2",
                     "-f", "mpegts", f"udp://127.0.0.1:{port}?pkt_size=1316"], check=True, timeout=60)
     _, err = receiver.communicate(timeout=60)
