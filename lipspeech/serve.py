@@ -49,7 +49,7 @@ class ServeOptions:
 
     max_upload_mb: float = 50.0
     max_seconds: float = 60.0
-    max_streams: int = 1  # benchmarks/serve_live.py: 2 cores shared with other work held 1 stream, not 2
+    max_streams: int = 2  # benchmarks/serve_live.py: 2 idle cores held 2 streams of the small 2 + 1 model in real time
     on_lag: str = "drop"
     max_lag_ms: float = 1000.0
     chunk_frames: Optional[int] = None

@@ -76,9 +76,9 @@ def register_serve(sub: Any) -> None:
                    "e.g. a corpus's test videos")
     p.add_argument("--max-upload-mb", type=float, default=50.0, help="largest clip accepted")
     p.add_argument("--max-seconds", type=float, default=60.0, help="longest clip accepted")
-    p.add_argument("--max-streams", type=int, default=1, help="live streams at once; one more is told the machine "
-                   "is busy (1: what 2 CPU cores shared with other work held in real time with the small 2 + 1 "
-                   "model, benchmarks/serve_live.py; a stream takes ~0.7 CPU s a second, so idle cores may hold 2)")
+    p.add_argument("--max-streams", type=int, default=2, help="live streams at once; one more is told the machine "
+                   "is busy (2: what 2 idle CPU cores held in real time with the small 2 + 1 model, "
+                   "benchmarks/serve_live.py; cores shared with other work held 1)")
     p.add_argument("--on-lag", choices=["drop", "wait"], default="drop", help="as for lipspeech live")
     p.add_argument("--max-lag-ms", type=float, default=1000.0)
     p.add_argument("--chunk-frames", type=int, help="video frames per model chunk (default: the model's)")
