@@ -112,9 +112,10 @@ class LandmarkTracker:
             c, _ = _extent(self.prev)
             box = min(boxes, key=lambda b: np.hypot((b[0] + b[2]) / 2 - c[0], (b[1] + b[3]) / 2 - c[1]))
         L, score = self._fit(gray, box)
-        if score < MIN_FIT_SCORE or not (face_patch(gray, L) != 0).any():
+        patch = face_patch(gray, L)
+        if score < MIN_FIT_SCORE or not patch.any():
             return None  # the detector's box holds no face the landmark fit believes in
-        self.ref = face_patch(gray, L)
+        self.ref = patch
         c, s = _extent(L)
         bc = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
         self.rel = ((bc - c) / s, (box[2] - box[0]) / s)
