@@ -1,11 +1,12 @@
 """What some tests need from the machine (``make test`` installs all of it): one check each,
-shared by the test modules (``from needs import ...``; tests/ is on the import path), and the
-espeak-ng sentences several modules score."""
+shared by the test modules (``from needs import ...``; tests/ is on the import path), the
+espeak-ng sentences several modules score, and a free local port."""
 
 from __future__ import annotations
 
 import functools
 import shutil
+import socket
 
 import numpy as np
 import pytest
@@ -29,6 +30,9 @@ def have_ffmpeg() -> bool:
 
 
 needs_espeak = pytest.mark.skipif(not have_espeak(), reason="needs libespeak-ng")
+needs_ffmpeg = pytest.mark.skipif(not have_ffmpeg(), reason="needs ffmpeg and ffprobe")
+#: what a SynthGRID clip is made with (data.synth: espeak-ng speaks, ffmpeg encodes)
+needs_synthgrid = pytest.mark.skipif(not have_ffmpeg() or not have_espeak(), reason="needs ffmpeg/ffprobe and libespeak-ng")
 
 #: four GRID sentences and the espeak-ng voices (voice, pitch, range, rate) that speak them:
 #: conftest's ``speech`` fixture
@@ -62,3 +66,10 @@ def chromium_binary() -> str | None:
 
 needs_chromium = pytest.mark.skipif(chromium_binary() is None, reason="needs chromium (headless) for the browser "
                                     "test: apt-get install chromium (make deps installs it)")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

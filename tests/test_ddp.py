@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -10,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
+from needs import free_port
 from test_stage_train import EXP, TRAIN_STORE_ARGS, fake_results, store_args
 from test_stage_train import MODEL as STAGE_MODEL
 from test_stage_train import TRAIN as STAGE_TRAIN
@@ -75,19 +75,12 @@ def _recording_worker(rank: int, world: int, port: int, run_dir: str, steps: int
 def test_two_gloo_ranks_train_on_disjoint_utterances_and_together_on_all(tmp_path):
     # 7 utterances in global batches of 4: an epoch is [4, 3] -> 2 steps on each of the 2 ranks
     run = tmp_path / "ddp"
-    mp.spawn(_recording_worker, args=(2, _free_port(), str(run), 2), nprocs=2, join=True)
+    mp.spawn(_recording_worker, args=(2, free_port(), str(run), 2), nprocs=2, join=True)
     seen = [[int(x) for x in (tmp_path / f"ddp.rank{r}").read_text().split()] for r in range(2)]
     print(f"\nrank 0 read {seen[0]}, rank 1 read {seen[1]}")
     assert not set(seen[0]) & set(seen[1])
     assert sorted(seen[0] + seen[1]) == list(range(7))
     assert load_checkpoint(run / "ckpt" / "last.pt")["step"] == 2
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 
 def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(tmp_path):
@@ -96,7 +89,7 @@ def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(tmp_pat
     single = train(mcfg, train_config(TRAIN), items, val, tmp_path / "single")
     half = train(mcfg, train_config({**TRAIN, "batch_size": 2}), items, val, tmp_path / "half")
 
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path / "ddp"), {}), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), str(tmp_path / "ddp"), {}), nprocs=2, join=True)
 
     ddp_ckpt = load_checkpoint(tmp_path / "ddp" / "ckpt" / "last.pt")
     one = load_checkpoint(single.last_checkpoint)["model"]

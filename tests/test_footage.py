@@ -3,7 +3,6 @@ viewer sees, in every reader (manifest's probe, read_frames, the ROI stage)."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -11,12 +10,13 @@ import cv2
 import numpy as np
 import pytest
 from footage import CONDITIONS, Condition, clip, crop_centre_error
+from needs import needs_espeak, needs_ffmpeg
 from test_roi import centre_error_crop_px
 from zoo import ffmpeg
 
 from lipspeech.media import display_size, probe, read_frames
 
-pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+pytestmark = needs_ffmpeg  # tests/needs.py
 
 
 def encode(frames: np.ndarray, out: Path, *args: str) -> Path:
@@ -300,13 +300,12 @@ def test_summary_counts_what_decode_changed(tmp_path):
     assert "2 videos turned upright (display rotation)" in text and "1 videos deinterlaced" in text
 
 
+@needs_espeak
 def test_synthgrid_of_a_real_turned_face_through_a_webcam(tmp_path):
     """SynthGRID made from skimage's cameraman (a real face turned nearly to profile, which dlib's frontal
     detector does not find), each clip degraded as a webcam would (noise, MJPEG): the default backend has
     the face in every frame and crops on the generator's true mouth (benchmarks/synthgrid_faces.py: 100
     utterances, none rejected, a face in 99.95 % of frames; dlib rejected 30)."""
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("needs espeak-ng")
     from lipspeech.config import validate_config
     from lipspeech.data.synth.corpus import generate_corpus
     from lipspeech.vision.backends import make_backend

@@ -2,7 +2,6 @@
 leaves the frame, a camera that does not exist; the live ROI; the WAV that grows."""
 
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -10,14 +9,14 @@ import time
 
 import numpy as np
 import pytest
+from needs import free_port, needs_synthgrid
 from tinymodels import tiny_live_models
 
 from lipspeech.cli import main
 
 pytestmark = [
     pytest.mark.usefixtures("one_thread"),  # tests/conftest.py
-    pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("espeak-ng") is None,
-                       reason="needs ffmpeg and espeak-ng"),
+    needs_synthgrid,  # tests/needs.py
 ]
 
 
@@ -140,12 +139,6 @@ def test_live_file_whole_chunk_equals_speak(setup, tmp_path):
     assert np.array_equal(np.frombuffer(pcm, "<i2"), _wav(chunked))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait_until_bound(port: int, proc: subprocess.Popen, kind: int = socket.SOCK_DGRAM, timeout: float = 90.0) -> None:
     """Until ``proc`` has bound ``port`` (UDP, or a listening TCP socket; our own bind then fails): a
     process started under load takes longer than any fixed sleep to start ffmpeg and open its socket,
@@ -165,7 +158,7 @@ def _wait_until_bound(port: int, proc: subprocess.Popen, kind: int = socket.SOCK
 def test_live_network_stream(setup, tmp_path, capsys):
     """ffmpeg serves the clip as MPEG-TS over TCP at its own pace; live receives every frame, writes its
     audio as it goes and reports latency."""
-    port = _free_port()
+    port = free_port()
     sender = subprocess.Popen(["ffmpeg", "-v", "error", "-re", "-i", str(setup["video"]), "-c:v", "mpeg2video",
                                "-q:v", "2", "-f", "mpegts", f"tcp://127.0.0.1:{port}?listen=1"])
     try:
@@ -184,7 +177,7 @@ def test_live_network_stream(setup, tmp_path, capsys):
 
 def test_live_stream_that_stops_keeps_its_audio(setup, tmp_path, capsys):
     """A UDP stream whose sender goes away: after --timeout the run ends, says so, keeps the audio, exits 0."""
-    port = _free_port()
+    port = free_port()
     out = tmp_path / "udp.wav"
     receiver = subprocess.Popen(
         [sys.executable, "-m", "lipspeech.cli", "live", f"udp://127.0.0.1:{port}", "--model", str(setup["stream"]),

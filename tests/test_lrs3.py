@@ -5,7 +5,7 @@ import random
 
 import pytest
 from lrs3tree import CLIPS, build_lrs3
-from needs import have_ffmpeg
+from needs import needs_ffmpeg
 
 from lipspeech.config import validate_config
 from lipspeech.data.corpora import CorpusError, lrs3_val_ids, read_corpus, read_lrs3, read_lrs3_text
@@ -113,7 +113,7 @@ def test_missing_folders_are_a_clear_error(lrs3, tmp_path):
         read_lrs3(lrs3, "433h", 1, None)
 
 
-@pytest.mark.skipif(not have_ffmpeg(), reason="needs ffmpeg")
+@needs_ffmpeg
 def test_lrs3_manifest(tmp_path, fixtures_dir):
     clip = fixtures_dir / "lip2wav/chem/intervals/xyz789/00000.mp4"  # 1 s, 25 fps, with audio
     root = build_lrs3(tmp_path / "LRS3", clip)

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from needs import chromium_binary
 
 from lipspeech.cli import main
 from lipspeech.config import validate_config
@@ -460,10 +461,6 @@ def test_rule_inputs(built, tmp_path):
 
 
 # ------------------------------------------------------------------------- headless Chromium
-
-def chromium_binary() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
 
 def test_page_renders_in_headless_chromium(built, tmp_path):
     """Every player decodes its WAV to the right duration and every PNG decodes, in a real browser."""

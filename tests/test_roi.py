@@ -1,7 +1,6 @@
 """ROI stage: crop centre vs the generator's true mouth centre, tracking of a moving face,
 gap filling, rejections, the shard's stores."""
 
-import shutil
 import subprocess
 
 import cv2
@@ -9,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from needs import have_espeak, have_ffmpeg
 
 from lipspeech.config import validate_config
 from lipspeech.store import Store, StoreMeta, write_store
@@ -28,8 +28,8 @@ def centre_error_crop_px(affine: np.ndarray, points: np.ndarray) -> np.ndarray:
 def roi_shard_run(tmp_path_factory):
     """SynthGRID 1 speaker x 2 utterances at 360x288 plus a faceless video, as one shard:
     manifest -> decode -> roi."""
-    if shutil.which("ffmpeg") is None or shutil.which("espeak-ng") is None:
-        pytest.skip("needs ffmpeg and espeak-ng")
+    if not have_ffmpeg() or not have_espeak():
+        pytest.skip("needs ffmpeg/ffprobe and libespeak-ng")
     from lipspeech.data.decode import decode_shard
     from lipspeech.data.synth.corpus import generate_corpus
     from lipspeech.vision.roi import roi_shard

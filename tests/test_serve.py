@@ -7,20 +7,18 @@ import asyncio
 import base64
 import io
 import json
-import shutil
 import subprocess
 
 import numpy as np
 import pytest
-from needs import chromium_binary, needs_chromium
+from needs import chromium_binary, needs_chromium, needs_synthgrid
 from tinymodels import tiny_live_models
 
 from lipspeech.cli import main
 
 pytestmark = [
     pytest.mark.usefixtures("one_thread"),  # tests/conftest.py
-    pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("espeak-ng") is None,
-                       reason="needs ffmpeg and espeak-ng"),
+    needs_synthgrid,  # tests/needs.py
 ]
 
 

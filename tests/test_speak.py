@@ -2,51 +2,29 @@
 the same clip; checkpoints from before bundles; one-line errors for bad input."""
 
 import json
-import shutil
 import subprocess
 
 import numpy as np
 import pytest
 import torch
+from needs import needs_synthgrid
+from tinymodels import tiny_clip, tiny_hifigan, tiny_ltbs
 
 from lipspeech.cli import main
 
 pytestmark = [
     pytest.mark.usefixtures("one_thread"),  # tests/conftest.py
-    pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("espeak-ng") is None,
-                       reason="needs ffmpeg and espeak-ng"),
+    needs_synthgrid,  # tests/needs.py
 ]
-
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """A one-utterance SynthGRID clip, a tiny LTBS checkpoint (2 steps) and a tiny HiFi-GAN (1 step)."""
-    from lipspeech.data.synth.corpus import generate_corpus
-    from lipspeech.features.audio import AudioConfig, MelSpectrogram
-    from lipspeech.models.presets import model_config
-    from lipspeech.training import synthetic_utterances, train, train_config
-    from lipspeech.vocoder import hifigan_config
-    from lipspeech.vocoder.train import VocoderItem, train_vocoder, vocoder_train_config
-
     tmp = tmp_path_factory.mktemp("speak")
-    generate_corpus({"seed": 3, "speakers": ["s1"], "utterances_per_speaker": 1, "faces": ["astronaut"]},
-                    tmp / "raw", threads=1, progress=False)
-    video = next((tmp / "raw" / "s1").glob("*.mpg"))
-    model_cfg = model_config("tiny", {"enc_layers": 1, "dec_layers": 1})
-    tcfg = train_config({"max_steps": 2, "batch_size": 2, "warmup_steps": 1, "device": "cpu", "tensorboard": False,
-                         "progress": False, "val_every": 2})
-    model = train(model_cfg, tcfg, synthetic_utterances(2, 8), None, tmp / "model").last_checkpoint
-
-    ac = AudioConfig()
-    t = np.arange(160 * 40) / 16000
-    audio = (0.3 * np.sin(2 * np.pi * 150 * t)).astype(np.float32)
-    items = [VocoderItem("x", audio, MelSpectrogram(ac)(torch.from_numpy(audio)).numpy())]
-    vcfg = vocoder_train_config({"device": "cpu", "max_steps": 1, "val_every": 1, "batch_size": 1, "segment_frames": 8,
-                                 "tensorboard": False})
-    vocoder = train_vocoder(hifigan_config("tiny"), ac, vcfg, items, None, tmp / "vocoder", preset="tiny",
-                            progress=False).last_checkpoint
-    return {"tmp": tmp, "video": video, "model": model, "vocoder": vocoder}
+    video = tiny_clip(tmp)
+    return {"tmp": tmp, "video": video, "model": tiny_ltbs(tmp / "model", streaming=False),
+            "vocoder": tiny_hifigan(tmp / "vocoder")}
 
 
 def _frames(video) -> int:

@@ -7,11 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from needs import have_espeak, have_ffmpeg
+from needs import needs_synthgrid
 
 from lipspeech.data import gridgrammar as gg
-
-needs_tools = pytest.mark.skipif(not have_ffmpeg() or not have_espeak(), reason="needs ffmpeg/ffprobe and libespeak-ng")
 
 TINY = {
     "seed": 7,
@@ -51,7 +49,7 @@ def test_sample_sentences_roundtrip_distinct():
 
 
 # --------------------------------------------------------------------------- speech
-@needs_tools
+@needs_synthgrid
 def test_espeak_timing_and_determinism():
     from lipspeech.data.synth.speech import synthesize
     s = synthesize("bin blue at a two now".split(), "en-us", 50, 50, 170)
@@ -72,7 +70,7 @@ def test_espeak_timing_and_determinism():
 
 
 # --------------------------------------------------------------------------- articulation
-@needs_tools
+@needs_synthgrid
 def test_lips_close_on_bilabials_and_open_on_vowels():
     from lipspeech.data.synth.render import OPEN, articulation, mouth_geometry, phoneme_segments
     from lipspeech.data.synth.speech import synthesize
@@ -111,7 +109,7 @@ def _ffprobe(path: Path) -> list[dict]:
     return json.loads(r.stdout)["streams"]
 
 
-@needs_tools
+@needs_synthgrid
 def test_corpus_layout(tiny_corpus):
     import lipspeech
     out, summary = tiny_corpus
@@ -152,7 +150,7 @@ def test_corpus_layout(tiny_corpus):
         assert m["opening"].min() < 0.02 and m["opening"].max() > 0.1
 
 
-@needs_tools
+@needs_synthgrid
 def test_corpus_deterministic_and_thread_independent(tiny_corpus, tmp_path):
     from lipspeech.data.synth.corpus import generate_corpus
     out, _ = tiny_corpus
@@ -163,7 +161,7 @@ def test_corpus_deterministic_and_thread_independent(tiny_corpus, tmp_path):
         assert (tmp_path / f).read_bytes() == (out / f).read_bytes(), f
 
 
-@needs_tools
+@needs_synthgrid
 def test_dlib_agrees_with_stored_mouth_centre(tmp_path):
     from lipspeech.data.synth.corpus import generate_corpus
     from lipspeech.vision.landmarks import detect_landmarks_68

@@ -2,12 +2,12 @@
 
 import csv
 import json
-import shutil
 
 import numpy as np
 import pyarrow as pa
 import pytest
 import torch
+from needs import have_espeak
 from test_stage_train import store_args
 
 from lipspeech.config import ConfigError, validate_config
@@ -98,7 +98,7 @@ def test_nnls_mel_inversion_is_non_negative_and_fits_better_than_pinv():
 
 def _speech_or_tone() -> list[tuple[str, np.ndarray]]:
     signals = [("tone", tone(160 * 120))]
-    if shutil.which("espeak-ng"):
+    if have_espeak():
         import librosa
 
         from lipspeech.data.synth.speech import synthesize
