@@ -28,8 +28,10 @@ from typing import Any, Callable
 OK, MISSING, WARN, NOT_NEEDED = "ok", "MISSING", "warn", "--"
 DEPS_HINT = "pip install -r requirements.lock && pip install --no-deps -e . (or `make venv`)"
 # located by find_spec only: face_recognition_models' __init__ needs pkg_resources (the pipeline never
-# imports it), and importing snakemake sets up its shell, with warnings when PATH is incomplete
-NOT_IMPORTED = {"face_recognition_models", "snakemake"}
+# imports it), importing snakemake sets up its shell, with warnings when PATH is incomplete, and importing
+# the SLURM executor plugin runs `which sacct` (it raises where PATH has no `which`; only
+# `snakemake --executor slurm` imports it, on a cluster's login node)
+NOT_IMPORTED = {"face_recognition_models", "snakemake", "snakemake_executor_plugin_slurm"}
 # distribution -> module, for when the installed metadata cannot say (lipspeech run from a source tree)
 FALLBACK_DEPS = {
     "numpy": "numpy", "pandas": "pandas", "pyarrow": "pyarrow", "pyyaml": "yaml", "jsonschema": "jsonschema",
