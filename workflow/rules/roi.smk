@@ -18,7 +18,10 @@ rule roi:
         f"{RESULTS}/logs/roi/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/roi/{{shard}}.tsv"
-    threads: 2
+    # one thread: the tracker is mostly Python (one core per job), so shards side by side use the cores
+    # better than one shard on two threads (the demo's 4 shards on 2 cores: 230 s against 285;
+    # benchmarks/README.md, "Grid-scale run"); --set-threads roi=N for a corpus of one shard
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=120,
