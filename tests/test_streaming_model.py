@@ -208,3 +208,69 @@ def test_report_labels_say_how_a_streaming_model_was_decoded():
     assert experiment_label(chunked, model) == "st_c5 (model of st, chunks of 5)"
     assert "streaming mode (chunk_frames=5)" in describe_experiment(stream, model)
     assert describe_experiment(chunked, model) == "the trained model of st; decoded chunk by chunk, 5 video frames a chunk"
+
+
+def test_a_study_model_has_only_the_restrictions_it_names():
+    """stream_restrictions switches each streaming restriction alone (the cause table of the streaming
+    model's quality gap): the parts named are causal / relative / chunked, the rest are offline."""
+    from lipspeech.models.presets import STREAM_RESTRICTIONS
+
+    full = build_model(model_config("tiny", {"streaming": True}))
+    assert full.streaming.can_stream and full.streaming.restrictions == frozenset(STREAM_RESTRICTIONS)
+    assert full.encoder.causal and full.encoder.relative and full.decoder.causal and full.frontend.causal
+
+    model = build_model(model_config("tiny", {"streaming": True, "stream_restrictions": ["causal_decoder"]}))
+    assert not model.streaming.can_stream
+    assert model.decoder.causal and not model.encoder.causal and not model.frontend.causal
+    assert not model.decoder.relative and model.decoder.blocks[0].attn.rel_bias is None
+    assert model.encoder.blocks[0].conv.depthwise.padding == (3,) and model.decoder.blocks[0].conv.depthwise.padding == (0,)
+
+    rel = build_model(model_config("tiny", {"streaming": True, "stream_restrictions": ["relative_positions"]}))
+    assert rel.encoder.relative and not rel.encoder.causal and rel.encoder.blocks[0].attn.rel_bias is not None
+    assert rel.encoder.blocks[0].conv.depthwise.padding == (3,)  # centred convolutions
+
+    # no chunked attention: whole clips only, in training too (no chunk size is drawn)
+    model.train()
+    assert model._chunk() is None
+    model.eval()
+    video = torch.randn(1, 6, 1, 88, 88)
+    with pytest.raises(ValueError, match="chunked attention"):
+        model.infer(video, torch.tensor([6]), chunk_frames=2)
+    with pytest.raises(ValueError, match="study model without"):
+        StreamDecoder(model)
+    chunked = build_model(model_config("tiny", {"streaming": True, "stream_restrictions": ["chunked_attention"],
+                                                "stream_train_chunks": [3]})).train()
+    assert chunked._chunk() == 3 and not chunked.encoder.causal and not chunked.encoder.relative
+    with pytest.raises(ConfigError, match="stream_restrictions"):
+        model_config("tiny", {"streaming": True, "stream_restrictions": ["causal_ears"]})
+
+
+def test_study_models_train_and_the_streaming_run_key_is_unchanged():
+    """Each single-restriction model takes a training step with finite losses and gradients; a model
+    with every restriction keeps the run key it had before stream_restrictions existed (its results
+    are not retrained), a study model gets its own."""
+    from lipspeech.config import config_hash
+    from lipspeech.models.presets import STREAM_RESTRICTIONS
+    from lipspeech.training.stage import _run_key
+
+    cfg = model_config("tiny", {"streaming": True})
+    before = {k: v for k, v in cfg.items() if k != "stream_restrictions"}
+    assert _run_key(cfg, {}, {}) == config_hash(before, {}, {})
+    assert _run_key({**cfg, "stream_restrictions": ["causal_frontend"]}, {}, {}) != _run_key(cfg, {}, {})
+    g = torch.Generator().manual_seed(6)
+    b, t = 2, 9
+    batch = Batch(video=torch.randn(b, t, 1, 88, 88, generator=g), video_lengths=torch.tensor([t, t - 2]),
+                  mel=torch.randn(b, 4 * t, 80, generator=g), mel_lengths=torch.tensor([4 * t, 4 * (t - 2)]),
+                  units=torch.randint(0, 200, (b, 2 * t), generator=g), pitch=torch.randn(b, t, generator=g),
+                  energy=torch.randn(b, t, generator=g))
+    for name in STREAM_RESTRICTIONS:
+        torch.manual_seed(0)
+        model = build_model(model_config("tiny", {"streaming": True, "stream_restrictions": [name],
+                                                  "stream_train_chunks": [2]})).train()
+        out = model(batch)
+        total = out.losses["total"]
+        total.backward()
+        assert torch.isfinite(total), name
+        assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters()), name
+        with torch.no_grad():  # validation's pass: whole clips, or chunks of chunk_frames with chunked attention
+            assert torch.isfinite(model.eval()(batch).losses["total"]), name

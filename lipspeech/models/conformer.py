@@ -247,13 +247,15 @@ class ConformerBlock(nn.Module):
         ffn_dim: feed-forward inner width.
         kernel_size: convolution module kernel (odd).
         dropout: dropout rate.
-        causal: causal convolution module and relative-position attention (streaming).
+        causal: causal convolution module (streaming).
+        relative: relative-position attention biases (streaming); None: as ``causal``.
     """
 
-    def __init__(self, dim: int, heads: int, ffn_dim: int, kernel_size: int, dropout: float, causal: bool = False):
+    def __init__(self, dim: int, heads: int, ffn_dim: int, kernel_size: int, dropout: float, causal: bool = False,
+                 relative: Optional[bool] = None):
         super().__init__()
         self.ff1 = FeedForward(dim, ffn_dim, dropout)
-        self.attn = SelfAttention(dim, heads, dropout, REL_DISTANCE if causal else 0)
+        self.attn = SelfAttention(dim, heads, dropout, REL_DISTANCE if (causal if relative is None else relative) else 0)
         self.conv = ConvModule(dim, kernel_size, dropout, causal)
         self.ff2 = FeedForward(dim, ffn_dim, dropout)
         self.norm = nn.LayerNorm(dim)
@@ -289,18 +291,22 @@ class Conformer(nn.Module):
         ffn_dim: feed-forward inner width.
         kernel_size: convolution module kernel (odd).
         dropout: dropout rate.
-        causal: streaming stack: causal convolutions, no input positions (module docstring).
+        causal: streaming stack: causal convolutions (module docstring).
+        relative: relative-position biases instead of absolute input positions; None: as ``causal``
+            (a streaming stack has both; one without the other is a study model that cannot stream).
     """
 
     def __init__(
-        self, dim: int, layers: int, heads: int, ffn_dim: int, kernel_size: int, dropout: float, causal: bool = False
+        self, dim: int, layers: int, heads: int, ffn_dim: int, kernel_size: int, dropout: float, causal: bool = False,
+        relative: Optional[bool] = None,
     ):
         super().__init__()
         self.dim = dim
         self.causal = causal
+        self.relative = causal if relative is None else relative
         self.input_dropout = Dropout(dropout)
         self.blocks = nn.ModuleList(
-            ConformerBlock(dim, heads, ffn_dim, kernel_size, dropout, causal) for _ in range(layers)
+            ConformerBlock(dim, heads, ffn_dim, kernel_size, dropout, causal, self.relative) for _ in range(layers)
         )
 
     def forward(
@@ -323,9 +329,7 @@ class Conformer(nn.Module):
         Returns:
             (B, T, D) outputs, zero on padded frames.
         """
-        if not self.causal:
-            if chunk is not None:
-                raise ValueError("chunked attention needs a causal (streaming) conformer")
+        if not self.relative:
             x = x + sinusoidal_positions(x.shape[1], self.dim, x.device, x.dtype)[None]
         x = self.input_dropout(x) * mask[..., None].to(x.dtype)
         first = rest = None
@@ -345,8 +349,8 @@ class Conformer(nn.Module):
 
         ``caches``: one dict per block, empty at the start of a stream; updated in place.
         """
-        if not self.causal:
-            raise ValueError("streamed decoding needs a causal (streaming) conformer")
+        if not (self.causal and self.relative):
+            raise ValueError("streamed decoding needs a causal conformer with relative positions (streaming)")
         for block, cache in zip(self.blocks, caches):
             x = block.step(x, queries, cache, left, start)
         return x

@@ -46,7 +46,7 @@ from lipspeech.models.batch import Batch, lengths_to_mask
 from lipspeech.models.conformer import Conformer
 from lipspeech.models.flow import FlowPostNet, gaussian_nll
 from lipspeech.models.frontend import build_frontend
-from lipspeech.models.presets import StreamingConfig, check_model_config, streaming_config
+from lipspeech.models.presets import StreamingConfig, active_restrictions, check_model_config, streaming_config
 from lipspeech.models.variance import VarianceAdaptor
 from lipspeech.timing import MEL_PER_FRAME
 
@@ -161,9 +161,10 @@ class LTBSModel(nn.Module):
         """The chunk size of this pass: None (whole clip) for the offline model; in streaming
         mode a size drawn from ``train_chunks`` in training, ``chunk_frames`` otherwise
         (default: the configured one in eval passes of :meth:`forward`)."""
-        if self.streaming is None:
+        if self.streaming is None or "chunked_attention" not in self.streaming.restrictions:
             if chunk_frames is not None:
-                raise ValueError("decoding in chunks needs a model trained in streaming mode (model.streaming)")
+                raise ValueError("decoding in chunks needs a model trained in streaming mode (model.streaming)"
+                                 " with chunked attention")
             return None
         if self.training and chunk_frames is None:
             choices = self.streaming.train_chunks
@@ -280,7 +281,9 @@ class LTBSModel(nn.Module):
             :class:`ModelOutput`.
         """
         mask = batch.frame_mask()
-        chunk = self._chunk(self.streaming.chunk_frames if (self.streaming and not self.training) else None)
+        s = self.streaming
+        chunked = s is not None and "chunked_attention" in s.restrictions  # eval passes decode in chunks
+        chunk = self._chunk(s.chunk_frames if (chunked and not self.training) else None)
         h = self.encode(batch.video, mask, batch.speakers, chunk)
         h, preds = self.adaptor(
             h,
@@ -368,10 +371,13 @@ def build_model(cfg: Mapping[str, Any]) -> LTBSModel:
     """Build an :class:`LTBSModel` from a flat model config (see :func:`lipspeech.models.presets.model_config`)."""
     cfg = check_model_config(cfg)
     d = cfg["d_model"]
-    causal = cfg["streaming"]
-    frontend = build_frontend(cfg["frontend"], cfg["frontend_channels"], cfg["frontend_downsample"], causal)
+    on = active_restrictions(cfg)  # all of them in streaming mode, unless a study model leaves some out
+    relative = "relative_positions" in on
+    frontend = build_frontend(cfg["frontend"], cfg["frontend_channels"], cfg["frontend_downsample"],
+                              "causal_frontend" in on)
     encoder = Conformer(
-        d, cfg["enc_layers"], cfg["enc_heads"], cfg["enc_ffn"], cfg["enc_kernel"], cfg["dropout"], causal
+        d, cfg["enc_layers"], cfg["enc_heads"], cfg["enc_ffn"], cfg["enc_kernel"], cfg["dropout"],
+        "causal_encoder" in on, relative,
     )
     adaptor = VarianceAdaptor(
         d,
@@ -389,10 +395,11 @@ def build_model(cfg: Mapping[str, Any]) -> LTBSModel:
         use_linguistic=cfg["use_linguistic"],
         use_pitch=cfg["use_pitch"],
         use_energy=cfg["use_energy"],
-        causal=causal,
+        causal="causal_predictors" in on,
     )
     decoder = Conformer(
-        d, cfg["dec_layers"], cfg["dec_heads"], cfg["dec_ffn"], cfg["dec_kernel"], cfg["dropout"], causal
+        d, cfg["dec_layers"], cfg["dec_heads"], cfg["dec_ffn"], cfg["dec_kernel"], cfg["dropout"],
+        "causal_decoder" in on, relative,
     )
     postnet = None
     if cfg["use_postnet"]:
@@ -406,7 +413,7 @@ def build_model(cfg: Mapping[str, Any]) -> LTBSModel:
             cond_channels=d + cfg["n_mels"],
             group_size=cfg["flow_group_size"],
             dropout=cfg["flow_dropout"],
-            causal=causal,
+            causal="causal_postnet" in on,
         )
     streaming = streaming_config(cfg)
     return LTBSModel(

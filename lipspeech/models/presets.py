@@ -18,6 +18,12 @@ from typing import Any, Mapping, Optional
 
 from lipspeech.config import ConfigError
 
+#: the streaming mode's restrictions, each a switch of the ``stream_restrictions`` model key:
+#: causal convolutions per part, relative positions in the conformers instead of absolute ones,
+#: attention within chunks (sizes drawn from ``stream_train_chunks`` in training)
+STREAM_RESTRICTIONS = ("causal_frontend", "causal_encoder", "causal_predictors", "causal_decoder",
+                       "causal_postnet", "relative_positions", "chunked_attention")
+
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
         # --- visual front-end
@@ -83,6 +89,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "stream_lookahead_frames": 2,  # frames past its chunk the first encoder block reads
         "stream_left_context_frames": 25,  # frames before its chunk a frame attends to (mel side: x4)
         "stream_train_chunks": [0, 2, 3, 4, 5, 6, 8, 12],  # chunk sizes drawn per training batch; 0 = whole clip
+        # which of the streaming restrictions the model has (all: a model that streams; fewer: a study
+        # model, decoded whole clip only, that measures what each restriction costs)
+        "stream_restrictions": list(STREAM_RESTRICTIONS),
     },
 }
 
@@ -135,12 +144,20 @@ class StreamingConfig:
         lookahead_frames: frames after its chunk the first encoder block reads.
         left_context_frames: frames before its chunk a frame attends to.
         train_chunks: chunk sizes drawn per training batch (0: the whole clip).
+        restrictions: the restrictions the model has (:data:`STREAM_RESTRICTIONS`; all of them
+            by default, the only models that can decode chunk by chunk).
     """
 
     chunk_frames: int
     lookahead_frames: int
     left_context_frames: int
     train_chunks: tuple[int, ...]
+    restrictions: frozenset[str] = frozenset(STREAM_RESTRICTIONS)
+
+    @property
+    def can_stream(self) -> bool:
+        """Whether chunk-by-chunk decoding is defined for the model (it has every restriction)."""
+        return self.restrictions == frozenset(STREAM_RESTRICTIONS)
 
 
 def streaming_config(cfg: Mapping[str, Any]) -> Optional[StreamingConfig]:
@@ -148,7 +165,13 @@ def streaming_config(cfg: Mapping[str, Any]) -> Optional[StreamingConfig]:
     if not cfg["streaming"]:
         return None
     return StreamingConfig(cfg["stream_chunk_frames"], cfg["stream_lookahead_frames"],
-                           cfg["stream_left_context_frames"], tuple(cfg["stream_train_chunks"]))
+                           cfg["stream_left_context_frames"], tuple(cfg["stream_train_chunks"]),
+                           frozenset(cfg["stream_restrictions"]))
+
+
+def active_restrictions(cfg: Mapping[str, Any]) -> frozenset[str]:
+    """The restrictions a checked flat model config applies (none for the offline model)."""
+    return frozenset(cfg["stream_restrictions"]) if cfg["streaming"] else frozenset()
 
 
 _CHOICES = {"frontend": ("paper", "tiny"), "upsample": ("repeat", "transposed"), "variance_loss": ("mse", "l1")}
@@ -244,6 +267,12 @@ def check_model_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError(
             f"model config key stream_train_chunks: needs one or more sizes >= 0 (0 = whole clip), "
             f"got {cfg['stream_train_chunks']}"
+        )
+    unknown = sorted(set(cfg["stream_restrictions"]) - set(STREAM_RESTRICTIONS))
+    if unknown or len(set(cfg["stream_restrictions"])) != len(cfg["stream_restrictions"]):
+        raise ConfigError(
+            f"model config key stream_restrictions: needs distinct names of {', '.join(STREAM_RESTRICTIONS)}, "
+            f"got {cfg['stream_restrictions']}"
         )
     if cfg["temperature"] < 0:
         raise ConfigError(f"model config key temperature: must be >= 0, got {cfg['temperature']}")

@@ -26,6 +26,7 @@ from typing import Any, Optional
 import torch
 
 from lipspeech.models.ltbs import LTBSModel
+from lipspeech.models.presets import STREAM_RESTRICTIONS
 from lipspeech.timing import FPS, MEL_PER_FRAME
 
 
@@ -55,6 +56,10 @@ class StreamDecoder:
     ):
         if model.streaming is None:
             raise ValueError("chunk-by-chunk decoding needs a model trained in streaming mode (model.streaming)")
+        if not model.streaming.can_stream:
+            missing = sorted(set(STREAM_RESTRICTIONS) - model.streaming.restrictions)
+            raise ValueError(f"this streaming-mode model is a study model without {', '.join(missing)}"
+                             " (stream_restrictions): it decodes whole clips only")
         if model.training:
             raise ValueError("put the model in eval mode (model.eval()) before streaming")
         self.model = model

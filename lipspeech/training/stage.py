@@ -40,7 +40,7 @@ import numpy as np
 import pyarrow as pa
 
 from lipspeech.config import ConfigError, config_hash, default_section
-from lipspeech.models.presets import model_config
+from lipspeech.models.presets import STREAM_RESTRICTIONS, model_config
 from lipspeech.runtime import resolve_device
 from lipspeech.shards import StageError
 from lipspeech.store import StoreMeta, write_store, write_text_atomic
@@ -72,6 +72,7 @@ STREAMING_KEYS = {
     "lookahead_frames": "stream_lookahead_frames",
     "left_context_frames": "stream_left_context_frames",
     "train_chunks": "stream_train_chunks",
+    "restrictions": "stream_restrictions",
 }
 
 
@@ -110,6 +111,9 @@ def _run_key(model_cfg: Mapping[str, Any], train_cfg: Mapping[str, Any], data: M
     if not model.get("streaming"):
         # the offline model does not read the streaming keys: its run key is what it was before them
         model = {k: v for k, v in model.items() if k != "streaming" and not k.startswith("stream_")}
+    elif sorted(model["stream_restrictions"]) == sorted(STREAM_RESTRICTIONS):
+        # a model with every restriction (one that streams): its run key is what it was before the key
+        model.pop("stream_restrictions")
     return config_hash(model, kept, dict(data))
 
 
@@ -287,6 +291,9 @@ def run_synthesize(
     chunk = exp.get("decode_chunk_frames")
     if chunk and bundle.model.streaming is None:
         raise StageError(f"experiment {exp['name']}: decode_chunk_frames needs a streaming model; {ckpt} is offline")
+    if chunk and not bundle.model.streaming.can_stream:
+        raise StageError(f"experiment {exp['name']}: decode_chunk_frames needs a model with every streaming "
+                         f"restriction; {ckpt} is a study model (stream_restrictions) that decodes whole clips only")
     if chunk:
         print(f"synthesize {exp['name']}: chunk by chunk, {chunk} frames + {bundle.model.streaming.lookahead_frames} "
               "of look-ahead", flush=True)
