@@ -15,7 +15,12 @@ rule decode:
         f"{RESULTS}/logs/decode/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/decode/{{shard}}.tsv"
-    threads: 2
+    # one thread a job (its ffmpeg processes), so the short per-shard jobs fill both cores of a small machine
+    # side by side; priorities put the jobs on the way to training first (decode 3, roi 2, the rest of the
+    # path 1; vocode, evaluate and summary 0), so ground-truth scoring fills the cores after training
+    # instead of delaying it (the demo on 2 cores: benchmarks/README.md, "Demo training")
+    threads: 1
+    priority: 3
     resources:
         mem_mb=4000,
         runtime=60,

@@ -17,7 +17,9 @@ rule mel:
         f"{RESULTS}/logs/mel/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/mel/{{shard}}.tsv"
-    threads: 2
+    # one thread a job: a shard's STFT is seconds; priority: decode.smk
+    threads: 1
+    priority: 1
     resources:
         mem_mb=4000,
         runtime=60,
@@ -44,6 +46,7 @@ rule ssl_features:
     benchmark:
         f"{RESULTS}/benchmarks/ssl_features/{{shard}}.tsv"
     threads: 2
+    priority: 1
     resources:
         # HuBERT-LARGE: ~1.3 GB of weights plus activations; GPUs are a cluster profile matter
         mem_mb=8000,
@@ -71,6 +74,7 @@ rule kmeans_fit:
     benchmark:
         f"{RESULTS}/benchmarks/kmeans_fit.tsv"
     threads: 4
+    priority: 1
     resources:
         mem_mb=16000,
         runtime=120,
@@ -95,6 +99,7 @@ rule units:
     log:
         f"{RESULTS}/logs/units/{{shard}}.log",
     threads: 1
+    priority: 1
     resources:
         mem_mb=4000,
         runtime=30,
@@ -120,7 +125,9 @@ rule prosody:
         f"{RESULTS}/logs/prosody/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/prosody/{{shard}}.tsv"
-    threads: 2
+    # one thread a job (one pyworld thread per utterance); priority: decode.smk
+    threads: 1
+    priority: 1
     resources:
         mem_mb=4000,
         runtime=120,
@@ -149,6 +156,7 @@ rule prosody_stats:
         runtime=15,
     conda:
         CONDA_ENV
+    priority: 1
     shell:
         "lipspeech prosody-stats --params {params.cfg:q} --manifest {input.manifest:q} --prosody {input.prosody:q}"
         " --out {output:q} 2>&1 | tee {log:q}"

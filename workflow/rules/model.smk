@@ -31,6 +31,7 @@ rule train:
     benchmark:
         f"{RESULTS}/benchmarks/train/{{exp}}.tsv"
     threads: 2
+    priority: 1
     resources:
         mem_mb=8000,
         runtime=720,

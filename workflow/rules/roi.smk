@@ -22,6 +22,7 @@ rule roi:
     # better than one shard on two threads (the demo's 4 shards on 2 cores: 230 s against 285;
     # benchmarks/README.md, "Grid-scale run"); --set-threads roi=N for a corpus of one shard
     threads: 1
+    priority: 2
     resources:
         mem_mb=8000,
         runtime=120,
