@@ -45,7 +45,9 @@ rule ssl_features:
         f"{RESULTS}/logs/ssl_features/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/ssl_features/{{shard}}.tsv"
-    threads: 2
+    # one thread a job, as decode's (decode.smk): a 2-thread job waits for both cores while shorter
+    # jobs of lower priority take the free one
+    threads: 1
     priority: 1
     resources:
         # HuBERT-LARGE: ~1.3 GB of weights plus activations; GPUs are a cluster profile matter
