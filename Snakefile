@@ -16,16 +16,15 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+# one rule file per package, named alike (common.smk: the helpers; summary.smk: lipspeech/summary.py)
 include: "workflow/rules/common.smk"
-include: "workflow/rules/corpus.smk"
-include: "workflow/rules/decode.smk"
-include: "workflow/rules/roi.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/vision.smk"
 include: "workflow/rules/features.smk"
-include: "workflow/rules/model.smk"
+include: "workflow/rules/training.smk"
 include: "workflow/rules/vocoder.smk"
-include: "workflow/rules/evaluate.smk"
-include: "workflow/rules/analysis.smk"
-include: "workflow/rules/report.smk"
+include: "workflow/rules/evaluation.smk"
+include: "workflow/rules/summary.smk"
 
 
 rule all:

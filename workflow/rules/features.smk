@@ -17,7 +17,7 @@ rule mel:
         f"{RESULTS}/logs/mel/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/mel/{{shard}}.tsv"
-    # one thread a job: a shard's STFT is seconds; priority: decode.smk
+    # one thread a job: a shard's STFT is seconds; priority: the decode rule (data.smk)
     threads: 1
     priority: 1
     resources:
@@ -45,7 +45,7 @@ rule ssl_features:
         f"{RESULTS}/logs/ssl_features/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/ssl_features/{{shard}}.tsv"
-    # one thread a job, as decode's (decode.smk): a 2-thread job waits for both cores while shorter
+    # one thread a job, as the decode rule's (data.smk): a 2-thread job waits for both cores while shorter
     # jobs of lower priority take the free one
     threads: 1
     priority: 1
@@ -127,7 +127,7 @@ rule prosody:
         f"{RESULTS}/logs/prosody/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/prosody/{{shard}}.tsv"
-    # one thread a job (one pyworld thread per utterance); priority: decode.smk
+    # one thread a job (one pyworld thread per utterance); priority: the decode rule (data.smk)
     threads: 1
     priority: 1
     resources:
