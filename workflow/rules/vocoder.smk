@@ -73,7 +73,9 @@ rule vocode:
         f"{RESULTS}/logs/vocode/{{system}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/vocode/{{system}}.tsv"
-    threads: 2
+    # one thread: after training, the experiment's and gt_vocoded's jobs then run side by side with the
+    # evaluate jobs instead of each waiting for both cores (Griffin-Lim of the demo's 31 test utterances: ~10 s)
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=120,
