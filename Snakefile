@@ -16,7 +16,7 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
-# one rule file per package, named alike (common.smk: the helpers; summary.smk: lipspeech/summary.py)
+# one rule file per package, named alike (common.smk: the helpers; summary.smk: lipspeech/commands/summary.py)
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/vision.smk"

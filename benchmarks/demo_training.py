@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from lipspeech.config import validate_config
+from lipspeech.core.config import validate_config
 from lipspeech.evaluation.asr import build_asr
 from lipspeech.evaluation.text import corpus_rates, normalize_text
 from lipspeech.features.audio import AudioConfig

@@ -38,7 +38,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from lipspeech.config import validate_config
+    from lipspeech.core.config import validate_config
     from lipspeech.evaluation import bootstrap
     from lipspeech.evaluation.asr import build_asr
     from lipspeech.evaluation.dnsmos import DNSMOS

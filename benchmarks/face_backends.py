@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from footage import CONDITIONS, clip, crop_centre_error, photo  # noqa: E402
 
-from lipspeech.config import validate_config  # noqa: E402
+from lipspeech.core.config import validate_config  # noqa: E402
 from lipspeech.vision.backends import make_backend  # noqa: E402
 from lipspeech.vision.roi import RoiConfig, RoiRejected, process_frames  # noqa: E402
 

@@ -45,7 +45,7 @@ def main() -> None:
     from espeak_speech import espeak_corpus  # beside this script
     from sklearn.cluster import MiniBatchKMeans
 
-    from lipspeech.config import default_section
+    from lipspeech.core.config import default_section
     from lipspeech.features.ssl import mfcc_features
     from lipspeech.features.units import fit_kmeans
 

@@ -4,7 +4,7 @@
 
 A 1280x720 H.264 clip of a face 40 px wide (jaw to jaw; skimage's astronaut moving about the
 middle of the frame, ``tests/footage.py`` ``Condition(face_px=40)``, as a webcam across a room
-shows a face) goes through :func:`lipspeech.live.run_live` with the default frame size (the
+shows a face) goes through :func:`lipspeech.commands.live.run_live` with the default frame size (the
 picture's own) and with ``size=(640, 480)`` (the default before issue #26), per face backend:
 as fast as it decodes (every frame processed: frames whose crop reached the model, "with a face"
 of the summary; the detector's calls on key frames; compute per second of video, RTF), and at
@@ -25,9 +25,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from footage import Condition, clip  # noqa: E402
 
-import lipspeech.speak  # noqa: E402
-from lipspeech.live import run_live  # noqa: E402
-from lipspeech.media import read_frames  # noqa: E402
+import lipspeech.commands.speak  # noqa: E402
+from lipspeech.commands.live import run_live  # noqa: E402
+from lipspeech.core.media import read_frames  # noqa: E402
 from lipspeech.models.presets import model_config  # noqa: E402
 from lipspeech.training import synthetic_utterances, train, train_config  # noqa: E402
 from lipspeech.vision.backends import make_backend  # noqa: E402
@@ -39,7 +39,7 @@ def _with_backend(name: str, counted: list):
     detector counted (appended to ``counted``)."""
     from dataclasses import replace
 
-    original = lipspeech.speak.load_pipeline
+    original = lipspeech.commands.speak.load_pipeline
 
     def load(*args, **kwargs):
         loaded = original(*args, **kwargs)
@@ -99,10 +99,10 @@ def main() -> None:
         except RoiRejected as exc:
             stage = f"rejected ({exc})"
         stage_s = time.perf_counter() - t0
-        original = lipspeech.speak.load_pipeline
+        original = lipspeech.commands.speak.load_pipeline
         for size in (None, (640, 480)):
             counted: list[_CountDetections] = []
-            lipspeech.speak.load_pipeline = _with_backend(name, counted)
+            lipspeech.commands.speak.load_pipeline = _with_backend(name, counted)
             res = run_live(str(video), ckpt, out=None, vocoder="griffin-lim", threads=1, size=size)
             det = counted[0]
             paced = run_live(str(video), ckpt, out=None, vocoder="griffin-lim", threads=1, size=size, realtime=True)
@@ -110,7 +110,7 @@ def main() -> None:
                          res.spoken_frames, f"{det.found}/{det.calls}", f"{res.rtf:.2f}",
                          f"{paced.spoken_frames} ({paced.dropped} dropped)", stage,
                          f"{stage_s / (len(decoded) / 25):.2f}"))
-            lipspeech.speak.load_pipeline = original
+            lipspeech.commands.speak.load_pipeline = original
     print("| backend | live frames | frames | with a face | key-frame detections (found/tried) | live RTF | "
           "at pace: with a face | roi stage detection_rate | roi stage RTF |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")

@@ -3,7 +3,7 @@
     python benchmarks/live_latency.py [--seconds 20] [--threads 1] [--rows all|quick]
 
 A SynthGRID clip, looped to ``--seconds``, is played by ffmpeg at its own pace (``--realtime``,
-as a camera delivers frames) into :func:`lipspeech.live.run_live`, which tracks the face, runs
+as a camera delivers frames) into :func:`lipspeech.commands.live.run_live`, which tracks the face, runs
 a streaming-mode model chunk by chunk and a streaming vocoder and writes a WAV as it goes. For
 every frame that reached the model: latency = the time from the frame's arrival to the moment
 its last audio sample was written (p50, p95); the algorithmic part is the model's chunk +
@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lipspeech.commands.live import run_live
 from lipspeech.data.synth.corpus import generate_corpus
 from lipspeech.features.audio import AudioConfig, MelSpectrogram
-from lipspeech.live import run_live
 from lipspeech.models.presets import model_config
 from lipspeech.training import synthetic_utterances, train, train_config
 from lipspeech.vocoder import hifigan_config

@@ -22,8 +22,8 @@ from pathlib import Path
 RUN = """
 import json, resource, sys, time
 import lipspeech.vision.roi as roi
-from lipspeech.config import validate_config
-from lipspeech.media import count_frames
+from lipspeech.core.config import validate_config
+from lipspeech.core.media import count_frames
 from lipspeech.vision.backends import make_backend
 
 path, hold = sys.argv[1], sys.argv[2] == "hold"

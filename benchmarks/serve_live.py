@@ -35,9 +35,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from live_latency import checkpoint, hifigan  # noqa: E402
 
+from lipspeech.commands.serve import ServeOptions, serve  # noqa: E402
+from lipspeech.core.media import read_frames  # noqa: E402
 from lipspeech.data.synth.corpus import generate_corpus  # noqa: E402
-from lipspeech.media import read_frames  # noqa: E402
-from lipspeech.serve import ServeOptions, serve  # noqa: E402
 
 
 def page_latency(running, clip: Path, frames: int, root: Path) -> dict:

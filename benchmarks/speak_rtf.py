@@ -4,7 +4,7 @@
 
 Input: one SynthGRID clip (360x288 MPEG-1, 25 fps, generated here with seed 11,
 about 2-3 s) unless ``--video`` is given. Each row runs
-:func:`lipspeech.speak.speak` end to end (the same code as the command): ffmpeg
+:func:`lipspeech.commands.speak.speak` end to end (the same code as the command): ffmpeg
 decode, the ROI stage's per-utterance landmarks/alignment (dlib), the LTBS model
 (post-net sampled), the vocoder. Models are *untrained* (random weights, built
 from the presets): the work per second of audio does not depend on the weights,
@@ -26,10 +26,10 @@ from pathlib import Path
 
 import torch
 
+from lipspeech.commands.speak import speak
 from lipspeech.features.audio import AudioConfig
 from lipspeech.models.ltbs import build_model
 from lipspeech.models.presets import model_config
-from lipspeech.speak import speak
 from lipspeech.training.checkpoint import save_checkpoint
 from lipspeech.vocoder import Generator, hifigan_config
 

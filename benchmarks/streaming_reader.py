@@ -35,7 +35,7 @@ import json, os, resource, sys, time
 from pathlib import Path
 import pyarrow as pa
 import torch
-from lipspeech.config import load_config, validate_config
+from lipspeech.core.config import load_config, validate_config
 from lipspeech.models.presets import model_config
 from lipspeech.training import train, train_config
 from lipspeech.training.stores import TRAIN_STORES, CorpusStores, StoreDataset
@@ -87,8 +87,8 @@ def scaled_corpus(results: Path, out: Path, scale: int) -> Path:
     """``results``'s manifest and train-time stores with every utterance repeated ``scale`` times."""
     import pyarrow as pa
 
-    from lipspeech.shards import shard_stores
-    from lipspeech.store import Store, write_store
+    from lipspeech.core.shards import shard_stores
+    from lipspeech.core.store import Store, write_store
 
     if (out / "manifest.parquet").exists():
         return out

@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from footage import crop_centre_error  # noqa: E402
 
-from lipspeech.config import validate_config  # noqa: E402
+from lipspeech.core.config import validate_config  # noqa: E402
 from lipspeech.data.synth.corpus import generate_corpus  # noqa: E402
 from lipspeech.vision.backends import make_backend  # noqa: E402
 from lipspeech.vision.roi import RoiConfig, RoiRejected, roi_utterance  # noqa: E402

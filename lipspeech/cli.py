@@ -1,7 +1,7 @@
 """The ``lipspeech`` command: one subcommand per pipeline stage, plus speak, summary, doctor, store-info.
 
 Each package owns its commands and their arguments (a ``register(sub)`` in its ``cli.py``,
-built with :mod:`lipspeech.stagecli`); this module only collects them, in pipeline order,
+built with :mod:`lipspeech.core.stagecli`); this module only collects them, in pipeline order,
 and runs the one asked for, turning a failure into one readable line and an exit code.
 """
 
@@ -25,8 +25,8 @@ COMMAND_MODULES = (
     "lipspeech.training.cli",
     "lipspeech.vocoder.cli",
     "lipspeech.evaluation.cli",
-    "lipspeech.toolcli",
-    "lipspeech.doctor",
+    "lipspeech.commands.toolcli",
+    "lipspeech.commands.doctor",
 )
 
 
@@ -44,17 +44,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # to run the same command again (torchrun)
     func: Callable[[argparse.Namespace], int] = args.func
-    if os.environ.get("LIPSPEECH_AUDIT_DIR"):  # the declared-inputs test (lipspeech/audit.py)
-        from lipspeech.audit import install
+    if os.environ.get("LIPSPEECH_AUDIT_DIR"):  # the declared-inputs test (lipspeech/core/audit.py)
+        from lipspeech.core.audit import install
 
         install(os.environ["LIPSPEECH_AUDIT_DIR"])
     if args.command == "doctor":  # needs nothing beyond the standard library to start
         return func(args)
-    from lipspeech.config import ConfigError
-    from lipspeech.media import MediaError
-    from lipspeech.runtime import DeviceError
-    from lipspeech.shards import StageError
-    from lipspeech.store import StoreError, one_line
+    from lipspeech.core.config import ConfigError
+    from lipspeech.core.media import MediaError
+    from lipspeech.core.runtime import DeviceError
+    from lipspeech.core.shards import StageError
+    from lipspeech.core.store import StoreError, one_line
 
     try:
         return func(args)

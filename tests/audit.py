@@ -1,4 +1,4 @@
-"""Reading the file-read audit (lipspeech/audit.py): which job read what it was not given."""
+"""Reading the file-read audit (lipspeech/core/audit.py): which job read what it was not given."""
 
 import json
 import os

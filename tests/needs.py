@@ -44,9 +44,9 @@ VOICES = [("en-us", 35, 40, 160), ("en-us+f2", 65, 60, 170), ("en-gb", 45, 50, 1
 def spoken_sentences() -> list[np.ndarray]:
     """SENTENCES spoken by VOICES: 16 kHz float32, 0.3 s of silence each side, a whole number of video
     frames long."""
+    from lipspeech.core.timing import SAMPLES_PER_FRAME
     from lipspeech.data.synth.speech import synthesize
     from lipspeech.evaluation.asr import resample
-    from lipspeech.timing import SAMPLES_PER_FRAME
 
     out = []
     for text, voice in zip(SENTENCES, VOICES):

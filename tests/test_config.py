@@ -2,7 +2,7 @@
 
 import pytest
 
-from lipspeech.config import ConfigError, config_hash, load_config, validate_config
+from lipspeech.core.config import ConfigError, config_hash, load_config, validate_config
 
 
 def test_defaults_fill_every_section():

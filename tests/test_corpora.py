@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lipspeech.config import validate_config
+from lipspeech.core.config import validate_config
+from lipspeech.core.store import Store, read_rejected
+from lipspeech.core.timing import SAMPLES_PER_FRAME
 from lipspeech.data.corpora import CorpusError, read_grid, read_grid_align, read_lip2wav
 from lipspeech.data.decode import decode_shard
 from lipspeech.data.manifest import assign_splits, build_manifest, hash_split, load_grid_split, shard_of
-from lipspeech.store import Store, read_rejected
-from lipspeech.timing import SAMPLES_PER_FRAME
 
 
 def _cfg(**corpus):

@@ -14,8 +14,8 @@ from test_stage_train import EXP, TRAIN_STORE_ARGS, fake_results, store_args
 from test_stage_train import MODEL as STAGE_MODEL
 from test_stage_train import TRAIN as STAGE_TRAIN
 
+from lipspeech.core.runtime import seed_everything
 from lipspeech.models import build_model, model_config
-from lipspeech.runtime import seed_everything
 from lipspeech.training import epoch_batches, load_checkpoint, synthetic_utterances, train, train_config
 from lipspeech.training.distributed import AllReduceBatchNorm, DistInfo, process_group, shard_batches
 

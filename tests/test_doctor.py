@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from lipspeech.cli import main as cli_main
-from lipspeech.doctor import MISSING, NOT_NEEDED, OK, WARN, check_console_script, check_gpu, check_hubert, doctor
+from lipspeech.commands.doctor import MISSING, NOT_NEEDED, OK, WARN, check_console_script, check_gpu, check_hubert, doctor
 
 BIN = Path(sys.executable).parent
 
@@ -144,7 +144,7 @@ def test_mediapipe_models_missing(monkeypatch):
     with roi.backend: dlib the same finding is only a note."""
     import importlib.util
 
-    from lipspeech.doctor import MISSING, NOT_NEEDED, check_mediapipe
+    from lipspeech.commands.doctor import MISSING, NOT_NEEDED, check_mediapipe
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mediapipe" else real(name, *a))

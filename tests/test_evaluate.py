@@ -12,7 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 from needs import SENTENCES, needs_espeak
 
-from lipspeech.config import ConfigError, default_section, validate_config
+from lipspeech.core.config import ConfigError, default_section, validate_config
+from lipspeech.core.shards import StageError
+from lipspeech.core.store import Store, StoreMeta, write_store
+from lipspeech.core.timing import SAMPLES_PER_FRAME
 from lipspeech.data import gridgrammar as gg
 from lipspeech.evaluation.grammar import (
     GrammarError,
@@ -22,9 +25,6 @@ from lipspeech.evaluation.grammar import (
     random_sentence_wer,
 )
 from lipspeech.evaluation.text import char_errors, corpus_rates, normalize_text, word_errors
-from lipspeech.shards import StageError
-from lipspeech.store import Store, StoreMeta, write_store
-from lipspeech.timing import SAMPLES_PER_FRAME
 
 GRID_GRAMMAR = SlotGrammar(tuple(tuple(sorted(gg.VOCAB[s])) for s in gg.SLOTS))
 

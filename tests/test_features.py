@@ -8,15 +8,15 @@ import pytest
 import torch
 
 from lipspeech.cli import main
-from lipspeech.config import ConfigError, default_section, validate_config
+from lipspeech.core.config import ConfigError, default_section, validate_config
+from lipspeech.core.shards import StageError
+from lipspeech.core.store import Store, StoreMeta, read_rejected, write_store
+from lipspeech.core.timing import SAMPLE_RATE, SAMPLES_PER_FRAME
 from lipspeech.features.audio import AudioConfig, MelSpectrogram
 from lipspeech.features.mel import mel_shard, utterance_mel
 from lipspeech.features.prosody import prosody_shard, prosody_stats, to_video_rate, utterance_prosody, world_f0
 from lipspeech.features.ssl import load_hubert, mfcc_features, ssl_shard
 from lipspeech.features.units import fit_kmeans, kmeans_fit, units_shard
-from lipspeech.shards import StageError
-from lipspeech.store import Store, StoreMeta, read_rejected, write_store
-from lipspeech.timing import SAMPLE_RATE, SAMPLES_PER_FRAME
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -14,7 +14,7 @@ from needs import needs_espeak, needs_ffmpeg
 from test_roi import centre_error_crop_px
 from zoo import ffmpeg
 
-from lipspeech.media import display_size, probe, read_frames
+from lipspeech.core.media import display_size, probe, read_frames
 
 pytestmark = needs_ffmpeg  # tests/needs.py
 
@@ -66,7 +66,7 @@ def test_rotation_tag_gives_the_upright_frames(face_clip, tag):
 def test_rotation_tagged_clip_gives_the_crops_of_the_physically_rotated_clip(face_clip):
     """A portrait phone clip (pixels stored sideways + a display rotation that turns them upright)
     and the same clip rotated for real (lossless, no tag) give the same mouth crops."""
-    from lipspeech.config import validate_config
+    from lipspeech.core.config import validate_config
     from lipspeech.vision.backends import make_backend
     from lipspeech.vision.roi import RoiConfig, roi_utterance
 
@@ -170,7 +170,7 @@ CODECS = {
 def test_small_face_through_codecs(tmp_path):
     """A 50 px face in 720p (HOG's own limit is ~80 px) through H.264, low-bitrate VP9 and 10-bit HEVC:
     kept, found in >= 99 % of frames, mouth within 2 px of the truth, codecs within 2 px of each other."""
-    from lipspeech.config import validate_config
+    from lipspeech.core.config import validate_config
     from lipspeech.vision.backends import make_backend
     from lipspeech.vision.roi import RoiConfig, roi_utterance
 
@@ -230,7 +230,7 @@ def test_missed_key_frame_detection_keeps_the_tracked_face():
 # --------------------------------------------------------------------------- turned, tilted, covered, two people
 @pytest.fixture(scope="module")
 def default_backend():
-    from lipspeech.config import validate_config
+    from lipspeech.core.config import validate_config
     from lipspeech.vision.backends import make_backend
     from lipspeech.vision.roi import RoiConfig
 
@@ -286,8 +286,8 @@ def test_a_covered_face_is_not_detected(backend_name):
 def test_summary_counts_what_decode_changed(tmp_path):
     import pyarrow as pa
 
-    from lipspeech.store import StoreMeta, write_store
-    from lipspeech.summary import corpus_summary, format_summary
+    from lipspeech.commands.summary import corpus_summary, format_summary
+    from lipspeech.core.store import StoreMeta, write_store
 
     res = tmp_path / "results" / "c"
     write_store(res / "manifest.parquet", StoreMeta("manifest", "x"), ["a", "b", "c"], {
@@ -306,7 +306,7 @@ def test_synthgrid_of_a_real_turned_face_through_a_webcam(tmp_path):
     detector does not find), each clip degraded as a webcam would (noise, MJPEG): the default backend has
     the face in every frame and crops on the generator's true mouth (benchmarks/synthgrid_faces.py: 100
     utterances, none rejected, a face in 99.95 % of frames; dlib rejected 30)."""
-    from lipspeech.config import validate_config
+    from lipspeech.core.config import validate_config
     from lipspeech.data.synth.corpus import generate_corpus
     from lipspeech.vision.backends import make_backend
     from lipspeech.vision.roi import RoiConfig, roi_utterance

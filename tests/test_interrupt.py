@@ -18,7 +18,7 @@ import pytest
 import yaml
 from test_stage_train import EXP, MODEL, TRAIN, TRAIN_STORE_ARGS, fake_results, store_args
 
-from lipspeech.store import StoreMeta, atomic_path, remove_stale_temporaries, write_store
+from lipspeech.core.store import StoreMeta, atomic_path, remove_stale_temporaries, write_store
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -141,7 +141,7 @@ def test_killed_workflow_reruns_to_the_same_stores_and_writes_only_results(zoo, 
     the bad inputs in the rejected tables); decode and roi stores equal an uninterrupted run of each
     stage byte for byte; no file outside results/ (and .snakemake/) changes, in the repository, the
     corpus, HOME or TMPDIR; flipping fail_fast reruns nothing, and a fresh run with it stops."""
-    from lipspeech.config import validate_config
+    from lipspeech.core.config import validate_config
     from lipspeech.data.decode import decode_shard
     from lipspeech.vision.roi import roi_shard
 
@@ -261,7 +261,7 @@ def test_killed_training_resumes_to_the_same_checkpoints(tmp_path, monkeypatch):
     """SIGKILL once the first checkpoint exists; the rerun resumes from last.pt and ends with the
     same best.pt, last.pt and losses.csv bytes as a run that was never interrupted. Training and
     synthesis write nothing outside results/ (the repository, HOME, TMPDIR)."""
-    from lipspeech.config import validate_config
+    from lipspeech.core.config import validate_config
     from lipspeech.training.stage import run_train
 
     monkeypatch.setattr(sys, "dont_write_bytecode", True)
@@ -354,7 +354,7 @@ def test_a_killed_writer_leaves_the_old_file_or_the_new_one(tmp_path):
     old = path.read_bytes()
     # the writer is stopped where the temporary is complete and the rename onto the store is next
     code = (f"import numpy as np, os, time\n"
-            f"from lipspeech.store import write_store, StoreMeta\n"
+            f"from lipspeech.core.store import write_store, StoreMeta\n"
             f"def slow(src, dst):\n"
             f"    print('written', flush=True); time.sleep(60)\n"
             f"os.replace = slow\n"

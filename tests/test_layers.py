@@ -1,41 +1,55 @@
 """The package's layers: every module imports only from its own layer and those below it.
 
-From the bottom: the base (stage runtime, stores, media I/O, config, device/seed/threads,
-git info), then the data and vision front end, the acoustic features, the models, training,
-the vocoder, the evaluation, and on top the commands. Imports inside functions count too.
+The order is ``lipspeech.LAYERS``, and the tree shows it: from the bottom, the base (``lipspeech/core/``:
+stage runtime, stores, media I/O, config, device/seed/threads, git info), then vision and data, the
+acoustic features, the models, training, the vocoder, the evaluation, and on top the commands
+(``lipspeech/commands/`` and the entry point ``lipspeech/cli.py``). Imports inside functions count too.
+docs/layout.md draws the same order.
 """
 
 import ast
+import re
 from pathlib import Path
 
+import pytest
+
 import lipspeech
+from lipspeech import LAYERS
 
 PACKAGE = Path(lipspeech.__file__).parent
-BASE = ("lipspeech", "lipspeech.audit", "lipspeech.config", "lipspeech.media", "lipspeech.runtime",
-        "lipspeech.shards", "lipspeech.stagecli", "lipspeech.store", "lipspeech.timing", "lipspeech.livemedia",
-        "lipspeech.transcript")
-LAYERS = [
-    BASE,
-    ("lipspeech.vision",),
-    ("lipspeech.data",),  # its synthetic corpus generator places faces with the vision landmarks
-    ("lipspeech.features",),
-    ("lipspeech.models",),
-    ("lipspeech.training",),
-    ("lipspeech.vocoder",),
-    ("lipspeech.evaluation",),
-    ("lipspeech.speak", "lipspeech.live", "lipspeech.liveengine", "lipspeech.serve", "lipspeech.servelive",
-     "lipspeech.summary", "lipspeech.doctor", "lipspeech.toolcli", "lipspeech.cli"),
-]
+ROOT = PACKAGE.parent
 
 
 def layer_of(module: str) -> int:
+    """The layer of ``module``: the one naming it or, longest first, a package holding it (the package root,
+    ``lipspeech`` itself, holds nothing: a module at the root that no layer names is in none)."""
     best, where = -1, -1
     for i, prefixes in enumerate(LAYERS):
         for p in prefixes:
-            if (module == p or module.startswith(p + ".")) and len(p) > best:
+            inside = module.startswith(p + ".") and p != "lipspeech"
+            if (module == p or inside) and len(p) > best:
                 best, where = len(p), i
-    assert where >= 0, f"{module}: in no layer (add it to LAYERS)"
+    assert where >= 0, f"{module}: in no layer (add it to lipspeech.LAYERS)"
     return where
+
+
+def test_the_tree_is_the_layers():
+    # every module and subpackage at the package root is one that LAYERS names, and each that it names is there
+    at_root = {f"lipspeech.{p.stem}" for p in PACKAGE.glob("*.py") if p.stem != "__init__"} | \
+              {f"lipspeech.{p.name}" for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    named = {p for layer in LAYERS for p in layer} - {"lipspeech"}
+    assert at_root == named
+    assert sorted(p.stem for p in PACKAGE.glob("*.py")) == ["__init__", "cli"]  # the rest lives in a layer's package
+
+
+def test_the_layout_page_draws_the_layers_in_order():
+    # docs/layout.md's `lipspeech/` part names each layer's packages, bottom first, in the order of LAYERS
+    text = (ROOT / "docs" / "layout.md").read_text()
+    part = text[text.index("\nlipspeech/"):text.index("\ntests/")]
+    names = re.findall(r"^  (\S+)", part, flags=re.M)  # what each entry of the package's tree names
+    expect = [p.removeprefix("lipspeech.") + ("/" if (ROOT / p.replace(".", "/")).is_dir() else ".py")
+              for layer in LAYERS for p in layer if p != "lipspeech"]
+    assert [n for n in names if n in expect] == expect, names
 
 
 def module_name(path: Path) -> str:
@@ -88,7 +102,7 @@ def _attribute_chain(node: ast.Attribute) -> tuple[str, list[str]] | None:
 def private_imports(path: Path, me: str = "lipspeech.x", package: bool = False) -> list[str]:
     """Private names (``_x``) another lipspeech module's code uses: imported from it (absolute or relative
     import), or reached as an attribute of a lipspeech module imported whole (``speak._load`` after
-    ``from lipspeech import speak``, ``lipspeech.speak._load`` after ``import lipspeech.speak``).
+    ``from lipspeech.commands import speak``, ``lipspeech.commands.speak._load`` after ``import lipspeech.commands.speak``).
     ``me`` is the module at ``path`` (``package``: its ``__init__``), against which relative imports resolve."""
     def private(name: str) -> bool:
         return name.startswith("_") and not name.startswith("__")
@@ -124,19 +138,23 @@ def test_modules_share_only_public_names(tmp_path):
     # known answers: the checker sees one, relative or absolute, inside a function too, and one reached
     # through a module imported whole (not an attribute of anything else, not a dunder)
     path = tmp_path / "x.py"
-    path.write_text("from .speech import _load\ndef f():\n    from lipspeech.media import _x, y\n")
-    assert private_imports(path) == ["lipspeech.media _x", "speech _load"]
-    path.write_text("import lipspeech.media\nimport lipspeech.store as st\nfrom lipspeech import speak\n"
-                    "from lipspeech.data import synth as sy\nfrom lipspeech.speak import load_pipeline\n"
-                    "speak._load(); st._w(); lipspeech.media._probe; sy.speech._lib; speak.__name__\n"
+    path.write_text("from .speech import _load\ndef f():\n    from lipspeech.core.media import _x, y\n")
+    assert private_imports(path) == ["lipspeech.core.media _x", "speech _load"]
+    path.write_text("import lipspeech.core.media\nimport lipspeech.core.store as st\nfrom lipspeech.commands import speak\n"
+                    "from lipspeech.data import synth as sy\nfrom lipspeech.commands.speak import load_pipeline\n"
+                    "speak._load(); st._w(); lipspeech.core.media._probe; sy.speech._lib; speak.__name__\n"
                     "self._x; load_pipeline._cache; lipspeech.__version__\n")
-    assert private_imports(path) == ["lipspeech media._probe", "lipspeech.data.synth speech._lib",
-                                     "lipspeech.speak _load", "lipspeech.store _w"]
+    assert private_imports(path) == ["lipspeech core.media._probe", "lipspeech.commands.speak _load",
+                                     "lipspeech.core.store _w", "lipspeech.data.synth speech._lib"]
 
 
 def test_the_checker_sees_an_upward_import(tmp_path):
     # known answer: a base module importing the training package is caught
-    assert layer_of("lipspeech.shards") < layer_of("lipspeech.training.loop")
+    assert layer_of("lipspeech.core.shards") < layer_of("lipspeech.training.loop")
+    assert layer_of("lipspeech") == layer_of("lipspeech.core.store") == 0
+    assert layer_of("lipspeech.cli") == layer_of("lipspeech.commands.speak") == len(LAYERS) - 1
+    with pytest.raises(AssertionError, match="in no layer"):
+        layer_of("lipspeech.speak")  # a module at the package root that no layer names
     path = tmp_path / "x.py"
     path.write_text("def f():\n    from lipspeech.training.loop import run_loop\n")
     assert imports(path) == {"lipspeech.training.loop"}

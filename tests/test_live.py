@@ -27,7 +27,7 @@ def setup(tmp_path_factory):
 
 
 def _frames(video) -> np.ndarray:
-    from lipspeech.media import read_frames
+    from lipspeech.core.media import read_frames
 
     return read_frames(video, gray=True)
 
@@ -64,8 +64,8 @@ def test_live_source_reads_the_picture_at_its_own_size(tmp_path):
     """By default a 1280x720 clip comes at 1280x720, the frames the roi stage reads (a 40 px face stays 40 px);
     non-square pixels made square as the roi stage makes them; a 2560x1440 picture scaled to 1920x1080; an
     explicit size scales into it, letterboxed."""
-    from lipspeech.livemedia import LiveSource
-    from lipspeech.media import probe, read_frames
+    from lipspeech.core.livemedia import LiveSource
+    from lipspeech.core.media import probe, read_frames
 
     hd = _encode(tmp_path / "hd.mp4", ["size=1280x720"])
     src = LiveSource(str(hd))
@@ -255,7 +255,7 @@ def test_live_reads_a_720p_source_at_720p(setup, tmp_path, capsys):
 def test_growing_wav_is_valid_at_every_write(tmp_path):
     import soundfile as sf
 
-    from lipspeech.live import GrowingWav, to_pcm
+    from lipspeech.commands.live import GrowingWav, to_pcm
 
     wav = GrowingWav(tmp_path / "g.wav")
     for n in (100, 0, 640, 37):

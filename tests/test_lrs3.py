@@ -7,7 +7,7 @@ import pytest
 from lrs3tree import CLIPS, build_lrs3
 from needs import needs_ffmpeg
 
-from lipspeech.config import validate_config
+from lipspeech.core.config import validate_config
 from lipspeech.data.corpora import CorpusError, lrs3_val_ids, read_corpus, read_lrs3, read_lrs3_text
 from lipspeech.data.manifest import assign_splits, build_manifest, transcript_problem
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from lipspeech.config import ConfigError
+from lipspeech.core.config import ConfigError
 from lipspeech.models import PRESETS, Utterance, build_model, collate, count_parameters, lengths_to_mask, model_config
 from lipspeech.models.flow import ActNorm, AffineCoupling, FlowPostNet, InvConv1x1
 from lipspeech.training.data import synthetic_utterances
@@ -212,7 +212,7 @@ def test_paper_preset_builds():
 
 
 def test_small_preset_is_the_demo_model_and_runs_on_pooled_crops():
-    from lipspeech.config import validate_config
+    from lipspeech.core.config import validate_config
 
     cfg = validate_config({})
     assert cfg["model"]["preset"] == "small" and [e["preset"] for e in cfg["experiments"]] == ["small"]

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from needs import needs_espeak
 
-from lipspeech.config import ConfigError, validate_config
+from lipspeech.core.config import ConfigError, validate_config
 from lipspeech.evaluation import bootstrap
 from lipspeech.evaluation.compare import compare_systems
 from lipspeech.evaluation.families import FIGURES, check_families, family_problems
@@ -217,7 +217,7 @@ def test_missing_metric_package_is_one_clear_line(monkeypatch):
     with pytest.raises(RuntimeError, match=r"config key evaluate.metrics: family dnsmos cannot run: package speechmos"):
         check_families({"metrics": ["asr", "dnsmos"]})
     check_families({"metrics": ["asr", "signal"]})  # what is not selected is not needed
-    from lipspeech.doctor import check_metric_families
+    from lipspeech.commands.doctor import check_metric_families
 
     checks = {c.name: c for c in check_metric_families({"metrics": ["dnsmos"]})}
     assert checks["DNSMOS models"].status == "MISSING" and checks["speaker encoder"].status == "--"
@@ -246,8 +246,8 @@ def test_workflow_says_a_missing_metric_package_before_any_job(tmp_path):
 def test_evaluate_stage_writes_naturalness_speaker_and_intervals(tmp_path, speech):
     from test_evaluate import _fake_corpus
 
+    from lipspeech.core.store import Store
     from lipspeech.evaluation.stage import COLUMNS, run_evaluate
-    from lipspeech.store import Store
 
     res = _fake_corpus(tmp_path, speech)
     cfg = validate_config({"evaluate": {"pesq": False, "bootstrap_resamples": 200}})

@@ -170,10 +170,10 @@ def test_experiment_training_keys_snapshots_curve_and_raw_weights(tmp_path):
     import pyarrow as pa
     from test_stage_train import EXP, MODEL, TRAIN, fake_results
 
-    from lipspeech.config import default_section
+    from lipspeech.core.config import default_section
+    from lipspeech.core.store import Store, StoreMeta, write_store
     from lipspeech.evaluation.curve import learning_curve, val_subset
     from lipspeech.evaluation.report.curves import curve_rows, curves_html, curves_markdown, temperature_rows
-    from lipspeech.store import Store, StoreMeta, write_store
     from lipspeech.training.stage import run_synthesize, run_train
 
     results = fake_results(tmp_path / "results" / "fake")

@@ -22,7 +22,8 @@ import yaml
 from needs import chromium_binary
 
 from lipspeech.cli import main
-from lipspeech.config import validate_config
+from lipspeech.core.config import validate_config
+from lipspeech.core.store import Store, StoreMeta, write_store
 from lipspeech.data.manifest import shard_name
 from lipspeech.evaluation.families import FIGURES
 from lipspeech.evaluation.report import (
@@ -38,7 +39,6 @@ from lipspeech.evaluation.report import (
 )
 from lipspeech.features.mel import mel_shard
 from lipspeech.features.prosody import prosody_shard
-from lipspeech.store import Store, StoreMeta, write_store
 
 REPO = Path(__file__).resolve().parents[1]
 SR = 16000

@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 from needs import have_espeak, have_ffmpeg
 
-from lipspeech.config import validate_config
-from lipspeech.store import Store, StoreMeta, write_store
+from lipspeech.core.config import validate_config
+from lipspeech.core.store import Store, StoreMeta, write_store
 from lipspeech.vision.backends import BackendError, make_backend
 from lipspeech.vision.roi import RoiConfig, RoiRejected, apply_affine, process_frames, similarity
 
@@ -196,7 +196,7 @@ def test_face_alignment_backend_says_how_to_provide_it():
 def test_a_clip_too_long_to_hold_is_streamed_to_the_same_crops(roi_shard_run, dlib_backend, monkeypatch):
     # with no frame budget every clip is decoded twice a chunk at a time (what a 10-minute 1080p clip
     # gets): the same landmarks, crops and QC as decoding it once into memory
-    import lipspeech.media as media
+    import lipspeech.core.media as media
     import lipspeech.vision.roi as roi
 
     utt, video = next(iter(roi_shard_run["videos"].items()))

@@ -30,7 +30,7 @@ def setup(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(setup):
-    from lipspeech.serve import ServeOptions, serve
+    from lipspeech.commands.serve import ServeOptions, serve
 
     opts = ServeOptions(record=True, on_lag="wait", max_streams=1, examples=(setup["video"],))
     running = serve(str(setup["stream"]), "127.0.0.1", 0, opts, vocoder=setup["vocoder"])
@@ -120,7 +120,7 @@ def test_bad_uploads_are_answered_and_the_server_goes_on(setup, server, tmp_path
 def _jpegs(video) -> list[bytes]:
     import cv2
 
-    from lipspeech.media import read_frames
+    from lipspeech.core.media import read_frames
 
     return [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes() for f in read_frames(video, gray=True)]
 
@@ -287,7 +287,7 @@ def test_token_needed_off_loopback(setup):
     """Bound to 0.0.0.0: a token is made and printed in the URL; without it (page, API, WebSocket) 403."""
     import aiohttp
 
-    from lipspeech.serve import ServeOptions, serve
+    from lipspeech.commands.serve import ServeOptions, serve
 
     running = serve(str(setup["offline"]), "0.0.0.0", 0, ServeOptions(), vocoder=setup["vocoder"])
     try:
@@ -353,7 +353,7 @@ def test_page_streams_the_fake_camera_in_headless_chromium(setup, tmp_path):
     """The real page in headless Chromium, its camera a fake device fed from the clip (y4m): it opens the camera,
     streams, plays the speech with Web Audio and reports what it received: the PCM the server sent, equal to
     `lipspeech live` on the frames the server received; its capture-to-playback latency is measured."""
-    from lipspeech.serve import ServeOptions, serve
+    from lipspeech.commands.serve import ServeOptions, serve
 
     y4m = tmp_path / "camera.y4m"
     subprocess.run(["ffmpeg", "-v", "error", "-i", str(setup["video"]), "-pix_fmt", "yuv420p", str(y4m)], check=True)

@@ -168,7 +168,7 @@ def test_pipeline_on_slurm_equals_the_local_run(tmp_path):
     # both at once: the SLURM run mostly waits (queue, sacct polls, job start-up)
     t0 = time.time()
     local_log = open(tmp_path / "local.log", "w+")
-    # the local run also records what each job reads (lipspeech/audit.py): only what its rule declares
+    # the local run also records what each job reads (lipspeech/core/audit.py): only what its rule declares
     local_proc = subprocess.Popen(_snakemake(local, *_local_args()), cwd=local,
                                   env=dict(env, LIPSPEECH_AUDIT_DIR=str(tmp_path / "audit")), stdout=local_log,
                                   stderr=subprocess.STDOUT)

@@ -28,7 +28,7 @@ def setup(tmp_path_factory):
 
 
 def _frames(video) -> int:
-    from lipspeech.media import read_frames
+    from lipspeech.core.media import read_frames
 
     return len(read_frames(video, gray=True, size=(8, 8)))
 
@@ -86,8 +86,8 @@ def test_speak_equals_the_pipeline_and_reads_old_checkpoints(setup, tmp_path, ca
     the same audio (the default mel and ROI settings are what the pipeline used here too)."""
     import soundfile as sf
 
-    from lipspeech.config import default_section
-    from lipspeech.store import Store
+    from lipspeech.core.config import default_section
+    from lipspeech.core.store import Store
     from lipspeech.training import load_model
     from lipspeech.training.bundle import make_bundle
 

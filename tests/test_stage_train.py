@@ -7,8 +7,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from lipspeech.config import ConfigError
-from lipspeech.store import Store, StoreMeta, write_store
+from lipspeech.core.config import ConfigError
+from lipspeech.core.store import Store, StoreMeta, write_store
 from lipspeech.training.stage import experiment_model_config, find_experiment, run_synthesize, run_train
 from lipspeech.training.stores import CorpusStores, StoreDataset
 

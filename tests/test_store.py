@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lipspeech import __version__
-from lipspeech.store import Store, StoreError, StoreMeta, read_rejected, write_rejected, write_store
+from lipspeech.core.store import Store, StoreError, StoreMeta, read_rejected, write_rejected, write_store
 
 
 @pytest.mark.parametrize(
@@ -87,7 +87,7 @@ def test_atomic_writes_get_the_umask_mode_not_mkstemps(tmp_path, monkeypatch):
 
     import torch
 
-    from lipspeech import store
+    from lipspeech.core import store
     from lipspeech.training.checkpoint import save_checkpoint
 
     mask = os.umask(0o022)

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from lipspeech.store import ROW_GROUP_BYTES, GroupCache, Store, StoreMeta, write_store
+from lipspeech.core.store import ROW_GROUP_BYTES, GroupCache, Store, StoreMeta, write_store
 
 T = 50  # frames per utterance
 N = 192  # utterances (4 shards): 192 * 50 * 96 * 96 bytes = 88 MB of mouth crops once decoded

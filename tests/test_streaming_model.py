@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from lipspeech.config import ConfigError, validate_config
+from lipspeech.core.config import ConfigError, validate_config
 from lipspeech.models import build_model
 from lipspeech.models.batch import Batch
 from lipspeech.models.presets import model_config
@@ -249,7 +249,7 @@ def test_study_models_train_and_the_streaming_run_key_is_unchanged():
     """Each single-restriction model takes a training step with finite losses and gradients; a model
     with every restriction keeps the run key it had before stream_restrictions existed (its results
     are not retrained), a study model gets its own."""
-    from lipspeech.config import config_hash
+    from lipspeech.core.config import config_hash
     from lipspeech.models.presets import STREAM_RESTRICTIONS
     from lipspeech.training.stage import _run_key
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from lipspeech.config import ConfigError
+from lipspeech.core.config import ConfigError
 from lipspeech.models import model_config
 from lipspeech.training import (
     epoch_batches,

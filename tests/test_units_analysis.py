@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from lipspeech.core.store import Store
 from lipspeech.features.alignments import (
     AlignmentError,
     find_textgrid,
@@ -18,7 +19,6 @@ from lipspeech.features.alignments import (
     textgrid_alignment,
 )
 from lipspeech.features.unit_quality import SILENCE
-from lipspeech.store import Store
 
 BIN = Path(sys.executable).parent
 

@@ -10,9 +10,9 @@ import torch
 from needs import have_espeak
 from test_stage_train import store_args
 
-from lipspeech.config import ConfigError, validate_config
+from lipspeech.core.config import ConfigError, validate_config
+from lipspeech.core.store import Store, StoreMeta, write_store
 from lipspeech.features.audio import AudioConfig, MelSpectrogram
-from lipspeech.store import Store, StoreMeta, write_store
 from lipspeech.vocoder import Discriminators, Generator, GriffinLim, hifigan_config, load_hifigan, load_vocoder
 from lipspeech.vocoder.griffinlim import spectral_convergence
 from lipspeech.vocoder.stage import run_train_vocoder, run_vocode

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from audit import undeclared_reads
 
-from lipspeech.store import Store
+from lipspeech.core.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -197,7 +197,7 @@ def test_learning_curve_dag(tmp_path, grid_config):
     assert "--snapshots results/gridfix/models/a/ckpt/snapshots" in out.stdout
     assert "--curve a=results/gridfix/eval/a/curve.json" in out.stdout
     # (what the config check says of bad experiment train keys, without a Snakemake run each)
-    from lipspeech.config import ConfigError, validate_config
+    from lipspeech.core.config import ConfigError, validate_config
 
     bad = {**config, "experiments": [*experiments, {"name": "c", "model_from": "a", "train": {"max_steps": 3}}]}
     with pytest.raises(ConfigError, match="cannot set preset, overrides, streaming or train"):
@@ -208,7 +208,7 @@ def test_learning_curve_dag(tmp_path, grid_config):
 
 def test_end_to_end_and_config_edits_rerun_only_dependants(tmp_path, grid_config):
     assert planned_jobs(tmp_path, grid_config) == {"manifest": 1, **after_decode(3)}
-    audit = tmp_path / "audit"  # every job records what it reads (lipspeech/audit.py)
+    audit = tmp_path / "audit"  # every job records what it reads (lipspeech/core/audit.py)
     snakemake(tmp_path, grid_config, env={"LIPSPEECH_AUDIT_DIR": str(audit)})
     assert len(list(audit.glob("*.json"))) >= 20 and undeclared_reads(audit) == []
     res = tmp_path / "results" / "gridfix"

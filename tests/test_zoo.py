@@ -17,16 +17,16 @@ import pytest
 from zoo import FOLDER_CASES, GRID_CASES, UNICODE_NAME
 
 from lipspeech.cli import main as cli_main
-from lipspeech.config import ConfigError, validate_config
+from lipspeech.commands.summary import corpus_summary, format_summary
+from lipspeech.core.config import ConfigError, validate_config
+from lipspeech.core.media import count_frames, read_frames
+from lipspeech.core.shards import StageError
+from lipspeech.core.store import Store, StoreError, read_rejected
+from lipspeech.core.timing import SAMPLES_PER_FRAME
 from lipspeech.data.decode import decode_shard
 from lipspeech.data.manifest import build_manifest
 from lipspeech.features.mel import mel_shard
 from lipspeech.features.prosody import prosody_stats
-from lipspeech.media import count_frames, read_frames
-from lipspeech.shards import StageError
-from lipspeech.store import Store, StoreError, read_rejected
-from lipspeech.summary import corpus_summary, format_summary
-from lipspeech.timing import SAMPLES_PER_FRAME
 
 BIN = Path(sys.executable).parent
 STAGES = ("manifest", "decode", "roi")

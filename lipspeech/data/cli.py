@@ -1,4 +1,4 @@
-"""The data stages' commands: synth-corpus, manifest, decode (see :mod:`lipspeech.stagecli`)."""
+"""The data stages' commands: synth-corpus, manifest, decode (see :mod:`lipspeech.core.stagecli`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lipspeech import stagecli as sc
+from lipspeech.core import stagecli as sc
 
 
 def cmd_synth_corpus(args: argparse.Namespace) -> int:

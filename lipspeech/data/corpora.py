@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from lipspeech.transcript import normalize_text
+from lipspeech.core.transcript import normalize_text
 
 VIDEO_EXTS = (".mpg", ".mpeg", ".mp4", ".avi", ".mov", ".mkv", ".webm")
 GRID_SILENCES = {"sil", "sp"}
@@ -217,7 +217,7 @@ def read_csv_corpus(path: Path) -> list[Entry]:
 
 def read_lrs3_text(path: Path) -> str | None:
     """The transcript of an LRS3 ``.txt`` file: its ``Text:`` line, normalised as it is scored
-    (:func:`lipspeech.transcript.normalize_text`); None when the line has no words.
+    (:func:`lipspeech.core.transcript.normalize_text`); None when the line has no words.
 
     Raises ValueError (one line) when the file is not UTF-8 text or has no ``Text:`` line.
     """

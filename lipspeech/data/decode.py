@@ -2,8 +2,8 @@
 
 Store ``audio/{shard}.parquet``: ``utt, n_frames, duration, audio_seconds_raw`` and
 the array column ``audio`` (float32, exactly ``n_frames * 640`` samples, see
-:func:`lipspeech.timing.fit_length`). The video frames themselves are decoded
-again by the ROI stage (same :func:`lipspeech.media.read_frames`) rather
+:func:`lipspeech.core.timing.fit_length`). The video frames themselves are decoded
+again by the ROI stage (same :func:`lipspeech.core.media.read_frames`) rather
 than stored twice.
 """
 
@@ -17,11 +17,11 @@ import numpy as np
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from lipspeech.config import config_hash
-from lipspeech.media import MediaError, count_frames, read_audio, require_ffmpeg
-from lipspeech.shards import refuse_rejections
-from lipspeech.store import Store, StoreMeta, write_rejected, write_store
-from lipspeech.timing import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, fit_length
+from lipspeech.core.config import config_hash
+from lipspeech.core.media import MediaError, count_frames, read_audio, require_ffmpeg
+from lipspeech.core.shards import refuse_rejections
+from lipspeech.core.store import Store, StoreMeta, write_rejected, write_store
+from lipspeech.core.timing import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, fit_length
 
 STAGE = "decode"
 

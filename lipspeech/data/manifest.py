@@ -7,7 +7,7 @@ is the source frame rate; the decode stage resamples every video to 25 fps and
 frame size as decoded, i.e. as a viewer sees it: ``rotation`` (degrees clockwise, from
 the display matrix) applied and non-square pixels (``sar``, the sample aspect ratio)
 made square; ``interlaced`` sources are deinterlaced
-(:func:`lipspeech.media.read_frames`). ``audio_path`` equals ``video_path``
+(:func:`lipspeech.core.media.read_frames`). ``audio_path`` equals ``video_path``
 when the audio comes from the video's own track.
 
 Shards are ``hash(utt) mod shards``: stable across runs and machines, so the DAG
@@ -29,13 +29,13 @@ import pyarrow as pa
 import yaml
 from tqdm.auto import tqdm
 
-from lipspeech.config import config_hash
+from lipspeech.core.config import config_hash
+from lipspeech.core.media import MediaError, probe, require_ffmpeg
+from lipspeech.core.shards import refuse_rejections
+from lipspeech.core.store import StoreMeta, write_rejected, write_store
+from lipspeech.core.timing import FPS
 from lipspeech.data.corpora import SPLITS, Entry, read_corpus
 from lipspeech.data.gridgrammar import all_words
-from lipspeech.media import MediaError, probe, require_ffmpeg
-from lipspeech.shards import refuse_rejections
-from lipspeech.store import StoreMeta, write_rejected, write_store
-from lipspeech.timing import FPS
 
 STAGE = "manifest"
 GRID_WORDS = frozenset(all_words())

@@ -2,7 +2,7 @@
 ESTOI, PESQ), spectral distance (MCD), prosody (F0, voicing, energy), non-intrusive
 naturalness (DNSMOS), speaker similarity (GE2E), bootstrap intervals, and the report page.
 
-Modules: :mod:`~lipspeech.evaluation.text` (WER/CER; the normalisation is :mod:`lipspeech.transcript`'s),
+Modules: :mod:`~lipspeech.evaluation.text` (WER/CER; the normalisation is :mod:`lipspeech.core.transcript`'s),
 :mod:`~lipspeech.evaluation.grammar` (slot grammars from a corpus's transcripts),
 :mod:`~lipspeech.evaluation.asr` (pocketsphinx, faster-whisper),
 :mod:`~lipspeech.evaluation.metrics` (signal metrics),

@@ -41,9 +41,9 @@ from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
 
+from lipspeech.core.shards import StageError
 from lipspeech.evaluation.grammar import SlotGrammar, choose_grammar
 from lipspeech.evaluation.text import normalize_text
-from lipspeech.shards import StageError
 
 ASR_RATE = 16_000
 DITHER_SEED = 20240101

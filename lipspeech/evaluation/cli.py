@@ -1,4 +1,4 @@
-"""The evaluation's commands: evaluate, units-analysis and report (see :mod:`lipspeech.stagecli`)."""
+"""The evaluation's commands: evaluate, units-analysis and report (see :mod:`lipspeech.core.stagecli`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from lipspeech import stagecli as sc
+from lipspeech.core import stagecli as sc
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -19,10 +19,10 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from lipspeech.core.shards import StageError
+from lipspeech.core.store import write_text_atomic
 from lipspeech.evaluation.asr import build_asr
 from lipspeech.evaluation.text import corpus_rates, normalize_text, transcripts
-from lipspeech.shards import StageError
-from lipspeech.store import write_text_atomic
 
 __all__ = ["learning_curve", "snapshot_paths", "val_subset"]
 

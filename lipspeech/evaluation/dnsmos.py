@@ -34,8 +34,8 @@ from typing import Mapping
 
 import numpy as np
 
+from lipspeech.core.timing import SAMPLE_RATE
 from lipspeech.evaluation.families import MetricUnavailable
-from lipspeech.timing import SAMPLE_RATE
 
 #: window length in seconds and in samples
 SEGMENT_SECONDS = 9.01

@@ -1,6 +1,6 @@
 """Signal metrics of a system's audio against the ground truth of the same utterance.
 
-All systems share the time axes of :mod:`lipspeech.timing` (the system's audio
+All systems share the time axes of :mod:`lipspeech.core.timing` (the system's audio
 has ``T * 640`` samples for the ``T`` video frames of the reference), so every
 comparison is frame-aligned: no DTW, no cross-correlation. A system whose timing
 drifts is *meant* to be penalised, as the video fixes the timing.
@@ -58,11 +58,11 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from lipspeech.core.timing import MEL_PER_FRAME, SAMPLE_RATE, fit_length
 from lipspeech.evaluation.asr import resample
 from lipspeech.evaluation.families import SIGNAL_METRICS
 from lipspeech.features.audio import AudioConfig, MelSpectrogram
 from lipspeech.features.prosody import frame_energy, to_video_rate, world_f0
-from lipspeech.timing import MEL_PER_FRAME, SAMPLE_RATE, fit_length
 
 PESQ_RATE = 8_000
 DB_PER_NEPER = 10.0 / math.log(10.0)

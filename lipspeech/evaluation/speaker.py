@@ -38,8 +38,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from lipspeech.core.timing import HOP_LENGTH, SAMPLE_RATE
 from lipspeech.evaluation.families import MetricUnavailable
-from lipspeech.timing import HOP_LENGTH, SAMPLE_RATE
 
 N_MELS, N_FFT = 40, 400
 PARTIAL_FRAMES, PARTIAL_STEP, MIN_COVERAGE = 160, 77, 0.75

@@ -13,7 +13,7 @@ What is scored
     audio (rejected by decode), no audio from the system, an unusable signal
     (empty, NaN), or a length differing from the ground truth's by more than
     ``evaluate.max_length_mismatch`` video frames (smaller differences are
-    absorbed by :func:`lipspeech.timing.fit_length`: zero-pad or trim the
+    absorbed by :func:`lipspeech.core.timing.fit_length`: zero-pad or trim the
     system's audio to the reference's ``T * 640`` samples). Rows of the
     system's store that are not test utterances are rejected too.
 
@@ -35,7 +35,7 @@ Intervals
 Outputs (``results/{corpus}/eval/{system}/``)
     ``metrics.parquet``: a store (stage ``evaluate``), one row per scored
     utterance: :data:`COLUMNS` after ``utt`` (``ref`` and ``hyp`` normalised by
-    :func:`lipspeech.transcript.normalize_text`; ``word_edits``/``ref_words`` and
+    :func:`lipspeech.core.transcript.normalize_text`; ``word_edits``/``ref_words`` and
     ``char_edits``/``ref_chars`` are the counts behind ``wer``/``cer``).
     ``summary.json``: ``system, n, n_rejected, wer, cer`` (corpus level),
     the means of every other metric over utterances where it is defined, ``ci95`` (metric ->
@@ -57,7 +57,10 @@ import numpy as np
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from lipspeech.config import RESERVED_SYSTEM_NAMES, config_hash
+from lipspeech.core.config import RESERVED_SYSTEM_NAMES, config_hash
+from lipspeech.core.shards import StageError, audio_problem
+from lipspeech.core.store import Store, StoreMeta, write_rejected, write_store, write_text_atomic
+from lipspeech.core.timing import SAMPLES_PER_FRAME, fit_length
 from lipspeech.evaluation import bootstrap
 from lipspeech.evaluation.asr import build_asr
 from lipspeech.evaluation.dnsmos import DNSMOS
@@ -66,9 +69,6 @@ from lipspeech.evaluation.grammar import random_sentence_wer
 from lipspeech.evaluation.metrics import Features, SignalScorer
 from lipspeech.evaluation.speaker import SpeakerScorer
 from lipspeech.evaluation.text import char_errors, corpus_rates, normalize_text, transcripts, word_errors
-from lipspeech.shards import StageError, audio_problem
-from lipspeech.store import Store, StoreMeta, write_rejected, write_store, write_text_atomic
-from lipspeech.timing import SAMPLES_PER_FRAME, fit_length
 
 STAGE = "evaluate"
 GROUND_TRUTH, GT_VOCODED = RESERVED_SYSTEM_NAMES

@@ -1,8 +1,8 @@
 """Word and character error rates (jiwer) of normalised transcripts.
 
 Reference and hypothesis go through the same
-:func:`lipspeech.transcript.normalize_text` (re-exported here with
-:func:`~lipspeech.transcript.transcripts`; it lives in the base layer because the
+:func:`lipspeech.core.transcript.normalize_text` (re-exported here with
+:func:`~lipspeech.core.transcript.transcripts`; it lives in the base layer because the
 corpus readers normalise with it too), so case, punctuation and spacing never
 count as errors.
 
@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-from lipspeech.transcript import normalize_text, transcripts
+from lipspeech.core.transcript import normalize_text, transcripts
 
 __all__ = ["ErrorCounts", "char_errors", "corpus_rates", "normalize_text", "transcripts", "word_errors"]
 

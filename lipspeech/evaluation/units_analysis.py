@@ -33,12 +33,12 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from lipspeech import __version__
-from lipspeech.config import config_hash
+from lipspeech.core.config import config_hash
+from lipspeech.core.shards import StageError, read_audio_store
+from lipspeech.core.store import Store, atomic_path, one_line, write_rejected
+from lipspeech.core.timing import UNITS_PER_FRAME
 from lipspeech.features.alignments import AlignmentError, find_textgrid, synthgrid_alignment, textgrid_alignment
 from lipspeech.features.unit_quality import phone_frames, unit_quality
-from lipspeech.shards import StageError, read_audio_store
-from lipspeech.store import Store, atomic_path, one_line, write_rejected
-from lipspeech.timing import UNITS_PER_FRAME
 
 STAGE = "units_analysis"
 SCHEMA = pa.schema([
@@ -53,8 +53,8 @@ MFCC_LAYER = -1
 def feature_extractor(ssl_cfg: Mapping[str, Any], layers: Sequence[int]
                       ) -> tuple[list[int], Callable[[np.ndarray, int], dict[int, np.ndarray]]]:
     """(layers analysed, function (audio, n_frames) -> {layer: (2T, D) float32}) for ``ssl.source``."""
+    from lipspeech.core.timing import fit_length
     from lipspeech.features.ssl import hubert_layers, load_hubert, mfcc_features
-    from lipspeech.timing import fit_length
 
     if ssl_cfg["source"] == "mfcc":
         return [MFCC_LAYER], lambda audio, n: {MFCC_LAYER: mfcc_features(audio, n, ssl_cfg["mfcc"])}

@@ -17,7 +17,7 @@ instead of ``torch.stft(center=True)`` (which pads ``n_fft // 2`` and yields
 and frame ``k`` is centred on sample ``k * hop + hop / 2``: the four mel frames
 of video frame ``t`` sit symmetrically inside its 40 ms span
 ``[640 t, 640 (t + 1))``. The count is exact for any ``N`` divisible by the hop;
-:func:`lipspeech.timing.fit_length` is still applied by the stage (a no-op on
+:func:`lipspeech.core.timing.fit_length` is still applied by the stage (a no-op on
 decoded audio) so that the length rule holds for any input.
 """
 
@@ -30,14 +30,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lipspeech.timing import HOP_LENGTH, SAMPLE_RATE
+from lipspeech.core.timing import HOP_LENGTH, SAMPLE_RATE
 
 
 @dataclass(frozen=True)
 class AudioConfig:
     """One mel definition for the model, the vocoder and the evaluation.
 
-    Sample rate and hop are the fixed time axes of :mod:`lipspeech.timing`;
+    Sample rate and hop are the fixed time axes of :mod:`lipspeech.core.timing`;
     the rest comes from the ``mel`` section of the config.
     """
 

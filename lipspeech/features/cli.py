@@ -1,5 +1,5 @@
 """The acoustic feature stages' commands: mel, ssl-features, kmeans-fit, units, prosody, prosody-stats
-(see :mod:`lipspeech.stagecli`)."""
+(see :mod:`lipspeech.core.stagecli`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from lipspeech import stagecli as sc
+from lipspeech.core import stagecli as sc
 
 
 def _shard_options(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 Store ``mel/{shard}.parquet``: ``utt, n_frames, duration`` and the array column
 ``mel`` (float32, ``(T * 4, n_mels)``). Framing and padding are defined in
 :mod:`lipspeech.features.audio` (exactly ``N / 160`` frames for ``N`` samples);
-the result is then passed through :func:`lipspeech.timing.fit_length` with
+the result is then passed through :func:`lipspeech.core.timing.fit_length` with
 ``per_frame = 4`` (edge padding), the one length rule of the pipeline.
 """
 
@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from lipspeech.config import config_hash
+from lipspeech.core.config import config_hash
+from lipspeech.core.shards import ShardResult, audio_problem, read_audio_input
+from lipspeech.core.timing import MEL_PER_FRAME, fit_length
 from lipspeech.features.audio import AudioConfig, MelSpectrogram
-from lipspeech.shards import ShardResult, audio_problem, read_audio_input
-from lipspeech.timing import MEL_PER_FRAME, fit_length
 
 STAGE = "mel"
 

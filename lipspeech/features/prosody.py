@@ -24,7 +24,7 @@ Energy
     ``voiced`` is all zero and ``lf0`` is ``log(f0_floor)`` throughout.
 Lengths
     Both 100 Hz streams are brought to ``4T`` frames by
-    :func:`lipspeech.timing.fit_length` (edge padding) before averaging, so the
+    :func:`lipspeech.core.timing.fit_length` (edge padding) before averaging, so the
     outputs have exactly ``T`` values.
 
 Store ``prosody/{shard}.parquet``: ``utt, n_frames, duration, voiced_ratio`` and
@@ -47,11 +47,11 @@ import pyarrow as pa
 import torch
 from tqdm.auto import tqdm
 
-from lipspeech.config import config_hash
+from lipspeech.core.config import config_hash
+from lipspeech.core.shards import ShardResult, audio_problem, open_stores, read_audio_input
+from lipspeech.core.store import Store, write_text_atomic
+from lipspeech.core.timing import HOP_LENGTH, MEL_PER_FRAME, SAMPLE_RATE, fit_length
 from lipspeech.features.audio import AudioConfig, MelSpectrogram
-from lipspeech.shards import ShardResult, audio_problem, open_stores, read_audio_input
-from lipspeech.store import Store, write_text_atomic
-from lipspeech.timing import HOP_LENGTH, MEL_PER_FRAME, SAMPLE_RATE, fit_length
 
 STAGE = "prosody"
 STAGE_STATS = "prosody-stats"

@@ -28,7 +28,7 @@ Lengths (50 Hz, ``T * 2`` rows per utterance of ``T`` video frames):
 HuBERT's conv front-end (receptive field 400, stride 320, no padding) yields
 ``floor((N - 400) / 320) + 1 = 2T - 1`` frames for ``N = 640 T``; the MFCC
 framing reflect-pads ``(n_fft - hop) / 2`` on each side and yields exactly
-``2T``. Both go through :func:`lipspeech.timing.fit_length` (``per_frame = 2``,
+``2T``. Both go through :func:`lipspeech.core.timing.fit_length` (``per_frame = 2``,
 edge padding), which repeats HuBERT's last frame once.
 
 Store ``ssl/{shard}.parquet`` (a Snakemake temp file: bulky, only k-means and
@@ -46,12 +46,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from lipspeech.config import config_hash
+from lipspeech.core.config import config_hash
+from lipspeech.core.runtime import DeviceError, resolve_device
+from lipspeech.core.shards import ShardResult, StageError, audio_problem, read_audio_input
+from lipspeech.core.store import one_line
+from lipspeech.core.timing import SAMPLE_RATE, UNITS_PER_FRAME, fit_length
 from lipspeech.features.audio import frame_pad
-from lipspeech.runtime import DeviceError, resolve_device
-from lipspeech.shards import ShardResult, StageError, audio_problem, read_audio_input
-from lipspeech.store import one_line
-from lipspeech.timing import SAMPLE_RATE, UNITS_PER_FRAME, fit_length
 
 STAGE = "ssl"
 UNIT_HOP = 320  # samples per 50 Hz frame

@@ -12,7 +12,7 @@ frames:
 - PNMI ``= I(y; z) / H(y)``: the share of the phone label's uncertainty the unit removes (1 when
   the unit determines the phone, 0 when the two are independent).
 
-Phone labels come at the units' rate (50 Hz, :data:`lipspeech.timing.UNITS_PER_FRAME` per video
+Phone labels come at the units' rate (50 Hz, :data:`lipspeech.core.timing.UNITS_PER_FRAME` per video
 frame): :func:`phone_frames` gives each 20 ms frame the phone covering its centre, or
 :data:`SILENCE` where no phone does.
 """

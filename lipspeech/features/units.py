@@ -13,7 +13,7 @@ the demo and the test fixture run end to end; the units then take values in
 units assigns every 50 Hz frame its nearest centroid (faiss, L2). Store
 ``units/{shard}.parquet``: ``utt, n_frames, duration`` and ``units`` int16
 ``(T * 2,)`` (the ssl features already have ``T * 2`` rows by
-:func:`lipspeech.timing.fit_length`; the assignment keeps that length).
+:func:`lipspeech.core.timing.fit_length`; the assignment keeps that length).
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from lipspeech.config import config_hash
-from lipspeech.shards import ShardResult, StageError, open_input_store, open_stores
-from lipspeech.store import SHAPE_SUFFIX, Store, atomic_path, write_text_atomic
+from lipspeech.core.config import config_hash
+from lipspeech.core.shards import ShardResult, StageError, open_input_store, open_stores
+from lipspeech.core.store import SHAPE_SUFFIX, Store, atomic_path, write_text_atomic
 
 STAGE_FIT = "kmeans"
 STAGE_UNITS = "units"

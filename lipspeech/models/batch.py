@@ -1,7 +1,7 @@
 """Dataset items and padded batches for the LTBS model.
 
 An :class:`Utterance` is one item as a dataset hands it over (numpy arrays, one
-utterance, exact lengths on the time axes of :mod:`lipspeech.timing`); a
+utterance, exact lengths on the time axes of :mod:`lipspeech.core.timing`); a
 :class:`Batch` is what the model consumes (padded torch tensors plus lengths).
 :func:`collate` turns one into the other; it is the only place where video is
 cropped to the model's input size and normalised, and where padding happens.
@@ -32,7 +32,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from lipspeech.timing import MEL_PER_FRAME, UNITS_PER_FRAME
+from lipspeech.core.timing import MEL_PER_FRAME, UNITS_PER_FRAME
 
 #: Mean and standard deviation of grayscale mouth crops scaled to [0, 1]; the
 #: usual values for lip-reading front-ends. Applied by :func:`collate`.
@@ -154,7 +154,7 @@ def _check_length(item: Utterance, name: str, value: np.ndarray, expected: int) 
     if value.shape[0] != expected:
         raise ValueError(
             f"utterance {item.utt}: {name} has {value.shape[0]} rows, expected {expected} "
-            f"for {item.n_frames} video frames (see lipspeech.timing.fit_length)"
+            f"for {item.n_frames} video frames (see lipspeech.core.timing.fit_length)"
         )
 
 

@@ -42,13 +42,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from lipspeech.core.timing import MEL_PER_FRAME
 from lipspeech.models.batch import Batch, lengths_to_mask
 from lipspeech.models.conformer import Conformer
 from lipspeech.models.flow import FlowPostNet, gaussian_nll
 from lipspeech.models.frontend import build_frontend
 from lipspeech.models.presets import StreamingConfig, active_restrictions, check_model_config, streaming_config
 from lipspeech.models.variance import VarianceAdaptor
-from lipspeech.timing import MEL_PER_FRAME
 
 
 @dataclass

@@ -16,7 +16,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
-from lipspeech.config import ConfigError
+from lipspeech.core.config import ConfigError
 
 #: the streaming mode's restrictions, each a switch of the ``stream_restrictions`` model key:
 #: causal convolutions per part, relative positions in the conformers instead of absolute ones,

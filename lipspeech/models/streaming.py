@@ -25,9 +25,9 @@ from typing import Any, Optional
 
 import torch
 
+from lipspeech.core.timing import FPS, MEL_PER_FRAME
 from lipspeech.models.ltbs import LTBSModel
 from lipspeech.models.presets import STREAM_RESTRICTIONS
-from lipspeech.timing import FPS, MEL_PER_FRAME
 
 
 def algorithmic_latency_ms(chunk_frames: int, lookahead_frames: int) -> float:

@@ -32,9 +32,9 @@ from typing import Optional
 import torch
 from torch import nn
 
+from lipspeech.core.timing import UNITS_PER_FRAME
 from lipspeech.models.causal import causal_conv, causal_conv_step
 from lipspeech.models.dropout import Dropout
-from lipspeech.timing import UNITS_PER_FRAME
 
 
 class VariancePredictor(nn.Module):

@@ -36,7 +36,7 @@ from typing import Any, Mapping, Optional
 
 import torch
 
-from lipspeech.config import default_section
+from lipspeech.core.config import default_section
 from lipspeech.models.ltbs import LTBSModel, build_model
 from lipspeech.models.presets import PRESETS
 from lipspeech.training.checkpoint import load_checkpoint

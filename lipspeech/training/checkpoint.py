@@ -20,7 +20,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import torch
 
-from lipspeech.store import atomic_path
+from lipspeech.core.store import atomic_path
 
 FORMAT = 2
 #: formats :func:`load_checkpoint` still reads (1: LTBS checkpoints before bundles)

@@ -1,5 +1,5 @@
 """The acoustic model's commands: train (one process, or data-parallel under torchrun) and synthesize
-(see :mod:`lipspeech.stagecli`)."""
+(see :mod:`lipspeech.core.stagecli`)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from lipspeech import stagecli as sc
+from lipspeech.core import stagecli as sc
 
 
 def experiment(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
     """The experiment --exp names: the --experiment JSON entry (what Snakemake passes), else from the config."""
-    from lipspeech.config import ConfigError, validate_config
+    from lipspeech.core.config import ConfigError, validate_config
     from lipspeech.training.stage import find_experiment
 
     if args.experiment:
@@ -46,7 +46,7 @@ def _relaunch_under_torchrun(args: argparse.Namespace, cfg: dict[str, Any], name
     """Replace this process by the same command in ``--nproc`` processes under torchrun (DDP)."""
     import torch
 
-    from lipspeech.config import ConfigError
+    from lipspeech.core.config import ConfigError
     from lipspeech.training.distributed import torchrun_command
 
     device = str(cfg["train"].get("device", "auto"))

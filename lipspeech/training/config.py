@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Mapping, Optional
 
-from lipspeech.config import ConfigError, default_section
+from lipspeech.core.config import ConfigError, default_section
 from lipspeech.models.presets import check_flat_config
 
 # The defaults are the schema's (config section ``train``, where every key is described), plus two

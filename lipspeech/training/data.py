@@ -19,8 +19,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from lipspeech.core.timing import FPS, MEL_PER_FRAME, UNITS_PER_FRAME
 from lipspeech.models.batch import CROP_SIZE, Utterance, crop_video
-from lipspeech.timing import FPS, MEL_PER_FRAME, UNITS_PER_FRAME
 
 
 class InMemoryDataset(Sequence[Utterance]):
@@ -156,7 +156,7 @@ def synthetic_utterances(
     The mel is piecewise constant over blocks of 4 frames x 8 bins (unit
     variance, plus a little noise) around ``mel_offset``, video frames are uint8 96x96 noise with a per-utterance
     moving blob, units/pitch/energy are random; all streams on the time axes
-    of :mod:`lipspeech.timing`.
+    of :mod:`lipspeech.core.timing`.
     """
     rng = np.random.default_rng(seed)
     lengths = [n_frames] * n if isinstance(n_frames, int) else list(n_frames)

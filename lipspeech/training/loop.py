@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
 from lipspeech import __version__
-from lipspeech.runtime import cpu_threads, deterministic_algorithms, git_commit, seed_everything
-from lipspeech.store import write_text_atomic
+from lipspeech.core.runtime import cpu_threads, deterministic_algorithms, git_commit, seed_everything
+from lipspeech.core.store import write_text_atomic
 from lipspeech.training.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from lipspeech.training.distributed import DistInfo, all_true, barrier, gather_objects
 

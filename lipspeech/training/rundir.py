@@ -24,7 +24,7 @@ import warnings
 from pathlib import Path
 from typing import Callable, Optional
 
-from lipspeech.shards import StageError
+from lipspeech.core.shards import StageError
 from lipspeech.training.checkpoint import load_checkpoint
 from lipspeech.training.distributed import barrier
 from lipspeech.training.loop import SNAPSHOTS, TrainResult

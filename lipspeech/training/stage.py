@@ -39,12 +39,12 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 import pyarrow as pa
 
-from lipspeech.config import ConfigError, config_hash, default_section
+from lipspeech.core.config import ConfigError, config_hash, default_section
+from lipspeech.core.runtime import resolve_device
+from lipspeech.core.shards import StageError
+from lipspeech.core.store import StoreMeta, write_store, write_text_atomic
+from lipspeech.core.timing import FPS, MEL_PER_FRAME
 from lipspeech.models.presets import STREAM_RESTRICTIONS, model_config
-from lipspeech.runtime import resolve_device
-from lipspeech.shards import StageError
-from lipspeech.store import StoreMeta, write_store, write_text_atomic
-from lipspeech.timing import FPS, MEL_PER_FRAME
 from lipspeech.training.config import train_config
 from lipspeech.training.distributed import DistInfo, process_group
 from lipspeech.training.rundir import open_run, train_in_chunks

@@ -18,11 +18,11 @@ An utterance of the split missing from any store it needs (rejected by that
 stage) or whose streams disagree on T is skipped and counted
 (:attr:`StoreDataset.skipped`, :meth:`StoreDataset.summary`).
 
-Stores are read lazily (:class:`~lipspeech.store.Store` with ``lazy=True``): at
+Stores are read lazily (:class:`~lipspeech.core.store.Store` with ``lazy=True``): at
 open only the utterance ids, scalar columns and array shapes; an :class:`Utterance`
 is assembled on indexing from the row groups that hold it (about one utterance's
-mouth crops each, :data:`~lipspeech.store.ROW_GROUP_BYTES`). Decoded groups are kept
-in one :class:`~lipspeech.store.GroupCache` per :class:`CorpusStores` of at most
+mouth crops each, :data:`~lipspeech.core.store.ROW_GROUP_BYTES`). Decoded groups are kept
+in one :class:`~lipspeech.core.store.GroupCache` per :class:`CorpusStores` of at most
 ``cache_mb`` (the ``train.reader_cache_mb`` key), so memory depends on the batch and
 that budget, not on the corpus: a corpus that fits in the cache is decoded once (as
 the demo's is), a larger one is read from disk as the epoch's order asks for it. A
@@ -39,10 +39,10 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from lipspeech.core.shards import shard_of_store, shard_stores
+from lipspeech.core.store import SHAPE_SUFFIX, GroupCache, Store, StoreError, StoreUnreadable, one_line
+from lipspeech.core.timing import MEL_PER_FRAME, SAMPLES_PER_FRAME, UNITS_PER_FRAME
 from lipspeech.models.batch import Utterance
-from lipspeech.shards import shard_of_store, shard_stores
-from lipspeech.store import SHAPE_SUFFIX, GroupCache, Store, StoreError, StoreUnreadable, one_line
-from lipspeech.timing import MEL_PER_FRAME, SAMPLES_PER_FRAME, UNITS_PER_FRAME
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ from typing import Iterable, Optional
 import numpy as np
 import torch
 
+from lipspeech.core.timing import MEL_PER_FRAME
 from lipspeech.models.batch import Utterance, collate
 from lipspeech.models.ltbs import LTBSModel
-from lipspeech.timing import MEL_PER_FRAME
 
 
 @dataclass

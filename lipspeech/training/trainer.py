@@ -22,11 +22,11 @@ from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import torch
 
-from lipspeech.config import ConfigError
+from lipspeech.core.config import ConfigError
+from lipspeech.core.runtime import resolve_device
 from lipspeech.models.batch import Batch, Utterance, collate
 from lipspeech.models.ltbs import LTBSModel, build_model
 from lipspeech.models.presets import check_model_config
-from lipspeech.runtime import resolve_device
 from lipspeech.training.bundle import ADDED_MODEL_KEYS
 from lipspeech.training.config import LOSS_NAMES, check_train_config
 from lipspeech.training.data import as_sequence, augment, epoch_batches, item_lengths

@@ -1,4 +1,4 @@
-"""The roi stage's command (see :mod:`lipspeech.stagecli`)."""
+"""The roi stage's command (see :mod:`lipspeech.core.stagecli`)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from lipspeech import stagecli as sc
+from lipspeech.core import stagecli as sc
 
 
 def cmd_roi(args: argparse.Namespace) -> int:
-    from lipspeech.shards import StageError
+    from lipspeech.core.shards import StageError
     from lipspeech.vision.backends import BackendError
     from lipspeech.vision.roi import roi_shard
 

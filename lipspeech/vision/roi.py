@@ -1,6 +1,6 @@
 """ROI stage: per shard, a stabilised 96x96 grayscale mouth crop of every video frame.
 
-Per utterance: frames decoded at 25 fps (:func:`lipspeech.media.read_frames`)
+Per utterance: frames decoded at 25 fps (:func:`lipspeech.core.media.read_frames`)
 -> 68 landmarks, detected on key frames and tracked in between (:func:`track_landmarks`)
 -> short gaps interpolated, long ones rejected (:func:`fill_gaps`)
 -> temporal smoothing (Savitzky-Golay, quadratic)
@@ -32,11 +32,11 @@ import numpy as np
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from lipspeech.config import config_hash
-from lipspeech.media import MediaError, iter_frames, probe, read_frames, require_ffmpeg
-from lipspeech.shards import open_input_store, refuse_rejections
-from lipspeech.store import Store, StoreMeta, one_line, write_bytes_atomic, write_rejected, write_store
-from lipspeech.timing import FPS
+from lipspeech.core.config import config_hash
+from lipspeech.core.media import MediaError, iter_frames, probe, read_frames, require_ffmpeg
+from lipspeech.core.shards import open_input_store, refuse_rejections
+from lipspeech.core.store import Store, StoreMeta, one_line, write_bytes_atomic, write_rejected, write_store
+from lipspeech.core.timing import FPS
 from lipspeech.vision.backends import LandmarkBackend, make_backend
 from lipspeech.vision.tracking import RoiRejected, fill_gaps, smooth, track_landmarks
 
@@ -237,7 +237,7 @@ def contact_sheet(items: list[tuple[str, RoiResult]], per_row: int = 8,
 # --------------------------------------------------------------------------- shard
 def _fitted(frames: Iterable[np.ndarray], n_frames: int, max_mismatch: int) -> Iterator[np.ndarray]:
     """The first ``n_frames`` frames of chunks of frames, the last repeated when there are fewer
-    (:func:`~lipspeech.timing.fit_length`'s edge padding); RoiRejected when the video's count is
+    (:func:`~lipspeech.core.timing.fit_length`'s edge padding); RoiRejected when the video's count is
     more than ``max_mismatch`` away from ``n_frames``."""
     n, last = 0, None
     for chunk in frames:

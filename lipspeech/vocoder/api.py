@@ -16,9 +16,9 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
-from lipspeech.config import ConfigError
+from lipspeech.core.config import ConfigError
+from lipspeech.core.runtime import resolve_device
 from lipspeech.features.audio import AudioConfig
-from lipspeech.runtime import resolve_device
 from lipspeech.vocoder.griffinlim import GriffinLim
 from lipspeech.vocoder.hifigan import Generator, check_hifigan_config
 

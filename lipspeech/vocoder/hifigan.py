@@ -40,8 +40,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm, weight_norm
 
-from lipspeech.config import ConfigError
-from lipspeech.timing import HOP_LENGTH
+from lipspeech.core.config import ConfigError
+from lipspeech.core.timing import HOP_LENGTH
 
 LRELU_SLOPE = 0.1
 

@@ -28,11 +28,11 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import pyarrow as pa
 
-from lipspeech.config import ConfigError, config_hash
+from lipspeech.core.config import ConfigError, config_hash
+from lipspeech.core.shards import StageError
+from lipspeech.core.store import Store, StoreMeta, write_rejected, write_store, write_text_atomic
+from lipspeech.core.timing import FPS, MEL_PER_FRAME, SAMPLES_PER_FRAME
 from lipspeech.features.audio import AudioConfig
-from lipspeech.shards import StageError
-from lipspeech.store import Store, StoreMeta, write_rejected, write_store, write_text_atomic
-from lipspeech.timing import FPS, MEL_PER_FRAME, SAMPLES_PER_FRAME
 from lipspeech.training.stage import corpus_stores
 
 STAGE_VOCODE = "vocode"

@@ -5,7 +5,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from lipspeech.config import ConfigError, validate_config
+from lipspeech.core.config import ConfigError, validate_config
 from lipspeech.data.manifest import shard_name
 from lipspeech.evaluation.families import check_families
 

@@ -7,7 +7,7 @@
 import re
 import shlex
 
-from lipspeech.config import RESERVED_SYSTEM_NAMES
+from lipspeech.core.config import RESERVED_SYSTEM_NAMES
 
 EVAL_SYSTEMS = [*RESERVED_SYSTEM_NAMES, *(e["name"] for e in config["experiments"])]
 

@@ -1,5 +1,5 @@
 # Acoustic targets: mel, 50 Hz SSL features -> k-means units, pitch and energy.
-# Every stream is fitted to the video frame count (lipspeech/timing.py).
+# Every stream is fitted to the video frame count (lipspeech/core/timing.py).
 
 
 rule mel:

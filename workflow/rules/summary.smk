@@ -1,4 +1,4 @@
-# The one-screen corpus summary (lipspeech/summary.py).
+# The one-screen corpus summary (lipspeech/commands/summary.py).
 
 
 rule summary:

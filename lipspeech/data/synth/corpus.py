@@ -40,7 +40,7 @@ _CONTAINERS = {
 # --------------------------------------------------------------------------- helpers
 def normalise_cfg(cfg: dict | None) -> dict:
     """cfg validated against the config schema's `synth` section, defaults filled (plain JSON types)."""
-    from lipspeech.config import validate_config  # the one place defaults are defined
+    from lipspeech.core.config import validate_config  # the one place defaults are defined
 
     plain = json.loads(json.dumps(cfg or {}, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
     out = validate_config({"synth": plain})["synth"]

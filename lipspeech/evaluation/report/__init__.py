@@ -45,6 +45,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
+from lipspeech.core.store import write_text_atomic
 from lipspeech.evaluation.report.columns import DETAIL, GROUND_TRUTH, GT_VOCODED, HEADLINE, METRICS
 from lipspeech.evaluation.report.curves import load_curves
 from lipspeech.evaluation.report.figures import data_uri, wav_bytes
@@ -54,7 +55,6 @@ from lipspeech.evaluation.report.load import ReportData, gather
 from lipspeech.evaluation.report.markdown import render_markdown, report_numbers
 from lipspeech.evaluation.report.systems import SystemResult, select_examples, speaker_wer
 from lipspeech.evaluation.report.units import load_units_analysis
-from lipspeech.store import write_text_atomic
 
 __all__ = [
     "DETAIL", "GROUND_TRUTH", "GT_VOCODED", "HEADLINE", "METRICS", "ReportData", "ReportInputs", "SystemFiles",

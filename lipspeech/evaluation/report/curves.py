@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
-from lipspeech.shards import StageError
+from lipspeech.core.shards import StageError
 
 
 def load_curves(paths: Mapping[str, Path]) -> dict[str, dict[str, Any]]:

@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from lipspeech.core.store import Store, StoreError, one_line
+from lipspeech.core.timing import FPS, HOP_LENGTH, SAMPLE_RATE, SAMPLES_PER_FRAME
 from lipspeech.data.manifest import shard_name
 from lipspeech.evaluation.report.columns import GROUND_TRUTH, is_number
 from lipspeech.evaluation.report.systems import SystemResult
-from lipspeech.store import Store, StoreError, one_line
-from lipspeech.timing import FPS, HOP_LENGTH, SAMPLE_RATE, SAMPLES_PER_FRAME
 
 
 def wav_bytes(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
+from lipspeech.core.shards import shard_of_store, shard_stores
 from lipspeech.evaluation.report.columns import GROUND_TRUTH
-from lipspeech.shards import shard_of_store, shard_stores
 
 #: the ground truth's stores the examples read
 SHARD_FOLDERS = ("audio", "mel", "prosody")

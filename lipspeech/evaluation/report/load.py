@@ -8,15 +8,15 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from lipspeech import __version__
-from lipspeech.config import config_hash
+from lipspeech.core.config import config_hash
+from lipspeech.core.shards import StageError
+from lipspeech.core.store import Store, StoreError, one_line
 from lipspeech.evaluation.compare import compare_systems
 from lipspeech.evaluation.report.columns import GAP_PREFIX, GT_VOCODED, is_number
 from lipspeech.evaluation.report.figures import Example, build_examples
 from lipspeech.evaluation.report.inputs import ReportInputs
 from lipspeech.evaluation.report.systems import SystemResult, load_systems, select_examples, speaker_wer
 from lipspeech.evaluation.report.units import UnitsAnalysis
-from lipspeech.shards import StageError
-from lipspeech.store import Store, StoreError, one_line
 
 
 @dataclass
@@ -45,7 +45,7 @@ class ReportData:
 
 
 def _git_commit() -> str:
-    from lipspeech.runtime import git_commit
+    from lipspeech.core.runtime import git_commit
 
     return git_commit()
 

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from lipspeech.core.store import Store, StoreError, one_line
 from lipspeech.evaluation.report.columns import (
     GROUND_TRUTH,
     GT_VOCODED,
@@ -23,7 +24,6 @@ from lipspeech.evaluation.report.columns import (
     is_number,
 )
 from lipspeech.evaluation.report.inputs import SystemFiles
-from lipspeech.store import Store, StoreError, one_line
 
 
 @dataclass

@@ -13,9 +13,9 @@ from typing import Any, Optional
 import numpy as np
 import pyarrow.parquet as pq
 
+from lipspeech.core.shards import StageError
+from lipspeech.core.store import one_line
 from lipspeech.evaluation.units_analysis import MFCC_LAYER, SCHEMA, STAGE
-from lipspeech.shards import StageError
-from lipspeech.store import one_line
 
 KIND_ORDER = {"grid": 0, "pipeline": 1, "model": 2}
 

@@ -3,10 +3,10 @@
 GET /                 the page (``lipspeech/resources/serve/``: index.html, app.js, style.css)
 GET /api/info         the model: streaming or not, its latency by design, the limits, the example clips
 POST /api/speak       a clip (multipart field ``video``, or ``?example=NAME``) -> what ``lipspeech speak`` makes of
-                      it (the same code, :func:`lipspeech.speak.speak_loaded`): a WAV, the mouth crops as a strip,
+                      it (the same code, :func:`lipspeech.commands.speak.speak_loaded`): a WAV, the mouth crops as a strip,
                       the mel, F0, timings
 WS /ws/live           the camera: frames in as they are captured, speech out as it is made, through the engine
-                      ``lipspeech live`` runs (:mod:`lipspeech.servelive`)
+                      ``lipspeech live`` runs (:mod:`lipspeech.commands.servelive`)
 POST /api/report      the page's own measurements (``?report=1``: latency from capture to playback, the PCM it got)
 
 Safe by default: it binds 127.0.0.1; any other address needs the access token printed at start
@@ -35,8 +35,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from lipspeech.speak import LoadedPipeline, SpeakError
-from lipspeech.timing import SAMPLE_RATE
+from lipspeech.commands.speak import LoadedPipeline, SpeakError
+from lipspeech.core.timing import SAMPLE_RATE
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 VIDEO_SUFFIXES = (".mp4", ".mpg", ".mpeg", ".mov", ".avi", ".mkv", ".webm")
@@ -108,7 +108,7 @@ class Server:
     """The page, the clip path and the live streams of one loaded model (module docstring).
 
     Args:
-        loaded: the model's pipeline (:func:`lipspeech.speak.load_pipeline`).
+        loaded: the model's pipeline (:func:`lipspeech.commands.speak.load_pipeline`).
         model_ckpt: its checkpoint path (for messages).
         device: where the model runs.
         options: limits and live settings.
@@ -117,7 +117,7 @@ class Server:
 
     def __init__(self, loaded: LoadedPipeline, model_ckpt: Any, device: Any, options: ServeOptions,
                  token: Optional[str] = None):
-        from lipspeech.config import validate_config
+        from lipspeech.core.config import validate_config
 
         self.loaded, self.model_ckpt, self.device, self.opt, self.token = loaded, model_ckpt, device, options, token
         cfg = validate_config({})
@@ -222,7 +222,7 @@ class Server:
         return web.json_response(views)
 
     def _speak_clip(self, path: Path) -> dict:
-        from lipspeech.speak import probe_video, speak_loaded
+        from lipspeech.commands.speak import probe_video, speak_loaded
 
         t0 = time.perf_counter()
         info = probe_video(path)
@@ -236,7 +236,7 @@ class Server:
 
     # ------------------------------------------------------------------ live
     async def live(self, request: Any) -> Any:
-        from lipspeech.servelive import live_stream
+        from lipspeech.commands.servelive import live_stream
 
         return await live_stream(self, request)
 
@@ -286,16 +286,16 @@ def serve(model_ckpt: str, host: str = "127.0.0.1", port: int = 8000, options: O
           token: Optional[str] = None) -> Running:
     """Load the model and start serving (returns at once; :meth:`Running.stop` ends it). Any address but
     loopback gets an access token (``token``, else a new random one)."""
-    from lipspeech.config import validate_config
-    from lipspeech.runtime import resolve_device
-    from lipspeech.speak import load_pipeline
+    from lipspeech.commands.speak import load_pipeline
+    from lipspeech.core.config import validate_config
+    from lipspeech.core.runtime import resolve_device
 
     cfg = config if config is not None else validate_config({})
     dev = resolve_device(device)
     loaded = load_pipeline(Path(model_ckpt), vocoder, cfg["vocoder"], dev, speaker)
     options = options or ServeOptions()
     if loaded.bundle.model.streaming is not None:
-        from lipspeech.liveengine import check_streaming
+        from lipspeech.commands.liveengine import check_streaming
 
         check_streaming(loaded, model_ckpt, options.roi_lag)
     if host not in LOOPBACK:
@@ -319,10 +319,10 @@ def example_clips(paths: list[str]) -> tuple[Path, ...]:
 
 
 def main_serve(args: Any) -> int:
-    """The command (registered in :mod:`lipspeech.toolcli`)."""
+    """The command (registered in :mod:`lipspeech.commands.toolcli`)."""
     import torch
 
-    from lipspeech.config import load_config
+    from lipspeech.core.config import load_config
 
     if args.on_lag not in ("drop", "wait"):
         raise SpeakError(f"--on-lag {args.on_lag!r}: must be drop or wait")

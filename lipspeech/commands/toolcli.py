@@ -8,12 +8,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lipspeech import stagecli as sc
+from lipspeech.core import stagecli as sc
 
 
 def cmd_speak(args: argparse.Namespace) -> int:
-    from lipspeech.config import load_config
-    from lipspeech.speak import format_report, speak
+    from lipspeech.commands.speak import format_report, speak
+    from lipspeech.core.config import load_config
 
     cfg = load_config(args.config) if args.config else None
     sc.torch_threads(args.threads)
@@ -24,8 +24,8 @@ def cmd_speak(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from lipspeech.store import write_text_atomic
-    from lipspeech.summary import corpus_summary, format_summary, summarize
+    from lipspeech.commands.summary import corpus_summary, format_summary, summarize
+    from lipspeech.core.store import write_text_atomic
 
     if args.manifest:
         summary = summarize(Path(args.manifest), sc.paths(args.stores), sc.paths(args.rejected_tables),
@@ -43,7 +43,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_store_info(args: argparse.Namespace) -> int:
-    from lipspeech.store import Store
+    from lipspeech.core.store import Store
 
     store = Store(args.path)
     print(json.dumps(store.meta_dict, indent=1, sort_keys=True))
@@ -53,13 +53,13 @@ def cmd_store_info(args: argparse.Namespace) -> int:
 
 
 def cmd_live(args: argparse.Namespace) -> int:
-    from lipspeech.live import main_live
+    from lipspeech.commands.live import main_live
 
     return main_live(args)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from lipspeech.serve import main_serve
+    from lipspeech.commands.serve import main_serve
 
     return main_serve(args)
 

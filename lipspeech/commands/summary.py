@@ -10,8 +10,8 @@ from typing import Any, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lipspeech.shards import shard_stores
-from lipspeech.store import META_KEY, Store, one_line, read_rejected, rejected_stage
+from lipspeech.core.shards import shard_stores
+from lipspeech.core.store import META_KEY, Store, one_line, read_rejected, rejected_stage
 
 # Stage folders that hold per-shard stores, in pipeline order. The ssl stores are
 # temporary (gone once the units exist): only their rejected tables are counted then.

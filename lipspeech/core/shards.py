@@ -2,7 +2,7 @@
 audio with a one-line reason, and writing a stage's store plus its rejected table.
 
 Every feature store has the scalar columns ``n_frames`` (video frames, the master
-length of :mod:`lipspeech.timing`) and ``duration`` (``n_frames / 25`` seconds)
+length of :mod:`lipspeech.core.timing`) and ``duration`` (``n_frames / 25`` seconds)
 beside its arrays, so the summary and any consumer can check lengths without
 opening the arrays.
 """
@@ -16,8 +16,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pyarrow as pa
 
-from lipspeech.store import Store, StoreError, StoreMeta, StoreUnreadable, one_line, write_rejected, write_store
-from lipspeech.timing import FPS, SAMPLES_PER_FRAME
+from lipspeech.core.store import Store, StoreError, StoreMeta, StoreUnreadable, one_line, write_rejected, write_store
+from lipspeech.core.timing import FPS, SAMPLES_PER_FRAME
 
 
 class StageError(RuntimeError):

@@ -29,8 +29,8 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from lipspeech.shards import StageError
-from lipspeech.timing import FPS, SAMPLE_RATE
+from lipspeech.core.shards import StageError
+from lipspeech.core.timing import FPS, SAMPLE_RATE
 
 
 class SpeakError(StageError):
@@ -96,7 +96,7 @@ class _Timer:
 
 
 def _pick_vocoder(spec: Optional[str], vocoder_section: Mapping[str, Any], audio_cfg: Any, device: Any) -> Any:
-    from lipspeech.config import ConfigError
+    from lipspeech.core.config import ConfigError
     from lipspeech.vocoder import load_hifigan, load_vocoder
 
     try:
@@ -152,7 +152,7 @@ def load_pipeline(model_ckpt: Path, vocoder: Optional[str], vocoder_section: Map
 
 def _mouth_crops(video: Path, loaded: LoadedPipeline, timer: _Timer) -> tuple[int, np.ndarray]:
     """(frames, the 96x96 mouth crops) of the video at 25 fps, timed as decode and roi."""
-    from lipspeech.media import MediaError, read_frames
+    from lipspeech.core.media import MediaError, read_frames
     from lipspeech.vision.roi import RoiRejected, process_frames
 
     timer.start()
@@ -197,8 +197,8 @@ def speak(
     Raises:
         SpeakError: no such file, no video stream, no face, ... (one line).
     """
-    from lipspeech.config import validate_config
-    from lipspeech.runtime import resolve_device
+    from lipspeech.core.config import validate_config
+    from lipspeech.core.runtime import resolve_device
 
     cfg = config if config is not None else validate_config({})
     dev = resolve_device(device)
@@ -213,7 +213,7 @@ def speak(
 
 def probe_video(video: Path) -> Any:
     """ffprobe's view of ``video`` (SpeakError when it cannot be read or has no video stream)."""
-    from lipspeech.media import MediaError, probe
+    from lipspeech.core.media import MediaError, probe
 
     try:
         info = probe(video)
@@ -230,8 +230,8 @@ def speak_loaded(video: Path, out: Optional[str | os.PathLike], loaded: LoadedPi
     the result also carries the mouth crops and the post-net mel."""
     import torch
 
+    from lipspeech.core.store import atomic_path
     from lipspeech.models.batch import Utterance
-    from lipspeech.store import atomic_path
     from lipspeech.training.synthesis import synthesize
 
     if timer is None:

@@ -374,7 +374,7 @@ def doctor(config_path: str | None, results: str | None = None, min_free_gb: flo
         config_path = "config.yaml"
     print(f"lipspeech doctor (config: {config_path or 'defaults'})", file=out)
     try:
-        from lipspeech.config import load_config
+        from lipspeech.core.config import load_config
 
         cfg = load_config(config_path)
     except ImportError as exc:
@@ -408,7 +408,7 @@ def register(sub: Any) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m lipspeech.doctor")
+    parser = argparse.ArgumentParser(prog="python -m lipspeech.commands.doctor")
     register(parser.add_subparsers(dest="command", required=True))
     ns = parser.parse_args(["doctor", *sys.argv[1:]])
     sys.exit(ns.func(ns))

@@ -27,7 +27,7 @@ DEFAULT_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 def stage_config(args: argparse.Namespace) -> dict[str, Any]:
     """--config and --params, validated (defaults filled in)."""
-    from lipspeech.config import ConfigError, load_config, validate_config
+    from lipspeech.core.config import ConfigError, load_config, validate_config
 
     cfg = load_config(args.config) if args.config else {}
     if args.params:

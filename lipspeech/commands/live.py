@@ -35,11 +35,11 @@ import time
 from pathlib import Path
 from typing import IO, Any, Mapping, Optional
 
-from lipspeech.liveengine import LiveEngine, LiveResult, check_streaming
-from lipspeech.livemedia import GrowingWav, LiveSource, is_live, to_pcm  # noqa: F401 (to_pcm: this module's users)
-from lipspeech.media import MediaError
-from lipspeech.speak import SpeakError
-from lipspeech.timing import FPS, SAMPLE_RATE
+from lipspeech.commands.liveengine import LiveEngine, LiveResult, check_streaming
+from lipspeech.commands.speak import SpeakError
+from lipspeech.core.livemedia import GrowingWav, LiveSource, is_live, to_pcm  # noqa: F401 (to_pcm: this module's users)
+from lipspeech.core.media import MediaError
+from lipspeech.core.timing import FPS, SAMPLE_RATE
 
 
 class LiveSourceError(SpeakError):
@@ -88,7 +88,7 @@ def run_live(
         timeout: seconds without a frame after which the source counts as stopped.
         open_timeout: seconds to wait for the first frame (a network stream may not have started).
         size: (width, height) frames are scaled into (aspect kept, letterboxed); None: the picture's own
-            size, the longer side at most :data:`~lipspeech.livemedia.MAX_SIDE` (said on ``status``).
+            size, the longer side at most :data:`~lipspeech.core.livemedia.MAX_SIDE` (said on ``status``).
         temperature, speaker, seed: as for ``speak``.
         status: where the status line and events go (None: nowhere).
         threads: torch threads (None: leave as is).
@@ -99,9 +99,9 @@ def run_live(
     """
     import torch
 
-    from lipspeech.config import validate_config
-    from lipspeech.runtime import resolve_device
-    from lipspeech.speak import load_pipeline
+    from lipspeech.commands.speak import load_pipeline
+    from lipspeech.core.config import validate_config
+    from lipspeech.core.runtime import resolve_device
 
     if on_lag not in ("drop", "wait"):
         raise SpeakError(f"--on-lag {on_lag!r}: must be drop or wait")
@@ -210,8 +210,8 @@ def format_result(source: str, out: Optional[str | os.PathLike], res: LiveResult
 
 
 def main_live(args: Any) -> int:
-    """The command (registered in :mod:`lipspeech.toolcli`)."""
-    from lipspeech.config import load_config
+    """The command (registered in :mod:`lipspeech.commands.toolcli`)."""
+    from lipspeech.core.config import load_config
 
     cfg = load_config(args.config) if args.config else None
     to_stdout = args.out == "-" or args.stdout

@@ -25,9 +25,9 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from lipspeech.livemedia import SAMPLES_PER_FRAME, to_pcm
-from lipspeech.speak import SpeakError
-from lipspeech.timing import FPS
+from lipspeech.commands.speak import SpeakError
+from lipspeech.core.livemedia import SAMPLES_PER_FRAME, to_pcm
+from lipspeech.core.timing import FPS
 
 #: a sink gets each stretch of 16-bit PCM and the timeline indices of the spoken frames it completes
 Sink = Callable[[bytes, list[int]], None]
@@ -150,7 +150,7 @@ class LiveEngine:
     """Frames in (with their arrival times), speech out to ``sinks``, on one timeline (module docstring).
 
     Args:
-        loaded: the pipeline (:func:`lipspeech.speak.load_pipeline`) of a streaming model; its face backend
+        loaded: the pipeline (:func:`lipspeech.commands.speak.load_pipeline`) of a streaming model; its face backend
             must be this engine's alone (a backend keeps per-stream state and is not thread-safe).
         chunk_frames: video frames per model chunk (None: the model's).
         roi_lag: frames the mouth crops wait for (0 .. roi.smoothing // 2).

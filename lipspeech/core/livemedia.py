@@ -26,9 +26,9 @@ from typing import IO, Optional
 
 import numpy as np
 
-from lipspeech.media import MediaError, require_ffmpeg, stderr_lines
-from lipspeech.store import one_line
-from lipspeech.timing import FPS, SAMPLE_RATE
+from lipspeech.core.media import MediaError, require_ffmpeg, stderr_lines
+from lipspeech.core.store import one_line
+from lipspeech.core.timing import FPS, SAMPLE_RATE
 
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
 #: frames whose longer side exceeds this are scaled down to it (a 4K source would otherwise send 8 MB a frame)

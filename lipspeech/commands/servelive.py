@@ -1,7 +1,7 @@
 """The live half of ``lipspeech serve``: one WebSocket stream of camera frames through the one live engine.
 
 The page sends each frame as a JPEG as it is captured; the server decodes it in the stream's own thread
-and feeds it, with its arrival time, to :class:`lipspeech.liveengine.LiveEngine` (what ``lipspeech live``
+and feeds it, with its arrival time, to :class:`lipspeech.commands.liveengine.LiveEngine` (what ``lipspeech live``
 runs: the same drop/wait policy, the same face-lost handling). The engine's audio goes back as it is made:
 a binary message of u32 n, n u32 timeline indices of the spoken frames this stretch completes, then the
 16-bit PCM; JSON messages carry the start (``ready``), events (face found/lost, frames dropped), the state
@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from lipspeech.serve import png_url
-from lipspeech.speak import LoadedPipeline
+from lipspeech.commands.serve import png_url
+from lipspeech.commands.speak import LoadedPipeline
 
 
 @dataclass
@@ -99,7 +99,7 @@ def keep(server: Any, record: StreamRecord) -> None:
 def _stream(server: Any, frames: queue.Queue, send: Any, record: StreamRecord) -> None:
     """One stream's engine, in its own thread: JPEGs in, PCM and state out (``send``). Its slot is free before
     the page hears of the end, so a page that starts again at once is admitted."""
-    from lipspeech.liveengine import LiveEngine
+    from lipspeech.commands.liveengine import LiveEngine
 
     def sink(pcm: bytes, spoken: list[int]) -> None:
         if server.opt.record:

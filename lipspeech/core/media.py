@@ -17,8 +17,8 @@ from typing import Any, Iterator
 import ffmpeg
 import numpy as np
 
-from lipspeech.store import one_line
-from lipspeech.timing import FPS, SAMPLE_RATE
+from lipspeech.core.store import one_line
+from lipspeech.core.timing import FPS, SAMPLE_RATE
 
 
 class MediaError(RuntimeError):
