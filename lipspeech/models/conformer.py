@@ -248,14 +248,14 @@ class ConformerBlock(nn.Module):
         kernel_size: convolution module kernel (odd).
         dropout: dropout rate.
         causal: causal convolution module (streaming).
-        relative: relative-position attention biases (streaming); None: as ``causal``.
+        relative: relative-position attention biases (streaming).
     """
 
     def __init__(self, dim: int, heads: int, ffn_dim: int, kernel_size: int, dropout: float, causal: bool = False,
-                 relative: Optional[bool] = None):
+                 relative: bool = False):
         super().__init__()
         self.ff1 = FeedForward(dim, ffn_dim, dropout)
-        self.attn = SelfAttention(dim, heads, dropout, REL_DISTANCE if (causal if relative is None else relative) else 0)
+        self.attn = SelfAttention(dim, heads, dropout, REL_DISTANCE if relative else 0)
         self.conv = ConvModule(dim, kernel_size, dropout, causal)
         self.ff2 = FeedForward(dim, ffn_dim, dropout)
         self.norm = nn.LayerNorm(dim)
@@ -292,18 +292,18 @@ class Conformer(nn.Module):
         kernel_size: convolution module kernel (odd).
         dropout: dropout rate.
         causal: streaming stack: causal convolutions (module docstring).
-        relative: relative-position biases instead of absolute input positions; None: as ``causal``
-            (a streaming stack has both; one without the other is a study model that cannot stream).
+        relative: relative-position biases instead of absolute input positions (a streaming stack has
+            both; one without the other is a study model that cannot stream).
     """
 
     def __init__(
         self, dim: int, layers: int, heads: int, ffn_dim: int, kernel_size: int, dropout: float, causal: bool = False,
-        relative: Optional[bool] = None,
+        relative: bool = False,
     ):
         super().__init__()
         self.dim = dim
         self.causal = causal
-        self.relative = causal if relative is None else relative
+        self.relative = relative
         self.input_dropout = Dropout(dropout)
         self.blocks = nn.ModuleList(
             ConformerBlock(dim, heads, ffn_dim, kernel_size, dropout, causal, self.relative) for _ in range(layers)

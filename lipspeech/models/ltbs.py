@@ -47,7 +47,7 @@ from lipspeech.models.batch import Batch, lengths_to_mask
 from lipspeech.models.conformer import Conformer
 from lipspeech.models.flow import FlowPostNet, gaussian_nll
 from lipspeech.models.frontend import build_frontend
-from lipspeech.models.presets import StreamingConfig, active_restrictions, check_model_config, streaming_config
+from lipspeech.models.presets import StreamingConfig, check_model_config, streaming_config
 from lipspeech.models.variance import VarianceAdaptor
 
 
@@ -161,7 +161,7 @@ class LTBSModel(nn.Module):
         """The chunk size of this pass: None (whole clip) for the offline model; in streaming
         mode a size drawn from ``train_chunks`` in training, ``chunk_frames`` otherwise
         (default: the configured one in eval passes of :meth:`forward`)."""
-        if self.streaming is None or "chunked_attention" not in self.streaming.restrictions:
+        if self.streaming is None or not self.streaming.chunked:
             if chunk_frames is not None:
                 raise ValueError("decoding in chunks needs a model trained in streaming mode (model.streaming)"
                                  " with chunked attention")
@@ -281,9 +281,8 @@ class LTBSModel(nn.Module):
             :class:`ModelOutput`.
         """
         mask = batch.frame_mask()
-        s = self.streaming
-        chunked = s is not None and "chunked_attention" in s.restrictions  # eval passes decode in chunks
-        chunk = self._chunk(s.chunk_frames if (chunked and not self.training) else None)
+        s = self.streaming  # eval passes of a chunked model decode in chunks of chunk_frames
+        chunk = self._chunk(s.chunk_frames if (s is not None and s.chunked and not self.training) else None)
         h = self.encode(batch.video, mask, batch.speakers, chunk)
         h, preds = self.adaptor(
             h,
@@ -371,7 +370,8 @@ def build_model(cfg: Mapping[str, Any]) -> LTBSModel:
     """Build an :class:`LTBSModel` from a flat model config (see :func:`lipspeech.models.presets.model_config`)."""
     cfg = check_model_config(cfg)
     d = cfg["d_model"]
-    on = active_restrictions(cfg)  # all of them in streaming mode, unless a study model leaves some out
+    streaming = streaming_config(cfg)
+    on = streaming.restrictions if streaming else frozenset()  # all of them, unless a study model leaves some out
     relative = "relative_positions" in on
     frontend = build_frontend(cfg["frontend"], cfg["frontend_channels"], cfg["frontend_downsample"],
                               "causal_frontend" in on)
@@ -415,7 +415,6 @@ def build_model(cfg: Mapping[str, Any]) -> LTBSModel:
             dropout=cfg["flow_dropout"],
             causal="causal_postnet" in on,
         )
-    streaming = streaming_config(cfg)
     return LTBSModel(
         frontend,
         encoder,

@@ -155,6 +155,11 @@ class StreamingConfig:
     restrictions: frozenset[str] = frozenset(STREAM_RESTRICTIONS)
 
     @property
+    def chunked(self) -> bool:
+        """Whether attention works in chunks (training draws their size; eval passes use ``chunk_frames``)."""
+        return "chunked_attention" in self.restrictions
+
+    @property
     def can_stream(self) -> bool:
         """Whether chunk-by-chunk decoding is defined for the model (it has every restriction)."""
         return self.restrictions == frozenset(STREAM_RESTRICTIONS)
@@ -168,10 +173,6 @@ def streaming_config(cfg: Mapping[str, Any]) -> Optional[StreamingConfig]:
                            cfg["stream_left_context_frames"], tuple(cfg["stream_train_chunks"]),
                            frozenset(cfg["stream_restrictions"]))
 
-
-def active_restrictions(cfg: Mapping[str, Any]) -> frozenset[str]:
-    """The restrictions a checked flat model config applies (none for the offline model)."""
-    return frozenset(cfg["stream_restrictions"]) if cfg["streaming"] else frozenset()
 
 
 _CHOICES = {"frontend": ("paper", "tiny"), "upsample": ("repeat", "transposed"), "variance_loss": ("mse", "l1")}

@@ -111,7 +111,7 @@ def _run_key(model_cfg: Mapping[str, Any], train_cfg: Mapping[str, Any], data: M
     if not model.get("streaming"):
         # the offline model does not read the streaming keys: its run key is what it was before them
         model = {k: v for k, v in model.items() if k != "streaming" and not k.startswith("stream_")}
-    elif sorted(model["stream_restrictions"]) == sorted(STREAM_RESTRICTIONS):
+    elif set(model["stream_restrictions"]) == set(STREAM_RESTRICTIONS):
         # a model with every restriction (one that streams): its run key is what it was before the key
         model.pop("stream_restrictions")
     return config_hash(model, kept, dict(data))
