@@ -49,3 +49,61 @@ def test_config_hash_is_stable_and_sensitive():
     a = {"x": 1, "y": [1, 2]}
     assert config_hash(a) == config_hash({"y": [1, 2], "x": 1})
     assert config_hash(a) != config_hash({"x": 2, "y": [1, 2]})
+
+
+@pytest.mark.parametrize(
+    "bad,needle",
+    [
+        ({"model": {"overrides": {"d_modle": 3}}}, "model.overrides.d_modle: unknown key"),
+        ({"experiments": [{"name": "a", "overrides": {"enc_kernel": 4}}]},
+         "experiments.0.overrides.enc_kernel: must be odd"),
+        ({"model": {"overrides": {"d_model": 64.0}}}, "model.overrides.d_model: expected int, got 64.0"),
+        ({"model": {"streaming": {"restrictions": ["causal_ears"]}}},
+         "model.streaming.restrictions.0: 'causal_ears' is not one of"),
+        ({"train": {"lr": -1}}, "train.lr: must be >= 0, got -1"),
+    ],
+)
+def test_model_keys_are_checked_when_the_config_is_validated(bad, needle):
+    """Overrides are checked by the schema's description of the model keys, before any stage runs."""
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
+        validate_config(bad)
+
+
+def test_presets_are_data_checked_by_the_schema():
+    from lipspeech.core.config import load_schema, preset_config, preset_names
+
+    schema = load_schema()
+    props = schema["properties"]
+    # the schema's preset names are the presets files' (one list of names each)
+    assert tuple(props["model"]["properties"]["preset"]["enum"]) == tuple(sorted(preset_names("model")))
+    assert set(props["experiments"]["items"]["properties"]["preset"]["enum"]) == set(preset_names("model"))
+    assert set(props["vocoder"]["properties"]["preset"]["enum"]) == set(preset_names("vocoder"))
+    for family, definition in (("model", "model_keys"), ("vocoder", "hifigan_keys")):
+        for name in preset_names(family):  # each preset names every key the schema describes
+            assert set(preset_config(family, name)) == set(schema["definitions"][definition]["properties"])
+    # a preset that starts from another takes its keys and changes some
+    tiny, small = preset_config("model", "tiny"), preset_config("model", "small")
+    assert tiny["frontend"] == small["frontend"] == "tiny" and (tiny["d_model"], small["d_model"]) == (64, 128)
+    assert preset_config("vocoder", "v2")["upsample_initial_channel"] == 128
+    assert preset_config("vocoder", "v2")["mpd_channels"] == preset_config("vocoder", "v1")["mpd_channels"]
+    with pytest.raises(ConfigError, match="vocoder config key resblock: 3 is not one of 1, 2"):
+        preset_config("vocoder", "tiny", {"resblock": 3})
+    with pytest.raises(ConfigError, match="model preset 'huge': unknown"):
+        preset_config("model", "huge")
+
+
+def test_section_config_is_the_schema_defaults_with_overrides():
+    from lipspeech.core.config import default_section, load_schema, section_config
+    from lipspeech.training.config import LOSS_NAMES
+
+    assert section_config("train") == default_section("train")
+    assert section_config("vocoder.train", {"lr": 0.5})["lr"] == 0.5
+    with pytest.raises(ConfigError, match="vocoder.train config key lr_max: unknown key"):
+        section_config("vocoder.train", {"lr_max": 1})
+    with pytest.raises(ConfigError, match="train config key seed: missing"):
+        section_config("train", {"lr": 1e-3}, complete=True)
+    with pytest.raises(ConfigError, match="train config key batch_size: must be >= 1, got 0"):
+        section_config("train", {"batch_size": 0})
+    # the model's loss names are the ones the schema lets best_metric pick
+    train_schema = load_schema()["properties"]["train"]["properties"]
+    assert set(LOSS_NAMES) == set(train_schema["best_metric"]["enum"])

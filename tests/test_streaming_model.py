@@ -243,13 +243,10 @@ def test_a_study_model_has_only_the_restrictions_it_names():
     assert chunked._chunk() == 3 and not chunked.encoder.causal and not chunked.encoder.relative
     with pytest.raises(ConfigError, match="stream_restrictions"):
         model_config("tiny", {"streaming": True, "stream_restrictions": ["causal_ears"]})
-    # the schema's two streaming sections name the same restrictions as the model code
+    # the schema names the same restrictions as the model code
     from lipspeech.core.config import load_schema
 
-    props = load_schema()["properties"]
-    for section in (props["model"]["properties"]["streaming"],
-                    props["experiments"]["items"]["properties"]["streaming"]):
-        assert tuple(section["properties"]["restrictions"]["items"]["enum"]) == STREAM_RESTRICTIONS
+    assert tuple(load_schema()["definitions"]["stream_restriction"]["enum"]) == STREAM_RESTRICTIONS
 
 
 def test_study_models_train_and_the_streaming_run_key_is_unchanged():

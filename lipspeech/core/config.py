@@ -1,10 +1,16 @@
-"""Configuration: the JSON-Schema of config.yaml, validation with defaults, hashes.
+"""Configuration: the JSON-Schema of config.yaml, presets, validation with defaults, hashes.
 
 The schema (``lipspeech/resources/config.schema.yaml``, linked from
 ``workflow/schemas/``) is the one description of every key: its type, its default
 and what it means. The Snakefile and the ``lipspeech`` command both validate
 through :func:`validate_config`, so a mistyped key or a bad value stops either of
 them with a one-line message that names the key.
+
+The model and vocoder sizes come in presets, data files beside the schema
+(``resources/{family}_presets.yaml``) whose keys the schema's ``definitions``
+describe (``model_keys``, ``hifigan_keys``); :func:`preset_config` is the one way
+to read a preset with overrides, and :func:`check_flat` the one way to check a
+complete flat config against its definition. No default is written in Python.
 """
 
 from __future__ import annotations
@@ -35,6 +41,17 @@ def load_schema() -> dict[str, Any]:
     return yaml.safe_load(text)
 
 
+def _is_int(_checker: Any, value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# JSON-Schema's "integer" admits 2.0; a size must be a Python int (torch layers reject floats)
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft7Validator,
+    type_checker=jsonschema.Draft7Validator.TYPE_CHECKER.redefine("integer", _is_int),
+)
+
+
 def _fill_defaults(data: Any, schema: Mapping[str, Any]) -> None:
     """Fill in ``default`` values of object properties, recursively, in place."""
     if not isinstance(data, dict) or schema.get("type") != "object":
@@ -46,14 +63,139 @@ def _fill_defaults(data: Any, schema: Mapping[str, Any]) -> None:
             _fill_defaults(data[key], sub)
 
 
-def _describe(error: jsonschema.ValidationError) -> str:
-    where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+_TYPE_NAMES = {"boolean": "bool", "integer": "int", "number": "float", "string": "str", "array": "list",
+               "object": "mapping"}
+
+
+def _reason(error: jsonschema.ValidationError) -> str:
+    """One readable clause for the common validators (jsonschema's own message otherwise)."""
+    v, arg, value = error.validator, error.validator_value, error.instance
+    if v == "type":
+        names = [arg] if isinstance(arg, str) else arg
+        return f"expected {' or '.join(_TYPE_NAMES.get(n, n) for n in names)}, got {value!r}"
+    if v == "enum":
+        return f"{value!r} is not one of {', '.join(map(str, arg))}"
+    if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        op = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}[v]
+        return f"must be {op} {arg}, got {value!r}"
+    if v == "not" and arg == {"multipleOf": 2}:
+        return f"must be odd, got {value!r}"
+    if v in ("minItems", "maxItems"):
+        return f"needs {'at least' if v == 'minItems' else 'at most'} {arg} items, got {value!r}"
+    return error.message
+
+
+def _describe(error: jsonschema.ValidationError, section: str = "") -> str:
+    path = [str(p) for p in error.absolute_path]
+    head = f"{section} config key" if section else "config key"
     if error.validator == "additionalProperties":
         known = sorted(error.schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(known))
-        prefix = where + "." if error.absolute_path else ""
-        return f"config key {prefix}{extra[0]!s}: unknown key (known here: {', '.join(known)})"
-    return f"config key {where}: {error.message}"
+        return f"{head} {'.'.join(path + [str(extra[0])])}: unknown key (known here: {', '.join(known)})"
+    if error.validator == "required":
+        missing = next(k for k in error.validator_value if k not in error.instance)
+        return f"{head} {'.'.join(path + [missing])}: missing"
+    return f"{head} {'.'.join(path) or '(top level)'}: {_reason(error)}"
+
+
+def _first_error(validator: Any, instance: Any) -> jsonschema.ValidationError | None:
+    errors = sorted(validator.iter_errors(instance),
+                    key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    return errors[0] if errors else None
+
+
+def _plain(value: Any) -> Any:
+    """A deep copy with tuples as lists (JSON-Schema arrays are lists)."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return copy.deepcopy(value)
+
+
+def check_flat(pointer: str, cfg: Mapping[str, Any], section: str) -> dict[str, Any]:
+    """Check a complete flat config against the schema at ``pointer`` (``"definitions/model_keys"``,
+    ``"properties/train"``): every key it describes, nothing else, each value valid. Returns a
+    plain deep copy (tuples as lists).
+
+    Raises:
+        ConfigError: one line, ``"{section} config key {key}: {reason}"``.
+    """
+    schema = load_schema()
+    target: Any = schema
+    for part in pointer.split("/"):
+        target = target[part]
+    wrapper = {"definitions": schema["definitions"], "allOf": [target], "required": list(target["properties"])}
+    out = _plain(cfg)
+    error = _first_error(_Validator(wrapper), out)
+    if error is not None:
+        raise ConfigError(_describe(error, section))
+    return out
+
+
+def apply_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any] | None, section: str) -> dict[str, Any]:
+    """``base`` (copied) updated with ``overrides``; a key ``base`` lacks is a :class:`ConfigError`."""
+    out = _plain(base)
+    for key, value in (overrides or {}).items():
+        if key not in out:
+            raise ConfigError(f"{section} config key {key}: unknown key (known: {', '.join(sorted(out))})")
+        out[key] = _plain(value)
+    return out
+
+
+#: preset families: the file under resources/, the schema definition of their keys, the name in messages
+PRESET_FAMILIES = {"model": ("model_presets.yaml", "model_keys", "model"),
+                   "vocoder": ("vocoder_presets.yaml", "hifigan_keys", "vocoder")}
+
+
+@lru_cache(maxsize=None)
+def _presets(family: str) -> dict[str, dict[str, Any]]:
+    filename, definition, section = PRESET_FAMILIES[family]
+    raw = yaml.safe_load(resources.files("lipspeech").joinpath(f"resources/{filename}").read_text())
+    out: dict[str, dict[str, Any]] = {}
+    for name, entry in raw.items():  # a preset names its base above it (the file is in order)
+        entry = dict(entry)
+        base = entry.pop("base", None)
+        if base is not None and base not in out:
+            raise ConfigError(f"{filename}: preset {name!r} starts from {base!r}, which is not above it")
+        merged = apply_overrides(out[base], entry, section) if base else entry
+        out[name] = check_flat(f"definitions/{definition}", merged, f"{section} preset {name}:")
+    return out
+
+
+def preset_names(family: str) -> tuple[str, ...]:
+    """The presets of a family (``model`` or ``vocoder``), in file order."""
+    return tuple(_presets(family))
+
+
+def preset_config(family: str, preset: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A checked flat config: preset ``preset`` of ``family`` updated with ``overrides``
+    (``ConfigError`` naming an unknown preset, an unknown key or a bad value)."""
+    presets = _presets(family)
+    if preset not in presets:
+        raise ConfigError(f"{family} preset {preset!r}: unknown (known: {', '.join(presets)})")
+    _, definition, section = PRESET_FAMILIES[family]
+    return check_flat(f"definitions/{definition}", apply_overrides(presets[preset], overrides, section), section)
+
+
+def section_config(path: str, overrides: Mapping[str, Any] | None = None, complete: bool = False) -> dict[str, Any]:
+    """One section of the config (``"train"``, ``"vocoder.train"``): the schema's defaults updated
+    with ``overrides`` and checked by the schema. (Rules between sections, and between a section
+    and the workflow, are :func:`validate_config`'s.) ``complete``: ``overrides`` must name every
+    key of the section.
+
+    Raises:
+        ConfigError: one line naming the first unknown, missing or bad key.
+    """
+    base: Any = validate_config({})
+    for name in path.split("."):
+        base = base[name]
+    if complete:
+        missing = next((k for k in base if k not in (overrides or {})), None)
+        if missing is not None:
+            raise ConfigError(f"{path} config key {missing}: missing")
+    pointer = "/".join(f"properties/{name}" for name in path.split("."))
+    return check_flat(pointer, apply_overrides(base, overrides, path), path)
 
 
 def validate_config(config: dict[str, Any], experiment_refs: bool = True) -> dict[str, Any]:
@@ -66,10 +208,9 @@ def validate_config(config: dict[str, Any], experiment_refs: bool = True) -> dic
     """
     schema = load_schema()
     _fill_defaults(config, schema)
-    validator = jsonschema.Draft7Validator(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
-    if errors:
-        raise ConfigError(_describe(errors[0]))
+    error = _first_error(_Validator(schema), config)
+    if error is not None:
+        raise ConfigError(_describe(error))
     _check_consistency(config, experiment_refs)
     return config
 

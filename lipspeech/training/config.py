@@ -1,21 +1,18 @@
-"""Training config: the ``train`` section of config.yaml (defaults from the schema) and its checks."""
+"""Training config: the ``train`` section of config.yaml (the schema's defaults and checks), plus
+two keys that belong to the process rather than the experiment: torch's intra-op threads (0 =
+torch's own default; the stage gives the rule's threads) and the progress bar."""
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Mapping, Optional
 
-from lipspeech.core.config import ConfigError, default_section
-from lipspeech.models.presets import check_flat_config
+from lipspeech.core.config import ConfigError, apply_overrides, default_section, section_config
 
-# The defaults are the schema's (config section ``train``, where every key is described), plus two
-# that belong to the process rather than the experiment: torch's intra-op threads (0 = torch's own
-# default; the stage gives the rule's threads) and the progress bar.
+#: the process's keys (not in the schema: the rule's threads, --no-progress) and their defaults
 RUNTIME_DEFAULTS: dict[str, Any] = {"threads": 0, "progress": True}
 TRAIN_DEFAULTS: dict[str, Any] = {**default_section("train"), **RUNTIME_DEFAULTS}
 
-_CHOICES = {"decay": ("cosine", "exp", "constant")}
-_POSITIVE = ("batch_size", "max_steps", "val_every", "val_batch_size", "log_every", "bucket_window", "exp_decay_steps")
+#: the model's losses, by name (the schema's train.best_metric names one of them; a test checks they agree)
 LOSS_NAMES = ("total", "mel_l1", "ling_ce", "pitch", "energy", "flow_nll", "mel_l1_free")
 
 
@@ -25,28 +22,22 @@ def train_config(overrides: Optional[Mapping[str, Any]] = None) -> dict[str, Any
     Raises:
         ConfigError: one line naming the first unknown or bad key.
     """
-    cfg = copy.deepcopy(TRAIN_DEFAULTS)
-    for key, value in (overrides or {}).items():
-        if key not in cfg:
-            raise ConfigError(f"train config key {key}: unknown key (known: {', '.join(sorted(cfg))})")
-        cfg[key] = list(value) if isinstance(value, tuple) else value
-    return check_train_config(cfg)
+    return check_train_config(apply_overrides(TRAIN_DEFAULTS, overrides, "train"))
 
 
 def check_train_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """Check a complete training config; returns a copy (raises :class:`ConfigError`)."""
-    cfg = check_flat_config("train", cfg, TRAIN_DEFAULTS, _CHOICES)
-    for key in _POSITIVE:
-        if cfg[key] <= 0:
-            raise ConfigError(f"train config key {key}: must be > 0, got {cfg[key]}")
-    for key in ("threads", "warmup_steps", "ckpt_every", "val_max_batches", "num_workers", "max_nonfinite", "grad_clip",
-                "lr"):
-        if cfg[key] < 0:
-            raise ConfigError(f"train config key {key}: must be >= 0, got {cfg[key]}")
-    if len(cfg["betas"]) != 2:
-        raise ConfigError(f"train config key betas: needs 2 values, got {cfg['betas']}")
-    if cfg["best_metric"] not in LOSS_NAMES:
-        raise ConfigError(f"train config key best_metric: {cfg['best_metric']!r} is not one of {', '.join(LOSS_NAMES)}")
-    if cfg["best_metric"] == "mel_l1_free" and not cfg["val_free_running"]:
+    section = {k: v for k, v in cfg.items() if k not in RUNTIME_DEFAULTS}
+    runtime = {k: cfg[k] for k in RUNTIME_DEFAULTS if k in cfg}
+    missing = next((k for k in RUNTIME_DEFAULTS if k not in runtime), None)
+    if missing is not None:
+        raise ConfigError(f"train config key {missing}: missing (build configs with train_config())")
+    out = section_config("train", section, complete=True)
+    threads = runtime["threads"]
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 0:
+        raise ConfigError(f"train config key threads: must be an int >= 0, got {threads!r}")
+    if not isinstance(runtime["progress"], bool):
+        raise ConfigError(f"train config key progress: expected bool, got {runtime['progress']!r}")
+    if out["best_metric"] == "mel_l1_free" and not out["val_free_running"]:
         raise ConfigError("train config key best_metric: mel_l1_free needs val_free_running: true")
-    return cfg
+    return {**out, **runtime}

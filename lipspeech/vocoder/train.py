@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lipspeech.core.config import ConfigError, default_section
+from lipspeech.core.config import ConfigError, section_config
 from lipspeech.core.runtime import resolve_device
 from lipspeech.features.audio import AudioConfig, MelSpectrogram
 from lipspeech.training.data import epoch_batches
@@ -57,11 +57,7 @@ CSV_COLUMNS = ("step", "split", "lr", "loss_d", "loss_g", "adv", "fm", "mel_l1",
 
 def vocoder_train_config(overrides: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
     """The ``vocoder.train`` section: schema defaults updated with ``overrides`` (validated)."""
-    from lipspeech.core.config import validate_config
-
-    section = dict(default_section("vocoder")["train"])
-    section.update(dict(overrides or {}))
-    return validate_config({"vocoder": {"train": section}})["vocoder"]["train"]
+    return section_config("vocoder.train", overrides)
 
 
 @dataclass
