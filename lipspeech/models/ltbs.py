@@ -35,7 +35,7 @@ pass draws.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Mapping, Optional
 
 import torch
@@ -84,15 +84,12 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * m).sum() / (m.sum() * per_frame).clamp_min(1.0)
 
 
-class LTBSModel(nn.Module):
-    """Video-to-mel model of "Let There Be Sound" (AAAI 2024).
+@dataclass(frozen=True)
+class LTBSOptions:
+    """The model's settings beside its parts; no defaults here: the model presets hold them
+    (:mod:`lipspeech.models.presets`), and :meth:`from_config` reads them from a checked config.
 
-    Args:
-        frontend: visual front-end, (B, T, 1, H, W), (B, T) mask -> (B, T, F); has ``out_dim``.
-        encoder: conformer over (B, T, D).
-        adaptor: variance adaptor over (B, T, D).
-        decoder: conformer over (B, 4T, D).
-        postnet: flow post-net over (B, n_mels, 4T) conditioned on D + n_mels channels, or None.
+    Attributes:
         d_model: D.
         n_mels: mel bins.
         upsample: "repeat" (each frame's state copied 4 times) or "transposed"
@@ -107,6 +104,42 @@ class LTBSModel(nn.Module):
         streaming: the streaming mode's sizes (the modules must then be causal); None: offline model.
     """
 
+    d_model: int
+    n_mels: int
+    upsample: str
+    n_speakers: int
+    lambda_ling: float
+    lambda_pitch: float
+    lambda_energy: float
+    lambda_flow: float
+    variance_loss: str
+    pitch_voiced_only: bool
+    flow_residual: bool
+    flow_detach: bool
+    temperature: float
+    streaming: Optional[StreamingConfig]
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> LTBSOptions:
+        """The options of a checked flat model config (:func:`lipspeech.models.presets.check_model_config`):
+        each field is the config key of its name, ``streaming`` its ``stream_*`` keys."""
+        keys = [f.name for f in fields(cls) if f.name != "streaming"]
+        return cls(**{k: cfg[k] for k in keys}, streaming=streaming_config(cfg))
+
+
+class LTBSModel(nn.Module):
+    """Video-to-mel model of "Let There Be Sound" (AAAI 2024).
+
+    Args:
+        frontend: visual front-end, (B, T, 1, H, W), (B, T) mask -> (B, T, F); has ``out_dim``.
+        encoder: conformer over (B, T, D).
+        adaptor: variance adaptor over (B, T, D).
+        decoder: conformer over (B, 4T, D).
+        postnet: flow post-net over (B, n_mels, 4T) conditioned on D + n_mels channels, or None.
+        options: :class:`LTBSOptions` (kept as ``options``; its settings are also the attributes of their
+            names that the training and streaming code read: ``temperature``, ``streaming``, ...).
+    """
+
     def __init__(
         self,
         frontend: nn.Module,
@@ -114,47 +147,36 @@ class LTBSModel(nn.Module):
         adaptor: VarianceAdaptor,
         decoder: Conformer,
         postnet: Optional[FlowPostNet],
-        *,
-        d_model: int,
-        n_mels: int,
-        upsample: str = "repeat",
-        n_speakers: int = 0,
-        lambda_ling: float = 1.0,
-        lambda_pitch: float = 1.0,
-        lambda_energy: float = 1.0,
-        lambda_flow: float = 1.0,
-        variance_loss: str = "mse",
-        pitch_voiced_only: bool = False,
-        flow_residual: bool = True,
-        flow_detach: bool = True,
-        temperature: float = 0.667,
-        streaming: Optional[StreamingConfig] = None,
+        options: LTBSOptions,
     ):
         super().__init__()
-        self.streaming = streaming
+        o = self.options = options
+        d_model = o.d_model
+        self.streaming = o.streaming
         self.frontend = frontend
         self.visual_proj = nn.Linear(frontend.out_dim, d_model)
-        self.speaker_embed = nn.Embedding(n_speakers, d_model) if n_speakers > 0 else None
+        self.speaker_embed = nn.Embedding(o.n_speakers, d_model) if o.n_speakers > 0 else None
         self.encoder = encoder
         self.adaptor = adaptor
-        if upsample == "transposed":
+        if o.upsample == "transposed":
             self.upsampler: Optional[nn.ConvTranspose1d] = nn.ConvTranspose1d(
                 d_model, d_model, MEL_PER_FRAME, stride=MEL_PER_FRAME
             )
-        elif upsample == "repeat":
+        elif o.upsample == "repeat":
             self.upsampler = None
         else:
-            raise ValueError(f"unknown upsample {upsample!r} (known: repeat, transposed)")
+            raise ValueError(f"unknown upsample {o.upsample!r} (known: repeat, transposed)")
         self.decoder = decoder
-        self.mel_proj = nn.Linear(d_model, n_mels)
+        self.mel_proj = nn.Linear(d_model, o.n_mels)
         self.postnet = postnet
-        self.n_mels = n_mels
-        self.weights = {"ling_ce": lambda_ling, "pitch": lambda_pitch, "energy": lambda_energy, "flow_nll": lambda_flow}
-        self.variance_loss = variance_loss
-        self.pitch_voiced_only = pitch_voiced_only
-        self.flow_residual = flow_residual
-        self.flow_detach = flow_detach
-        self.temperature = temperature
+        self.n_mels = o.n_mels
+        self.weights = {"ling_ce": o.lambda_ling, "pitch": o.lambda_pitch, "energy": o.lambda_energy,
+                        "flow_nll": o.lambda_flow}
+        self.variance_loss = o.variance_loss
+        self.pitch_voiced_only = o.pitch_voiced_only
+        self.flow_residual = o.flow_residual
+        self.flow_detach = o.flow_detach
+        self.temperature = o.temperature
 
     # ----------------------------------------------------------------- pieces
     def _chunk(self, chunk_frames: Optional[int] = None) -> Optional[int]:
@@ -370,7 +392,8 @@ def build_model(cfg: Mapping[str, Any]) -> LTBSModel:
     """Build an :class:`LTBSModel` from a flat model config (see :func:`lipspeech.models.presets.model_config`)."""
     cfg = check_model_config(cfg)
     d = cfg["d_model"]
-    streaming = streaming_config(cfg)
+    options = LTBSOptions.from_config(cfg)
+    streaming = options.streaming
     on = streaming.restrictions if streaming else frozenset()  # all of them, unless a study model leaves some out
     relative = "relative_positions" in on
     frontend = build_frontend(cfg["frontend"], cfg["frontend_channels"], cfg["frontend_downsample"],
@@ -415,27 +438,7 @@ def build_model(cfg: Mapping[str, Any]) -> LTBSModel:
             dropout=cfg["flow_dropout"],
             causal="causal_postnet" in on,
         )
-    return LTBSModel(
-        frontend,
-        encoder,
-        adaptor,
-        decoder,
-        postnet,
-        d_model=d,
-        n_mels=cfg["n_mels"],
-        upsample=cfg["upsample"],
-        n_speakers=cfg["n_speakers"],
-        lambda_ling=cfg["lambda_ling"],
-        lambda_pitch=cfg["lambda_pitch"],
-        lambda_energy=cfg["lambda_energy"],
-        lambda_flow=cfg["lambda_flow"],
-        variance_loss=cfg["variance_loss"],
-        pitch_voiced_only=cfg["pitch_voiced_only"],
-        flow_residual=cfg["flow_residual"],
-        flow_detach=cfg["flow_detach"],
-        temperature=cfg["temperature"],
-        streaming=streaming,
-    )
+    return LTBSModel(frontend, encoder, adaptor, decoder, postnet, options)
 
 
 def count_parameters(model: nn.Module) -> int:

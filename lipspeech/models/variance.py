@@ -146,10 +146,10 @@ class VarianceAdaptor(nn.Module):
         energy_bins: int,
         energy_min: float,
         energy_max: float,
-        use_linguistic: bool = True,
-        use_pitch: bool = True,
-        use_energy: bool = True,
-        causal: bool = False,
+        use_linguistic: bool,
+        use_pitch: bool,
+        use_energy: bool,
+        causal: bool,
     ):
         super().__init__()
         self.n_units = n_units
