@@ -79,7 +79,7 @@ def unreadable_input(path: Path, exc: Exception, manifest_path: Path | None) -> 
 
 
 def open_input_store(
-    path: Path, expect_stage: str, manifest_path: Path | None, fail_fast: bool = False,
+    path: Path, expect_stage: str, manifest_path: Path | None, fail_fast: bool,
 ) -> tuple[Store | None, list[tuple[str, str]]]:
     """A stage's per-shard input store, or (None, a rejection per utterance) when it is unreadable.
 
@@ -107,7 +107,7 @@ def audio_problem(audio: np.ndarray, n_frames: int) -> str | None:
 
 
 def open_stores(
-    paths: Sequence[Path], expect_stage: str, fail_fast: bool = False, log: Any = print,
+    paths: Sequence[Path], expect_stage: str, fail_fast: bool, log: Any = print,
 ) -> list[tuple[Path, Store]]:
     """The readable stores among ``paths`` (a corpus-wide stage's inputs), in order.
 
@@ -134,7 +134,7 @@ def read_audio_store(path: Path) -> tuple[list[str], list[int], list[np.ndarray]
 
 
 def read_audio_input(
-    path: Path, manifest_path: Path | None = None, fail_fast: bool = False,
+    path: Path, manifest_path: Path | None, fail_fast: bool,
 ) -> tuple[list[str], list[int], list[np.ndarray], list[tuple[str, str]]]:
     """A per-shard stage's audio input: :func:`read_audio_store` plus rejections.
 
@@ -167,8 +167,8 @@ class ShardResult:
 
     def write(
         self, out: Path, rejected_out: Path, stage: str, cfg_hash: str, array_names: Sequence[str],
-        extra: Mapping[str, Any] | None = None, columns: Mapping[str, pa.Array] | None = None,
-        fail_fast: bool = False,
+        extra: Mapping[str, Any] | None = None, columns: Mapping[str, pa.Array] | None = None, *,
+        fail_fast: bool,
     ) -> tuple[int, int]:
         """Write the store and the rejected table (both atomically); returns (n_ok, n_rejected).
 
