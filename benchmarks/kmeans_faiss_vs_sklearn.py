@@ -61,7 +61,8 @@ def main() -> None:
     print(f"{len(corpus)} sentences, {seconds / 60:.1f} min of speech; fit on {x.shape[0]} frames, "
           f"held out {held.shape[0]}, {x.shape[1]} dims, k = {args.k}, {args.threads} threads, "
           f"{platform.processor() or platform.machine()}")
-    fit_kmeans(x[: 20 * args.k], args.k, args.seed, 2, log=lambda m: None)  # warm-up (faiss/OpenMP start-up)
+    # warm-up (faiss/OpenMP start-up)
+    fit_kmeans(x[: 20 * args.k], args.k, args.seed, 2, log=lambda m: None, init="kmeans++")
 
     rows = []
     niter = default_section("kmeans")["niter"]

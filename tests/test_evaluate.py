@@ -143,7 +143,9 @@ def test_whisper_without_the_package_says_so():
 def test_signal_metrics_identity_delay_noise(speech):
     from lipspeech.evaluation.metrics import SignalScorer
 
-    scorer = SignalScorer(default_section("mel"), default_section("prosody"))
+    ev = default_section("evaluate")
+    scorer = SignalScorer(default_section("mel"), default_section("prosody"), ev["mcd_order"], ev["pesq"],
+                          ev["f0_silence_db"])
     x = speech[0]
     T = len(x) // SAMPLES_PER_FRAME
     ref = scorer.features(x, T)
@@ -173,10 +175,13 @@ def test_f0_metrics_ignore_the_pitch_dio_finds_in_near_silence(speech):
     x = speech[1]  # a female voice: its F0 (about 200 Hz) is well clear of the ripple's
     T = len(x) // SAMPLES_PER_FRAME
     with torch.inference_mode():
-        mel = MelSpectrogram(AudioConfig())(torch.from_numpy(x)).numpy()
-    y = GriffinLimVocoder(AudioConfig(), torch.device("cpu"), n_iter=32)(mel)[: len(x)]
-    gated = SignalScorer(default_section("mel"), default_section("prosody"), use_pesq=False)
-    raw = SignalScorer(default_section("mel"), default_section("prosody"), use_pesq=False, f0_silence_db=0)
+        mel = MelSpectrogram(AudioConfig.default())(torch.from_numpy(x)).numpy()
+    gl = {**default_section("vocoder")["griffin_lim"], "n_iter": 32}
+    y = GriffinLimVocoder(AudioConfig.default(), torch.device("cpu"), **gl)(mel)[: len(x)]
+    mcd_order, silence_db = default_section("evaluate")["mcd_order"], default_section("evaluate")["f0_silence_db"]
+    gated = SignalScorer(default_section("mel"), default_section("prosody"), mcd_order, use_pesq=False,
+                         f0_silence_db=silence_db)
+    raw = SignalScorer(default_section("mel"), default_section("prosody"), mcd_order, use_pesq=False, f0_silence_db=0)
     ref = gated.features(x, T)
     with_gate, without = gated.score(ref, gated.features(y, T)), raw.score(raw.features(x, T), raw.features(y, T))
     assert with_gate["vuv_error"] < 0.1 and without["vuv_error"] > 0.2  # measured: 0.045 and 0.275

@@ -57,7 +57,7 @@ def write_manifest(path, rows: list[tuple[str, str, str]]) -> None:
 def test_mel_of_a_sine_peaks_in_the_right_bin_with_four_frames_per_video_frame():
     import librosa
 
-    cfg = AudioConfig()
+    cfg = AudioConfig.default()
     module = MelSpectrogram(cfg)
     for n_frames in (1, 7, 25):
         t = np.arange(n_frames * SAMPLES_PER_FRAME) / SAMPLE_RATE
@@ -72,7 +72,7 @@ def test_mel_of_a_sine_peaks_in_the_right_bin_with_four_frames_per_video_frame()
 
 
 def test_mel_frame_k_is_centred_on_sample_160k_plus_80():
-    module = MelSpectrogram(AudioConfig())
+    module = MelSpectrogram(AudioConfig.default())
     x = np.zeros(10 * 640, np.float32)
     for k in (3, 17, 30):
         x[:] = 0
@@ -87,7 +87,7 @@ def test_mel_stage_writes_store_and_rejects_nan_audio(tmp_path):
     bad[100] = np.nan
     write_audio_store(tmp_path / "a.parquet", {"u1": harmonic(150, 5), "u2": bad})
     ok, rejected = mel_shard(tmp_path / "a.parquet", default_section("mel"), tmp_path / "m.parquet",
-                             tmp_path / "m.rejected.parquet", progress=False)
+                             tmp_path / "m.rejected.parquet", progress=False, fail_fast=False)
     assert (ok, rejected) == (1, 1)
     store = Store(tmp_path / "m.parquet", expect_stage="mel")
     assert store.array("mel", 0).shape == (20, 80) and list(store.df["duration"]) == [0.2]
@@ -114,14 +114,14 @@ def test_world_f0_of_a_150_hz_tone(method):
     assert voiced.mean() > 0.8
     assert np.all(np.abs(f0[voiced] - 150) <= 2)
     lf0, vmask, energy = utterance_prosody(x, 25, {"f0_method": method, "f0_floor": 60, "f0_ceil": 600,
-                                                   "energy": "magnitude"}, MelSpectrogram(AudioConfig()))
+                                                   "energy": "magnitude"}, MelSpectrogram(AudioConfig.default()))
     assert lf0.shape == vmask.shape == energy.shape == (25,)
     assert np.all(np.abs(np.exp(lf0[vmask.astype(bool)]) - 150) <= 2)
 
 
 def test_silence_is_unvoiced_not_rejected_and_unvoiced_frames_are_interpolated(tmp_path):
     x = np.zeros(10 * 640, np.float32)
-    lf0, voiced, energy = utterance_prosody(x, 10, default_section("prosody"), MelSpectrogram(AudioConfig()))
+    lf0, voiced, energy = utterance_prosody(x, 10, default_section("prosody"), MelSpectrogram(AudioConfig.default()))
     assert not voiced.any() and np.allclose(lf0, math.log(60)) and np.allclose(energy, 0)
     # 100 Hz: voiced 100 Hz, a gap, voiced 200 Hz -> the gap is interpolated in log-F0
     f0 = np.array([100.0] * 8 + [0.0] * 8 + [200.0] * 8)
@@ -136,7 +136,7 @@ def test_silence_is_unvoiced_not_rejected_and_unvoiced_frames_are_interpolated(t
 @pytest.mark.parametrize("kind", ["magnitude", "mel"])
 def test_energy_grows_with_amplitude(kind):
     cfg = {"f0_method": "dio", "f0_floor": 60, "f0_ceil": 600, "energy": kind}
-    module = MelSpectrogram(AudioConfig())
+    module = MelSpectrogram(AudioConfig.default())
     quiet = utterance_prosody(harmonic(150, 5, amp=0.1), 5, cfg, module)[2]
     loud = utterance_prosody(harmonic(150, 5, amp=0.4), 5, cfg, module)[2]
     assert np.allclose(loud, 4 * quiet, rtol=1e-3)
@@ -150,10 +150,10 @@ def test_prosody_stats_has_per_speaker_mean_and_std_from_train_only(tmp_path):
                                                    ("c1", "c", "test"), ("quiet", "q", "train")])
     cfg = validate_config({})
     ok, bad = prosody_shard(tmp_path / "audio.parquet", cfg["prosody"], cfg["mel"], tmp_path / "p.parquet",
-                            tmp_path / "p.rejected.parquet", threads=2, progress=False)
+                            tmp_path / "p.rejected.parquet", threads=2, progress=False, fail_fast=False)
     assert (ok, bad) == (5, 0)  # silence is not a rejection
     prosody_stats([tmp_path / "p.parquet"], tmp_path / "manifest.parquet", cfg["prosody"], cfg["mel"],
-                  tmp_path / "stats.json")
+                  tmp_path / "stats.json", fail_fast=False)
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert set(stats["speakers"]) == {"a", "b", "q"}  # c is test only
     a, b = stats["speakers"]["a"], stats["speakers"]["b"]
@@ -179,16 +179,18 @@ def test_units_two_per_video_frame_and_kmeans_reproduces_with_seed(tmp_path):
     write_audio_store(tmp_path / "audio.parquet", utts)
     write_manifest(tmp_path / "manifest.parquet", [(u, "s", "train" if i < 4 else "test") for i, u in enumerate(utts)])
     cfg = validate_config({"kmeans": {"k": 16, "sample_frames": 100}})
-    ssl_shard(tmp_path / "audio.parquet", cfg["ssl"], tmp_path / "ssl.parquet", tmp_path / "ssl.rej.parquet", progress=False)
+    ssl_shard(tmp_path / "audio.parquet", cfg["ssl"], tmp_path / "ssl.parquet", tmp_path / "ssl.rej.parquet", progress=False,
+              fail_fast=False)
     fits = []
     for name in ("c1", "c2"):
         info = kmeans_fit([tmp_path / "ssl.parquet"], tmp_path / "manifest.parquet", cfg["ssl"], cfg["kmeans"],
-                          tmp_path / f"{name}.npy", tmp_path / f"{name}.json", progress=False, log=lambda m: None)
+                          tmp_path / f"{name}.npy", tmp_path / f"{name}.json", progress=False, log=lambda m: None,
+                          fail_fast=False)
         fits.append(np.load(tmp_path / f"{name}.npy"))
     assert info["k"] == 16 and info["frames_sampled"] == 100 and not info["clamped"]
     assert fits[0].shape == (16, 39) and np.array_equal(fits[0], fits[1])
     ok, bad = units_shard(tmp_path / "ssl.parquet", tmp_path / "c1.npy", cfg["ssl"], cfg["kmeans"],
-                          tmp_path / "units.parquet", tmp_path / "units.rej.parquet", progress=False)
+                          tmp_path / "units.parquet", tmp_path / "units.rej.parquet", progress=False, fail_fast=False)
     assert (ok, bad) == (6, 0)
     store = Store(tmp_path / "units.parquet", expect_stage="units")
     for i, n in enumerate(store.df["n_frames"]):
@@ -199,11 +201,11 @@ def test_units_two_per_video_frame_and_kmeans_reproduces_with_seed(tmp_path):
 def test_kmeans_clamps_k_on_tiny_data_and_says_so():
     x = np.random.default_rng(1).normal(size=(30, 4)).astype(np.float32)
     said = []
-    centroids, objective, k = fit_kmeans(x, 200, seed=3, niter=10, log=said.append)
+    centroids, objective, k = fit_kmeans(x, 200, seed=3, niter=10, log=said.append, init="kmeans++")
     assert k == 30 and centroids.shape == (30, 4) and objective >= 0
     assert len(said) == 1 and "clamping k to 30" in said[0]
-    a, _, _ = fit_kmeans(x, 5, seed=3, niter=10, log=said.append)
-    b, _, _ = fit_kmeans(x, 5, seed=3, niter=10, log=said.append)
+    a, _, _ = fit_kmeans(x, 5, seed=3, niter=10, log=said.append, init="kmeans++")
+    b, _, _ = fit_kmeans(x, 5, seed=3, niter=10, log=said.append, init="kmeans++")
     assert np.array_equal(a, b)
 
 
@@ -230,7 +232,7 @@ def test_tiny_hubert_gives_the_configured_layer_at_50_hz(tmp_path, tiny_hubert):
     write_audio_store(tmp_path / "audio.parquet", utts)
     ssl_cfg = validate_config({"ssl": {"source": "hubert", "model": str(tiny_hubert), "layer": 2, "device": "cpu"}})["ssl"]
     ok, bad = ssl_shard(tmp_path / "audio.parquet", ssl_cfg, tmp_path / "ssl.parquet", tmp_path / "rej.parquet",
-                        progress=False)
+                        progress=False, fail_fast=False)
     assert (ok, bad) == (3, 0)
     store = Store(tmp_path / "ssl.parquet", expect_stage="ssl")
     assert store.meta.extra["layer"] == 2 and store.meta.extra["dim"] == 32
@@ -250,14 +252,14 @@ def test_tiny_hubert_gives_the_configured_layer_at_50_hz(tmp_path, tiny_hubert):
 
 def test_hubert_layer_beyond_the_model_is_one_line(tiny_hubert):
     with pytest.raises(StageError, match="ssl.layer 9: .* hidden states 0..3"):
-        load_hubert(str(tiny_hubert), layer=9, device="cpu")
+        load_hubert(str(tiny_hubert), layer=9, device="cpu", half=True)
 
 
 def test_missing_model_message_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     for name in (str(tmp_path / "no-such-model"), "facebook/hubert-large-ll60k"):
         with pytest.raises(StageError) as info:
-            load_hubert(name, layer=12, device="cpu")
+            load_hubert(name, layer=12, device="cpu", half=True)
         msg = str(info.value)
         assert "\n" not in msg and "save_pretrained" in msg and "HF_HUB_OFFLINE" in msg and name in msg
     # and through the command: one line on stderr, no traceback

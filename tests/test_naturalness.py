@@ -15,7 +15,7 @@ import pytest
 import yaml
 from needs import needs_espeak
 
-from lipspeech.core.config import ConfigError, validate_config
+from lipspeech.core.config import ConfigError, default_section, validate_config
 from lipspeech.evaluation import bootstrap
 from lipspeech.evaluation.compare import compare_systems
 from lipspeech.evaluation.families import FIGURES, check_families, family_problems
@@ -80,8 +80,9 @@ def test_dnsmos_ranks_clean_above_noisy_and_vocoded(speech, dnsmos):
     assert clean["dnsmos_bak"] > snr10["dnsmos_bak"] > snr0["dnsmos_bak"]
     # the ground truth's own mel through Griffin-Lim (phase noise, smearing) scores below the ground truth
     with torch.inference_mode():
-        mel = MelSpectrogram(AudioConfig())(torch.from_numpy(x)).numpy()
-    gl = GriffinLimVocoder(AudioConfig(), torch.device("cpu"), n_iter=32)(mel)[: len(x)]
+        mel = MelSpectrogram(AudioConfig.default())(torch.from_numpy(x)).numpy()
+    settings = {**default_section("vocoder")["griffin_lim"], "n_iter": 32}
+    gl = GriffinLimVocoder(AudioConfig.default(), torch.device("cpu"), **settings)(mel)[: len(x)]
     vocoded = dnsmos(gl)
     assert vocoded["dnsmos_ovrl"] < clean["dnsmos_ovrl"] and vocoded["dnsmos_p808"] < clean["dnsmos_p808"]
     assert all(1.0 <= v <= 5.0 for v in (*clean.values(), *snr0.values(), *vocoded.values()))

@@ -118,9 +118,9 @@ def build_results(root: Path) -> Path:
         write_store(path, StoreMeta("decode", "x"), mine, {"n_frames": n, "duration": [k / 25 for k in n]},
                     {"audio": [gt_audio[u] for u in mine]})
         mel_shard(path, cfg["mel"], res / "mel" / path.name, res / "mel" / f"{shard_name(shard)}.rejected.parquet",
-                  progress=False)
+                  progress=False, fail_fast=False)
         prosody_shard(path, cfg["prosody"], cfg["mel"], res / "prosody" / path.name,
-                      res / "prosody" / f"{shard_name(shard)}.rejected.parquet", progress=False)
+                      res / "prosody" / f"{shard_name(shard)}.rejected.parquet", progress=False, fail_fast=False)
     for system in SYSTEMS:
         folder = res / "eval" / system
         folder.mkdir(parents=True)

@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from lipspeech.core.config import default_section
 from lipspeech.core.store import Store
 from lipspeech.features.alignments import (
     AlignmentError,
@@ -21,6 +22,8 @@ from lipspeech.features.alignments import (
 from lipspeech.features.unit_quality import SILENCE
 
 BIN = Path(sys.executable).parent
+#: what the stage reads the alignments with (the config's default)
+STRIP_STRESS = default_section("units_analysis")["strip_stress"]
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -42,7 +45,8 @@ def write_textgrid(path: Path, intervals, tier="phones", xmax=None):
 
 
 def test_phone_labels_are_normalised():
-    assert [normalise_phone(p) for p in ["AH0", "AH1", "", "sil", "sp", "spn", "_:", "_", "t#", "u:"]] == \
+    labels = ["AH0", "AH1", "", "sil", "sp", "spn", "_:", "_", "t#", "u:"]
+    assert [normalise_phone(p, strip_stress=True) for p in labels] == \
         ["AH", "AH", SILENCE, SILENCE, SILENCE, SILENCE, SILENCE, SILENCE, "t#", "u:"]
     assert normalise_phone("AH0", strip_stress=False) == "AH0"
 
@@ -52,7 +56,7 @@ def test_textgrid_reader(tmp_path):
     write_textgrid(tmp_path / "s1" / "bbaf2n.TextGrid", intervals)
     path = find_textgrid(tmp_path, "s1", "bbaf2n")
     assert path == tmp_path / "s1" / "bbaf2n.TextGrid"
-    phones, starts, ends = textgrid_alignment(path)
+    phones, starts, ends = textgrid_alignment(path, "phones", strip_stress=True)
     assert phones == [SILENCE, "B", "IH", "N", SILENCE]
     np.testing.assert_allclose(starts, [0, 0.3, 0.42, 0.6, 0.75])
     np.testing.assert_allclose(ends, [0.3, 0.42, 0.6, 0.75, 1.0])
@@ -61,13 +65,13 @@ def test_textgrid_reader(tmp_path):
     assert find_textgrid(tmp_path, "s1", "missing") is None
     with pytest.raises(AlignmentError, match="no tier 'phones'.*words"):
         write_textgrid(tmp_path / "w.TextGrid", intervals, tier="words")
-        textgrid_alignment(tmp_path / "w.TextGrid")
+        textgrid_alignment(tmp_path / "w.TextGrid", "phones", strip_stress=True)
     (tmp_path / "bad.TextGrid").write_text("not a textgrid\n")
     with pytest.raises(AlignmentError, match="bad.TextGrid: not a readable TextGrid"):
-        textgrid_alignment(tmp_path / "bad.TextGrid")
+        textgrid_alignment(tmp_path / "bad.TextGrid", "phones", strip_stress=True)
     write_textgrid(tmp_path / "quiet.TextGrid", [(0, 1.0, "sil")])
     with pytest.raises(AlignmentError, match="only silence"):
-        textgrid_alignment(tmp_path / "quiet.TextGrid")
+        textgrid_alignment(tmp_path / "quiet.TextGrid", "phones", strip_stress=True)
 
 
 def lipspeech(*args):
@@ -137,7 +141,7 @@ def test_analysis_on_synthgrid_timings_and_the_same_from_textgrids(corpus, tmp_p
     test = manifest[manifest["split"] == "test"]
     for _, row in test.iloc[1:].iterrows():
         name = Path(row["video_path"]).stem
-        phones, starts, ends = synthgrid_alignment(tmp / "raw", row["speaker"], name)
+        phones, starts, ends = synthgrid_alignment(tmp / "raw", row["speaker"], name, STRIP_STRESS)
         write_textgrid(folder / row["speaker"] / f"{name}.TextGrid",
                        [(a, b, "sil" if p == SILENCE else p) for p, a, b in zip(phones, starts, ends)])
     tg = json.dumps({**json.loads(params), "units_analysis": {**ua["units_analysis"], "alignments": str(folder)}})
@@ -148,7 +152,7 @@ def test_analysis_on_synthgrid_timings_and_the_same_from_textgrids(corpus, tmp_p
     # all of them: identical numbers to the generator's own timings
     first = test.iloc[0]
     name = Path(first["video_path"]).stem
-    phones, starts, ends = synthgrid_alignment(tmp / "raw", first["speaker"], name)
+    phones, starts, ends = synthgrid_alignment(tmp / "raw", first["speaker"], name, STRIP_STRESS)
     write_textgrid(folder / f"{name}.TextGrid", [(a, b, p) for p, a, b in zip(phones, starts, ends)])
     _, table_all, rejected_all = analyse(tmp, tg, tmp_path / "c")
     assert rejected_all.num_rows == 0
@@ -164,7 +168,8 @@ def test_shuffled_alignments_carry_no_information(corpus, tmp_path):
     folder = tmp_path / "shuffled"
     for i, row in test.iterrows():
         other = test.iloc[(i + 1) % len(test)]
-        phones, starts, ends = synthgrid_alignment(tmp / "raw", other["speaker"], Path(other["video_path"]).stem)
+        phones, starts, ends = synthgrid_alignment(tmp / "raw", other["speaker"], Path(other["video_path"]).stem,
+                                                   STRIP_STRESS)
         write_textgrid(folder / f"{Path(row['video_path']).stem}.TextGrid",
                        [(a, b, p) for p, a, b in zip(phones, starts, ends)])
     ua = {"k": [12], "alignments": str(folder)}

@@ -26,7 +26,8 @@ def tiny_ltbs(run_dir: Path, streaming: bool) -> Path:
     tcfg = train_config({"max_steps": 2, "batch_size": 2, "warmup_steps": 1, "device": "cpu", "tensorboard": False,
                          "progress": False, "val_every": 2})
     cfg = model_config("tiny", {"enc_layers": 1, "dec_layers": 1, "streaming": streaming})
-    return train(cfg, tcfg, synthetic_utterances(2, 8), None, run_dir).last_checkpoint
+    items = synthetic_utterances(2, 8, n_mels=cfg["n_mels"], n_units=cfg["n_units"])
+    return train(cfg, tcfg, items, None, run_dir).last_checkpoint
 
 
 def tiny_hifigan(run_dir: Path) -> Path:
@@ -37,7 +38,7 @@ def tiny_hifigan(run_dir: Path) -> Path:
     from lipspeech.vocoder import hifigan_config
     from lipspeech.vocoder.train import VocoderItem, train_vocoder, vocoder_train_config
 
-    ac = AudioConfig()
+    ac = AudioConfig.default()
     t = np.arange(160 * 40) / 16000
     audio = (0.3 * np.sin(2 * np.pi * 150 * t)).astype(np.float32)
     items = [VocoderItem("x", audio, MelSpectrogram(ac)(torch.from_numpy(audio)).numpy())]

@@ -35,7 +35,7 @@ class AlignmentError(ValueError):
     """An alignment that cannot be read or used (one line, for the rejected table)."""
 
 
-def normalise_phone(label: str, strip_stress: bool = True) -> str:
+def normalise_phone(label: str, strip_stress: bool) -> str:
     """One phone label in the common form (module docstring)."""
     name = str(label).strip()
     if name.lower() in PAUSES or name.startswith("_"):
@@ -57,7 +57,7 @@ def _checked(phones: Sequence[str], starts: Sequence[float], ends: Sequence[floa
     return labels, starts_a, ends_a
 
 
-def synthgrid_alignment(raw_dir: str | Path, speaker: str, name: str, strip_stress: bool = True) -> Alignment:
+def synthgrid_alignment(raw_dir: str | Path, speaker: str, name: str, strip_stress: bool) -> Alignment:
     """The SynthGRID generator's phoneme timing of one utterance (video time, seconds)."""
     path = Path(raw_dir) / speaker / "mouth" / f"{name}.npz"
     if not path.is_file():
@@ -76,7 +76,7 @@ def find_textgrid(folder: str | Path, speaker: str, name: str) -> Path | None:
     return None
 
 
-def textgrid_alignment(path: str | Path, tier: str = "phones", strip_stress: bool = True) -> Alignment:
+def textgrid_alignment(path: str | Path, tier: str, strip_stress: bool) -> Alignment:
     """The intervals of one tier of a TextGrid file (praatio reads long and short formats)."""
     try:
         from praatio import textgrid

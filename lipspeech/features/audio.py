@@ -23,13 +23,14 @@ decoded audio) so that the length rule holds for any input.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lipspeech.core.config import default_section
 from lipspeech.core.timing import HOP_LENGTH, SAMPLE_RATE
 
 
@@ -38,17 +39,18 @@ class AudioConfig:
     """One mel definition for the model, the vocoder and the evaluation.
 
     Sample rate and hop are the fixed time axes of :mod:`lipspeech.core.timing`;
-    the rest comes from the ``mel`` section of the config.
+    the rest comes from the ``mel`` section of the config (:meth:`from_section`; its
+    schema holds the defaults: :meth:`default`).
     """
 
-    sample_rate: int = SAMPLE_RATE
-    n_fft: int = 1024
-    win_length: int = 640
-    hop_length: int = HOP_LENGTH
-    n_mels: int = 80
-    fmin: float = 55.0
-    fmax: float = 7600.0
-    log_floor: float = 1e-5
+    sample_rate: int = field(default=SAMPLE_RATE, kw_only=True)
+    n_fft: int
+    win_length: int
+    hop_length: int = field(default=HOP_LENGTH, kw_only=True)
+    n_mels: int
+    fmin: float
+    fmax: float
+    log_floor: float
 
     def __post_init__(self) -> None:
         if self.win_length > self.n_fft:
@@ -65,6 +67,11 @@ class AudioConfig:
             n_fft=int(mel["n_fft"]), win_length=int(mel["win_length"]), n_mels=int(mel["n_mels"]),
             fmin=float(mel["fmin"]), fmax=float(mel["fmax"]), log_floor=float(mel["log_floor"]),
         )
+
+    @classmethod
+    def default(cls) -> "AudioConfig":
+        """The schema's ``mel`` defaults."""
+        return cls.from_section(default_section("mel"))
 
     @property
     def pad(self) -> int:

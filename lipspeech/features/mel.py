@@ -34,7 +34,7 @@ def utterance_mel(audio: np.ndarray, n_frames: int, module: MelSpectrogram) -> n
 
 def mel_shard(
     audio_path: Path, mel_cfg: Mapping[str, Any], out: Path, rejected_out: Path, progress: bool = True,
-    manifest: Path | None = None, fail_fast: bool = False,
+    manifest: Path | None = None, *, fail_fast: bool,
 ) -> tuple[int, int]:
     """Compute the log-mel of every utterance of one audio store; returns (n_ok, n_rejected).
 

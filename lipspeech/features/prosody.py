@@ -138,7 +138,7 @@ def utterance_prosody(
 
 def prosody_shard(
     audio_path: Path, prosody_cfg: Mapping[str, Any], mel_cfg: Mapping[str, Any], out: Path, rejected_out: Path,
-    threads: int = 1, progress: bool = True, manifest: Path | None = None, fail_fast: bool = False,
+    threads: int = 1, progress: bool = True, manifest: Path | None = None, *, fail_fast: bool,
 ) -> tuple[int, int]:
     """F0 and energy of every utterance of one audio store; returns (n_ok, n_rejected).
 
@@ -180,7 +180,7 @@ def _mean_std(values: Sequence[np.ndarray]) -> dict[str, Any]:
 
 def prosody_stats(
     prosody_paths: Sequence[Path], manifest_path: Path, prosody_cfg: Mapping[str, Any], mel_cfg: Mapping[str, Any],
-    out: Path, fail_fast: bool = False, log: Any = print,
+    out: Path, *, fail_fast: bool, log: Any = print,
 ) -> dict[str, Any]:
     """Per-speaker mean/std of lf0 (voiced frames) and energy (all frames) over the train split.
 

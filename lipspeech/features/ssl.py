@@ -124,7 +124,7 @@ def missing_model_message(name: str, why: str) -> str:
     )
 
 
-def load_hubert(name: str, layer: int, device: str = "auto", half: bool = True) -> LoadedHubert:
+def load_hubert(name: str, layer: int, device: str, half: bool) -> LoadedHubert:
     """Load a HuBERT model from a local directory or the Hugging Face cache.
 
     A hub id is first looked up in the local cache only; it is downloaded only
@@ -243,7 +243,7 @@ def hubert_layers(hub: LoadedHubert, audios: Sequence[np.ndarray], layers: Seque
 
 def ssl_shard(
     audio_path: Path, ssl_cfg: Mapping[str, Any], out: Path, rejected_out: Path, progress: bool = True,
-    manifest: Path | None = None, fail_fast: bool = False,
+    manifest: Path | None = None, *, fail_fast: bool,
 ) -> tuple[int, int]:
     """Compute the 50 Hz features of every utterance of one audio store; returns (n_ok, n_rejected).
 

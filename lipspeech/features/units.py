@@ -41,8 +41,8 @@ def kmeans_hash(ssl_cfg: Mapping[str, Any], kmeans_cfg: Mapping[str, Any]) -> st
 
 
 def sample_frames(
-    ssl_paths: Sequence[Path], utts: set[str] | None, n_sample: int, seed: int, progress: bool = True,
-    fail_fast: bool = False, log: Any = print,
+    ssl_paths: Sequence[Path], utts: set[str] | None, n_sample: int, seed: int, progress: bool = True, *,
+    fail_fast: bool, log: Any = print,
 ) -> np.ndarray:
     """Draw up to ``n_sample`` frames uniformly without replacement across stores.
 
@@ -113,7 +113,7 @@ def kmeanspp_init(x: np.ndarray, k: int, seed: int) -> np.ndarray:
 
 
 def fit_kmeans(
-    x: np.ndarray, k: int, seed: int, niter: int, log: Any = print, init: str = "kmeans++",
+    x: np.ndarray, k: int, seed: int, niter: int, log: Any = print, *, init: str,
 ) -> tuple[np.ndarray, float, int]:
     """faiss k-means on ``x``.
 
@@ -157,7 +157,7 @@ def fit_kmeans(
 
 def kmeans_fit(
     ssl_paths: Sequence[Path], manifest_path: Path, ssl_cfg: Mapping[str, Any], kmeans_cfg: Mapping[str, Any],
-    out_centroids: Path, out_json: Path, progress: bool = True, log: Any = print, fail_fast: bool = False,
+    out_centroids: Path, out_json: Path, progress: bool = True, log: Any = print, *, fail_fast: bool,
 ) -> dict[str, Any]:
     """Fit the k-means of the units on train frames of every ssl shard; returns what the json holds."""
     manifest = Store(manifest_path, expect_stage="manifest").df
@@ -196,7 +196,7 @@ def assign_units(features: np.ndarray, index: Any) -> np.ndarray:
 
 def units_shard(
     ssl_path: Path, centroids_path: Path, ssl_cfg: Mapping[str, Any], kmeans_cfg: Mapping[str, Any],
-    out: Path, rejected_out: Path, progress: bool = True, manifest: Path | None = None, fail_fast: bool = False,
+    out: Path, rejected_out: Path, progress: bool = True, manifest: Path | None = None, *, fail_fast: bool,
 ) -> tuple[int, int]:
     """Assign units to every utterance of one ssl store; returns (n_ok, n_rejected).
 
