@@ -22,6 +22,7 @@ from scipy.optimize import nnls
 from lipspeech.data.synth.face import load_face_image
 from lipspeech.vision.backends import DlibBackend
 from lipspeech.vision.facemesh import BlazeFace, FaceMesh
+from lipspeech.vision.roi import RoiConfig
 
 K = 4
 GROUPS = {"jaw": slice(0, 17), "brows": slice(17, 27), "nose": slice(27, 36), "eyes": slice(36, 48),
@@ -42,7 +43,8 @@ def views():
 
 
 def main() -> None:
-    dlib, det, mesh = DlibBackend(), BlazeFace(), FaceMesh()
+    roi = RoiConfig.default()
+    dlib, det, mesh = DlibBackend(roi.detect_max_side, roi.detect_upsample), BlazeFace(), FaceMesh()
     total, n = np.zeros((68, 468)), 0
     pairs = []
     for label, rgb in views():

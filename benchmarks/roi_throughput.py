@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -53,7 +54,8 @@ def main() -> None:
     ap.add_argument("--backend", default="dlib", help="roi.backend (dlib, mediapipe)")
     args = ap.parse_args()
     cv2.setNumThreads(1)
-    backend = make_backend(args.backend)
+    default = replace(RoiConfig.default(), backend=args.backend)
+    backend = make_backend(args.backend, default.detect_max_side, default.detect_upsample)
     scenes = {
         "360x288, face ~95 px": ((360, 288), 1.0, (-70, -40)),
         "1280x720, face ~95 px": ((1280, 720), 1.0, (300, 100)),
@@ -65,7 +67,7 @@ def main() -> None:
     for name, (size, scale, origin) in scenes.items():
         frames, off = scene(args.frames, size, scale, origin)
         for mode, k in (("tracking (keyframe_interval 25)", 25), ("detect every frame", 1)):
-            cfg = RoiConfig(backend=args.backend, keyframe_interval=k)
+            cfg = replace(default, keyframe_interval=k)
             best = np.inf
             try:
                 for _ in range(args.repeat):

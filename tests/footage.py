@@ -23,9 +23,11 @@ def photo(name: str = "astronaut") -> tuple[np.ndarray, np.ndarray]:
     """(gray photo, its 68 dlib landmarks)."""
     from lipspeech.data.synth.face import load_face_image
     from lipspeech.vision.backends import make_backend
+    from lipspeech.vision.roi import RoiConfig
 
     img = cv2.cvtColor(load_face_image(name), cv2.COLOR_RGB2GRAY)
-    backend = make_backend("dlib")
+    cfg = RoiConfig.default()
+    backend = make_backend("dlib", cfg.detect_max_side, cfg.detect_upsample)
     return img, backend.fit(img, backend.detect(img)[0])
 
 

@@ -11,6 +11,9 @@ import skimage.data
 from lipspeech.vision.backends import make_backend
 from lipspeech.vision.facemesh import BlazeFace, FaceMesh, MediaPipeBackend, anchors
 from lipspeech.vision.meshmap import MESH_TO_IBUG68, MESH_TO_IBUG68_WEIGHTS
+from lipspeech.vision.roi import RoiConfig
+
+ROI = RoiConfig.default()
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +56,9 @@ def test_ibug68_mapping_is_a_convex_combination_near_dlibs_points():
     assert (MESH_TO_IBUG68_WEIGHTS >= 0).all() and np.allclose(MESH_TO_IBUG68_WEIGHTS.sum(1), 1, atol=1e-3)
     img = skimage.data.astronaut()
     gray = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
-    dlib = make_backend("dlib")
+    dlib = make_backend("dlib", ROI.detect_max_side, ROI.detect_upsample)
     D = dlib.fit(gray, dlib.detect(gray)[0])
-    mp = MediaPipeBackend(refine=False)
+    mp = MediaPipeBackend(ROI.detect_max_side, ROI.detect_upsample, refine=False)
     L = mp.fit(gray, mp.detect(gray)[0])
     eye = np.linalg.norm(D[45] - D[36])
     # measured 0.02-0.04 of the eye-corner distance per group on the photos the table was derived from
@@ -66,13 +69,15 @@ def test_ibug68_mapping_is_a_convex_combination_near_dlibs_points():
 def test_dlib_points_only_where_they_agree_with_the_mesh():
     """A near-frontal face gets dlib's points in the mesh's box; the cameraman, turned nearly to profile,
     the mesh's own (dlib's frontal shape model squeezes such a face into its cheek)."""
-    backend = MediaPipeBackend()
+    backend = MediaPipeBackend(ROI.detect_max_side, ROI.detect_upsample)
     gray = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2GRAY)
     backend.fit(gray, backend.detect(gray)[0])
     assert backend.disagreement < 0.04
     cam = skimage.data.camera()
     boxes = backend.detect(cam)
-    assert boxes and not make_backend("dlib").detect(cam)  # dlib's frontal detector misses this face
+    dlib = make_backend("dlib", ROI.detect_max_side, ROI.detect_upsample)
+    assert boxes and not dlib.detect(cam)  # dlib's frontal detector misses this face
     L = backend.fit(cam, boxes[0])
     assert backend.disagreement > 0.1
-    assert np.allclose(L, MediaPipeBackend(refine=False).fit(cam, boxes[0]))
+    unrefined = MediaPipeBackend(ROI.detect_max_side, ROI.detect_upsample, refine=False)
+    assert np.allclose(L, unrefined.fit(cam, boxes[0]))

@@ -4,6 +4,7 @@ viewer sees, in every reader (manifest's probe, read_frames, the ROI stage)."""
 from __future__ import annotations
 
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -83,8 +84,8 @@ def test_rotation_tagged_clip_gives_the_crops_of_the_physically_rotated_clip(fac
     physical = encode(np.ascontiguousarray(np.rot90(stored, k=-1, axes=(1, 2))), tmp / "physical.mkv", "-c:v", "ffv1")
     assert probe(physical).rotation == 0
     cfg = validate_config({})["roi"]
-    backend = make_backend(cfg["backend"])
     roi = RoiConfig.from_section(cfg)
+    backend = make_backend(roi.backend, roi.detect_max_side, roi.detect_upsample)
     a = roi_utterance(str(tagged), len(upright), backend, roi)
     b = roi_utterance(str(physical), len(upright), backend, roi)
     assert a.roi.shape == b.roi.shape == (len(upright), cfg["crop_size"], cfg["crop_size"])
@@ -142,9 +143,11 @@ def small_face_clip(face_px: float, T: int = 50, size=(1280, 720)):
     import skimage.data
 
     from lipspeech.vision.backends import make_backend
+    from lipspeech.vision.roi import RoiConfig
 
     img = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2GRAY)
-    backend = make_backend("dlib")
+    cfg = RoiConfig.default()
+    backend = make_backend("dlib", cfg.detect_max_side, cfg.detect_upsample)
     L0 = backend.fit(img, backend.detect(img)[0])  # her face is ~90 px wide here: landmarks are reliable
     f = face_px / np.linalg.norm(L0[16] - L0[0])
     small = cv2.resize(img, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
@@ -207,7 +210,7 @@ def test_missed_key_frame_detection_keeps_the_tracked_face():
         name = "flaky"
 
         def __init__(self):
-            self.inner, self.calls = make_backend("dlib"), 0
+            self.inner, self.calls = make_backend("dlib", cfg.detect_max_side, cfg.detect_upsample), 0
 
         def detect(self, gray):
             self.calls += 1
@@ -217,12 +220,12 @@ def test_missed_key_frame_detection_keeps_the_tracked_face():
             return self.inner.fit(gray, box)
 
     frames, _ = moving_astronaut(60)
-    cfg = RoiConfig(keyframe_interval=10)
+    cfg = replace(RoiConfig.default(), keyframe_interval=10)
     flaky = Flaky()
     r = process_frames(frames, flaky, cfg)
     assert r.qc["detection_rate"] == 1.0 and r.qc["keyframes_kept"] == 5  # key frames 10, 20, ..., 50
     assert r.qc["detections"] == 6 == flaky.calls
-    reference = process_frames(frames, make_backend("dlib"), cfg)
+    reference = process_frames(frames, make_backend("dlib", cfg.detect_max_side, cfg.detect_upsample), cfg)
     mouth = lambda res: res.landmarks[:, 48:68].mean(1)  # noqa: E731
     assert np.linalg.norm(mouth(r) - mouth(reference), axis=1).max() < 1.5
 
@@ -271,7 +274,7 @@ def test_a_covered_face_is_not_detected(backend_name):
 
     # no tiles / upsampled retries: the 90 px face needs none, and the covered frames, each a failed
     # detection, would pay for them
-    cfg = RoiConfig(backend=backend_name, detect_upsample=0)
+    cfg = replace(RoiConfig.default(), backend=backend_name, detect_upsample=0)
     backend = make_backend(backend_name, cfg.detect_max_side, cfg.detect_upsample)
     frames, _ = clip(Condition(size=(480, 360), face_px=90, cover=(100, 150)), 200)
     found = ~np.isnan(track_landmarks(frames, backend, cfg).landmarks[:, 0, 0])

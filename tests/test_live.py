@@ -99,7 +99,7 @@ def test_live_roi_with_the_centred_lag_is_the_roi_stage():
     from lipspeech.vision.live import StreamingRoi
     from lipspeech.vision.roi import RoiConfig, process_frames
 
-    cfg = RoiConfig()
+    cfg = RoiConfig.default()
     backend = make_backend(cfg.backend, cfg.detect_max_side, cfg.detect_upsample)
     rng = np.random.default_rng(0)
     from skimage import data

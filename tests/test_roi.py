@@ -2,6 +2,7 @@
 gap filling, rejections, the shard's stores."""
 
 import subprocess
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -14,6 +15,8 @@ from lipspeech.core.config import validate_config
 from lipspeech.core.store import Store, StoreMeta, write_store
 from lipspeech.vision.backends import BackendError, make_backend
 from lipspeech.vision.roi import RoiConfig, RoiRejected, apply_affine, process_frames, similarity
+
+ROI = RoiConfig.default()
 
 CENTRE = (96 - 1) / 2
 
@@ -48,11 +51,12 @@ def roi_shard_run(tmp_path_factory):
     write_store(tmp / "manifest.parquet", StoreMeta("manifest", "test"), utts,
                 {"shard": pa.array([0] * 3, type=pa.int32()), "video_path": paths, "audio_path": paths})
     res = tmp / "results"
-    decode_shard(tmp / "manifest.parquet", 0, {"max_av_mismatch": 0.5}, res / "audio/000.parquet",
-                 res / "audio/000.rejected.parquet", progress=False)
+    decode_shard(tmp / "manifest.parquet", 0, validate_config({})["decode"], res / "audio/000.parquet",
+                 res / "audio/000.rejected.parquet", progress=False, fail_fast=False)
     roi_cfg = dict(validate_config({})["roi"], contact_sheet=2)
     ok, bad = roi_shard(tmp / "manifest.parquet", res / "audio/000.parquet", roi_cfg, res / "roi/000.parquet",
-                        res / "roi/000.qc.parquet", res / "roi/000.rejected.parquet", threads=2, progress=False)
+                        res / "roi/000.qc.parquet", res / "roi/000.rejected.parquet", threads=2, progress=False,
+                        fail_fast=False)
     return {"raw": raw, "res": res, "ok": ok, "bad": bad, "videos": dict(zip(utts, videos)), "tmp": tmp,
             "roi_cfg": roi_cfg}
 
@@ -64,7 +68,7 @@ def test_two_threads_give_what_one_gives(roi_shard_run):
     tmp, res = roi_shard_run["tmp"], roi_shard_run["res"]
     one = tmp / "one"
     assert roi_shard(tmp / "manifest.parquet", res / "audio/000.parquet", roi_shard_run["roi_cfg"], one / "roi.parquet",
-                     one / "qc.parquet", one / "rejected.parquet", threads=1, progress=False) == (2, 1)
+                     one / "qc.parquet", one / "rejected.parquet", threads=1, progress=False, fail_fast=False) == (2, 1)
     a, b = Store(res / "roi/000.parquet", expect_stage="roi"), Store(one / "roi.parquet", expect_stage="roi")
     assert a.utts == b.utts and len(a) == 2
     for i in range(len(a)):
@@ -128,12 +132,12 @@ def moving_astronaut(n: int = 50, size=(480, 360)):
 
 @pytest.fixture(scope="module")
 def dlib_backend():
-    return make_backend("dlib")
+    return make_backend("dlib", ROI.detect_max_side, ROI.detect_upsample)
 
 
 def test_moving_face_every_frame_cropped_low_jitter(dlib_backend):
     frames, offsets = moving_astronaut()
-    r = process_frames(frames, dlib_backend, RoiConfig())
+    r = process_frames(frames, dlib_backend, RoiConfig.default())
     assert r.roi.shape == (50, 96, 96) and r.qc["detection_rate"] == 1.0 and r.qc["frames_interpolated"] == 0
     assert r.qc["detections"] <= 5
     # crop centre mapped back to the frame, minus the known motion: constant for a perfect tracker
@@ -151,13 +155,13 @@ def test_short_gap_interpolated_long_gap_rejected(dlib_backend):
     frames, _ = moving_astronaut(40)
     gappy = frames.copy()
     gappy[10:15] = 90  # 5 faceless frames
-    r = process_frames(gappy, dlib_backend, RoiConfig())
+    r = process_frames(gappy, dlib_backend, RoiConfig.default())
     assert r.roi.shape[0] == 40 and r.qc["frames_interpolated"] == 5 and r.qc["detection_rate"] == pytest.approx(35 / 40)
     gappy[10:25] = 90  # 15 > max_gap 12
     with pytest.raises(RoiRejected, match="face lost for 15 consecutive frames"):
-        process_frames(gappy, dlib_backend, RoiConfig(min_detection_rate=0.5))
+        process_frames(gappy, dlib_backend, replace(RoiConfig.default(), min_detection_rate=0.5))
     with pytest.raises(RoiRejected, match="min_detection_rate"):
-        process_frames(gappy, dlib_backend, RoiConfig())
+        process_frames(gappy, dlib_backend, RoiConfig.default())
 
 
 def test_small_face_in_large_frame(dlib_backend):
@@ -167,7 +171,7 @@ def test_small_face_in_large_frame(dlib_backend):
     frames = np.full((6, 720, 1280, 3), 100, np.uint8)
     for t in range(6):
         frames[t, 400:530, 900 + 2 * t : 1030 + 2 * t] = face
-    r = process_frames(frames, dlib_backend, RoiConfig())
+    r = process_frames(frames, dlib_backend, RoiConfig.default())
     assert r.roi.shape == (6, 96, 96) and r.qc["detection_rate"] == 1.0
     mouth = r.landmarks[:, 48:68].mean(1)
     assert (mouth[:, 0] > 900).all() and (mouth[:, 1] > 400).all()
@@ -190,7 +194,7 @@ def test_face_alignment_backend_says_how_to_provide_it():
     except ImportError:
         pass
     with pytest.raises(BackendError, match="pip install face-alignment.*never downloads"):
-        make_backend("face_alignment")
+        make_backend("face_alignment", ROI.detect_max_side, ROI.detect_upsample)
 
 
 def test_a_clip_too_long_to_hold_is_streamed_to_the_same_crops(roi_shard_run, dlib_backend, monkeypatch):

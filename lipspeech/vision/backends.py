@@ -56,7 +56,7 @@ class DlibBackend:
 
     name = "dlib"
 
-    def __init__(self, detect_max_side: int = 640, upsample: int = 1):
+    def __init__(self, detect_max_side: int, upsample: int):
         import dlib
 
         from lipspeech.vision.landmarks import dlib_model_path
@@ -135,13 +135,14 @@ class FaceAlignmentBackend:
 BACKENDS = ("dlib", "mediapipe", "face_alignment")
 
 
-def make_backend(name: str, detect_max_side: int = 640, upsample: int = 1) -> LandmarkBackend:
-    """The backend named in ``roi.backend``; BackendError (one line) when it cannot run here."""
+def make_backend(name: str, detect_max_side: int, upsample: int) -> LandmarkBackend:
+    """The backend named in ``roi.backend``, with ``roi.detect_max_side`` and ``roi.detect_upsample``
+    (face_alignment takes neither); BackendError (one line) when it cannot run here."""
     if name == "dlib":
         return DlibBackend(detect_max_side=detect_max_side, upsample=upsample)
     if name == "mediapipe":
         from lipspeech.vision.facemesh import MediaPipeBackend
-        return MediaPipeBackend(upsample=upsample)
+        return MediaPipeBackend(detect_max_side=detect_max_side, upsample=upsample)
     if name == "face_alignment":
         return FaceAlignmentBackend()
     raise BackendError(f"unknown landmark backend {name!r} (one of {', '.join(BACKENDS)})")

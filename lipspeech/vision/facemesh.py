@@ -235,18 +235,25 @@ class FaceMesh:
 
 
 class MediaPipeBackend:
-    """MediaPipe face detector + face mesh, giving iBUG-68 points (see the module doc)."""
+    """MediaPipe face detector + face mesh, giving iBUG-68 points (see the module doc).
+
+    Args:
+        detect_max_side: ``roi.detect_max_side``; BlazeFace scales every frame itself, so only the
+            dlib refiner gets it (and never detects with it).
+        upsample: ``roi.detect_upsample``: passes of tiled retries when the whole frame has no face.
+    """
 
     name = "mediapipe"
 
-    def __init__(self, detect_max_side: int = 640, upsample: int = 1, min_score: float = 0.5, refine: bool = True):
+    def __init__(self, detect_max_side: int, upsample: int, min_score: float = 0.5, refine: bool = True):
         self.detector = BlazeFace(full_range=True, min_score=min_score)
         self.near = BlazeFace(full_range=False, min_score=min_score)
         self.mesh = FaceMesh()
         self.refine, self.disagreement = None, 0.0
         if refine:
             from lipspeech.vision.backends import DlibBackend
-            self.refine = DlibBackend()
+            # only its shape predictor is used (fit), never its detector: the detection settings are moot
+            self.refine = DlibBackend(detect_max_side, upsample)
         self.tile_passes = int(upsample)  # tiled retries (0: whole frame only)
 
     def detect(self, gray: np.ndarray) -> list[Box]:

@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from lipspeech.core.config import config_hash
+from lipspeech.core.config import config_hash, default_section
 from lipspeech.core.media import MediaError, iter_frames, probe, read_frames, require_ffmpeg
 from lipspeech.core.shards import open_input_store, refuse_rejections
 from lipspeech.core.store import Store, StoreMeta, one_line, write_bytes_atomic, write_rejected, write_store
@@ -70,23 +70,31 @@ REF_MOUTH_WIDTH = float(np.linalg.norm(REFERENCE_FACE[54] - REFERENCE_FACE[48]))
 
 @dataclass(frozen=True)
 class RoiConfig:
-    backend: str = "mediapipe"
-    crop_size: int = 96
-    mouth_width_fraction: float = 0.5
-    smoothing: int = 7
-    keyframe_interval: int = 25
-    track_max_shift: float = 0.25
-    track_max_scale: float = 0.15
-    detect_max_side: int = 640
-    detect_upsample: int = 1
-    max_gap: int = 12
-    min_detection_rate: float = 0.8
-    max_length_mismatch: int = 2
-    contact_sheet: int = 0
+    """The ``roi`` section of the config (its schema holds the defaults: :meth:`default`)."""
+
+    backend: str
+    crop_size: int
+    mouth_width_fraction: float
+    smoothing: int
+    keyframe_interval: int
+    track_max_shift: float
+    track_max_scale: float
+    detect_max_side: int
+    detect_upsample: int
+    max_gap: int
+    min_detection_rate: float
+    max_length_mismatch: int
+    contact_sheet: int
 
     @classmethod
     def from_section(cls, cfg: Mapping[str, Any]) -> "RoiConfig":
-        return cls(**{k: cfg[k] for k in cls.__dataclass_fields__ if k in cfg})
+        """Every field from the ``roi`` section (a key it lacks: KeyError)."""
+        return cls(**{k: cfg[k] for k in cls.__dataclass_fields__})
+
+    @classmethod
+    def default(cls) -> "RoiConfig":
+        """The schema's defaults."""
+        return cls.from_section(default_section("roi"))
 
 
 # --------------------------------------------------------------------------- transforms
@@ -280,7 +288,7 @@ QC_FIELDS = {"detection_rate": pa.float64(), "frames_interpolated": pa.int32(), 
 
 def roi_shard(
     manifest_path: Path, audio_path: Path, roi_cfg: Mapping[str, Any], out: Path, qc_out: Path, rejected_out: Path,
-    threads: int = 1, progress: bool = True, fail_fast: bool = False,
+    threads: int = 1, progress: bool = True, *, fail_fast: bool,
 ) -> tuple[int, int]:
     """Mouth ROIs of every utterance of one decode store; returns (n_ok, n_rejected).
 

@@ -140,6 +140,12 @@ def _robust_colour(img: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
     return (sel if len(sel) else px).mean(0)
 
 
+#: the MediaPipe search of :func:`photo_landmarks`: the generator's own, fixed (the corpus must not change with
+#: the ROI stage's roi.detect_max_side / roi.detect_upsample): one pass of tiled retries; the size cap reaches
+#: only the backend's dlib refiner, which never detects
+PHOTO_DETECT_MAX_SIDE, PHOTO_DETECT_UPSAMPLE = 640, 1
+
+
 def photo_landmarks(img: np.ndarray) -> np.ndarray | None:
     """68 landmarks of the photo's face: dlib's (what the frontal builtin faces have always used), else
     the MediaPipe backend's (a turned face that dlib's frontal detector misses); None without a face."""
@@ -147,7 +153,7 @@ def photo_landmarks(img: np.ndarray) -> np.ndarray | None:
     if L is None:
         from lipspeech.vision.backends import BackendError, make_backend
         try:
-            backend = make_backend("mediapipe")
+            backend = make_backend("mediapipe", PHOTO_DETECT_MAX_SIDE, PHOTO_DETECT_UPSAMPLE)
         except BackendError:
             return None
         boxes = backend.detect(img)
