@@ -20,7 +20,7 @@ def _cfg(**corpus):
 
 def _manifest(tmp_path, cfg, root):
     df, rejected = build_manifest(cfg["corpus"], cfg["manifest"], root, tmp_path / "m.parquet",
-                                  tmp_path / "r.parquet", threads=2, progress=False)
+                                  tmp_path / "r.parquet", threads=2, progress=False, fail_fast=False)
     return df.set_index("utt"), rejected
 
 
@@ -128,9 +128,10 @@ def test_missing_root_is_a_clear_error(tmp_path):
 def test_decode_resamples_to_25fps_and_fits_audio(tmp_path, fixtures_dir):
     root = fixtures_dir / "lip2wav"
     cfg = validate_config({"corpus": {"kind": "lip2wav", "root": str(root)}, "manifest": {"shards": 1}})
-    build_manifest(cfg["corpus"], cfg["manifest"], root, tmp_path / "m.parquet", tmp_path / "r.parquet", progress=False)
+    build_manifest(cfg["corpus"], cfg["manifest"], root, tmp_path / "m.parquet", tmp_path / "r.parquet", progress=False,
+                   fail_fast=False)
     ok, bad = decode_shard(tmp_path / "m.parquet", 0, cfg["decode"], tmp_path / "a.parquet", tmp_path / "ar.parquet",
-                           threads=2, progress=False)
+                           threads=2, progress=False, fail_fast=False)
     assert (ok, bad) == (4, 0)
     store = Store(tmp_path / "a.parquet", expect_stage="decode")
     df = store.df.set_index("utt")
@@ -155,9 +156,10 @@ def test_decode_rejects_av_mismatch_and_keeps_the_rest(tmp_path, fixtures_dir):
     sf.write(root / "audio_25k" / "s2" / "pwbyzp.wav", np.zeros(25000 * 3, np.float32), 25000)
     cfg = validate_config({"corpus": {"kind": "grid", "root": str(root), "audio_root": str(root / "audio_25k")},
                            "manifest": {"shards": 1}})
-    build_manifest(cfg["corpus"], cfg["manifest"], root, tmp_path / "m.parquet", tmp_path / "r.parquet", progress=False)
+    build_manifest(cfg["corpus"], cfg["manifest"], root, tmp_path / "m.parquet", tmp_path / "r.parquet", progress=False,
+                   fail_fast=False)
     ok, bad = decode_shard(tmp_path / "m.parquet", 0, cfg["decode"], tmp_path / "a.parquet", tmp_path / "ar.parquet",
-                           progress=False)
+                           progress=False, fail_fast=False)
     assert (ok, bad) == (2, 1)
     (row,) = read_rejected([tmp_path / "ar.parquet"]).to_pylist()
     assert row["utt"] == "s2_pwbyzp" and "audio is 3.00 s but video is" in row["reason"]

@@ -201,9 +201,9 @@ def test_killed_workflow_reruns_to_the_same_stores_and_writes_only_results(zoo, 
     cfg = validate_config({})
     ref = tmp_path / "ref"
     decode_shard(res / "manifest.parquet", 0, cfg["decode"], ref / "audio/000.parquet",
-                 ref / "audio/000.rejected.parquet", threads=2, progress=False)
+                 ref / "audio/000.rejected.parquet", threads=2, progress=False, fail_fast=False)
     roi_shard(res / "manifest.parquet", res / "audio/000.parquet", cfg["roi"], ref / "roi/000.parquet",
-              ref / "roi/000.qc.parquet", ref / "roi/000.rejected.parquet", threads=2, progress=False)
+              ref / "roi/000.qc.parquet", ref / "roi/000.rejected.parquet", threads=2, progress=False, fail_fast=False)
     for name in ("audio/000.parquet", "audio/000.rejected.parquet", "roi/000.parquet", "roi/000.qc.parquet",
                  "roi/000.rejected.parquet"):
         assert (res / name).read_bytes() == (ref / name).read_bytes(), name
@@ -293,7 +293,7 @@ def test_killed_training_resumes_to_the_same_checkpoints(tmp_path, monkeypatch):
     # the uninterrupted run, with the configuration the command line resolved
     cfg = validate_config(json.loads(json.dumps(TRAIN_PARAMS)))
     ref = fake_results(tmp_path / "ref" / "results" / "fake")
-    run_train(ref, EXP, cfg["model"], cfg["train"], ref / "models/ltbs", threads=1, progress=False)
+    run_train(ref, EXP, cfg["model"], cfg["train"], ref / "models/ltbs", threads=1, progress=False, fail_fast=False)
     for name in ("ckpt/best.pt", "ckpt/last.pt", "losses.csv"):
         assert (res / "models/ltbs" / name).read_bytes() == (ref / "models/ltbs" / name).read_bytes(), name
     with open(res / "models/ltbs/losses.csv") as fh:

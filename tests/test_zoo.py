@@ -44,11 +44,11 @@ def folder_run(zoo, tmp_path_factory):
     out = tmp_path_factory.mktemp("zoo_run")
     cfg = _cfg("folder", zoo.folder)
     build_manifest(cfg["corpus"], cfg["manifest"], zoo.folder, out / "manifest.parquet",
-                   out / "manifest.rejected.parquet", threads=2, progress=False)
+                   out / "manifest.rejected.parquet", threads=2, progress=False, fail_fast=False)
     decode_shard(out / "manifest.parquet", 0, cfg["decode"], out / "audio/000.parquet",
-                 out / "audio/000.rejected.parquet", threads=2, progress=False)
+                 out / "audio/000.rejected.parquet", threads=2, progress=False, fail_fast=False)
     roi_shard(out / "manifest.parquet", out / "audio/000.parquet", cfg["roi"], out / "roi/000.parquet",
-              out / "roi/000.qc.parquet", out / "roi/000.rejected.parquet", threads=2, progress=False)
+              out / "roi/000.qc.parquet", out / "roi/000.rejected.parquet", threads=2, progress=False, fail_fast=False)
     rejected = {stage: {r["utt"]: r for r in read_rejected([path]).to_pylist()} for stage, path in (
         ("manifest", out / "manifest.rejected.parquet"), ("decode", out / "audio/000.rejected.parquet"),
         ("roi", out / "roi/000.rejected.parquet"))}
@@ -164,7 +164,7 @@ def test_grid_transcript_cases(zoo, tmp_path, utt):
     what, stage, needle = GRID_CASES[utt]
     cfg = _cfg("grid", zoo.grid)
     df, rejected = build_manifest(cfg["corpus"], cfg["manifest"], zoo.grid, tmp_path / "m.parquet",
-                                  tmp_path / "r.parquet", progress=False)
+                                  tmp_path / "r.parquet", progress=False, fail_fast=False)
     if stage is None:
         assert utt in set(df["utt"]) and df.set_index("utt").loc[utt, "text"]
     else:
@@ -175,14 +175,14 @@ def test_grid_transcript_cases(zoo, tmp_path, utt):
 def test_transcripts_optional_keeps_clips_without_one(zoo, tmp_path):
     cfg = _cfg("grid", zoo.grid, transcripts="optional")
     df, rejected = build_manifest(cfg["corpus"], cfg["manifest"], zoo.grid, tmp_path / "m.parquet",
-                                  tmp_path / "r.parquet", progress=False)
+                                  tmp_path / "r.parquet", progress=False, fail_fast=False)
     m = df.set_index("utt")
     assert "s1_noalign" in m.index and m.loc["s1_noalign", "text"] is None or np.isnan(m.loc["s1_noalign", "text"])
     assert set(rejected) == {"s1_oov", "s1_garbled"}  # a bad transcript still rejects
     # required on a folder corpus: clips without a .txt are rejected
     cfg = _cfg("folder", zoo.folder, transcripts="required", max_duration=1000)
     df, rejected = build_manifest(cfg["corpus"], cfg["manifest"], zoo.folder, tmp_path / "m2.parquet",
-                                  tmp_path / "r2.parquet", threads=2, progress=False)
+                                  tmp_path / "r2.parquet", threads=2, progress=False, fail_fast=False)
     assert set(df["utt"]) == {"good_clean", f"good_{UNICODE_NAME}"}
     assert "no transcript (good/fps30.txt missing or without words" in rejected["good_fps30"]
 
@@ -190,7 +190,7 @@ def test_transcripts_optional_keeps_clips_without_one(zoo, tmp_path):
 def test_csv_corpus_missing_file_and_unicode_path(zoo, tmp_path):
     cfg = _cfg("csv", zoo.csv)
     df, rejected = build_manifest(cfg["corpus"], cfg["manifest"], zoo.csv, tmp_path / "m.parquet",
-                                  tmp_path / "r.parquet", progress=False)
+                                  tmp_path / "r.parquet", progress=False, fail_fast=False)
     assert set(df["utt"]) == {"c_clean", "c_unicode"}
     assert list(rejected) == ["c_missing"] and rejected["c_missing"].startswith("file not found: ")
 
@@ -205,7 +205,7 @@ def test_ten_minute_clip_rejected_or_decoded_in_bounded_memory(zoo, folder_run, 
     os.link(zoo.folder / "bad" / "tenminutes.mkv", root / "spk" / "long.mkv")
     cfg = _cfg("folder", root, max_duration=700)
     build_manifest(cfg["corpus"], cfg["manifest"], root, tmp_path / "m.parquet", tmp_path / "r.parquet",
-                   progress=False)
+                   progress=False, fail_fast=False)
     # the stage in a fresh interpreter that reports its own high-water mark (VmHWM: this process
     # only, from its exec on; a forked child's ru_maxrss would count the pytest process it came from)
     args = ["decode", "--manifest", str(tmp_path / "m.parquet"), "--shard", "0", "--out", str(tmp_path / "a.parquet"),
@@ -276,7 +276,7 @@ def test_corrupt_parquet_shard(folder_run, tmp_path, capsys):
     shutil.copy(out / "audio/000.rejected.parquet", results / "audio/000.rejected.parquet")
     mel_cfg = folder_run["cfg"]["mel"]
     ok, bad = mel_shard(audio, mel_cfg, results / "mel/000.parquet", results / "mel/000.rejected.parquet",
-                        progress=False, manifest=results / "manifest.parquet")
+                        progress=False, manifest=results / "manifest.parquet", fail_fast=False)
     n_shard = len(folder_run["stores"]["manifest"])
     assert (ok, bad) == (0, n_shard)
     rows = read_rejected([results / "mel/000.rejected.parquet"]).to_pylist()
@@ -287,10 +287,10 @@ def test_corrupt_parquet_shard(folder_run, tmp_path, capsys):
     # a missing input is a wiring mistake, not damage: the stage fails
     with pytest.raises(StoreError, match="no such store file"):
         mel_shard(results / "audio/001.parquet", mel_cfg, tmp_path / "x.parquet", tmp_path / "xr.parquet",
-                  progress=False, manifest=results / "manifest.parquet")
+                  progress=False, manifest=results / "manifest.parquet", fail_fast=False)
     # without a manifest the stage cannot say whom it lost: it fails, in one line
     with pytest.raises(StageError, match="is unreadable"):
-        mel_shard(audio, mel_cfg, tmp_path / "x.parquet", tmp_path / "xr.parquet", progress=False)
+        mel_shard(audio, mel_cfg, tmp_path / "x.parquet", tmp_path / "xr.parquet", progress=False, fail_fast=False)
     with pytest.raises(StageError, match="^fail_fast: input store"):
         mel_shard(audio, mel_cfg, tmp_path / "x.parquet", tmp_path / "xr.parquet", progress=False,
                   manifest=results / "manifest.parquet", fail_fast=True)
@@ -298,14 +298,15 @@ def test_corrupt_parquet_shard(folder_run, tmp_path, capsys):
     from lipspeech.vision.roi import roi_shard
 
     assert roi_shard(results / "manifest.parquet", audio, folder_run["cfg"]["roi"], results / "roi/000.parquet",
-                     results / "roi/000.qc.parquet", results / "roi/000.rejected.parquet", progress=False) == (0, n_shard)
+                     results / "roi/000.qc.parquet", results / "roi/000.rejected.parquet", progress=False,
+                     fail_fast=False) == (0, n_shard)
     qc = Store(results / "roi/000.qc.parquet").df
     assert len(qc) == n_shard and qc["reason"].str.contains("is unreadable").all()
     # corpus-wide: skipped with a warning
     bad_prosody = _corrupt(out / "audio/000.parquet", results / "prosody/000.parquet")
     lines = []
     stats = prosody_stats([bad_prosody], results / "manifest.parquet", folder_run["cfg"]["prosody"], mel_cfg,
-                          tmp_path / "stats.json", log=lines.append)
+                          tmp_path / "stats.json", log=lines.append, fail_fast=False)
     assert stats["global"]["utterances"] == 0 and len(lines) == 1 and "skipping input store prosody/000" in lines[0]
     summary = corpus_summary(results)
     assert any(u.startswith("audio/000.parquet") for u in summary["unreadable"])

@@ -28,7 +28,7 @@ STAGE = "decode"
 
 def decode_utterance(video_path: str, audio_path: str, cfg: Mapping[str, Any]) -> tuple[np.ndarray, int, float]:
     """Decode one utterance -> (audio (T*640,) float32, T, raw audio seconds)."""
-    damaged = bool(cfg.get("reject_damaged", True))
+    damaged = bool(cfg["reject_damaged"])
     n_frames = count_frames(video_path, fps=FPS, reject_damaged=damaged)
     if n_frames == 0:
         raise MediaError("video stream has no frames")
@@ -49,7 +49,7 @@ def decode_utterance(video_path: str, audio_path: str, cfg: Mapping[str, Any]) -
 
 def decode_shard(
     manifest_path: Path, shard: int, cfg: Mapping[str, Any], out: Path, rejected_out: Path,
-    threads: int = 1, progress: bool = True, fail_fast: bool = False,
+    threads: int = 1, progress: bool = True, *, fail_fast: bool,
 ) -> tuple[int, int]:
     """Decode every utterance of one shard; returns (n_ok, n_rejected).
 

@@ -226,7 +226,8 @@ def build_manifest(
     rejected_out: Path,
     threads: int = 1,
     progress: bool = True,
-    fail_fast: bool = False,
+    *,
+    fail_fast: bool,
 ) -> tuple[pd.DataFrame, dict[str, str]]:
     """Read the corpus, probe every utterance, write ``manifest.parquet`` and its rejected table.
 
@@ -238,7 +239,7 @@ def build_manifest(
     rejected: dict[str, str] = {}
     seen: set[str] = set()
     unique = []
-    policy = manifest_cfg.get("transcripts", "auto")
+    policy = manifest_cfg["transcripts"]
     for e, split in entries:
         if e.utt in seen:
             rejected[e.utt] = f"duplicate utterance id (also from another file): {e.video_path}"

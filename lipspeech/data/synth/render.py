@@ -373,7 +373,7 @@ class _Patch:
 
 
 def render_frames(face: SpeakerFace, tracks: np.ndarray, rng: np.random.Generator, fps: float,
-                  head_motion: float = 1.0, lighting: float = 1.0, renderer: MouthRenderer | None = None):
+                  head_motion: float, lighting: float, renderer: MouthRenderer | None = None):
     """Render T frames from (T, N_PARAMS) tracks.
 
     Returns frames (T, H, W, 3) uint8, lips (T, 20, 2) float32 in output pixels, and the

@@ -161,8 +161,7 @@ class Espeak:
                 return
         raise RuntimeError(f"espeak-ng has no voice {voice!r} (see espeak-ng --voices)")
 
-    def synth_raw(self, text: str, voice: str = "en-us", pitch: int = 50, range_: int = 50,
-                  rate: int = 175) -> tuple[np.ndarray, list]:
+    def synth_raw(self, text: str, voice: str, pitch: int, range_: int, rate: int) -> tuple[np.ndarray, list]:
         """Synthesize text; returns (int16 audio, [(type, text_pos, length, ms, sample, name)])."""
         lib = self.lib
         self.set_voice(voice)
@@ -189,8 +188,7 @@ def _sentence_text(words: list[str]) -> tuple[str, list[tuple[int, int]]]:
     return " ".join(spoken), spans
 
 
-def synthesize(words, voice: str = "en-us", pitch: int = 50, range_: int = 50,
-               rate: int = 175, isolate: bool = True) -> Synthesis:
+def synthesize(words, voice: str, pitch: int, range_: int, rate: int, isolate: bool = True) -> Synthesis:
     """Speak a list of words; returns audio plus phoneme and word timings (seconds).
 
     Phonemes are espeak-ng mnemonics; each ends where the next begins and the last at
