@@ -133,8 +133,7 @@ class WhisperASR:
         language: language code passed to Whisper (no language detection).
     """
 
-    def __init__(self, model_path: str | Path | None, device: str = "auto", compute_type: str = "default",
-                 beam_size: int = 5, language: str = "en"):
+    def __init__(self, model_path: str | Path | None, device: str, compute_type: str, beam_size: int, language: str):
         try:
             from faster_whisper import WhisperModel
         except ImportError:

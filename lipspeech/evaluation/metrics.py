@@ -182,8 +182,8 @@ class SignalScorer:
         f0_silence_db: frames this far below the loudest are unvoiced (0: DIO's decision alone).
     """
 
-    def __init__(self, mel_cfg: Mapping[str, Any], prosody_cfg: Mapping[str, Any], mcd_order: int = 24,
-                 use_pesq: bool = True, f0_silence_db: float = 60.0):
+    def __init__(self, mel_cfg: Mapping[str, Any], prosody_cfg: Mapping[str, Any], mcd_order: int, use_pesq: bool,
+                 f0_silence_db: float):
         self.mel = MelSpectrogram(AudioConfig.from_section(mel_cfg))
         self.prosody_cfg = dict(prosody_cfg)
         self.mcd_order = int(mcd_order)
