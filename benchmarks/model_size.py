@@ -42,9 +42,10 @@ def parameter_table() -> None:
 def step_time(preset: str, batch_size: int, frames: int, steps: int, warmup: int = 1) -> float:
     """Median seconds per training step."""
     torch.manual_seed(0)
-    model = build_model(model_config(preset)).train()
+    cfg = model_config(preset)
+    model = build_model(cfg).train()
     optimizer = make_optimizer(model, train_config())
-    batch = collate(synthetic_utterances(batch_size, frames, seed=0))
+    batch = collate(synthetic_utterances(batch_size, frames, seed=0, n_mels=cfg["n_mels"], n_units=cfg["n_units"]))
     times = []
     for i in range(warmup + steps):
         start = time.perf_counter()

@@ -28,13 +28,15 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 # BatchNorm have them) becomes a +-lr step whatever its rounding, which turns float noise into
 # 1e-4 parameter differences; with 1e-3 the step stays proportional to the gradient.
 MODEL = {"dropout": 0.0, "var_dropout": 0.0}
+#: the synthetic utterances' sizes: the tiny model's
+DIMS = {key: model_config("tiny")[key] for key in ("n_mels", "n_units")}
 TRAIN = {"batch_size": 4, "max_steps": 3, "lr": 1e-3, "warmup_steps": 1, "decay": "constant", "eps": 1e-3,
          "log_every": 1, "val_every": 3, "ckpt_every": 0, "seed": 11, "device": "cpu", "threads": 1,
          "progress": False, "tensorboard": False, "val_free_running": False, "best_metric": "mel_l1"}
 
 
 def _data():
-    return synthetic_utterances(8, 6, seed=3), synthetic_utterances(2, 6, seed=4)
+    return synthetic_utterances(8, 6, seed=3, **DIMS), synthetic_utterances(2, 6, seed=4, **DIMS)
 
 
 def _worker(rank: int, world: int, port: int, run_dir: str, overrides: dict) -> None:
@@ -66,10 +68,10 @@ def _recording_worker(rank: int, world: int, port: int, run_dir: str, steps: int
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
     torch.set_num_threads(1)
-    items = _Recording(synthetic_utterances(7, 6, seed=3), f"{run_dir}.rank{rank}")
+    items = _Recording(synthetic_utterances(7, 6, seed=3, **DIMS), f"{run_dir}.rank{rank}")
     with process_group("cpu"):
         train(model_config("tiny", MODEL), train_config({**TRAIN, "max_steps": steps, "val_every": steps}), items,
-              synthetic_utterances(2, 6, seed=4), run_dir)
+              synthetic_utterances(2, 6, seed=4, **DIMS), run_dir)
 
 
 def test_two_gloo_ranks_train_on_disjoint_utterances_and_together_on_all(tmp_path):
@@ -139,7 +141,7 @@ def test_ranks_see_disjoint_utterances_and_together_all_of_them(bucket):
     lengths = [int(x) for x in np.random.default_rng(0).integers(5, 60, 23)]
     for world in (2, 3):
         for epoch in range(4):
-            batches = epoch_batches(23, 4, 7, epoch, lengths if bucket else None, 3, False)
+            batches = epoch_batches(23, 4, 7, epoch, lengths if bucket else None, bucket_window=3, drop_last=False)
             per_rank = [shard_batches(batches, DistInfo(r, world, r)) for r in range(world)]
             assert len({len(b) for b in per_rank}) == 1  # the same number of steps on every rank
             seen = [[i for b in rank for i in b] for rank in per_rank]

@@ -9,6 +9,9 @@ from lipspeech.models import PRESETS, Utterance, build_model, collate, count_par
 from lipspeech.models.flow import ActNorm, AffineCoupling, FlowPostNet, InvConv1x1
 from lipspeech.training.data import synthetic_utterances
 
+#: the synthetic utterances' sizes: the tiny model's
+DIMS = {key: model_config("tiny")[key] for key in ("n_mels", "n_units")}
+
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
@@ -87,7 +90,7 @@ def test_zero_initialised_flow_is_identity_at_start():
     torch.testing.assert_close(z.norm(), x.norm(), atol=1e-3, rtol=1e-5)
     # and so the untrained model's refined mel at temperature 0 is exactly its coarse mel
     model = build_model(model_config("tiny")).eval()
-    batch = collate(synthetic_utterances(2, [8, 5], seed=3))
+    batch = collate(synthetic_utterances(2, [8, 5], seed=3, **DIMS))
     coarse, post = model.infer(batch.video, batch.video_lengths, temperature=0.0)
     torch.testing.assert_close(post, coarse, atol=1e-5, rtol=0)
 
@@ -113,7 +116,7 @@ def test_invconv_groups_span_both_coupling_halves():
 def test_padding_does_not_change_valid_outputs(overrides):
     torch.manual_seed(0)
     model = build_model(model_config("tiny", overrides)).eval()
-    short, long = synthetic_utterances(2, [11, 20], seed=5)
+    short, long = synthetic_utterances(2, [11, 20], seed=5, **DIMS)
     alone = collate([short])
     padded = collate([short, long])
     assert padded.video.shape[1] == 20
@@ -134,7 +137,7 @@ def test_padding_does_not_change_valid_outputs(overrides):
 def test_forward_shapes_losses_and_infer():
     torch.manual_seed(0)
     model = build_model(model_config("tiny"))
-    batch = collate(synthetic_utterances(3, [7, 10, 4], seed=1))
+    batch = collate(synthetic_utterances(3, [7, 10, 4], seed=1, **DIMS))
     out = model(batch, sample_post=True)
     assert out.coarse_mel.shape == (3, 40, 80)
     assert out.post_mel.shape == (3, 40, 80)
@@ -158,7 +161,7 @@ def test_ablation_switches_remove_the_part(switch):
     full = build_model(model_config("tiny"))
     model = build_model(model_config("tiny", {switch: False}))
     assert count_parameters(model) < count_parameters(full)
-    batch = collate(synthetic_utterances(2, [6, 9], seed=2))
+    batch = collate(synthetic_utterances(2, [6, 9], seed=2, **DIMS))
     out = model(batch)
     gone = {"use_linguistic": "ling_ce", "use_pitch": "pitch", "use_energy": "energy", "use_postnet": "flow_nll"}[switch]
     assert gone not in out.losses and "total" in out.losses
@@ -171,7 +174,7 @@ def test_ablation_switches_remove_the_part(switch):
 
 
 def test_collate_pads_checks_lengths_and_crops():
-    items = synthetic_utterances(2, [5, 3], seed=0)
+    items = synthetic_utterances(2, [5, 3], seed=0, **DIMS)
     batch = collate(items)
     assert batch.video.shape == (2, 5, 1, 88, 88)
     assert batch.mel.shape == (2, 20, 80) and batch.units.shape == (2, 10)
@@ -222,7 +225,7 @@ def test_small_preset_is_the_demo_model_and_runs_on_pooled_crops():
     model = build_model(small).eval()
     n = count_parameters(model)
     assert count_parameters(build_model(model_config("tiny"))) < n < count_parameters(build_model(model_config("paper")))
-    batch = collate(synthetic_utterances(2, [9, 5], seed=2))
+    batch = collate(synthetic_utterances(2, [9, 5], seed=2, **DIMS))
     coarse, post = model.infer(batch.video, batch.video_lengths, temperature=0.667)
     assert coarse.shape == post.shape == (2, 36, 80)
     assert torch.all(post[1, 20:] == 0) and torch.isfinite(post).all()

@@ -16,6 +16,8 @@ from lipspeech.training.ema import WeightAverage
 from lipspeech.training.loop import LoopSettings, Task, run_loop
 
 QUIET = {"progress": False, "tensorboard": False}
+#: the synthetic utterances' sizes: the tiny model's
+DIMS = {key: model_config("tiny")[key] for key in ("n_mels", "n_units")}
 
 
 def test_time_mask_replaces_spans_by_the_mean_frame():
@@ -41,7 +43,7 @@ def test_time_mask_replaces_spans_by_the_mean_frame():
 
 
 def test_time_masking_off_leaves_the_augmentation_as_it_was():
-    item = synthetic_utterances(1, 30, seed=3)[0]
+    item = synthetic_utterances(1, 30, seed=3, **DIMS)[0]
     plain = augment(item, 1, 2, 3, 4, True, True)
     off = augment(item, 1, 2, 3, 4, True, True, 0, 1.0)
     on = augment(item, 1, 2, 3, 4, True, True, 8, 2.0)
@@ -121,21 +123,22 @@ class _Scripted(Task):
 def test_early_stopping_after_patience_validations(tmp_path):
     # validations every 2 steps: 5, 4, 4.5, 4.2, 3 ... best at step 4; patience 2 stops at step 8
     values = [5.0, 4.0, 4.5, 4.2, 3.0, 2.0]
-    settings = LoopSettings(max_steps=12, seed=0, log_every=1, val_every=2, patience=2, progress=False)
+    loop = {"max_steps": 12, "seed": 0, "log_every": 1, "val_every": 2, "ckpt_every": 0, "max_nonfinite": 10,
+            "snapshot_every": 0, "deterministic": True, "progress": False}
+    settings = LoopSettings(**loop, patience=2)
     result = run_loop(_Scripted(values), settings, tmp_path)
     assert (result.step, result.best_step, result.best_value, result.stopped_early) == (8, 4, 4.0, True)
     # resumed (the job restarted): it stops again at once
     again = run_loop(_Scripted(values), settings, tmp_path)
     assert again.step == 8 and again.stopped_early and again.history == []
     # patience 0: max_steps
-    full = run_loop(_Scripted(values), LoopSettings(max_steps=12, seed=0, log_every=1, val_every=2, progress=False),
-                    tmp_path / "full")
+    full = run_loop(_Scripted(values), LoopSettings(**loop, patience=0), tmp_path / "full")
     assert (full.step, full.best_step, full.stopped_early) == (12, 12, False)
 
 
 def test_weight_average_in_training_is_what_inference_loads_and_resumes_exactly(tmp_path):
-    items = synthetic_utterances(5, [6, 9, 7, 8, 5], seed=1)
-    val = synthetic_utterances(2, [5, 6], seed=2)
+    items = synthetic_utterances(5, [6, 9, 7, 8, 5], seed=1, **DIMS)
+    val = synthetic_utterances(2, [5, 6], seed=2, **DIMS)
     mcfg = model_config("tiny")
     tcfg = train_config({**QUIET, "batch_size": 2, "max_steps": 6, "warmup_steps": 2, "log_every": 1, "val_every": 3,
                          "seed": 7, "ema_decay": 0.9, "time_mask_max_frames": 3, "snapshot_every": 2})
@@ -186,7 +189,7 @@ def test_experiment_training_keys_snapshots_curve_and_raw_weights(tmp_path):
     # the experiment's own training keys override the section: averaged weights, snapshots every 2 steps
     exp = {**EXP, "train": {"ema_decay": 0.5, "snapshot_every": 2}}
     run_dir = results / "models" / "ltbs"
-    summary = run_train(results, exp, MODEL, TRAIN, run_dir, threads=1, progress=False)
+    summary = run_train(results, exp, MODEL, TRAIN, run_dir, threads=1, progress=False, fail_fast=False)
     assert summary["steps"] == 4
     assert _json.loads((run_dir / "config.json").read_text())["train"]["ema_decay"] == 0.5
     snaps = run_dir / "ckpt" / "snapshots"

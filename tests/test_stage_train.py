@@ -115,7 +115,7 @@ def test_experiment_model_config():
 
 def test_train_then_synthesize(results, capsys):
     run_dir = results / "models" / "ltbs"
-    summary = run_train(results, EXP, MODEL, TRAIN, run_dir, threads=1, progress=False)
+    summary = run_train(results, EXP, MODEL, TRAIN, run_dir, threads=1, progress=False, fail_fast=False)
     assert summary["steps"] == 4 and summary["train_utterances"] == 4 and summary["skipped"]["train"] == 1
     assert "train: 4 utterances, 1 skipped (not in mel: 1)" in capsys.readouterr().out
     ckpt = run_dir / "ckpt"
@@ -128,7 +128,7 @@ def test_train_then_synthesize(results, capsys):
 
     # Snakemake removes the declared best.pt before rerunning a killed job: it comes back, nothing retrains
     (ckpt / "best.pt").unlink()
-    again = run_train(results, EXP, MODEL, TRAIN, run_dir, threads=1, progress=False)
+    again = run_train(results, EXP, MODEL, TRAIN, run_dir, threads=1, progress=False, fail_fast=False)
     assert again["steps"] == 4 and (ckpt / "best.pt").exists()
 
     out = results / "eval" / "ltbs" / "mels.parquet"
@@ -154,22 +154,25 @@ def test_empty_val_split_validates_on_train(results, capsys):
     write_store(results / "manifest.parquet", StoreMeta("manifest", "m"), list(manifest["utt"]),
                 {c: pa.array(list(manifest[c])) for c in ("speaker", "split")} |
                 {"shard": pa.array(list(manifest["shard"]), type=pa.int32())})
-    summary = run_train(results, EXP, MODEL, {**TRAIN, "max_steps": 2}, results / "models" / "x", progress=False)
+    summary = run_train(results, EXP, MODEL, {**TRAIN, "max_steps": 2}, results / "models" / "x", progress=False,
+                        fail_fast=False)
     assert summary["val_utterances"] == 4 and (results / "models" / "x" / "ckpt" / "best.pt").exists()
     assert "val split empty" in capsys.readouterr().out
 
 
 def test_changed_config_starts_afresh(results):
     run_dir = results / "models" / "ltbs"
-    run_train(results, EXP, MODEL, {**TRAIN, "max_steps": 2}, run_dir, threads=1, progress=False)
-    summary = run_train(results, EXP, MODEL, {**TRAIN, "max_steps": 2, "lr": 2e-3}, run_dir, threads=1, progress=False)
+    run_train(results, EXP, MODEL, {**TRAIN, "max_steps": 2}, run_dir, threads=1, progress=False, fail_fast=False)
+    summary = run_train(results, EXP, MODEL, {**TRAIN, "max_steps": 2, "lr": 2e-3}, run_dir, threads=1, progress=False,
+                        fail_fast=False)
     assert summary["steps"] == 2
     # not resumed from the other run's last.pt (which was at step 2 already)
     assert json.loads((run_dir / "config.json").read_text())["resumed_from_step"] is None
     with open(run_dir / "losses.csv") as fh:
         assert [r["step"] for r in csv.DictReader(fh) if r["split"] == "train"] == ["1", "2"]
     # the same config again: resumed (at its end), nothing retrained
-    run_train(results, EXP, MODEL, {**TRAIN, "max_steps": 2, "lr": 2e-3}, run_dir, threads=1, progress=False)
+    run_train(results, EXP, MODEL, {**TRAIN, "max_steps": 2, "lr": 2e-3}, run_dir, threads=1, progress=False,
+              fail_fast=False)
     assert json.loads((run_dir / "config.json").read_text())["resumed_from_step"] == 2
     with pytest.raises(ConfigError, match="val_every"):
-        run_train(results, EXP, MODEL, {**TRAIN, "val_every": 10}, run_dir, threads=1, progress=False)
+        run_train(results, EXP, MODEL, {**TRAIN, "val_every": 10}, run_dir, threads=1, progress=False, fail_fast=False)

@@ -23,6 +23,8 @@ from lipspeech.training import (
 from lipspeech.training.trainer import clip_gradients, lr_lambda, make_optimizer
 
 QUIET = {"progress": False, "tensorboard": False}
+#: the synthetic utterances' sizes: the tiny model's
+DIMS = {key: model_config("tiny")[key] for key in ("n_mels", "n_units")}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -34,7 +36,7 @@ def _rows(path, split="train"):
 
 
 def test_tiny_model_overfits_four_utterances(tmp_path):
-    items = synthetic_utterances(4, 16, seed=0)
+    items = synthetic_utterances(4, 16, seed=0, **DIMS)
     mcfg = model_config("tiny", {"dropout": 0.0, "var_dropout": 0.0})
     tcfg = train_config(
         {**QUIET, "batch_size": 4, "max_steps": 60, "lr": 3e-3, "warmup_steps": 10, "decay": "constant",
@@ -68,8 +70,8 @@ def _resume_cfg(**overrides):
 
 
 def test_interrupt_and_resume_is_exact(tmp_path):
-    items = synthetic_utterances(5, [6, 9, 7, 8, 5], seed=1)
-    val = synthetic_utterances(2, [5, 6], seed=2)
+    items = synthetic_utterances(5, [6, 9, 7, 8, 5], seed=1, **DIMS)
+    val = synthetic_utterances(2, [5, 6], seed=2, **DIMS)
     mcfg = model_config("tiny")
     tcfg = _resume_cfg()
 
@@ -102,7 +104,7 @@ def test_interrupt_and_resume_is_exact(tmp_path):
 
 
 def test_data_loader_workers_do_not_change_the_run(tmp_path):
-    items = synthetic_utterances(4, [6, 9, 7, 5], seed=1)
+    items = synthetic_utterances(4, [6, 9, 7, 5], seed=1, **DIMS)
     losses = []
     for workers in (0, 1):
         cfg = _resume_cfg(max_steps=3, val_every=10, num_workers=workers, bucket=True)
@@ -112,14 +114,14 @@ def test_data_loader_workers_do_not_change_the_run(tmp_path):
 
 
 def test_resume_refuses_a_different_model(tmp_path):
-    items = synthetic_utterances(2, 5, seed=0)
+    items = synthetic_utterances(2, 5, seed=0, **DIMS)
     train(model_config("tiny"), _resume_cfg(max_steps=1, val_every=10), items, None, tmp_path / "r")
     with pytest.raises(ConfigError, match="d_model: differs from the checkpoint"):
         train(model_config("tiny", {"d_model": 32}), _resume_cfg(max_steps=2), items, None, tmp_path / "r")
 
 
 def test_run_directory_and_synthesis(tmp_path):
-    items = synthetic_utterances(3, [6, 8, 5], seed=3)
+    items = synthetic_utterances(3, [6, 8, 5], seed=3, **DIMS)
     run = tmp_path / "run"
     result = train(
         model_config("tiny"), train_config({"batch_size": 2, "max_steps": 2, "val_every": 1, "log_every": 1,
@@ -189,13 +191,14 @@ def test_clip_gradients_measures_and_clips_the_global_norm():
 
 
 def test_epoch_batches_are_seeded_permutations():
-    a = epoch_batches(10, 3, seed=1, epoch=0)
-    assert a == epoch_batches(10, 3, seed=1, epoch=0)
-    assert a != epoch_batches(10, 3, seed=1, epoch=1)
+    plain = {"bucket_window": 50, "drop_last": False}
+    a = epoch_batches(10, 3, seed=1, epoch=0, **plain)
+    assert a == epoch_batches(10, 3, seed=1, epoch=0, **plain)
+    assert a != epoch_batches(10, 3, seed=1, epoch=1, **plain)
     assert sorted(i for b in a for i in b) == list(range(10)) and [len(b) for b in a] == [3, 3, 3, 1]
-    assert [len(b) for b in epoch_batches(10, 3, 1, 0, drop_last=True)] == [3, 3, 3]
+    assert [len(b) for b in epoch_batches(10, 3, 1, 0, bucket_window=50, drop_last=True)] == [3, 3, 3]
     lengths = [5, 50, 6, 51, 7, 52, 8, 53]
-    bucketed = epoch_batches(8, 2, seed=0, epoch=0, lengths=lengths)
+    bucketed = epoch_batches(8, 2, seed=0, epoch=0, lengths=lengths, **plain)
     assert sorted(i for b in bucketed for i in b) == list(range(8))
     for b in bucketed:  # similar lengths share a batch
         assert abs(lengths[b[0]] - lengths[b[1]]) < 10

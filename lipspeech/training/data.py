@@ -65,8 +65,9 @@ def epoch_batches(
     seed: int,
     epoch: int,
     lengths: Sequence[int] | None = None,
-    bucket_window: int = 50,
-    drop_last: bool = False,
+    *,
+    bucket_window: int,
+    drop_last: bool,
 ) -> list[list[int]]:
     """The batches (lists of item indices) of one epoch; a pure function of its arguments.
 
@@ -77,7 +78,7 @@ def epoch_batches(
         lengths: item lengths; given, items are bucketed: each window of
             ``bucket_window * batch_size`` permuted items is sorted by length and
             cut into batches, and all batches are then shuffled.
-        bucket_window: see ``lengths``.
+        bucket_window: see ``lengths`` (unused without them).
         drop_last: drop a last, smaller batch.
 
     Returns:
@@ -147,8 +148,9 @@ def synthetic_utterances(
     n: int,
     n_frames: int | Sequence[int] = 20,
     seed: int = 0,
-    n_mels: int = 80,
-    n_units: int = 200,
+    *,
+    n_mels: int,
+    n_units: int,
     mel_offset: float = 0.0,
 ) -> list[Utterance]:
     """Random but fixed utterances for tests and benchmarks.
@@ -156,7 +158,7 @@ def synthetic_utterances(
     The mel is piecewise constant over blocks of 4 frames x 8 bins (unit
     variance, plus a little noise) around ``mel_offset``, video frames are uint8 96x96 noise with a per-utterance
     moving blob, units/pitch/energy are random; all streams on the time axes
-    of :mod:`lipspeech.core.timing`.
+    of :mod:`lipspeech.core.timing`; ``n_mels`` and ``n_units`` are the model's (its config's keys).
     """
     rng = np.random.default_rng(seed)
     lengths = [n_frames] * n if isinstance(n_frames, int) else list(n_frames)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import csv
 import json
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
@@ -89,11 +89,11 @@ class LoopSettings:
     seed: int
     log_every: int
     val_every: int
-    ckpt_every: int = 0
-    max_nonfinite: int = 10
-    patience: int = 0
-    snapshot_every: int = 0
-    deterministic: bool = True
+    ckpt_every: int
+    max_nonfinite: int
+    patience: int
+    snapshot_every: int
+    deterministic: bool
     threads: int = 0
     tensorboard: bool = False
     progress: bool = True
@@ -101,10 +101,14 @@ class LoopSettings:
 
     @classmethod
     def from_section(cls, cfg: Mapping[str, Any], desc: str, **given: Any) -> "LoopSettings":
-        """The settings from a training section (keys it lacks: ``given`` or the defaults)."""
+        """The settings from a training section and ``given`` (over it); a setting without a default
+        here (the schema has them) that is in neither is an error."""
         names = cls.__dataclass_fields__
-        values = {k: cfg[k] for k in names if k in cfg}
-        return cls(**{**values, **given, "desc": desc})
+        values = {**{k: cfg[k] for k in names if k in cfg}, **given, "desc": desc}
+        missing = [k for k, f in names.items() if k not in values and f.default is MISSING]
+        if missing:
+            raise KeyError(f"loop settings {', '.join(missing)}: in neither the section nor the given ones")
+        return cls(**values)
 
 
 class Task:

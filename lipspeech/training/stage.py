@@ -131,7 +131,8 @@ def run_train(
     run_dir: Path,
     threads: int = 1,
     progress: bool = True,
-    fail_fast: bool = False,
+    *,
+    fail_fast: bool,
     data_sections: Optional[Mapping[str, Any]] = None,
 ) -> dict[str, Any]:
     """Train one experiment on the train split of a corpus's stores, validating on val.
@@ -168,7 +169,7 @@ def _run_train(
     train_cfg: dict[str, Any],
     run_dir: Path,
     ddp: Optional[DistInfo],
-    fail_fast: bool = False,
+    fail_fast: bool,
     data_sections: Optional[Mapping[str, Any]] = None,
 ) -> dict[str, Any]:
     main = ddp is None or ddp.is_main

@@ -149,11 +149,12 @@ def evaluate(
     data: Sequence[Utterance],
     batch_size: int,
     device: torch.device,
-    bf16: bool = True,
-    free_running: bool = True,
-    max_batches: int = 0,
+    bf16: bool,
+    free_running: bool,
+    max_batches: int,
 ) -> dict[str, float]:
-    """Mean validation losses (teacher-forced), weighted by utterances.
+    """Mean validation losses (teacher-forced), weighted by utterances (``bf16``, ``free_running`` and
+    ``max_batches``: the train section's bf16, val_free_running and val_max_batches; 0: every batch).
 
     With ``free_running``, also ``mel_l1_free``: coarse-mel L1 when units, pitch
     and energy are the model's own predictions, as at inference. With the linguistic
@@ -255,7 +256,7 @@ class LTBSTask(Task):
     def epoch_batches(self, epoch: int) -> list[list[int]]:
         cfg = self.cfg
         batches = epoch_batches(len(self.data), cfg["batch_size"], cfg["seed"], epoch, self.lengths,
-                                cfg["bucket_window"], cfg["drop_last"])
+                                bucket_window=cfg["bucket_window"], drop_last=cfg["drop_last"])
         if self.ddp is not None:
             batches = shard_batches(batches, self.ddp)
         if not batches:
