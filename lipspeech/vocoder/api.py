@@ -83,8 +83,8 @@ class GriffinLimVocoder(Vocoder):
 
     kind = "griffin_lim"
 
-    def __init__(self, audio_cfg: AudioConfig, device: torch.device, n_iter: int = 64, momentum: float = 0.99,
-                 nnls_iter: int = 32, seed: int = 0):
+    def __init__(self, audio_cfg: AudioConfig, device: torch.device, *, n_iter: int, momentum: float, nnls_iter: int,
+                 seed: int):
         super().__init__(audio_cfg, device)
         self.module = GriffinLim(audio_cfg, n_iter, momentum, nnls_iter, seed).to(device)
 
@@ -195,11 +195,10 @@ def load_vocoder(
     Raises:
         ConfigError: unknown kind, or a HiFi-GAN without a checkpoint.
     """
-    kind = vocoder_cfg.get("kind", "griffin_lim")
+    kind = vocoder_cfg["kind"]
     device = _device(device)
     if kind == "griffin_lim":
-        gl = dict(vocoder_cfg.get("griffin_lim") or {})
-        return GriffinLimVocoder(audio_cfg, device, **gl)
+        return GriffinLimVocoder(audio_cfg, device, **vocoder_cfg["griffin_lim"])
     if kind == "hifigan":
         path = vocoder_cfg.get("checkpoint") or checkpoint
         if path is None:

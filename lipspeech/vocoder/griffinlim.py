@@ -32,7 +32,7 @@ from lipspeech.features.audio import AudioConfig, frame_pad, mel_filterbank
 class GriffinLim(torch.nn.Module):
     """Log-mel to waveform without a trained model.
 
-    Args:
+    Args (the settings are the ``vocoder.griffin_lim`` section's):
         cfg: the mel definition the log-mels were made with.
         n_iter: Griffin-Lim iterations.
         momentum: fast Griffin-Lim momentum (0 = the original algorithm; 0.99 is usual).
@@ -40,7 +40,7 @@ class GriffinLim(torch.nn.Module):
         seed: seeds the initial random phases.
     """
 
-    def __init__(self, cfg: AudioConfig, n_iter: int = 64, momentum: float = 0.99, nnls_iter: int = 32, seed: int = 0):
+    def __init__(self, cfg: AudioConfig, n_iter: int, momentum: float, nnls_iter: int, seed: int):
         super().__init__()
         if n_iter < 1 or not 0 <= momentum < 1 or nnls_iter < 0:
             raise ValueError(f"need n_iter >= 1, 0 <= momentum < 1, nnls_iter >= 0 (got {n_iter}, {momentum}, {nnls_iter})")

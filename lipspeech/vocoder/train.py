@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lipspeech.core.config import ConfigError, section_config
+from lipspeech.core.config import ConfigError, default_section, section_config
 from lipspeech.core.runtime import resolve_device
 from lipspeech.features.audio import AudioConfig, MelSpectrogram
 from lipspeech.training.data import epoch_batches
@@ -307,7 +307,10 @@ class HifiGanTask(Task):
         return {"preset": self.preset, "generator": self.gen_cfg, "audio": self.audio_cfg.as_dict(), "train": self.cfg}
 
     def epoch_batches(self, epoch: int) -> list[list[int]]:
-        return epoch_batches(len(self.items), self.cfg["batch_size"], self.cfg["seed"], epoch)
+        # a plain shuffle (no length buckets, so no window) that keeps the last smaller batch:
+        # the vocoder's own order, vocoder.train has no bucket or drop_last keys
+        return epoch_batches(len(self.items), self.cfg["batch_size"], self.cfg["seed"], epoch, None, bucket_window=0,
+                             drop_last=False)
 
     def batches(self, batches: list[list[int]], epoch: int, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         cfg = self.cfg
@@ -373,5 +376,8 @@ def train_vocoder(
         raise ValueError("no training utterances")
     device = resolve_device(cfg["device"])
     task = HifiGanTask(gen_cfg, audio_cfg, cfg, train_items, val_items, device, preset)
-    settings = LoopSettings.from_section(cfg, "train-vocoder", threads=threads, progress=progress, max_nonfinite=10)
+    # the loop settings vocoder.train has no keys for: the train section's, as the schema sets them
+    train_defaults = default_section("train")
+    loop = {k: train_defaults[k] for k in ("max_nonfinite", "patience", "snapshot_every")}
+    settings = LoopSettings.from_section(cfg, "train-vocoder", threads=threads, progress=progress, **loop)
     return run_loop(task, settings, Path(run_dir), device, resume, stop_at_step)
