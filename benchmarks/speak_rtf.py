@@ -54,8 +54,8 @@ def model_ckpt(preset: str, path: Path) -> Path:
 def vocoder_ckpt(preset: str, path: Path) -> Path:
     torch.manual_seed(0)
     cfg = hifigan_config(preset)
-    save_checkpoint(path, {"step": 0, "generator": Generator(cfg).state_dict(), "generator_cfg": cfg,
-                           "audio_cfg": AudioConfig().as_dict(), "preset": preset})
+    save_checkpoint(path, {"step": 0, "generator": Generator(cfg, 80).state_dict(), "generator_cfg": cfg,
+                           "audio_cfg": AudioConfig.default().as_dict(), "preset": preset})
     return path
 
 

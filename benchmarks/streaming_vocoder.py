@@ -19,6 +19,7 @@ import time
 import numpy as np
 import torch
 
+from lipspeech.core.config import default_section
 from lipspeech.features.audio import AudioConfig, MelSpectrogram
 from lipspeech.vocoder.api import GriffinLimVocoder, HifiGanVocoder
 from lipspeech.vocoder.hifigan import Generator, hifigan_config
@@ -54,18 +55,18 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = AudioConfig()
+    cfg = AudioConfig.default()
     mel = tone_mel(cfg, args.seconds)
     cpu = torch.device("cpu")
     rows = []
     for preset in ("tiny", "v2"):
         torch.manual_seed(0)
-        vocoder = HifiGanVocoder(Generator(hifigan_config(preset)).remove_weight_norm(), cfg, cpu)
+        vocoder = HifiGanVocoder(Generator(hifigan_config(preset), cfg.n_mels).remove_weight_norm(), cfg, cpu)
         started = time.perf_counter()
         vocoder(mel)
         rows.append((f"HiFi-GAN {preset}, offline", 0.0, [], time.perf_counter() - started))
         rows.append((f"HiFi-GAN {preset}, streamed", *run_stream(lambda v=vocoder: HifiGanStream(v), mel, args.chunk)))
-    gl = GriffinLimVocoder(cfg, cpu)
+    gl = GriffinLimVocoder(cfg, cpu, **default_section("vocoder")["griffin_lim"])
     started = time.perf_counter()
     gl(mel)
     rows.append(("Griffin-Lim 64 it, offline", 0.0, [], time.perf_counter() - started))

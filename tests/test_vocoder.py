@@ -2,6 +2,7 @@
 
 import csv
 import json
+from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
@@ -10,7 +11,7 @@ import torch
 from needs import have_espeak
 from test_stage_train import store_args
 
-from lipspeech.core.config import ConfigError, validate_config
+from lipspeech.core.config import ConfigError, default_section, validate_config
 from lipspeech.core.store import Store, StoreMeta, write_store
 from lipspeech.features.audio import AudioConfig, MelSpectrogram
 from lipspeech.vocoder import Discriminators, Generator, GriffinLim, hifigan_config, load_hifigan, load_vocoder
@@ -20,7 +21,8 @@ from lipspeech.vocoder.train import GanTrainer, VocoderItem, load_items, make_ba
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
-AC = AudioConfig()
+AC = AudioConfig.default()
+GL = default_section("vocoder")["griffin_lim"]  # n_iter, momentum, nnls_iter, seed
 SILENCE = float(np.log(AC.log_floor))
 
 
@@ -38,7 +40,7 @@ def tone(n_samples: int, f0: float = 140.0, seed: int = 0) -> np.ndarray:
 # --------------------------------------------------------------------------- HiFi-GAN modules
 @pytest.mark.parametrize("preset", ["tiny", "v2", "v1"])
 def test_generator_gives_160_samples_per_frame(preset):
-    gen = Generator(hifigan_config(preset)).eval()
+    gen = Generator(hifigan_config(preset), 80).eval()
     for t in (1, 7) if preset == "tiny" else (1, 3):
         with torch.no_grad():
             y = gen(torch.randn(2, 80, t))
@@ -53,7 +55,7 @@ def test_generator_gives_160_samples_per_frame(preset):
 
 
 def test_preset_sizes_and_bad_upsampling():
-    n = {p: sum(x.numel() for x in Generator(hifigan_config(p)).parameters()) for p in ("tiny", "v2", "v1")}
+    n = {p: sum(x.numel() for x in Generator(hifigan_config(p), 80).parameters()) for p in ("tiny", "v2", "v1")}
     assert n["tiny"] < 1e5 < n["v2"] < 1.5e6 < 1e7 < n["v1"] < 1.5e7  # V1 ~13 M, V2 ~0.9 M (the paper's sizes)
     with pytest.raises(ConfigError, match="multiply to 128"):
         hifigan_config("v1", {"upsample_rates": [8, 4, 4], "upsample_kernels": [16, 8, 8]})
@@ -75,7 +77,7 @@ def test_discriminators_scores_and_feature_maps():
 
 # --------------------------------------------------------------------------- Griffin-Lim
 def test_stft_pair_is_the_mel_stages_and_inverts_exactly():
-    gl = GriffinLim(AC)
+    gl = GriffinLim(AC, **GL)
     x = torch.from_numpy(tone(160 * 50))[None]
     spec = gl.stft(x)
     assert spec.shape == (1, 50, 513)
@@ -89,7 +91,7 @@ def test_nnls_mel_inversion_is_non_negative_and_fits_better_than_pinv():
     log_mel = mel(x)[None]
     residual = {}
     for iters in (0, 32):
-        s = GriffinLim(AC, nnls_iter=iters).mel_to_magnitude(log_mel)
+        s = GriffinLim(AC, **{**GL, "nnls_iter": iters}).mel_to_magnitude(log_mel)
         assert s.shape == (1, 60, 513) and (s >= 0).all()
         residual[iters] = spectral_convergence(torch.exp(log_mel), mel.linear_mel(s))
     # measured: 0.024 (clipped pseudo-inverse) -> 0.0027 (32 NNLS updates)
@@ -103,7 +105,7 @@ def _speech_or_tone() -> list[tuple[str, np.ndarray]]:
 
         from lipspeech.data.synth.speech import synthesize
 
-        s = synthesize("bin blue at f two now".split())
+        s = synthesize("bin blue at f two now".split(), "en-us", 50, 50, 175)
         a = librosa.resample(s.audio.astype(np.float32), orig_sr=s.sample_rate, target_sr=16000)
         a = a[: len(a) // 160 * 160]
         signals.append(("espeak", (0.5 * a / np.abs(a).max()).astype(np.float32)))
@@ -133,10 +135,10 @@ def test_griffin_lim_reconstructs_real_signals():
 
 def test_griffin_lim_is_deterministic_for_a_seed():
     log_mel = MelSpectrogram(AC)(torch.from_numpy(tone(160 * 40)))[None]
-    a = GriffinLim(AC, n_iter=4, seed=3)(log_mel)
+    a = GriffinLim(AC, **{**GL, "n_iter": 4, "seed": 3})(log_mel)
     assert a.shape == (1, 160 * 40)
-    assert torch.equal(a, GriffinLim(AC, n_iter=4, seed=3)(log_mel))
-    assert not torch.equal(a, GriffinLim(AC, n_iter=4, seed=4)(log_mel))
+    assert torch.equal(a, GriffinLim(AC, **{**GL, "n_iter": 4, "seed": 3})(log_mel))
+    assert not torch.equal(a, GriffinLim(AC, **{**GL, "n_iter": 4, "seed": 4})(log_mel))
 
 
 def test_load_vocoder_griffin_lim_lengths_and_bad_input():
@@ -251,7 +253,7 @@ def test_checkpoint_round_trip_gives_the_trained_generator(trained):
     assert [len(a) for a in out] == [9 * 160, 30 * 160, 20 * 160]
     np.testing.assert_allclose(out[1], voc(mel), atol=1e-6)
     with pytest.raises(ConfigError, match="mel.n_mels differs"):
-        load_hifigan(run_dir / "ckpt" / "best.pt", "cpu", AudioConfig(n_mels=40))
+        load_hifigan(run_dir / "ckpt" / "best.pt", "cpu", replace(AC, n_mels=40))
 
 
 def test_resume_continues_the_interrupted_run_exactly(trained, tmp_path):
@@ -348,7 +350,7 @@ def test_streamed_hifigan_equals_the_whole_utterance(preset):
     from lipspeech.vocoder.streaming import HifiGanStream, receptive_frames
 
     torch.manual_seed(0)
-    gen = Generator(hifigan_config(preset))
+    gen = Generator(hifigan_config(preset), 80)
     for p in gen.parameters():  # weights large enough that every layer matters
         p.data.normal_(0, 0.2)
     vocoder = HifiGanVocoder(gen.remove_weight_norm(), AC, torch.device("cpu"))
@@ -395,7 +397,7 @@ def test_windowed_griffin_lim_does_not_depend_on_chunking_and_nears_the_offline_
     from lipspeech.vocoder.streaming import GriffinLimStream
 
     mel = _voiced_mel()
-    vocoder = GriffinLimVocoder(AC, torch.device("cpu"))
+    vocoder = GriffinLimVocoder(AC, torch.device("cpu"), **GL)
     target = vocoder.module.mel_to_magnitude(torch.from_numpy(mel)[None])
 
     def convergence(audio: np.ndarray) -> float:
