@@ -30,9 +30,10 @@ def setup(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(setup):
+    from lipspeech.commands.liveengine import EngineOptions
     from lipspeech.commands.serve import ServeOptions, serve
 
-    opts = ServeOptions(record=True, on_lag="wait", max_streams=1, examples=(setup["video"],))
+    opts = ServeOptions(record=True, engine=EngineOptions(on_lag="wait"), max_streams=1, examples=(setup["video"],))
     running = serve(str(setup["stream"]), "127.0.0.1", 0, opts, vocoder=setup["vocoder"])
     yield running
     running.stop()
@@ -353,12 +354,13 @@ def test_page_streams_the_fake_camera_in_headless_chromium(setup, tmp_path):
     """The real page in headless Chromium, its camera a fake device fed from the clip (y4m): it opens the camera,
     streams, plays the speech with Web Audio and reports what it received: the PCM the server sent, equal to
     `lipspeech live` on the frames the server received; its capture-to-playback latency is measured."""
+    from lipspeech.commands.liveengine import EngineOptions
     from lipspeech.commands.serve import ServeOptions, serve
 
     y4m = tmp_path / "camera.y4m"
     subprocess.run(["ffmpeg", "-v", "error", "-i", str(setup["video"]), "-pix_fmt", "yuv420p", str(y4m)], check=True)
     n = 75
-    running = serve(str(setup["stream"]), "127.0.0.1", 0, ServeOptions(record=True, on_lag="wait"),
+    running = serve(str(setup["stream"]), "127.0.0.1", 0, ServeOptions(record=True, engine=EngineOptions(on_lag="wait")),
                     vocoder=setup["vocoder"])
     try:
         report = _page_report(running, f"live={n}", tmp_path, "live", camera=y4m)

@@ -18,7 +18,7 @@ face (before the first one, after the face has been lost for ``roi.max_gap`` fra
 frames dropped to catch up). Each stretch with a face is one utterance for the model (its
 caches start empty). When processing falls behind the source by more than ``max_lag_ms``
 the frames waiting are dropped (``on_lag="drop"``, the default) and that is said; with
-``on_lag="wait"`` every frame is processed and the delay grows.
+``on_lag="wait"`` every frame is processed and the delay grows (the settings: :class:`LiveOptions`).
 
 Latency, per frame that went through the model: from the frame's arrival (the moment it is
 read from ffmpeg) to the moment the last of its own 640 samples has been written. Its
@@ -32,10 +32,11 @@ import os
 import re
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Mapping, Optional
 
-from lipspeech.commands.liveengine import LiveEngine, LiveResult, check_streaming
+from lipspeech.commands.liveengine import EngineOptions, LiveEngine, LiveResult, check_streaming, options_from_args
 from lipspeech.commands.speak import SpeakError
 from lipspeech.core.livemedia import GrowingWav, LiveSource, is_live, to_pcm  # noqa: F401 (to_pcm: this module's users)
 from lipspeech.core.media import MediaError
@@ -46,28 +47,42 @@ class LiveSourceError(SpeakError):
     """The source cannot be opened or gave no frame (a missing camera, a wrong URL)."""
 
 
+@dataclass(frozen=True)
+class LiveOptions:
+    """The settings of ``run_live`` (``lipspeech live --help``); each default is written here only.
+
+    Attributes:
+        engine: the live engine's (chunk size, ROI lag, keyframe interval, temperature, seed, lag policy).
+        vocoder: a HiFi-GAN checkpoint, ``griffin-lim`` or None (the config's, else Griffin-Lim).
+        device: where the model runs.
+        realtime: read a file at its own pace.
+        timeout: seconds without a frame after which the source counts as stopped.
+        open_timeout: seconds to wait for the first frame (a network stream may not have started).
+        size: (width, height) frames are scaled into (aspect kept, letterboxed); None: the picture's own
+            size, the longer side at most :data:`~lipspeech.core.livemedia.MAX_SIDE` (said on ``status``).
+        speaker: as for ``speak``.
+        threads: torch threads (None: leave as is).
+    """
+
+    engine: EngineOptions = field(default_factory=EngineOptions)
+    vocoder: Optional[str] = None
+    device: str = "cpu"
+    realtime: bool = False
+    timeout: float = 10.0
+    open_timeout: float = 30.0
+    size: Optional[tuple[int, int]] = None
+    speaker: Optional[str] = None
+    threads: Optional[int] = None
+
+
 def run_live(
     source: str,
     model_ckpt: str | os.PathLike,
     out: Optional[str | os.PathLike] = None,
     pcm_out: Optional[IO[bytes]] = None,
-    vocoder: Optional[str] = None,
+    options: Optional[LiveOptions] = None,
     config: Optional[Mapping[str, Any]] = None,
-    device: str = "cpu",
-    realtime: bool = False,
-    chunk_frames: Optional[int] = None,
-    roi_lag: int = 0,
-    keyframe_interval: Optional[int] = 5,
-    on_lag: str = "drop",
-    max_lag_ms: float = 1000.0,
-    timeout: float = 10.0,
-    open_timeout: float = 30.0,
-    size: Optional[tuple[int, int]] = None,
-    temperature: Optional[float] = None,
-    speaker: Optional[str] = None,
-    seed: int = 0,
     status: Optional[IO[str]] = None,
-    threads: Optional[int] = None,
 ) -> LiveResult:
     """Speech from ``source`` as it arrives (module docstring); returns what happened.
 
@@ -76,22 +91,9 @@ def run_live(
         model_ckpt: a checkpoint of a model trained in streaming mode.
         out: WAV written as it grows (None: none).
         pcm_out: binary stream for raw 16 kHz 16-bit mono PCM (e.g. stdout), or None.
-        vocoder: a HiFi-GAN checkpoint, ``griffin-lim`` or None (the config's, else Griffin-Lim).
+        options: :class:`LiveOptions` (None: the defaults).
         config: a validated config (its vocoder section), or None.
-        device: where the model runs.
-        realtime: read a file at its own pace.
-        chunk_frames: video frames per model chunk (None: the model's).
-        roi_lag: frames the mouth crops wait for (0 .. roi.smoothing // 2).
-        keyframe_interval: face detection every this many frames (None: the checkpoint's roi setting).
-        on_lag: "drop" (skip frames to catch up) or "wait".
-        max_lag_ms: how far behind the source processing may fall before frames are dropped.
-        timeout: seconds without a frame after which the source counts as stopped.
-        open_timeout: seconds to wait for the first frame (a network stream may not have started).
-        size: (width, height) frames are scaled into (aspect kept, letterboxed); None: the picture's own
-            size, the longer side at most :data:`~lipspeech.core.livemedia.MAX_SIDE` (said on ``status``).
-        temperature, speaker, seed: as for ``speak``.
         status: where the status line and events go (None: nowhere).
-        threads: torch threads (None: leave as is).
 
     Raises:
         LiveSourceError: the source cannot be opened or gave no frame within ``timeout``.
@@ -103,24 +105,21 @@ def run_live(
     from lipspeech.core.config import validate_config
     from lipspeech.core.runtime import resolve_device
 
-    if on_lag not in ("drop", "wait"):
-        raise SpeakError(f"--on-lag {on_lag!r}: must be drop or wait")
-    live_source = is_live(source, realtime)
-    if threads:
-        torch.set_num_threads(threads)
+    opt = options if options is not None else LiveOptions()
+    live_source = is_live(source, opt.realtime)  # a file read as fast as it decodes is not: nothing to catch up with
+    if opt.threads:
+        torch.set_num_threads(opt.threads)
     cfg = config if config is not None else validate_config({})
-    loaded = load_pipeline(Path(model_ckpt), vocoder, cfg["vocoder"], resolve_device(device), speaker)
-    check_streaming(loaded, model_ckpt, roi_lag)
-    session = _Session(LiveEngine(loaded, chunk_frames, roi_lag, keyframe_interval, temperature, seed, live_source),
-                       status, out, pcm_out)
+    loaded = load_pipeline(Path(model_ckpt), opt.vocoder, cfg["vocoder"], resolve_device(opt.device), opt.speaker)
+    check_streaming(loaded, model_ckpt, opt.engine.roi_lag)
+    session = _Session(LiveEngine(loaded, opt.engine, live_source), status, out, pcm_out)
     try:
         try:
-            src = LiveSource(source, size, realtime)
+            src = LiveSource(source, opt.size, opt.realtime)
         except MediaError as exc:
             raise LiveSourceError(str(exc)) from None
         try:
-            # a file read as fast as it decodes is not live: nothing to catch up with
-            session.run(src, timeout, open_timeout, on_lag if live_source else "wait", max_lag_ms)
+            session.run(src, opt.timeout, opt.open_timeout)
         finally:
             src.close()
         if src.frames_read == 0:
@@ -155,7 +154,7 @@ class _Session:
             self.pcm.write(pcm)
             self.pcm.flush()
 
-    def run(self, src: LiveSource, timeout: float, open_timeout: float, on_lag: str, max_lag_ms: float) -> None:
+    def run(self, src: LiveSource, timeout: float, open_timeout: float) -> None:
         engine, res = self.engine, self.engine.res
         last_status = 0.0
         while True:
@@ -172,7 +171,7 @@ class _Session:
                 width, height = src.size
                 engine.say(f"frames {width}x{height} " + ("(scaled into --size, aspect kept)" if src.scaled else
                            f"(the source's own picture, the longer side at most {src.max_side})"))
-            behind_ms = engine.push(items, on_lag, max_lag_ms)
+            behind_ms = engine.push(items)
             if self.tty and time.monotonic() - last_status > 0.5:
                 last_status = time.monotonic()
                 self.status.write(
@@ -224,14 +223,11 @@ def main_live(args: Any) -> int:
         if not m or min(int(m[1]), int(m[2])) < 2:
             raise SpeakError(f"--size {args.size}: give WIDTHxHEIGHT, e.g. 640x480")
         size = int(m[1]), int(m[2])
+    # the parser leaves out the options not given (argparse.SUPPRESS): their defaults are the dataclasses'
+    options = options_from_args(LiveOptions, args, engine=options_from_args(EngineOptions, args), size=size)
     try:
-        res = run_live(
-            args.source, args.model, out, sys.stdout.buffer if to_stdout else None, vocoder=args.vocoder, config=cfg,
-            device=args.device, realtime=args.realtime, chunk_frames=args.chunk_frames, roi_lag=args.roi_lag,
-            keyframe_interval=args.keyframe_interval, on_lag=args.on_lag, max_lag_ms=args.max_lag_ms,
-            timeout=args.timeout, open_timeout=args.open_timeout, size=size, temperature=args.temperature,
-            speaker=args.speaker, seed=args.seed, status=None if args.quiet else sys.stderr, threads=args.threads,
-        )
+        res = run_live(args.source, args.model, out, sys.stdout.buffer if to_stdout else None, options, cfg,
+                       None if args.quiet else sys.stderr)
     except MediaError as exc:  # ffmpeg missing
         raise LiveSourceError(f"{args.source}: {exc}") from None
     if not args.quiet:

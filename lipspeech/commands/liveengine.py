@@ -20,8 +20,8 @@ of its own 640 samples has been handed to the sinks.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Optional, Sequence, TypeVar
 
 import numpy as np
 
@@ -31,6 +31,42 @@ from lipspeech.core.timing import FPS
 
 #: a sink gets each stretch of 16-bit PCM and the timeline indices of the spoken frames it completes
 Sink = Callable[[bytes, list[int]], None]
+
+Options = TypeVar("Options")
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """The live engine's settings, the same for ``lipspeech live`` and ``lipspeech serve`` (their defaults are
+    written here only: the command lines leave out what is not given, :func:`options_from_args`).
+
+    Attributes:
+        chunk_frames: video frames per model chunk (None: the model's).
+        roi_lag: frames the mouth crops wait for (0 .. roi.smoothing // 2).
+        keyframe_interval: face detection every this many frames (None: the checkpoint's roi setting).
+        temperature, seed: as for ``speak`` (None: the model's temperature).
+        on_lag: "drop" (skip frames to catch up) or "wait", for live sources.
+        max_lag_ms: how far behind the source processing may fall before frames are dropped.
+    """
+
+    chunk_frames: Optional[int] = None
+    roi_lag: int = 0
+    keyframe_interval: Optional[int] = 5
+    temperature: Optional[float] = None
+    seed: int = 0
+    on_lag: str = "drop"
+    max_lag_ms: float = 1000.0
+
+    def __post_init__(self) -> None:
+        if self.on_lag not in ("drop", "wait"):
+            raise SpeakError(f"--on-lag {self.on_lag!r}: must be drop or wait")
+
+
+def options_from_args(cls: type[Options], args: Any, **given: Any) -> Options:
+    """An options dataclass from a command line: the fields ``args`` has (the parser leaves out the options
+    not given, ``argparse.SUPPRESS``, so the dataclass's defaults stand), then ``given``."""
+    names = {f.name for f in fields(cls)}
+    return cls(**{**{k: v for k, v in vars(args).items() if k in names}, **given})
 
 
 @dataclass
@@ -152,33 +188,30 @@ class LiveEngine:
     Args:
         loaded: the pipeline (:func:`lipspeech.commands.speak.load_pipeline`) of a streaming model; its face backend
             must be this engine's alone (a backend keeps per-stream state and is not thread-safe).
-        chunk_frames: video frames per model chunk (None: the model's).
-        roi_lag: frames the mouth crops wait for (0 .. roi.smoothing // 2).
-        keyframe_interval: face detection every this many frames (None: the checkpoint's roi setting).
-        temperature, seed: as for ``speak``.
-        live: frames arrive at the source's pace (latency means something).
+        options: :class:`EngineOptions`.
+        live: frames arrive at the source's pace (latency means something; ``options.on_lag`` applies; a file
+            read as fast as it decodes waits for every frame).
         sinks: callables given each stretch of PCM (:data:`Sink`).
         on_event: called with each line said (face found/lost, frames dropped).
         warm: run one chunk through model and vocoder first.
     """
 
-    def __init__(self, loaded: Any, chunk_frames: Optional[int] = None, roi_lag: int = 0,
-                 keyframe_interval: Optional[int] = 5, temperature: Optional[float] = None, seed: int = 0,
-                 live: bool = True, sinks: Sequence[Sink] = (), on_event: Optional[Callable[[str], None]] = None,
-                 warm: bool = True):
+    def __init__(self, loaded: Any, options: EngineOptions, live: bool = True, sinks: Sequence[Sink] = (),
+                 on_event: Optional[Callable[[str], None]] = None, warm: bool = True):
         model = loaded.bundle.model
-        self.loaded, self.roi_lag, self.keyframe_interval = loaded, roi_lag, keyframe_interval
+        self.loaded, self.opt = loaded, options
         self.sinks, self.on_event = list(sinks), on_event
-        chunk = chunk_frames or model.streaming.chunk_frames
+        chunk = options.chunk_frames or model.streaming.chunk_frames
         if warm:
             warm_up(model, loaded.vocoder, chunk, loaded.speaker_id, loaded.roi_cfg.crop_size)
         self.res = LiveResult(live=live, algorithmic_ms={
             "model": 1000.0 * (chunk + model.streaming.lookahead_frames) / FPS,
-            "roi": 1000.0 * roi_lag / FPS,
+            "roi": 1000.0 * options.roi_lag / FPS,
             "vocoder": float(vocoder_stream(loaded.vocoder).latency_ms),
         })
         self.res.algorithmic_ms["total"] = sum(self.res.algorithmic_ms.values())
-        self.speaker = _Speaker(model, loaded.vocoder, chunk, temperature, loaded.speaker_id, seed, self.write)
+        self.speaker = _Speaker(model, loaded.vocoder, chunk, options.temperature, loaded.speaker_id, options.seed,
+                                self.write)
         self.arrival: dict[int, float] = {}  # timeline frame -> arrival, for frames whose audio is not out yet
         self.spoken_upto = 0  # frames whose 640 samples have all been written
         self.t_next = 0  # timeline index of the next frame
@@ -190,7 +223,7 @@ class LiveEngine:
     def _new_roi(self) -> None:
         from lipspeech.vision.live import StreamingRoi
 
-        self.roi = StreamingRoi(self.loaded.backend, self.loaded.roi_cfg, self.roi_lag, self.keyframe_interval)
+        self.roi = StreamingRoi(self.loaded.backend, self.loaded.roi_cfg, self.opt.roi_lag, self.opt.keyframe_interval)
         self.crop_start = self.t_next  # timeline index of the ROI's frame 0
 
     def say(self, line: str) -> None:
@@ -248,17 +281,17 @@ class LiveEngine:
         self._new_roi()
         self.say(f"behind the source by {behind_ms:.0f} ms: dropped {dropped} frames ({dropped / FPS:.2f} s of silence)")
 
-    def push(self, items: list[tuple[np.ndarray, float]], on_lag: str = "drop", max_lag_ms: float = 1000.0) -> float:
+    def push(self, items: list[tuple[np.ndarray, float]]) -> float:
         """The frames that have arrived since the last call (gray (H, W) uint8, arrival on time.monotonic()),
-        oldest first. When the oldest waited more than ``max_lag_ms`` and ``on_lag`` is "drop", all but the
-        newest are dropped. Returns how far behind (ms) the oldest was."""
+        oldest first. When the source is live, the oldest waited more than ``options.max_lag_ms`` and
+        ``options.on_lag`` is "drop", all but the newest are dropped. Returns how far behind (ms) the oldest was."""
         if not items:
             return 0.0
         busy = time.monotonic()
         if self.res.frame_size is None:
             self.res.frame_size = (items[0][0].shape[1], items[0][0].shape[0])
         behind_ms = 1000.0 * (busy - items[0][1])
-        if on_lag == "drop" and behind_ms > max_lag_ms and len(items) > 1:
+        if self.res.live and self.opt.on_lag == "drop" and behind_ms > self.opt.max_lag_ms and len(items) > 1:
             self.drop(len(items) - 1, behind_ms)  # keep the newest frame: the ROI and the model restart there
             items = items[-1:]
         for frame, arrived in items:

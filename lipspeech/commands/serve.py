@@ -28,13 +28,14 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
+from lipspeech.commands.liveengine import EngineOptions, check_streaming, options_from_args
 from lipspeech.commands.speak import LoadedPipeline, SpeakError
 from lipspeech.core.timing import SAMPLE_RATE
 
@@ -45,17 +46,13 @@ PAGE_FILES = {"index.html": "text/html", "app.js": "text/javascript", "style.css
 
 @dataclass
 class ServeOptions:
-    """The server's limits and the live engine's settings (``lipspeech serve --help``)."""
+    """The server's limits and the live engine's settings (``lipspeech serve --help``; each default is written
+    here only, or in :class:`~lipspeech.commands.liveengine.EngineOptions` for the engine's)."""
 
     max_upload_mb: float = 50.0
     max_seconds: float = 60.0
     max_streams: int = 2  # benchmarks/serve_live.py: 2 idle cores held 2 streams of the small 2 + 1 model in real time
-    on_lag: str = "drop"
-    max_lag_ms: float = 1000.0
-    chunk_frames: Optional[int] = None
-    roi_lag: int = 0
-    keyframe_interval: Optional[int] = 5
-    temperature: Optional[float] = None
+    engine: EngineOptions = field(default_factory=EngineOptions)  # also the clips' temperature
     camera_timeout: float = 10.0  # seconds without a frame: the camera has stopped
     record: bool = False  # keep each stream's decoded frames (tests, benchmarks)
     examples: tuple[Path, ...] = ()  # clips on the server the page offers (e.g. the corpus's test clips)
@@ -171,7 +168,7 @@ class Server:
                 "vocoder": self.loaded.vocoder.describe().get("kind", "?"),
                 "examples": [p.name for p in self.opt.examples]}
         if model.streaming is not None:
-            chunk = self.opt.chunk_frames or model.streaming.chunk_frames
+            chunk = self.opt.engine.chunk_frames or model.streaming.chunk_frames
             info["chunk_frames"], info["lookahead_frames"] = chunk, model.streaming.lookahead_frames
         return web.json_response(info)
 
@@ -229,7 +226,7 @@ class Server:
         if info.duration is not None and info.duration > self.opt.max_seconds:
             raise SpeakError(f"{path}: {info.duration:.1f} s, longer than the limit of {self.opt.max_seconds:g} s "
                              "(lipspeech serve --max-seconds)")
-        res = speak_loaded(path, None, self.loaded, self.device, self.opt.temperature)
+        res = speak_loaded(path, None, self.loaded, self.device, self.opt.engine.temperature)
         views = clip_views(res, self.prosody, self.f0_silence_db)
         views["seconds"]["total"] = round(time.perf_counter() - t0, 3)
         return views
@@ -295,9 +292,7 @@ def serve(model_ckpt: str, host: str = "127.0.0.1", port: int = 8000, options: O
     loaded = load_pipeline(Path(model_ckpt), vocoder, cfg["vocoder"], dev, speaker)
     options = options or ServeOptions()
     if loaded.bundle.model.streaming is not None:
-        from lipspeech.commands.liveengine import check_streaming
-
-        check_streaming(loaded, model_ckpt, options.roi_lag)
+        check_streaming(loaded, model_ckpt, options.engine.roi_lag)
     if host not in LOOPBACK:
         token = token or secrets.token_urlsafe(24)
     return Running(Server(loaded, model_ckpt, dev, options, token), host, port)
@@ -324,15 +319,13 @@ def main_serve(args: Any) -> int:
 
     from lipspeech.core.config import load_config
 
-    if args.on_lag not in ("drop", "wait"):
-        raise SpeakError(f"--on-lag {args.on_lag!r}: must be drop or wait")
+    # the parser leaves out the options not given (argparse.SUPPRESS): their defaults are the dataclasses' and serve()'s
+    opts = options_from_args(ServeOptions, args, engine=options_from_args(EngineOptions, args),
+                             examples=example_clips(args.examples or []))
     torch.set_num_threads(args.threads)
-    opts = ServeOptions(max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds, max_streams=args.max_streams,
-                        on_lag=args.on_lag, max_lag_ms=args.max_lag_ms, chunk_frames=args.chunk_frames,
-                        roi_lag=args.roi_lag, keyframe_interval=args.keyframe_interval, temperature=args.temperature,
-                        examples=example_clips(args.examples or []))
-    running = serve(args.model, args.host, args.port, opts, args.vocoder,
-                    load_config(args.config) if args.config else None, args.device, args.speaker)
+    given = {k: v for k, v in vars(args).items() if k in ("host", "port", "device")}
+    running = serve(args.model, options=opts, vocoder=args.vocoder, config=load_config(args.config) if args.config else None,
+                    speaker=args.speaker, **given)
     note = "" if running.server.token is None else " (anyone with this URL, token included, can use the server)"
     print(f"lipspeech serve: {args.model} at {running.url}{note}", flush=True)
     if running.server.streaming_error:

@@ -108,10 +108,9 @@ def _stream(server: Any, frames: queue.Queue, send: Any, record: StreamRecord) -
 
     last: Any = None
     try:
-        engine = LiveEngine(own_backend(server.loaded), server.opt.chunk_frames, server.opt.roi_lag,
-                            server.opt.keyframe_interval, server.opt.temperature, sinks=[sink],
+        engine = LiveEngine(own_backend(server.loaded), server.opt.engine, sinks=[sink],
                             on_event=lambda line: send({"event": line}))
-        send({"ready": True, "algorithmic_ms": engine.res.algorithmic_ms, "max_lag_ms": server.opt.max_lag_ms})
+        send({"ready": True, "algorithmic_ms": engine.res.algorithmic_ms, "max_lag_ms": server.opt.engine.max_lag_ms})
         last = {"done": _feed(server, engine, frames, send, record)}
     except Exception as exc:  # noqa: BLE001 (this stream ends with the reason; the others go on)
         last = {"error": f"the live stream failed: {type(exc).__name__}: {exc}"}
@@ -155,7 +154,7 @@ def _feed(server: Any, engine: Any, frames: queue.Queue, send: Any, record: Stre
             record.frames += [f for f, _ in decoded]
         if ended == "gone":
             break  # nobody listens: stop at once, the slot is free
-        behind = engine.push(decoded, server.opt.on_lag, server.opt.max_lag_ms)
+        behind = engine.push(decoded)
         if time.monotonic() - last_state > 0.2 or ended:
             last_state = time.monotonic()
             crop = engine.last_crop

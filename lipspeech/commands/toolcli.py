@@ -10,6 +10,10 @@ from typing import Any
 
 from lipspeech.core import stagecli as sc
 
+#: the default of an option whose default is its options dataclass's (live.LiveOptions, liveengine.EngineOptions,
+#: serve.ServeOptions, serve()'s): left out of args when not given, so the dataclass's default stands (written once)
+OWN = argparse.SUPPRESS
+
 
 def cmd_speak(args: argparse.Namespace) -> int:
     from lipspeech.commands.speak import format_report, speak
@@ -67,25 +71,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def register_serve(sub: Any) -> None:
     p = sub.add_parser("serve", help="a web page for a model: upload a clip, or speak live from the camera")
     p.add_argument("--model", required=True, help="model checkpoint (a streaming one for the live camera; any for clips)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only); any "
+    p.add_argument("--host", default=OWN, help="address to bind (default 127.0.0.1: this machine only); any "
                    "other needs the access token printed at start")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=OWN)
     p.add_argument("--vocoder", help="HiFi-GAN checkpoint or griffin-lim (default: the --config's, else Griffin-Lim)")
     p.add_argument("--config", help="config.yaml whose vocoder section to use")
     p.add_argument("--examples", nargs="*", help="clips (or folders of clips) on this machine that the page offers, "
                    "e.g. a corpus's test videos")
-    p.add_argument("--max-upload-mb", type=float, default=50.0, help="largest clip accepted")
-    p.add_argument("--max-seconds", type=float, default=60.0, help="longest clip accepted")
-    p.add_argument("--max-streams", type=int, default=2, help="live streams at once; one more is told the machine "
+    p.add_argument("--max-upload-mb", type=float, default=OWN, help="largest clip accepted")
+    p.add_argument("--max-seconds", type=float, default=OWN, help="longest clip accepted")
+    p.add_argument("--max-streams", type=int, default=OWN, help="live streams at once; one more is told the machine "
                    "is busy (2: what 2 idle CPU cores held in real time with the small 2 + 1 model, "
                    "benchmarks/serve_live.py; cores shared with other work held 1)")
-    p.add_argument("--on-lag", choices=["drop", "wait"], default="drop", help="as for lipspeech live")
-    p.add_argument("--max-lag-ms", type=float, default=1000.0)
-    p.add_argument("--chunk-frames", type=int, help="video frames per model chunk (default: the model's)")
-    p.add_argument("--roi-lag", type=int, default=0, help="frames the mouth crops wait for smoothing")
-    p.add_argument("--keyframe-interval", type=int, default=5, help="face detection every N frames")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, auto")
-    p.add_argument("--temperature", type=float, help="std of the post-net prior (default: the model's)")
+    p.add_argument("--on-lag", choices=["drop", "wait"], default=OWN, help="as for lipspeech live")
+    p.add_argument("--max-lag-ms", type=float, default=OWN)
+    p.add_argument("--chunk-frames", type=int, default=OWN, help="video frames per model chunk (default: the model's)")
+    p.add_argument("--roi-lag", type=int, default=OWN, help="frames the mouth crops wait for smoothing")
+    p.add_argument("--keyframe-interval", type=int, default=OWN, help="face detection every N frames")
+    p.add_argument("--device", default=OWN, help="cpu, cuda, cuda:N, auto")
+    p.add_argument("--temperature", type=float, default=OWN, help="std of the post-net prior (default: the model's)")
     p.add_argument("--speaker", help="speaker name or index, for models with a speaker embedding")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (shared by all streams)")
     p.set_defaults(func=cmd_serve)
@@ -114,28 +118,30 @@ def register(sub: Any) -> None:
     p.add_argument("--stdout", action="store_true", help="raw 16 kHz 16-bit mono PCM on stdout "
                    "(| aplay -f S16_LE -r 16000 -c 1, | ffplay -f s16le -ar 16000 -ac 1 -)")
     p.add_argument("--model", required=True, help="checkpoint of a model trained with model.streaming")
-    p.add_argument("--vocoder", help="HiFi-GAN checkpoint (streamed with its receptive field) or griffin-lim "
+    p.add_argument("--vocoder", default=OWN, help="HiFi-GAN checkpoint (streamed with its receptive field) or griffin-lim "
                    "(windowed); default: the --config's vocoder, else Griffin-Lim")
     p.add_argument("--config", help="config.yaml whose vocoder section to use")
-    p.add_argument("--realtime", action="store_true", help="read a file at its own pace, as a camera delivers frames")
-    p.add_argument("--chunk-frames", type=int, help="video frames per model chunk (default: the model's)")
-    p.add_argument("--roi-lag", type=int, default=0, help="frames the mouth crops wait for smoothing "
+    p.add_argument("--realtime", action="store_true", default=OWN, help="read a file at its own pace, as a camera "
+                   "delivers frames")
+    p.add_argument("--chunk-frames", type=int, default=OWN, help="video frames per model chunk (default: the model's)")
+    p.add_argument("--roi-lag", type=int, default=OWN, help="frames the mouth crops wait for smoothing "
                    "(0: none; roi.smoothing // 2: the roi stage's centred smoothing)")
-    p.add_argument("--keyframe-interval", type=int, default=5, help="face detection every N frames (the "
+    p.add_argument("--keyframe-interval", type=int, default=OWN, help="face detection every N frames (the "
                    "tracker fits in between); more often than the roi stage's 25, so a face that goes is noticed")
-    p.add_argument("--on-lag", choices=["drop", "wait"], default="drop", help="when processing falls behind by "
+    p.add_argument("--on-lag", choices=["drop", "wait"], default=OWN, help="when processing falls behind by "
                    "more than --max-lag-ms: drop the waiting frames (silence) or keep every frame and drift")
-    p.add_argument("--max-lag-ms", type=float, default=1000.0)
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds without a frame after which the source "
+    p.add_argument("--max-lag-ms", type=float, default=OWN)
+    p.add_argument("--timeout", type=float, default=OWN, help="seconds without a frame after which the source "
                    "counts as stopped")
-    p.add_argument("--open-timeout", type=float, default=30.0, help="seconds to wait for the first frame")
+    p.add_argument("--open-timeout", type=float, default=OWN, help="seconds to wait for the first frame")
     p.add_argument("--size", help="WIDTHxHEIGHT to scale the picture into (aspect kept), e.g. 640x480 for "
                    "cheaper face detection; default: the source's own size (the longer side at most 1920), so a "
                    "small face stays as large as the camera shows it")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, auto")
-    p.add_argument("--temperature", type=float, help="std of the post-net prior (default: the model's)")
-    p.add_argument("--speaker", help="speaker name or index, for models with a speaker embedding")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=OWN, help="cpu, cuda, cuda:N, auto")
+    p.add_argument("--temperature", type=float, default=OWN, help="std of the post-net prior (default: the model's)")
+    p.add_argument("--speaker", default=OWN, help="speaker name or index, for models with a speaker embedding")
+    p.add_argument("--seed", type=int, default=OWN)
+    # the command's own default (LiveOptions.threads None: run_live leaves torch's threads as they are)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: ffmpeg and the face "
                    "tracker need a core too; on 2 cores, 2 threads made the whole 3x slower)")
     p.add_argument("--quiet", action="store_true", help="no status line")
