@@ -31,7 +31,6 @@ Discriminators and losses
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Mapping, Optional, Sequence
 
 import torch
@@ -40,34 +39,14 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm, weight_norm
 
-from lipspeech.core.config import ConfigError
+from lipspeech.core.config import ConfigError, check_flat, preset_config, preset_names
 from lipspeech.core.timing import HOP_LENGTH
 
 LRELU_SLOPE = 0.1
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "v1": {
-        "upsample_rates": [5, 4, 4, 2],  # product = hop 160 (ours; the paper: 8, 8, 2, 2 for hop 256)
-        "upsample_kernels": [11, 8, 8, 4],  # 2u (2u + 1 for odd u), so the output is exactly u x longer (ours)
-        "upsample_initial_channel": 512,  # (paper, V1)
-        "resblock": 1,  # ResBlock1: two convs per dilation (paper, V1)
-        "resblock_kernels": [3, 7, 11],  # (paper)
-        "resblock_dilations": [[1, 3, 5], [1, 3, 5], [1, 3, 5]],  # (paper)
-        "mpd_periods": [2, 3, 5, 7, 11],  # (paper)
-        "mpd_channels": [32, 128, 512, 1024, 1024],  # (paper)
-        "msd_channels": [128, 128, 256, 512, 1024, 1024, 1024],  # (paper)
-    },
-}
-PRESETS["v2"] = {**copy.deepcopy(PRESETS["v1"]), "upsample_initial_channel": 128}  # (paper, V2)
-PRESETS["tiny"] = {  # all ours: the wiring of V2 at toy widths
-    **copy.deepcopy(PRESETS["v1"]),
-    "upsample_initial_channel": 32,
-    "resblock": 2,
-    "resblock_kernels": [3, 7],
-    "resblock_dilations": [[1, 3], [1, 3]],
-    "mpd_channels": [4, 8, 32, 64, 64],
-    "msd_channels": [16, 16, 16, 32, 64, 64, 64],
-}
+#: the HiFi-GAN presets (lipspeech/resources/vocoder_presets.yaml: v1, v2, tiny; the schema's
+#: definitions.hifigan_keys describes and checks each key)
+PRESETS: dict[str, dict[str, Any]] = {name: preset_config("vocoder", name) for name in preset_names("vocoder")}
 
 
 def hifigan_config(preset: str, overrides: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
@@ -76,22 +55,12 @@ def hifigan_config(preset: str, overrides: Optional[Mapping[str, Any]] = None) -
     Raises:
         ConfigError: unknown preset or key, or upsampling that does not give the hop.
     """
-    if preset not in PRESETS:
-        raise ConfigError(f"vocoder preset {preset!r}: unknown (known: {', '.join(PRESETS)})")
-    cfg = copy.deepcopy(PRESETS[preset])
-    for key, value in (overrides or {}).items():
-        if key not in cfg:
-            raise ConfigError(f"vocoder config key {key}: unknown key (known: {', '.join(sorted(cfg))})")
-        cfg[key] = copy.deepcopy(value)
-    return check_hifigan_config(cfg)
+    return check_hifigan_config(preset_config("vocoder", preset, overrides))
 
 
 def check_hifigan_config(cfg: Mapping[str, Any], hop: int = HOP_LENGTH) -> dict[str, Any]:
     """Check a complete generator config (see :data:`PRESETS`); returns a copy."""
-    missing = [k for k in PRESETS["v1"] if k not in cfg]
-    if missing:
-        raise ConfigError(f"vocoder config key {missing[0]}: missing")
-    cfg = copy.deepcopy(dict(cfg))
+    cfg = check_flat("definitions/hifigan_keys", cfg, "vocoder")  # every key, its type and range (the schema's)
     rates, kernels = cfg["upsample_rates"], cfg["upsample_kernels"]
     product = 1
     for r in rates:
@@ -104,10 +73,6 @@ def check_hifigan_config(cfg: Mapping[str, Any], hop: int = HOP_LENGTH) -> dict[
         raise ConfigError("vocoder config key upsample_initial_channel: must be divisible by 2 ** len(upsample_rates)")
     if len(cfg["resblock_dilations"]) != len(cfg["resblock_kernels"]):
         raise ConfigError("vocoder config key resblock_dilations: one list per resblock kernel")
-    if cfg["resblock"] not in (1, 2):
-        raise ConfigError(f"vocoder config key resblock: 1 or 2, got {cfg['resblock']}")
-    if len(cfg["mpd_channels"]) != 5 or len(cfg["msd_channels"]) != 7:
-        raise ConfigError("vocoder config keys mpd_channels / msd_channels: need 5 and 7 widths")
     return cfg
 
 
@@ -172,7 +137,7 @@ class Generator(nn.Module):
         n_mels: mel bins of the input.
     """
 
-    def __init__(self, cfg: Mapping[str, Any], n_mels: int = 80):
+    def __init__(self, cfg: Mapping[str, Any], n_mels: int):
         super().__init__()
         cfg = check_hifigan_config(cfg)
         self.hop = 1
