@@ -20,13 +20,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from footage import Condition, clip  # noqa: E402
 
 import lipspeech.commands.speak  # noqa: E402
-from lipspeech.commands.live import run_live  # noqa: E402
+from lipspeech.commands.live import LiveOptions, run_live  # noqa: E402
 from lipspeech.core.media import read_frames  # noqa: E402
 from lipspeech.models.presets import model_config  # noqa: E402
 from lipspeech.training import synthetic_utterances, train, train_config  # noqa: E402
@@ -82,19 +83,21 @@ def main() -> None:
     tcfg = train_config({"max_steps": 1, "batch_size": 1, "warmup_steps": 1, "device": "cpu", "tensorboard": False,
                          "progress": False, "val_every": 1})
     cfg = model_config("tiny", {"enc_layers": 1, "dec_layers": 1, "streaming": True})
-    ckpt = train(cfg, tcfg, synthetic_utterances(1, 8), None, tmp / "model").last_checkpoint
+    ckpt = train(cfg, tcfg, synthetic_utterances(1, 8, n_mels=cfg["n_mels"], n_units=cfg["n_units"]), None,
+                 tmp / "model").last_checkpoint
     decoded = read_frames(video, gray=True)
 
     rows = []
     for name in args.backends:
         try:
-            backend = make_backend(name)
+            roi_cfg = replace(RoiConfig.default(), backend=name)
+            backend = make_backend(name, roi_cfg.detect_max_side, roi_cfg.detect_upsample)
         except Exception as exc:  # a backend that cannot run here: said, not measured
             print(f"{name}: skipped ({exc})")
             continue
         t0 = time.perf_counter()
         try:
-            qc = process_frames(decoded, backend, RoiConfig(backend=name)).qc
+            qc = process_frames(decoded, backend, roi_cfg).qc
             stage = f"{qc['detection_rate']:.2f}"
         except RoiRejected as exc:
             stage = f"rejected ({exc})"
@@ -103,9 +106,10 @@ def main() -> None:
         for size in (None, (640, 480)):
             counted: list[_CountDetections] = []
             lipspeech.commands.speak.load_pipeline = _with_backend(name, counted)
-            res = run_live(str(video), ckpt, out=None, vocoder="griffin-lim", threads=1, size=size)
+            res = run_live(str(video), ckpt, out=None, options=LiveOptions(vocoder="griffin-lim", threads=1, size=size))
             det = counted[0]
-            paced = run_live(str(video), ckpt, out=None, vocoder="griffin-lim", threads=1, size=size, realtime=True)
+            paced = run_live(str(video), ckpt, out=None,
+                             options=LiveOptions(vocoder="griffin-lim", threads=1, size=size, realtime=True))
             rows.append((name, "1280x720 (default)" if size is None else "640x480 (--size)", res.frames,
                          res.spoken_frames, f"{det.found}/{det.calls}", f"{res.rtf:.2f}",
                          f"{paced.spoken_frames} ({paced.dropped} dropped)", stage,

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lipspeech.commands.live import run_live
+from lipspeech.commands.live import LiveOptions, run_live
 from lipspeech.data.synth.corpus import generate_corpus
 from lipspeech.features.audio import AudioConfig, MelSpectrogram
 from lipspeech.models.presets import model_config
@@ -48,11 +48,12 @@ def checkpoint(preset: str, lookahead: int, chunk: int, root: Path) -> Path:
     cfg = model_config(preset, {"streaming": True, "stream_lookahead_frames": lookahead, "stream_chunk_frames": chunk})
     tcfg = train_config({"max_steps": 1, "batch_size": 1, "warmup_steps": 1, "device": "cpu", "tensorboard": False,
                          "progress": False, "val_every": 1})
-    return train(cfg, tcfg, synthetic_utterances(1, 8), None, root / f"{preset}_{lookahead}_{chunk}").last_checkpoint
+    items = synthetic_utterances(1, 8, n_mels=cfg["n_mels"], n_units=cfg["n_units"])
+    return train(cfg, tcfg, items, None, root / f"{preset}_{lookahead}_{chunk}").last_checkpoint
 
 
 def hifigan(root: Path) -> Path:
-    ac = AudioConfig()
+    ac = AudioConfig.default()
     t = np.arange(160 * 40) / 16000
     audio = (0.3 * np.sin(2 * np.pi * 150 * t)).astype(np.float32)
     items = [VocoderItem("x", audio, MelSpectrogram(ac)(torch.from_numpy(audio)).numpy())]
@@ -85,8 +86,8 @@ def main() -> None:
     print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for preset, chunk, lookahead, vocoder in ROWS if args.rows == "all" else QUICK:
         ckpt = checkpoint(preset, lookahead, chunk, root)
-        res = run_live(str(looped), ckpt, root / "out.wav", vocoder=str(voc) if vocoder == "hifigan" else vocoder,
-                       realtime=True, threads=args.threads)
+        opts = LiveOptions(vocoder=str(voc) if vocoder == "hifigan" else vocoder, realtime=True, threads=args.threads)
+        res = run_live(str(looped), ckpt, root / "out.wav", options=opts)
         print(f"| {preset} | {chunk} + {lookahead} | {'HiFi-GAN tiny' if vocoder == 'hifigan' else 'Griffin-Lim'} "
               f"| {res.algorithmic_ms['total']:.0f} | {res.percentile(50):.0f} | {res.percentile(95):.0f} "
               f"| {res.rtf:.2f} | {res.dropped} |", flush=True)

@@ -70,7 +70,7 @@ def launched_world_size() -> int:
 
 
 @contextlib.contextmanager
-def process_group(device: str = "auto") -> Iterator[Optional[DistInfo]]:
+def process_group(device: str) -> Iterator[Optional[DistInfo]]:
     """Join the process group torchrun describes in the environment, for the block.
 
     Nothing happens (yields None) outside torchrun or with one process. The

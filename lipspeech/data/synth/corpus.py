@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lipspeech.core.config import load_schema
 from lipspeech.data import gridgrammar
 
 GENERATOR = "SynthGRID"
@@ -145,11 +146,14 @@ def _worker_init(cfg: dict, faces: dict, out_dir: str, reuse: bool):
 
 
 def _jittered_voice(voice: dict, jitter: dict, rng: np.random.Generator) -> dict:
+    # a voice entry's left-out keys take the schema's defaults (validation fills no list items)
+    item = load_schema()["properties"]["synth"]["properties"]["voices"]["items"]["properties"]
+
     def j(key, lo, hi):
-        base = float(voice.get(key, 50 if key != "rate" else 175))
+        base = float(voice.get(key, item[key]["default"]))
         amp = float(jitter.get(key, 0))
         return int(round(np.clip(base + rng.uniform(-amp, amp), lo, hi)))
-    return {"voice": str(voice.get("voice", "en-us")), "pitch": j("pitch", 0, 100),
+    return {"voice": str(voice["voice"]), "pitch": j("pitch", 0, 100),
             "range": j("range", 0, 100), "rate": j("rate", 80, 450)}
 
 
