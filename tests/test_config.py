@@ -107,3 +107,28 @@ def test_section_config_is_the_schema_defaults_with_overrides():
     # the model's loss names are the ones the schema lets best_metric pick
     train_schema = load_schema()["properties"]["train"]["properties"]
     assert set(LOSS_NAMES) == set(train_schema["best_metric"]["enum"])
+
+
+def test_config_files_merge_as_snakemake_merges_them(tmp_path, capsys):
+    """Later files over earlier, mappings key by key, lists whole; `lipspeech config` prints the
+    validated result, a section of it, and each experiment's resolved model config."""
+    import yaml
+
+    from lipspeech.cli import main as cli_main
+    from lipspeech.core.config import merge_config
+
+    assert merge_config({"a": {"x": 1, "y": [1, 2]}, "b": 1}, {"a": {"y": [3]}, "c": 2}) == \
+        {"a": {"x": 1, "y": [3]}, "b": 1, "c": 2}
+    base, over = tmp_path / "base.yaml", tmp_path / "over.yaml"
+    base.write_text("train: {max_steps: 50, lr: 0.002, val_every: 10}\nexperiments: [{name: a, preset: tiny}]\n")
+    over.write_text("train: {max_steps: 60}\nexperiments: [{name: b, preset: tiny, overrides: {d_model: 32}}]\n")
+    merged = load_config(base, over)
+    assert (merged["train"]["max_steps"], merged["train"]["lr"]) == (60, 0.002)
+    assert [e["name"] for e in merged["experiments"]] == ["b"]
+    assert cli_main(["config", str(base), str(over), "--section", "train"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out) == merged["train"]
+    assert cli_main(["config", str(base), str(over), "--resolve", "--section", "resolved_models.b"]) == 0
+    resolved = yaml.safe_load(capsys.readouterr().out)
+    assert resolved["d_model"] == 32 and resolved["frontend"] == "tiny" and len(resolved) == 53
+    assert cli_main(["config", "--section", "trian"]) != 0
+    assert "no such section" in capsys.readouterr().err

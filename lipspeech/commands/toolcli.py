@@ -1,5 +1,5 @@
 """The commands that are not workflow stages: speak (any video -> WAV), live (a live source -> audio as it
-arrives), serve (a web page for both), summary, store-info."""
+arrives), serve (a web page for both), summary, config, store-info."""
 
 from __future__ import annotations
 
@@ -43,6 +43,26 @@ def cmd_summary(args: argparse.Namespace) -> int:
         write_text_atomic(args.out, text)
         write_text_atomic(Path(args.out).with_suffix(".json"), json.dumps(summary, indent=1, sort_keys=True))
     print(text, end="")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    from lipspeech.core.config import ConfigError, load_config
+
+    view: Any = load_config(*args.config)
+    if args.resolve:
+        from lipspeech.training.stage import experiment_model_config
+
+        view["resolved_models"] = {e["name"]: experiment_model_config(e, view["model"])
+                                   for e in view["experiments"] if not e.get("model_from")}
+    for name in (args.section.split(".") if args.section else []):
+        if not isinstance(view, dict) or name not in view:
+            raise ConfigError(f"config --section {args.section}: no such section (known here: "
+                              f"{', '.join(view) if isinstance(view, dict) else 'none'})")
+        view = view[name]
+    print(yaml.safe_dump(view, sort_keys=False, width=100, default_flow_style=None), end="")
     return 0
 
 
@@ -157,6 +177,15 @@ def register(sub: Any) -> None:
     p.add_argument("--corpus", help="corpus name shown (default: the manifest's folder)")
     p.add_argument("--out", help="also write the text here (and .json beside it)")
     p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("config", help="the config the workflow runs: config files merged in order over the schema's "
+                       "defaults, validated (every key, with the values left out filled in)")
+    p.add_argument("config", nargs="*", help="config files, later over earlier, as snakemake's --configfile "
+                   "(none: the defaults)")
+    p.add_argument("--section", help="only this section (e.g. train, model, vocoder.train)")
+    p.add_argument("--resolve", action="store_true", help="also each experiment's full flat model config (its "
+                   "preset, the model section's overrides and streaming, its own) under resolved_models")
+    p.set_defaults(func=cmd_config)
 
     p = sub.add_parser("store-info", help="show a feature store's metadata and first rows")
     p.add_argument("path")

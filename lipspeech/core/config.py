@@ -271,18 +271,37 @@ def _check_consistency(config: Mapping[str, Any], experiment_refs: bool = True) 
         )
 
 
-def load_config(path: str | Path | None = None) -> dict[str, Any]:
-    """Read a YAML config file (or nothing: all defaults) and validate it."""
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """One YAML config file as a mapping, not yet validated (one-line :class:`ConfigError` otherwise)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path}: not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path}: not valid YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: top level must be a mapping")
+    return data
+
+
+def merge_config(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base`` as snakemake merges --configfile files: mappings key by key,
+    recursively; any other value (a list included) replaced whole."""
+    out = copy.deepcopy(dict(base))
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge_config(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_config(*paths: str | Path | None) -> dict[str, Any]:
+    """Read YAML config files (later over earlier; none: all defaults) and validate the result."""
     data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except FileNotFoundError as exc:
-            raise ConfigError(f"config file {path}: not found") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path}: not valid YAML ({exc})") from exc
-        if not isinstance(data, dict):
-            raise ConfigError(f"config file {path}: top level must be a mapping")
+    for path in paths:
+        if path is not None:
+            data = merge_config(data, read_config_file(path))
     return validate_config(data)
 
 
