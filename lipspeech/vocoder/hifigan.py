@@ -176,6 +176,19 @@ class Generator(nn.Module):
         return self
 
 
+def _score_and_features(x: torch.Tensor, convs: nn.ModuleList, conv_post: nn.Module
+                        ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """A sub-discriminator's stack (the period and the scale ones alike): each conv then a leaky ReLU, then
+    ``conv_post``; the flattened last output is the score (B, M), every output a feature map."""
+    features = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), LRELU_SLOPE)
+        features.append(x)
+    x = conv_post(x)
+    features.append(x)
+    return x.flatten(1), features
+
+
 class PeriodDiscriminator(nn.Module):
     """Audio folded to (B, 1, N / p, p): 2-D convs with (k, 1) kernels along the time axis.
 
@@ -200,13 +213,7 @@ class PeriodDiscriminator(nn.Module):
         if n % self.period:
             x = F.pad(x, (0, self.period - n % self.period), "reflect")
         x = x.view(b, c, -1, self.period)
-        features = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            features.append(x)
-        x = self.conv_post(x)
-        features.append(x)
-        return x.flatten(1), features
+        return _score_and_features(x, self.convs, self.conv_post)
 
 
 class MultiPeriodDiscriminator(nn.Module):
@@ -249,13 +256,7 @@ class ScaleDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(B, 1, N) -> score (B, M) and the feature maps."""
-        features = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            features.append(x)
-        x = self.conv_post(x)
-        features.append(x)
-        return x.flatten(1), features
+        return _score_and_features(x, self.convs, self.conv_post)
 
 
 class MultiScaleDiscriminator(nn.Module):
