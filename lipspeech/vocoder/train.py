@@ -36,6 +36,7 @@ from typing import Any, Iterator, Mapping, Optional, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from lipspeech.core.config import ConfigError, default_section, section_config
 from lipspeech.core.runtime import resolve_device
@@ -157,6 +158,18 @@ def make_batch(items: Sequence[VocoderItem], indices: Sequence[int], frames: int
     return torch.from_numpy(np.stack(mels)), torch.from_numpy(np.stack(audios))
 
 
+def _update(loss: torch.Tensor, optimizer: torch.optim.Optimizer, module: nn.Module) -> Optional[float]:
+    """One optimiser update of ``module`` on ``loss`` (the discriminators' and the generator's alike): the
+    gradients' norm, measured before the step; None, and nothing updated, when the loss is not finite."""
+    if not torch.isfinite(loss):
+        return None
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    norm = clip_gradients(list(module.parameters()), float("inf"))
+    optimizer.step()
+    return norm
+
+
 class GanTrainer:
     """The generator, the discriminators, their optimisers and schedulers, and one training step.
 
@@ -194,12 +207,9 @@ class GanTrainer:
         real_scores, _ = d(audio)
         fake_scores, _ = d(fake.detach())
         loss_d = discriminator_loss(real_scores, fake_scores)
-        if not torch.isfinite(loss_d):
+        grad_d = _update(loss_d, self.opt_d, d)
+        if grad_d is None:
             return None
-        self.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        grad_d = clip_gradients(list(d.parameters()), float("inf"))
-        self.opt_d.step()
 
         d.requires_grad_(False)  # the generator step needs gradients through D, not for D's weights
         try:
@@ -210,12 +220,9 @@ class GanTrainer:
             adv = generator_adv_loss(fake_scores)
             fm = feature_matching_loss(real_features, fake_features)
             loss_g = adv + self.cfg["lambda_fm"] * fm + self.cfg["lambda_mel"] * mel_l1
-            if not torch.isfinite(loss_g):
+            grad_g = _update(loss_g, self.opt_g, g)
+            if grad_g is None:
                 return None
-            self.opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            grad_g = clip_gradients(list(g.parameters()), float("inf"))
-            self.opt_g.step()
         finally:
             d.requires_grad_(True)
         values = {k: float(v.detach()) for k, v in
