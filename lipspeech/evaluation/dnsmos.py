@@ -34,6 +34,7 @@ from typing import Mapping
 
 import numpy as np
 
+from lipspeech.core.installed import package_folder
 from lipspeech.core.timing import SAMPLE_RATE
 from lipspeech.evaluation.families import MetricUnavailable
 
@@ -61,11 +62,9 @@ class DNSMOSUnavailable(MetricUnavailable):
 
 def model_dir() -> Path:
     """The ``dnsmos_models`` folder of the installed speechmos wheel (not imported)."""
-    spec = importlib.util.find_spec("speechmos")
-    if spec is None or not spec.submodule_search_locations:
-        raise DNSMOSUnavailable("package speechmos (DNSMOS's ONNX models) is not installed: pip install speechmos "
-                                "onnxruntime (or remove dnsmos from evaluate.metrics)")
-    folder = Path(list(spec.submodule_search_locations)[0]) / "dnsmos_models"
+    folder = package_folder("speechmos", DNSMOSUnavailable(
+        "package speechmos (DNSMOS's ONNX models) is not installed: pip install speechmos onnxruntime "
+        "(or remove dnsmos from evaluate.metrics)")) / "dnsmos_models"
     missing = [m for m in (P808_MODEL, P835_MODEL) if not (folder / m).is_file()]
     if missing:
         raise DNSMOSUnavailable(f"{folder}: no {', '.join(missing)} (a speechmos release without DNSMOS P.808/P.835?)")

@@ -31,13 +31,13 @@ encoder's ReLU makes every component non-negative, so unrelated voices still sco
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from lipspeech.core.installed import package_folder
 from lipspeech.core.timing import HOP_LENGTH, SAMPLE_RATE
 from lipspeech.evaluation.families import MetricUnavailable
 
@@ -54,11 +54,9 @@ class SpeakerUnavailable(MetricUnavailable):
 
 def weights_path() -> Path:
     """``pretrained.pt`` of the installed resemblyzer wheel (not imported)."""
-    spec = importlib.util.find_spec("resemblyzer")
-    if spec is None or not spec.submodule_search_locations:
-        raise SpeakerUnavailable("package resemblyzer (the GE2E speaker encoder's weights) is not installed: "
-                                 "pip install --no-deps resemblyzer (or remove speaker from evaluate.metrics)")
-    path = Path(list(spec.submodule_search_locations)[0]) / "pretrained.pt"
+    path = package_folder("resemblyzer", SpeakerUnavailable(
+        "package resemblyzer (the GE2E speaker encoder's weights) is not installed: pip install --no-deps "
+        "resemblyzer (or remove speaker from evaluate.metrics)")) / "pretrained.pt"
     if not path.is_file():
         raise SpeakerUnavailable(f"{path}: not found (a resemblyzer release without its pretrained encoder?)")
     return path
