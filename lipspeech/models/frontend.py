@@ -1,6 +1,6 @@
 """Visual front-ends: mouth-crop video (B, T, 1, H, W) -> per-frame features (B, T, D).
 
-Both front-ends share one shape: a 3D convolution over (time, height, width)
+Both front-ends share one shape (:class:`FrameFrontEnd`): a 3D convolution over (time, height, width)
 gives each frame a short temporal context, then a 2D trunk runs on each frame
 independently. Both run on the *valid* frames of the batch only (packed into one
 (N, C, H, W) tensor), which keeps padded frames out of the BatchNorm statistics and
@@ -101,7 +101,30 @@ class BasicBlock(nn.Module):
         return self.act(y + self.shortcut(x))
 
 
-class PaperFrontEnd(nn.Module):
+class FrameFrontEnd(nn.Module):
+    """Both front-ends' pass (module docstring): the 3D stem at the valid frames only, then
+    :meth:`frame_features` on each frame. A front-end sets ``conv3d`` (the stem), ``causal``,
+    ``stem_frames`` (the stem's temporal window) and ``out_dim``."""
+
+    def forward(self, video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Per-frame visual features.
+
+        Args:
+            video: (B, T, 1, H, W) normalised frames, zero on padded frames.
+            mask: (B, T) bool, True on valid frames.
+
+        Returns:
+            (B, T, out_dim) features, zero on padded frames.
+        """
+        index = _valid_index(mask)
+        return _unpack_valid(self.frame_features(_stem(self.conv3d, video, index, self.causal)), mask, index)
+
+    def frame_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H', W') stem output of the N valid frames -> (N, out_dim) features."""
+        raise NotImplementedError
+
+
+class PaperFrontEnd(FrameFrontEnd):
     """3D conv stem + ResNet-18 trunk applied per frame.
 
     Args:
@@ -135,23 +158,13 @@ class PaperFrontEnd(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.out_dim = in_ch
 
-    def forward(self, video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Per-frame visual features.
-
-        Args:
-            video: (B, T, 1, H, W) normalised frames, zero on padded frames.
-            mask: (B, T) bool, True on valid frames.
-
-        Returns:
-            (B, T, out_dim) features, zero on padded frames.
-        """
-        index = _valid_index(mask)
-        x = self.stem_post(_stem(self.conv3d, video, index, self.causal))  # (N, C, H/4, W/4)
-        x = self.pool(self.trunk(x)).flatten(1)
-        return _unpack_valid(x, mask, index)
+    def frame_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H/2, W/2) stem output -> (N, out_dim): BN, ReLU, max-pool, the ResNet trunk, average pool."""
+        x = self.stem_post(x)  # (N, C, H/4, W/4)
+        return self.pool(self.trunk(x)).flatten(1)
 
 
-class TinyFrontEnd(nn.Module):
+class TinyFrontEnd(FrameFrontEnd):
     """A small front-end for CPU experiments and tests.
 
     A 3D conv (3x5x5, stride 1x2x2) stem, then one strided 3x3 conv per further
@@ -177,19 +190,9 @@ class TinyFrontEnd(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.out_dim = channels[-1]
 
-    def forward(self, video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Per-frame visual features.
-
-        Args:
-            video: (B, T, 1, H, W) normalised frames, zero on padded frames.
-            mask: (B, T) bool, True on valid frames.
-
-        Returns:
-            (B, T, out_dim) features, zero on padded frames.
-        """
-        index = _valid_index(mask)
-        x = self.pool(self.trunk(_stem(self.conv3d, video, index, self.causal))).flatten(1)
-        return _unpack_valid(x, mask, index)
+    def frame_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H/2, W/2) stem output -> (N, out_dim): BN, ReLU, the strided convs, average pool."""
+        return self.pool(self.trunk(x)).flatten(1)
 
 
 class InputDownsample(nn.Module):
