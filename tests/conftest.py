@@ -49,3 +49,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def live_models(request, tmp_path_factory):
+    """tests/tinymodels.py's live models (a SynthGRID clip, a tiny streaming LTBS checkpoint (2 steps), an offline
+    one, a tiny HiFi-GAN (1 step)), built once per test module in a folder named after it (test_live: live)."""
+    from tinymodels import tiny_live_models
+
+    return tiny_live_models(tmp_path_factory.mktemp(request.path.stem.removeprefix("test_")))

@@ -10,20 +10,13 @@ import time
 import numpy as np
 import pytest
 from needs import free_port, needs_synthgrid
-from tinymodels import tiny_live_models
 
 from lipspeech.cli import main
 
 pytestmark = [
     pytest.mark.usefixtures("one_thread"),  # tests/conftest.py
     needs_synthgrid,  # tests/needs.py
-]
-
-
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    """A SynthGRID clip, a tiny streaming LTBS checkpoint (2 steps), an offline one, a tiny HiFi-GAN (1 step)."""
-    return tiny_live_models(tmp_path_factory.mktemp("live"))
+]  # live_models: tests/conftest.py
 
 
 def _frames(video) -> np.ndarray:
@@ -40,8 +33,8 @@ def _wav(path) -> np.ndarray:
     return audio
 
 
-def _live(setup, source, out, *args):
-    return main(["live", str(source), "--model", str(setup["stream"]), "--vocoder", str(setup["vocoder"]),
+def _live(live_models, source, out, *args):
+    return main(["live", str(source), "--model", str(live_models["stream"]), "--vocoder", str(live_models["vocoder"]),
                  "-o", str(out), "--quiet", *args])
 
 
@@ -120,22 +113,23 @@ def test_live_roi_with_the_centred_lag_is_the_roi_stage():
         assert np.abs(crops.astype(int) - ref.roi).mean() < 6
 
 
-def test_live_file_whole_chunk_equals_speak(setup, tmp_path):
+def test_live_file_whole_chunk_equals_speak(live_models, tmp_path):
     """One chunk covering the clip and the roi stage's smoothing: live gives speak's audio (to 1 LSB); in
     chunks, a WAV of 640 samples per frame, the same bytes on stdout."""
     out, ref = tmp_path / "live.wav", tmp_path / "speak.wav"
-    assert main(["speak", str(setup["video"]), "--model", str(setup["stream"]), "--vocoder", str(setup["vocoder"]),
-                 "-o", str(ref)]) == 0
-    assert _live(setup, setup["video"], out, "--chunk-frames", "1000", "--roi-lag", "3", "--keyframe-interval", "25") == 0
+    assert main(["speak", str(live_models["video"]), "--model", str(live_models["stream"]),
+                 "--vocoder", str(live_models["vocoder"]), "-o", str(ref)]) == 0
+    assert _live(live_models, live_models["video"], out, "--chunk-frames", "1000", "--roi-lag", "3",
+                 "--keyframe-interval", "25") == 0
     a, b = _wav(ref), _wav(out)
-    assert len(a) == len(b) == 640 * len(_frames(setup["video"]))
+    assert len(a) == len(b) == 640 * len(_frames(live_models["video"]))
     assert np.abs(a.astype(int) - b).max() <= 1 and np.abs(a).max() > 100
 
     chunked = tmp_path / "chunked.wav"
-    assert _live(setup, setup["video"], chunked) == 0
+    assert _live(live_models, live_models["video"], chunked) == 0
     pcm = subprocess.run(
-        [sys.executable, "-m", "lipspeech.cli", "live", str(setup["video"]), "--model", str(setup["stream"]),
-         "--vocoder", str(setup["vocoder"]), "--stdout", "--quiet"], capture_output=True, check=True).stdout
+        [sys.executable, "-m", "lipspeech.cli", "live", str(live_models["video"]), "--model", str(live_models["stream"]),
+         "--vocoder", str(live_models["vocoder"]), "--stdout", "--quiet"], capture_output=True, check=True).stdout
     assert np.array_equal(np.frombuffer(pcm, "<i2"), _wav(chunked))
 
 
@@ -155,36 +149,36 @@ def _wait_until_bound(port: int, proc: subprocess.Popen, kind: int = socket.SOCK
     raise AssertionError(f"nothing bound port {port} within {timeout:.0f} s")
 
 
-def test_live_network_stream(setup, tmp_path, capsys):
+def test_live_network_stream(live_models, tmp_path, capsys):
     """ffmpeg serves the clip as MPEG-TS over TCP at its own pace; live receives every frame, writes its
     audio as it goes and reports latency."""
     port = free_port()
-    sender = subprocess.Popen(["ffmpeg", "-v", "error", "-re", "-i", str(setup["video"]), "-c:v", "mpeg2video",
+    sender = subprocess.Popen(["ffmpeg", "-v", "error", "-re", "-i", str(live_models["video"]), "-c:v", "mpeg2video",
                                "-q:v", "2", "-f", "mpegts", f"tcp://127.0.0.1:{port}?listen=1"])
     try:
         _wait_until_bound(port, sender, socket.SOCK_STREAM)
         out = tmp_path / "net.wav"
-        code = main(["live", f"tcp://127.0.0.1:{port}", "--model", str(setup["stream"]), "--vocoder",
-                     str(setup["vocoder"]), "-o", str(out), "--timeout", "5"])
+        code = main(["live", f"tcp://127.0.0.1:{port}", "--model", str(live_models["stream"]), "--vocoder",
+                     str(live_models["vocoder"]), "-o", str(out), "--timeout", "5"])
     finally:
         sender.wait(timeout=30)
     assert code == 0
-    n = len(_frames(setup["video"]))
+    n = len(_frames(live_models["video"]))
     assert len(_wav(out)) == 640 * n
     err = capsys.readouterr().err
     assert f"{n} frames" in err and f"{n} with a face" in err and "latency p50" in err
 
 
-def test_live_stream_that_stops_keeps_its_audio(setup, tmp_path, capsys):
+def test_live_stream_that_stops_keeps_its_audio(live_models, tmp_path, capsys):
     """A UDP stream whose sender goes away: after --timeout the run ends, says so, keeps the audio, exits 0."""
     port = free_port()
     out = tmp_path / "udp.wav"
     receiver = subprocess.Popen(
-        [sys.executable, "-m", "lipspeech.cli", "live", f"udp://127.0.0.1:{port}", "--model", str(setup["stream"]),
-         "--vocoder", str(setup["vocoder"]), "-o", str(out), "--timeout", "2"],
+        [sys.executable, "-m", "lipspeech.cli", "live", f"udp://127.0.0.1:{port}", "--model", str(live_models["stream"]),
+         "--vocoder", str(live_models["vocoder"]), "-o", str(out), "--timeout", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_until_bound(port, receiver)
-    subprocess.run(["ffmpeg", "-v", "error", "-re", "-i", str(setup["video"]), "-c:v", "mpeg2video", "-q:v", "2",
+    subprocess.run(["ffmpeg", "-v", "error", "-re", "-i", str(live_models["video"]), "-c:v", "mpeg2video", "-q:v", "2",
                     "-f", "mpegts", f"udp://127.0.0.1:{port}?pkt_size=1316"], check=True, timeout=60)
     _, err = receiver.communicate(timeout=60)
     assert receiver.returncode == 0, err
@@ -193,17 +187,17 @@ def test_live_stream_that_stops_keeps_its_audio(setup, tmp_path, capsys):
     assert len(audio) > 0 and len(audio) % 640 == 0
 
 
-def test_live_face_leaves_the_frame(setup, tmp_path, capsys):
+def test_live_face_leaves_the_frame(live_models, tmp_path, capsys):
     """Clip, 30 black frames, clip: the face is lost and found again (said), the audio keeps the timeline
     with exact silence while it is away."""
-    frames = _frames(setup["video"])
+    frames = _frames(live_models["video"])
     h, w = frames.shape[1:]
     seq = np.concatenate([frames, np.zeros((30, h, w), np.uint8), frames])
     clip = tmp_path / "away.mkv"
     subprocess.run(["ffmpeg", "-v", "error", "-f", "rawvideo", "-pix_fmt", "gray", "-s", f"{w}x{h}", "-r", "25",
                     "-i", "pipe:", "-c:v", "ffv1", str(clip)], input=seq.tobytes(), check=True)
     out = tmp_path / "away.wav"
-    assert main(["live", str(clip), "--model", str(setup["stream"]), "--vocoder", str(setup["vocoder"]),
+    assert main(["live", str(clip), "--model", str(live_models["stream"]), "--vocoder", str(live_models["vocoder"]),
                  "-o", str(out)]) == 0
     err = capsys.readouterr().err
     lost = re.search(r"face lost at ([0-9.]+) s", err)
@@ -218,37 +212,37 @@ def test_live_face_leaves_the_frame(setup, tmp_path, capsys):
     assert np.abs(audio[640 * (found_at + 10) :]).max() > 0
 
 
-def test_live_errors(setup, tmp_path, capsys):
+def test_live_errors(live_models, tmp_path, capsys):
     """A camera that does not exist, an offline model, no output: one line each, exit 1."""
     out = tmp_path / "x.wav"
-    assert _live(setup, "/dev/video97", out) == 1
+    assert _live(live_models, "/dev/video97", out) == 1
     assert "/dev/video97: no such file or device" in capsys.readouterr().err
-    assert main(["live", str(setup["video"]), "--model", str(setup["offline"]), "-o", str(out)]) == 1
+    assert main(["live", str(live_models["video"]), "--model", str(live_models["offline"]), "-o", str(out)]) == 1
     assert "not a streaming model" in capsys.readouterr().err
-    assert main(["live", str(setup["video"]), "--model", str(setup["stream"])]) == 1
+    assert main(["live", str(live_models["video"]), "--model", str(live_models["stream"])]) == 1
     assert "give -o" in capsys.readouterr().err
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video at all" * 100)
-    assert _live(setup, broken, out) == 1
+    assert _live(live_models, broken, out) == 1
     assert "broken.mp4: no frames" in capsys.readouterr().err
 
 
-def test_live_reads_a_720p_source_at_720p(setup, tmp_path, capsys):
+def test_live_reads_a_720p_source_at_720p(live_models, tmp_path, capsys):
     """The clip's face in a 1280x720 frame (H.264): live tracks it in 1280x720 frames and says so; --size 640x480
     scales into 640x480 (and says so); a --size that is not WIDTHxHEIGHT is one line and exit 1."""
     clip = tmp_path / "hd.mp4"
-    subprocess.run(["ffmpeg", "-v", "error", "-i", str(setup["video"]), "-vf", "pad=1280:720:(ow-iw)/2:(oh-ih)/2",
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(live_models["video"]), "-vf", "pad=1280:720:(ow-iw)/2:(oh-ih)/2",
                     "-c:v", "libx264", "-pix_fmt", "yuv420p", str(clip)], check=True)
     n = len(_frames(clip))
     for args, size, how in (([], "1280x720", "the source's own picture, the longer side at most 1920"),
                             (["--size", "640x480"], "640x480", "scaled into --size, aspect kept")):
         out = tmp_path / "hd.wav"
-        assert main(["live", str(clip), "--model", str(setup["stream"]), "--vocoder", str(setup["vocoder"]),
+        assert main(["live", str(clip), "--model", str(live_models["stream"]), "--vocoder", str(live_models["vocoder"]),
                      "-o", str(out), *args]) == 0
         err = capsys.readouterr().err
         assert f"frames {size} ({how})" in err and f"{n} frames ({n / 25:.2f} s, {size})" in err, err
         assert f"{n} with a face" in err and len(_wav(out)) == 640 * n
-    assert _live(setup, clip, tmp_path / "x.wav", "--size", "640") == 1
+    assert _live(live_models, clip, tmp_path / "x.wav", "--size", "640") == 1
     assert "--size 640: give WIDTHxHEIGHT, e.g. 640x480" in capsys.readouterr().err
 
 

@@ -12,29 +12,22 @@ import subprocess
 import numpy as np
 import pytest
 from needs import chromium_binary, needs_chromium, needs_synthgrid
-from tinymodels import tiny_live_models
 
 from lipspeech.cli import main
 
 pytestmark = [
     pytest.mark.usefixtures("one_thread"),  # tests/conftest.py
     needs_synthgrid,  # tests/needs.py
-]
+]  # live_models: tests/conftest.py
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    """A SynthGRID clip, a tiny streaming LTBS checkpoint (2 steps), an offline one, a tiny HiFi-GAN (1 step)."""
-    return tiny_live_models(tmp_path_factory.mktemp("serve"))
-
-
-@pytest.fixture(scope="module")
-def server(setup):
+def server(live_models):
     from lipspeech.commands.liveengine import EngineOptions
     from lipspeech.commands.serve import ServeOptions, serve
 
-    opts = ServeOptions(record=True, engine=EngineOptions(on_lag="wait"), max_streams=1, examples=(setup["video"],))
-    running = serve(str(setup["stream"]), "127.0.0.1", 0, opts, vocoder=setup["vocoder"])
+    opts = ServeOptions(record=True, engine=EngineOptions(on_lag="wait"), max_streams=1, examples=(live_models["video"],))
+    running = serve(str(live_models["stream"]), "127.0.0.1", 0, opts, vocoder=live_models["vocoder"])
     yield running
     running.stop()
 
@@ -66,12 +59,12 @@ def _wav(path) -> np.ndarray:
     return sf.read(str(path), dtype="int16")[0]
 
 
-def test_upload_equals_speak(setup, server, tmp_path):
+def test_upload_equals_speak(live_models, server, tmp_path):
     """The page's clip path gives `lipspeech speak`'s audio, bit for bit, with the crops, mel, F0 and timings."""
     ref = tmp_path / "speak.wav"
-    assert main(["speak", str(setup["video"]), "--model", str(setup["stream"]), "--vocoder", setup["vocoder"],
-                 "-o", str(ref), "--device", "cpu", "--threads", "1"]) == 0
-    status, res = _run(_post_clip(server.url, setup["video"].read_bytes(), setup["video"].name))
+    assert main(["speak", str(live_models["video"]), "--model", str(live_models["stream"]),
+                 "--vocoder", live_models["vocoder"], "-o", str(ref), "--device", "cpu", "--threads", "1"]) == 0
+    status, res = _run(_post_clip(server.url, live_models["video"].read_bytes(), live_models["video"].name))
     assert status == 200, res
     got, want = _wav_bytes(res["audio"]), _wav(ref)
     assert np.array_equal(got, want) and np.abs(want).max() > 0
@@ -79,7 +72,7 @@ def test_upload_equals_speak(setup, server, tmp_path):
     assert res["crops"].startswith("data:image/png;base64,") and res["mel"].startswith("data:image/png;base64,")
     assert set(res["seconds"]) >= {"decode", "roi", "model", "vocoder", "total"}
     # the same clip as one of the server's examples
-    status, ex = _run(_post(server.url + f"api/speak?example={setup['video'].name}"))
+    status, ex = _run(_post(server.url + f"api/speak?example={live_models['video'].name}"))
     assert status == 200 and ex["audio"] == res["audio"]
     status, ex = _run(_post(server.url + "api/speak?example=nothing.mp4"))
     assert status == 404 and "no example clip 'nothing.mp4'" in ex["error"]
@@ -92,9 +85,9 @@ async def _post(url):
         return r.status, await r.json()
 
 
-def test_bad_uploads_are_answered_and_the_server_goes_on(setup, server, tmp_path):
+def test_bad_uploads_are_answered_and_the_server_goes_on(live_models, server, tmp_path):
     """Not a video, too large, too long, no face: one line each (4xx); then a good clip is spoken."""
-    clip = setup["video"].read_bytes()
+    clip = live_models["video"].read_bytes()
     status, res = _run(_post_clip(server.url, b"not a video at all" * 100, "notes.mp4"))
     assert status == 422 and res["error"].startswith("notes.mp4: ") and "\n" not in res["error"], res
     status, res = _run(_post_clip(server.url, b"not a video at all", ".."))  # a name that is not a file's
@@ -159,26 +152,26 @@ async def _stream(url: str, frames: list[bytes], stop_after=None, hold=None):
     return first, pcm, msgs
 
 
-def live_reference(setup, frames: list[np.ndarray], tmp_path) -> np.ndarray:
+def live_reference(live_models, frames: list[np.ndarray], tmp_path) -> np.ndarray:
     """`lipspeech live` (the command) on these frames, written losslessly to a file; its WAV as int16."""
     h, w = frames[0].shape
     clip, out = tmp_path / "received.mkv", tmp_path / "received.wav"
     subprocess.run(["ffmpeg", "-v", "error", "-f", "rawvideo", "-pix_fmt", "gray", "-s", f"{w}x{h}", "-r", "25",
                     "-i", "pipe:", "-c:v", "ffv1", str(clip)], input=np.stack(frames).tobytes(), check=True)
-    assert main(["live", str(clip), "--model", str(setup["stream"]), "--vocoder", setup["vocoder"], "-o", str(out),
-                 "--quiet"]) == 0
+    assert main(["live", str(clip), "--model", str(live_models["stream"]), "--vocoder", live_models["vocoder"],
+                 "-o", str(out), "--quiet"]) == 0
     return _wav(out)
 
 
-def test_live_stream_equals_lipspeech_live_on_the_frames_received(setup, server, tmp_path):
-    frames = _jpegs(setup["video"])
+def test_live_stream_equals_lipspeech_live_on_the_frames_received(live_models, server, tmp_path):
+    frames = _jpegs(live_models["video"])
     first, pcm, msgs = _run(_stream(server.url, frames))
     assert first["ready"] and first["algorithmic_ms"]["total"] > 0
     done = msgs[-1]["done"]
     assert done["frames"] == len(frames) and done["ended"] == "end" and done["spoken"] > 0
     record = server.server.records[-1]
     assert len(record.frames) == len(frames) and bytes(record.pcm) == bytes(pcm)
-    got, want = np.frombuffer(bytes(pcm), "<i2"), live_reference(setup, record.frames, tmp_path)
+    got, want = np.frombuffer(bytes(pcm), "<i2"), live_reference(live_models, record.frames, tmp_path)
     assert len(got) == len(want) == 640 * len(frames)
     assert np.abs(got.astype(int) - want).max() <= 1 and np.abs(want).max() > 0
     assert any("state" in m for m in msgs)
@@ -194,10 +187,10 @@ def _wait_free(server):
     assert server.server.streams == 0
 
 
-def test_dropped_connection_frees_its_slot(setup, server):
+def test_dropped_connection_frees_its_slot(live_models, server):
     """A client that goes away mid-stream: its stream ends ('gone'), the limit's one slot is free again and the
     next stream is served in full."""
-    frames = _jpegs(setup["video"])
+    frames = _jpegs(live_models["video"])
     n = len(server.server.records)
     first, _, _ = _run(_stream(server.url, frames, stop_after=10))
     assert first["ready"]
@@ -207,10 +200,10 @@ def test_dropped_connection_frees_its_slot(setup, server):
     assert [r.ended for r in server.server.records[n:]] == ["gone", "end"]
 
 
-def test_other_stream_unaffected_by_one_that_drops(setup, server, tmp_path):
+def test_other_stream_unaffected_by_one_that_drops(live_models, server, tmp_path):
     """Two streams at once; one drops mid-stream: the other goes on to the end, its audio still `lipspeech live`'s
     on its frames."""
-    frames = _jpegs(setup["video"])
+    frames = _jpegs(live_models["video"])
 
     async def both():
         whole = asyncio.create_task(_stream(server.url, frames))
@@ -227,15 +220,15 @@ def test_other_stream_unaffected_by_one_that_drops(setup, server, tmp_path):
     _wait_free(server)
     record = next(r for r in server.server.records[::-1] if r.ended == "end")
     assert len(record.frames) == len(frames) and bytes(record.pcm) == bytes(pcm)
-    got, want = np.frombuffer(bytes(pcm), "<i2"), live_reference(setup, record.frames, tmp_path)
+    got, want = np.frombuffer(bytes(pcm), "<i2"), live_reference(live_models, record.frames, tmp_path)
     assert len(got) == len(want) and np.abs(got.astype(int) - want).max() <= 1
     assert "gone" in [r.ended for r in server.server.records[-2:]]
 
 
-def test_stream_beyond_the_limit_is_told_busy(setup, server):
+def test_stream_beyond_the_limit_is_told_busy(live_models, server):
     """With --max-streams 1, a second stream is told the machine is busy (and closed with 1013) while the first
     goes on to the end unaffected."""
-    frames = _jpegs(setup["video"])[:15]
+    frames = _jpegs(live_models["video"])[:15]
 
     async def both():
         hold = asyncio.Event()
@@ -251,12 +244,12 @@ def test_stream_beyond_the_limit_is_told_busy(setup, server):
     assert b_close[0].data == 1013
 
 
-def test_camera_that_stops_ends_its_stream(setup, server):
+def test_camera_that_stops_ends_its_stream(live_models, server):
     """Frames that stop coming without an end: after the camera timeout the stream says so, ends with the audio
     of the frames it had, and frees its slot."""
     import aiohttp
 
-    frames = _jpegs(setup["video"])[:10]
+    frames = _jpegs(live_models["video"])[:10]
 
     async def stalled():
         msgs = []
@@ -284,13 +277,13 @@ def test_camera_that_stops_ends_its_stream(setup, server):
     assert _run(_stream(server.url, frames))[0]["ready"]
 
 
-def test_token_needed_off_loopback(setup):
+def test_token_needed_off_loopback(live_models):
     """Bound to 0.0.0.0: a token is made and printed in the URL; without it (page, API, WebSocket) 403."""
     import aiohttp
 
     from lipspeech.commands.serve import ServeOptions, serve
 
-    running = serve(str(setup["offline"]), "0.0.0.0", 0, ServeOptions(), vocoder=setup["vocoder"])
+    running = serve(str(live_models["offline"]), "0.0.0.0", 0, ServeOptions(), vocoder=live_models["vocoder"])
     try:
         assert running.server.token and f"?token={running.server.token}" in running.url
         base = f"http://127.0.0.1:{running.port}/"
@@ -339,18 +332,18 @@ def _page_report(running, query: str, tmp_path, kind: str, camera=None) -> dict:
 
 
 @needs_chromium
-def test_page_speaks_an_example_clip_in_headless_chromium(setup, server, tmp_path):
+def test_page_speaks_an_example_clip_in_headless_chromium(live_models, server, tmp_path):
     """The page asks for one of the server's clips and shows it: the crops strip, the mel (4 columns a frame),
     F0 and audio of 40 ms a frame, and how long it took."""
-    rep = _page_report(server, f"example={setup['video'].name}", tmp_path, "clip")
+    rep = _page_report(server, f"example={live_models['video'].name}", tmp_path, "clip")
     n = rep["frames"]
     assert rep["crops_width"] == 64 * min(n, 15) and rep["mel_width"] == 4 * n and rep["f0_frames"] == 4 * n
     assert rep["audio_seconds"] == pytest.approx(n * 0.04, abs=0.01)
-    assert f"{setup['video'].name}: {n} frames" in rep["message"] and "s on the server" in rep["message"]
+    assert f"{live_models['video'].name}: {n} frames" in rep["message"] and "s on the server" in rep["message"]
 
 
 @needs_chromium
-def test_page_streams_the_fake_camera_in_headless_chromium(setup, tmp_path):
+def test_page_streams_the_fake_camera_in_headless_chromium(live_models, tmp_path):
     """The real page in headless Chromium, its camera a fake device fed from the clip (y4m): it opens the camera,
     streams, plays the speech with Web Audio and reports what it received: the PCM the server sent, equal to
     `lipspeech live` on the frames the server received; its capture-to-playback latency is measured."""
@@ -358,10 +351,10 @@ def test_page_streams_the_fake_camera_in_headless_chromium(setup, tmp_path):
     from lipspeech.commands.serve import ServeOptions, serve
 
     y4m = tmp_path / "camera.y4m"
-    subprocess.run(["ffmpeg", "-v", "error", "-i", str(setup["video"]), "-pix_fmt", "yuv420p", str(y4m)], check=True)
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(live_models["video"]), "-pix_fmt", "yuv420p", str(y4m)], check=True)
     n = 75
-    running = serve(str(setup["stream"]), "127.0.0.1", 0, ServeOptions(record=True, engine=EngineOptions(on_lag="wait")),
-                    vocoder=setup["vocoder"])
+    running = serve(str(live_models["stream"]), "127.0.0.1", 0,
+                    ServeOptions(record=True, engine=EngineOptions(on_lag="wait")), vocoder=live_models["vocoder"])
     try:
         report = _page_report(running, f"live={n}", tmp_path, "live", camera=y4m)
     finally:
@@ -370,7 +363,7 @@ def test_page_streams_the_fake_camera_in_headless_chromium(setup, tmp_path):
     assert report["frames_sent"] == n and report["done"]["frames"] == n and len(record.frames) == n
     got = np.frombuffer(base64.b64decode(report["pcm"]), "<i2")
     assert got.tobytes() == bytes(record.pcm) and len(got) == 640 * n
-    want = live_reference(setup, record.frames, tmp_path)
+    want = live_reference(live_models, record.frames, tmp_path)
     assert np.abs(got.astype(int) - want).max() <= 1 and np.abs(want).max() > 0
     lat = np.array(report["latencies_ms"])
     # every spoken frame's audio was heard (its latency measured) or skipped to catch up after a burst
@@ -378,18 +371,18 @@ def test_page_streams_the_fake_camera_in_headless_chromium(setup, tmp_path):
     assert (lat > 0).all()
 
 
-def test_serve_command_prints_its_url(setup):
+def test_serve_command_prints_its_url(live_models):
     """`lipspeech serve` as a command: it prints the one line with the URL (a token in it off loopback), serves
     the page there, and a bad checkpoint is one line and exit 1."""
     import sys
     import urllib.request
 
-    proc = subprocess.Popen([sys.executable, "-m", "lipspeech.cli", "serve", "--model", str(setup["offline"]),
+    proc = subprocess.Popen([sys.executable, "-m", "lipspeech.cli", "serve", "--model", str(live_models["offline"]),
                              "--host", "0.0.0.0", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     try:
         line = proc.stdout.readline()
-        assert line.startswith(f"lipspeech serve: {setup['offline']} at http://127.0.0.1:") and "?token=" in line
+        assert line.startswith(f"lipspeech serve: {live_models['offline']} at http://127.0.0.1:") and "?token=" in line
         url = line.split(" at ", 1)[1].split()[0]
         assert "not a streaming model" in proc.stdout.readline()
         with urllib.request.urlopen(url, timeout=30) as r:
@@ -400,18 +393,18 @@ def test_serve_command_prints_its_url(setup):
     bad = subprocess.run([sys.executable, "-m", "lipspeech.cli", "serve", "--model", "nothing.pt"],
                          capture_output=True, text=True)
     assert bad.returncode == 1 and "--model nothing.pt: no such checkpoint" in bad.stderr
-    bad = subprocess.run([sys.executable, "-m", "lipspeech.cli", "serve", "--model", str(setup["stream"]),
+    bad = subprocess.run([sys.executable, "-m", "lipspeech.cli", "serve", "--model", str(live_models["stream"]),
                           "--roi-lag", "9"], capture_output=True, text=True)
     assert bad.returncode == 1 and "--roi-lag 9: must be between 0 and" in bad.stderr
 
 
 @needs_chromium
-def test_page_beyond_the_limit_says_busy(setup, server, tmp_path):
+def test_page_beyond_the_limit_says_busy(live_models, server, tmp_path):
     """A page that opens the camera while the one live slot is taken shows the busy message (and the stream
     holding the slot goes on to its end)."""
     y4m = tmp_path / "camera.y4m"
-    subprocess.run(["ffmpeg", "-v", "error", "-i", str(setup["video"]), "-pix_fmt", "yuv420p", str(y4m)], check=True)
-    frames = _jpegs(setup["video"])[:10]
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(live_models["video"]), "-pix_fmt", "yuv420p", str(y4m)], check=True)
+    frames = _jpegs(live_models["video"])[:10]
 
     async def held():
         hold = asyncio.Event()
