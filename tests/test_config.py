@@ -61,6 +61,9 @@ def test_config_hash_is_stable_and_sensitive():
         ({"model": {"streaming": {"restrictions": ["causal_ears"]}}},
          "model.streaming.restrictions.0: 'causal_ears' is not one of"),
         ({"train": {"lr": -1}}, "train.lr: must be >= 0, got -1"),
+        ({"experiments": [{"name": "a", "init_from": "b"}]}, "a.init_from 'b' must name another experiment"),
+        ({"experiments": [{"name": "a", "init_from": "b"}, {"name": "b", "init_from": "a"}]},
+         "init_from goes round in a circle"),
     ],
 )
 def test_model_keys_are_checked_when_the_config_is_validated(bad, needle):

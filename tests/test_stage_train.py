@@ -176,3 +176,36 @@ def test_changed_config_starts_afresh(results):
     assert json.loads((run_dir / "config.json").read_text())["resumed_from_step"] == 2
     with pytest.raises(ConfigError, match="val_every"):
         run_train(results, EXP, MODEL, {**TRAIN, "val_every": 10}, run_dir, threads=1, progress=False, fail_fast=False)
+
+
+def test_init_from_starts_a_streaming_model_from_the_offline_weights(results, capsys):
+    """init_from copies every tensor whose name and shape match (the streaming model's relative-position
+    biases have no offline counterpart and keep their initialisation), is part of the run key, and
+    needs the other experiment's best.pt."""
+    import torch
+
+    from lipspeech.training.bundle import load_model
+
+    stream = {"name": "st", "preset": "tiny", "overrides": {}, "streaming": {"chunk_frames": 2, "lookahead_frames": 1},
+              "init_from": "ltbs"}
+    with pytest.raises(Exception, match="init_from 'ltbs': no .*ltbs/ckpt/best.pt"):
+        run_train(results, stream, MODEL, TRAIN, results / "models" / "st", progress=False, fail_fast=False)
+    run_train(results, EXP, MODEL, TRAIN, results / "models" / "ltbs", progress=False, fail_fast=False)
+    capsys.readouterr()
+    # learning rate 0 (and so no weight decay): the streaming model's weights stay what it started from
+    run_train(results, stream, MODEL, {**TRAIN, "lr": 0.0, "max_steps": 2}, results / "models" / "st", progress=False,
+              fail_fast=False)
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("started from"))
+    offline = load_model(results / "models" / "ltbs" / "ckpt" / "best.pt").model.state_dict()
+    streaming = load_model(results / "models" / "st" / "ckpt" / "best.pt").model.state_dict()
+    fresh = sorted(k for k in streaming if k not in offline)
+    assert fresh and all("rel" in k for k in fresh) and f"{len(fresh)} initialised afresh" in line
+    # every parameter as copied (batch-norm running statistics moved on with the two steps' batches)
+    params = {k for k, _ in load_model(results / "models" / "st" / "ckpt" / "best.pt").model.named_parameters()}
+    differ = [k for k in streaming if k in offline and not torch.equal(streaming[k], offline[k])]
+    assert differ and all(k not in params and k.rsplit(".", 1)[1] in ("running_mean", "running_var",
+                                                                     "num_batches_tracked") for k in differ)
+    key = json.loads((results / "models" / "st" / "run.json").read_text())["key"]
+    alone = run_train(results, {k: v for k, v in stream.items() if k != "init_from"}, MODEL,
+                      {**TRAIN, "lr": 0.0, "max_steps": 2}, results / "models" / "st2", progress=False, fail_fast=False)
+    assert alone["steps"] == 2 and json.loads((results / "models" / "st2" / "run.json").read_text())["key"] != key

@@ -185,6 +185,20 @@ def test_model_from_dag(tmp_path, grid_config):
     assert "models/st_c4" not in out.stdout
 
 
+def test_init_from_dag(tmp_path, grid_config):
+    """An experiment with init_from trains after the experiment it starts from: that one's best.pt is an
+    input of its train job (and only of its)."""
+    experiments = [{"name": "off"}, {"name": "st", "streaming": {"chunk_frames": 2}, "init_from": "off"}]
+    config = {**grid_config, "experiments": experiments, "train": {"max_steps": 2, "val_every": 1}}
+    out = snakemake(tmp_path, config, "-n", "results/gridfix/models/st/ckpt/best.pt").stdout
+    assert out.count("rule train:") == 2
+    trains = [b for b in out.split("rule ")[1:] if b.startswith("train:")]
+    st = next(b for b in trains if "output: results/gridfix/models/st/" in b)
+    off = next(b for b in trains if "output: results/gridfix/models/off/" in b)
+    assert "results/gridfix/models/off/ckpt/best.pt" in st.split("output:")[0]
+    assert "models/st" not in off.split("output:")[0] and "ckpt" not in off.split("output:")[0]
+
+
 def test_learning_curve_dag(tmp_path, grid_config):
     """Snapshots (train.snapshot_every, the section's or an experiment's own) plan one curve job per
     experiment that trains, an input of the report; its command names the run's snapshot folder."""

@@ -237,6 +237,11 @@ def _check_consistency(config: Mapping[str, Any], experiment_refs: bool = True) 
         if source and (e.get("preset") or e.get("overrides") or e.get("streaming") or e.get("train")):
             raise ConfigError(f"config key experiments: {e['name']} uses the model of {source!r} "
                               "(model_from), so it cannot set preset, overrides, streaming or train")
+        init = e.get("init_from")
+        if init is not None and (source or init == e["name"] or init not in trained):
+            raise ConfigError(f"config key experiments: {e['name']}.init_from {init!r} must name another experiment "
+                              f"that trains a model (known: {', '.join(n for n in trained if n != e['name']) or 'none'})"
+                              + (", and cannot go with model_from" if source else ""))
         unknown = sorted(set(e.get("train") or {}) - set(config["train"]))
         if unknown:
             raise ConfigError(f"config key experiments: {e['name']}.train.{unknown[0]}: unknown key (the train "
@@ -248,6 +253,12 @@ def _check_consistency(config: Mapping[str, Any], experiment_refs: bool = True) 
                     or (config["model"].get("overrides") or {}).get("streaming")):
                 raise ConfigError(f"config key experiments: {e['name']}.decode_chunk_frames needs a streaming "
                                   "model (model.streaming or the experiment's streaming)")
+    for name in trained if experiment_refs else []:  # init_from chains end (each names a trained model)
+        seen = [name]
+        while trained[seen[-1]].get("init_from"):
+            seen.append(trained[seen[-1]]["init_from"])
+            if seen[-1] in seen[:-1]:
+                raise ConfigError(f"config key experiments: init_from goes round in a circle ({' -> '.join(seen)})")
     train = config["train"]
     if train["val_every"] > train["max_steps"]:
         raise ConfigError(f"config key train.val_every: {train['val_every']} > train.max_steps "

@@ -149,3 +149,19 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", weig
         git_commit=str(state.get("git_commit", "unknown")), config_hash=b.get("config_hash"), corpus=b.get("corpus"),
         path=path, assumed=assumed,
     )
+
+
+def start_from(model: torch.nn.Module, path: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """Copy into ``model`` each tensor of the model in checkpoint ``path`` (its averaged weights, as
+    :func:`load_model` gives them) whose name and shape match: an experiment's ``init_from``.
+
+    Returns:
+        (copied, kept): the names of ``model``'s state copied, and those that keep their values.
+    """
+    source = load_model(path, "cpu").model.state_dict()
+    own = model.state_dict()  # references to the model's own tensors
+    copied = [k for k, v in own.items() if k in source and source[k].shape == v.shape]
+    with torch.no_grad():
+        for k in copied:
+            own[k].copy_(source[k])
+    return copied, [k for k in own if k not in copied]

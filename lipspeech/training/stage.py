@@ -199,7 +199,13 @@ def _run_train(
     for line in lines if main else []:
         print(f"train {exp['name']}: {line}", flush=True)
 
-    data_key = {"train": train_data.fingerprint(), "val": val_data.fingerprint()}
+    data_key: dict[str, Any] = {"train": train_data.fingerprint(), "val": val_data.fingerprint()}
+    init = None
+    if exp.get("init_from"):  # the workflow's layout: models/{init_from}/ckpt/best.pt beside this run
+        init = run_dir.parent / exp["init_from"] / "ckpt" / "best.pt"
+        if not init.is_file():
+            raise StageError(f"init_from {exp['init_from']!r}: no {init} (train that experiment first)")
+        data_key["init_from"] = {"name": exp["init_from"], "sha1": _sha1(init)}  # other weights, another run
     key = _run_key(model_cfg, train_cfg, data_key)
     ckpt_dir = run_dir / "ckpt"
     run_json = run_dir / "run.json"
@@ -225,7 +231,7 @@ def _run_train(
     started = time.time()
     result = train_in_chunks(
         lambda stop: train(model_cfg, train_cfg, train_data, val_data, run_dir, resume=True, stop_at_step=stop,
-                           bundle=bundle),
+                           bundle=bundle, init=init),
         resumed_from or 0, train_cfg["max_steps"], train_cfg["val_every"], ckpt_dir, main)
     summary = {
         "experiment": exp["name"],

@@ -27,7 +27,7 @@ from lipspeech.core.runtime import resolve_device
 from lipspeech.models.batch import Batch, Utterance, collate
 from lipspeech.models.ltbs import LTBSModel, build_model
 from lipspeech.models.presets import check_model_config
-from lipspeech.training.bundle import ADDED_MODEL_KEYS
+from lipspeech.training.bundle import ADDED_MODEL_KEYS, start_from
 from lipspeech.training.config import LOSS_NAMES, check_train_config
 from lipspeech.training.data import as_sequence, augment, epoch_batches, item_lengths
 from lipspeech.training.distributed import (
@@ -201,9 +201,9 @@ class LTBSTask(Task):
 
     def __init__(self, model_cfg: Mapping[str, Any], cfg: Mapping[str, Any], data: Sequence[Utterance],
                  val: Optional[Sequence[Utterance]], device: torch.device, ddp: Optional[DistInfo],
-                 bundle: Optional[Mapping[str, Any]]):
+                 bundle: Optional[Mapping[str, Any]], init: Optional[Path] = None):
         self.model_cfg, self.cfg, self.data, self.val = dict(model_cfg), dict(cfg), data, val
-        self.device, self.ddp, self.bundle = device, ddp, dict(bundle or {})
+        self.device, self.ddp, self.bundle, self.init = device, ddp, dict(bundle or {}), init
         self.best_metric = cfg["best_metric"]
         self.lengths = item_lengths(data) if cfg["bucket"] else None
         self.augmented = _Augmented(data, cfg)
@@ -233,6 +233,15 @@ class LTBSTask(Task):
 
     def start(self, resumed: bool) -> None:
         ddp = self.ddp
+        if self.init is not None and not resumed:  # a resumed run has its own weights already
+            copied, kept = start_from(self.model, self.init)
+            if not copied:
+                raise ConfigError(f"init_from {self.init}: no parameter of it fits this model")
+            if self.ema is not None:
+                self.ema = WeightAverage(self.model, self.cfg["ema_decay"])  # the average starts from them too
+            if ddp is None or ddp.is_main:
+                print(f"started from {self.init}: {len(copied)} tensors copied, {len(kept)} initialised afresh"
+                      + (f" ({', '.join(kept[:4])}{', ...' if len(kept) > 4 else ''})" if kept else ""), flush=True)
         if ddp is not None:
             if not resumed and ddp.rank > 0:
                 torch.manual_seed(self.cfg["seed"] + 1_000_003 * ddp.rank)  # its own dropout masks, same initial model
@@ -326,6 +335,7 @@ def train(
     resume: bool = True,
     stop_at_step: Optional[int] = None,
     bundle: Optional[Mapping[str, Any]] = None,
+    init: Optional[str | os.PathLike] = None,
 ) -> TrainResult:
     """Train an LTBS model (:class:`LTBSTask` in :func:`~lipspeech.training.loop.run_loop`).
 
@@ -340,6 +350,8 @@ def train(
             time-limited job would; the LR schedule still follows ``max_steps``.
         bundle: what using the model needs, stored in every checkpoint
             (:func:`lipspeech.training.bundle.make_bundle`; the train stage gives it).
+        init: a model checkpoint to start from (:func:`lipspeech.training.bundle.start_from`: the
+            tensors whose names and shapes match; not when resuming).
     """
     model_cfg = check_model_config(model_cfg)
     cfg = check_train_config(train_cfg)
@@ -351,5 +363,5 @@ def train(
     if len(data) == 0:
         raise ValueError("train_data is empty")
     val = as_sequence(val_data) if val_data is not None else None
-    task = LTBSTask(model_cfg, cfg, data, val, device, ddp, bundle)
+    task = LTBSTask(model_cfg, cfg, data, val, device, ddp, bundle, Path(init) if init is not None else None)
     return run_loop(task, LoopSettings.from_section(cfg, "train"), Path(run_dir), device, resume, stop_at_step, ddp)

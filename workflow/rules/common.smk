@@ -88,6 +88,16 @@ def synthesize_ckpt(wildcards):
     return model_ckpt(wildcards.exp)
 
 
+def init_ckpt(wildcards):
+    """The best.pt an experiment's training starts from (its init_from), or none. The train stage
+    finds it beside its own run directory (models/{init_from}/ckpt/best.pt): an input only, so a
+    run without init_from keeps its job's command and params."""
+    for e in config["experiments"]:
+        if e["name"] == wildcards.exp and e.get("init_from"):
+            return [f"{RESULTS}/models/{e['init_from']}/ckpt/best.pt"]
+    return []
+
+
 def system_audio(wildcards):
     """The system's vocoded audio; ground_truth is scored from the decode stores alone."""
     if wildcards.system == "ground_truth":

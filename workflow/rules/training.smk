@@ -19,6 +19,7 @@ rule train:
         units=shard_outputs("units"),
         prosody=shard_outputs("prosody"),
         stats=f"{RESULTS}/prosody/stats.json",
+        init=init_ckpt,
     output:
         protected(f"{RESULTS}/models/{{exp}}/ckpt/best.pt"),
     params:
