@@ -72,7 +72,7 @@ def model_config(preset: str = "paper", overrides: Optional[Mapping[str, Any]] =
     Raises:
         ConfigError: one line naming the unknown preset, unknown key or bad value.
     """
-    return check_model_config(preset_config("model", preset, overrides))
+    return _check_relations(preset_config("model", preset, overrides))  # preset_config checked each key
 
 
 def check_model_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -81,8 +81,11 @@ def check_model_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     Raises:
         ConfigError: one line naming the first unknown, missing or bad key.
     """
-    cfg = check_flat("definitions/model_keys", cfg, "model")  # every key, its type and range (the schema's)
-    # what the schema cannot say: keys that constrain each other
+    return _check_relations(check_flat("definitions/model_keys", cfg, "model"))  # each key: the schema's checks
+
+
+def _check_relations(cfg: dict[str, Any]) -> dict[str, Any]:
+    """What the schema cannot say: the keys of a checked model config that constrain each other."""
     for width, heads in (("d_model", "enc_heads"), ("d_model", "dec_heads")):
         if cfg[width] % cfg[heads]:
             raise ConfigError(f"model config key {heads}: {cfg[heads]} does not divide {width} = {cfg[width]}")

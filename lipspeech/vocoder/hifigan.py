@@ -55,12 +55,16 @@ def hifigan_config(preset: str, overrides: Optional[Mapping[str, Any]] = None) -
     Raises:
         ConfigError: unknown preset or key, or upsampling that does not give the hop.
     """
-    return check_hifigan_config(preset_config("vocoder", preset, overrides))
+    return _check_relations(preset_config("vocoder", preset, overrides))  # preset_config checked each key
 
 
 def check_hifigan_config(cfg: Mapping[str, Any], hop: int = HOP_LENGTH) -> dict[str, Any]:
     """Check a complete generator config (see :data:`PRESETS`); returns a copy."""
-    cfg = check_flat("definitions/hifigan_keys", cfg, "vocoder")  # every key, its type and range (the schema's)
+    return _check_relations(check_flat("definitions/hifigan_keys", cfg, "vocoder"), hop)  # each key: the schema's
+
+
+def _check_relations(cfg: dict[str, Any], hop: int = HOP_LENGTH) -> dict[str, Any]:
+    """What the schema cannot say: the upsampling must give the hop, and the sizes must fit each other."""
     rates, kernels = cfg["upsample_rates"], cfg["upsample_kernels"]
     product = 1
     for r in rates:
