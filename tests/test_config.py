@@ -1,8 +1,16 @@
 """Config schema: defaults, unknown keys and bad values named in the message."""
 
 import pytest
+import yaml
 
-from lipspeech.core.config import ConfigError, config_hash, load_config, validate_config
+from lipspeech.core.config import (
+    ConfigError,
+    config_hash,
+    describe_config,
+    load_config,
+    read_config_file,
+    validate_config,
+)
 
 
 def test_defaults_fill_every_section():
@@ -12,10 +20,34 @@ def test_defaults_fill_every_section():
     assert cfg["synth"]["jitter"]["pitch"] >= 0
 
 
-def test_repo_config_yaml_is_valid_and_equals_defaults(repo_root):
-    cfg = load_config(repo_root / "config.yaml")
-    # config.yaml spells out the defaults: the schema and the commented file agree
-    assert cfg == validate_config({})
+def _leaves(data, path=()):
+    if isinstance(data, dict):
+        for key, value in data.items():
+            yield from _leaves(value, (*path, key))
+    else:
+        yield path, data
+
+
+def test_repo_config_yaml_restates_no_default(repo_root):
+    """config.yaml holds what the default run changes, nothing the schema already says; the shipped
+    configs/ likewise (each over config.yaml: a key set to its default there is a second copy)."""
+    defaults = validate_config({})
+    for path in [repo_root / "config.yaml", *sorted((repo_root / "configs").glob("*.yaml"))]:
+        for keys, value in _leaves(read_config_file(path)):
+            node = defaults
+            for key in keys:
+                node = node.get(key, {}) if isinstance(node, dict) else {}
+            if keys and keys[-1] != "experiments":
+                assert node != value, f"{path.name}: {'.'.join(keys)} = {value!r} is the schema's default"
+    assert load_config(repo_root / "config.yaml") == defaults
+
+
+def test_describe_config_comments_every_key_from_the_schema():
+    text = describe_config(validate_config({}))
+    assert yaml.safe_load(text) == validate_config({})  # still the config, as YAML
+    assert "  n_fft: 1024" in text and "# FFT size" in text.split("  n_fft: 1024")[1].split("\n")[0]
+    train = describe_config(validate_config({})["vocoder"]["train"], "vocoder.train")
+    assert train.startswith("seed: ") and "# Seeds" in train.splitlines()[0]
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -314,6 +315,41 @@ def load_config(*paths: str | Path | None) -> dict[str, Any]:
         if path is not None:
             data = merge_config(data, read_config_file(path))
     return validate_config(data)
+
+
+def describe_config(view: Mapping[str, Any], section: str = "") -> str:
+    """``view`` (a validated config, or its section ``section``: ``"train"``, ``"vocoder.train"``) as
+    YAML with each key's meaning from the schema as a comment: the first sentence of its
+    description. What ``lipspeech config --describe`` prints; the demo's config.yaml points here."""
+    node: Any = load_schema()
+    for name in filter(None, section.split(".")):
+        node = node.get("properties", {}).get(name, {})
+    return "".join(_describe_lines(view, node, 0))
+
+
+def _first_sentence(text: str, width: int = 100) -> str:
+    """The description's first sentence ("e.g." and "i.e." do not end one), cut to ``width``."""
+    parts = re.split(r"(?<!e\.g)(?<!i\.e)\.\s", text, maxsplit=1)
+    first = parts[0].rstrip(".")
+    return first if len(first) <= width else first[:width - 3].rsplit(" ", 1)[0] + "..."
+
+
+def _describe_lines(view: Mapping[str, Any], node: Mapping[str, Any], depth: int) -> list[str]:
+    lines = []
+    props = node.get("properties", {})
+    for key, value in view.items():
+        sub = props.get(key, {})
+        text = " ".join(str(sub.get("description", "")).split())
+        comment = _first_sentence(text)
+        pad = "  " * depth
+        if isinstance(value, dict) and value and "properties" in sub:
+            lines.append(f"{pad}{key}:{'  # ' + comment if comment else ''}\n")
+            lines.extend(_describe_lines(value, sub, depth + 1))
+            continue
+        flow = yaml.safe_dump({key: value}, default_flow_style=True, width=10_000, sort_keys=False)
+        entry = f"{pad}{flow.strip()[1:-1]}"
+        lines.append(f"{entry:<40}  # {comment}\n" if comment else f"{entry}\n")
+    return lines
 
 
 def default_section(name: str) -> dict[str, Any]:
