@@ -48,12 +48,14 @@ def progress(args: argparse.Namespace) -> bool:
 def fail_fast(args: argparse.Namespace, cfg: dict[str, Any]) -> bool:
     """--fail-fast, else LIPSPEECH_FAIL_FAST (how the workflow hands down config key fail_fast: the
     jobs' shell prefix sets it, so that flipping it reruns nothing), else the config."""
+    from lipspeech.core.settings import Settings
+
     if args.fail_fast:
         return True
     env = os.environ.get("LIPSPEECH_FAIL_FAST", "").strip().lower()
     if env:
         return env in ("1", "true", "yes", "on")
-    return bool(cfg["fail_fast"])
+    return Settings.from_section(cfg).fail_fast
 
 
 def opt_path(value: str | None) -> Path | None:

@@ -26,8 +26,9 @@ from typing import Optional
 import cv2
 import numpy as np
 
+from lipspeech.core.settings import RoiConfig
 from lipspeech.vision.backends import LandmarkBackend
-from lipspeech.vision.roi import RoiConfig, crop_affines
+from lipspeech.vision.roi import crop_affines
 from lipspeech.vision.tracking import LandmarkTracker
 
 

@@ -32,8 +32,9 @@ import numpy as np
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from lipspeech.core.config import config_hash, default_section
+from lipspeech.core.config import config_hash
 from lipspeech.core.media import MediaError, iter_frames, probe, read_frames, require_ffmpeg
+from lipspeech.core.settings import RoiConfig
 from lipspeech.core.shards import open_input_store, refuse_rejections
 from lipspeech.core.store import Store, StoreMeta, one_line, write_bytes_atomic, write_rejected, write_store
 from lipspeech.core.timing import FPS
@@ -66,35 +67,6 @@ REFERENCE_FACE = np.array([
 STABLE_POINTS = np.array([36, 39, 42, 45, 27, 28, 29, 30, 31, 32, 33, 34, 35])
 MOUTH = slice(48, 68)
 REF_MOUTH_WIDTH = float(np.linalg.norm(REFERENCE_FACE[54] - REFERENCE_FACE[48]))
-
-
-@dataclass(frozen=True)
-class RoiConfig:
-    """The ``roi`` section of the config (its schema holds the defaults: :meth:`default`)."""
-
-    backend: str
-    crop_size: int
-    mouth_width_fraction: float
-    smoothing: int
-    keyframe_interval: int
-    track_max_shift: float
-    track_max_scale: float
-    detect_max_side: int
-    detect_upsample: int
-    max_gap: int
-    min_detection_rate: float
-    max_length_mismatch: int
-    contact_sheet: int
-
-    @classmethod
-    def from_section(cls, cfg: Mapping[str, Any]) -> "RoiConfig":
-        """Every field from the ``roi`` section (a key it lacks: KeyError)."""
-        return cls(**{k: cfg[k] for k in cls.__dataclass_fields__})
-
-    @classmethod
-    def default(cls) -> "RoiConfig":
-        """The schema's defaults."""
-        return cls.from_section(default_section("roi"))
 
 
 # --------------------------------------------------------------------------- transforms

@@ -2,18 +2,19 @@
 
 :class:`LandmarkTracker` takes frames one at a time, so a clip need not be in memory at once
 and a live source can be tracked as it arrives; :mod:`lipspeech.vision.roi` turns the track
-into mouth crops. ``cfg`` is a :class:`~lipspeech.vision.roi.RoiConfig` (the tracker reads
-``keyframe_interval``, ``track_max_shift`` and ``track_max_scale``).
+into mouth crops. ``cfg`` is the ``roi`` section, a :class:`~lipspeech.core.settings.RoiConfig`
+(the tracker reads ``keyframe_interval``, ``track_max_shift`` and ``track_max_scale``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Iterable
 
 import cv2
 import numpy as np
 
+from lipspeech.core.settings import RoiConfig
 from lipspeech.vision.backends import LandmarkBackend
 
 
@@ -79,7 +80,7 @@ class LandmarkTracker:
     detection waits a full interval, instead of losing the face until a detection succeeds again.
     """
 
-    def __init__(self, backend: LandmarkBackend, cfg: Any):
+    def __init__(self, backend: LandmarkBackend, cfg: RoiConfig):
         self.backend, self.cfg = backend, cfg
         self.landmarks: list[np.ndarray] = []
         self.detections = self.faces = self.kept = self.lost = 0
@@ -200,7 +201,7 @@ class LandmarkTracker:
         return Track(out, self.detections, self.faces, self.kept)
 
 
-def track_landmarks(frames: Iterable[np.ndarray], backend: LandmarkBackend, cfg: Any) -> Track:
+def track_landmarks(frames: Iterable[np.ndarray], backend: LandmarkBackend, cfg: RoiConfig) -> Track:
     """:class:`LandmarkTracker` over ``frames`` (an array or chunks' frames, any iterable of frames)."""
     tracker = LandmarkTracker(backend, cfg)
     for frame in frames:
