@@ -35,13 +35,14 @@ pass draws.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from lipspeech.core.settings import ModelConfig
 from lipspeech.core.timing import MEL_PER_FRAME
 from lipspeech.models.batch import Batch, lengths_to_mask
 from lipspeech.models.conformer import Conformer
@@ -120,11 +121,16 @@ class LTBSOptions:
     streaming: Optional[StreamingConfig]
 
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> LTBSOptions:
+    def from_config(cls, cfg: ModelConfig) -> LTBSOptions:
         """The options of a checked flat model config (:func:`lipspeech.models.presets.check_model_config`):
         each field is the config key of its name, ``streaming`` its ``stream_*`` keys."""
-        keys = [f.name for f in fields(cls) if f.name != "streaming"]
-        return cls(**{k: cfg[k] for k in keys}, streaming=streaming_config(cfg))
+        return cls(
+            d_model=cfg.d_model, n_mels=cfg.n_mels, upsample=cfg.upsample, n_speakers=cfg.n_speakers,
+            lambda_ling=cfg.lambda_ling, lambda_pitch=cfg.lambda_pitch, lambda_energy=cfg.lambda_energy,
+            lambda_flow=cfg.lambda_flow, variance_loss=cfg.variance_loss, pitch_voiced_only=cfg.pitch_voiced_only,
+            flow_residual=cfg.flow_residual, flow_detach=cfg.flow_detach, temperature=cfg.temperature,
+            streaming=streaming_config(cfg),
+        )
 
 
 class LTBSModel(nn.Module):
@@ -390,52 +396,47 @@ class LTBSModel(nn.Module):
 
 def build_model(cfg: Mapping[str, Any]) -> LTBSModel:
     """Build an :class:`LTBSModel` from a flat model config (see :func:`lipspeech.models.presets.model_config`)."""
-    cfg = check_model_config(cfg)
-    d = cfg["d_model"]
-    options = LTBSOptions.from_config(cfg)
+    m = ModelConfig.from_section(check_model_config(cfg))
+    d = m.d_model
+    options = LTBSOptions.from_config(m)
     streaming = options.streaming
     on = streaming.restrictions if streaming else frozenset()  # all of them, unless a study model leaves some out
     relative = "relative_positions" in on
-    frontend = build_frontend(cfg["frontend"], cfg["frontend_channels"], cfg["frontend_downsample"],
-                              "causal_frontend" in on)
-    encoder = Conformer(
-        d, cfg["enc_layers"], cfg["enc_heads"], cfg["enc_ffn"], cfg["enc_kernel"], cfg["dropout"],
-        "causal_encoder" in on, relative,
-    )
+    frontend = build_frontend(m.frontend, m.frontend_channels, m.frontend_downsample, "causal_frontend" in on)
+    encoder = Conformer(d, m.enc_layers, m.enc_heads, m.enc_ffn, m.enc_kernel, m.dropout, "causal_encoder" in on,
+                        relative)
     adaptor = VarianceAdaptor(
         d,
-        n_units=cfg["n_units"],
-        hidden=cfg["var_hidden"],
-        kernel_size=cfg["var_kernel"],
-        layers=cfg["var_layers"],
-        dropout=cfg["var_dropout"],
-        pitch_bins=cfg["pitch_bins"],
-        pitch_min=cfg["pitch_min"],
-        pitch_max=cfg["pitch_max"],
-        energy_bins=cfg["energy_bins"],
-        energy_min=cfg["energy_min"],
-        energy_max=cfg["energy_max"],
-        use_linguistic=cfg["use_linguistic"],
-        use_pitch=cfg["use_pitch"],
-        use_energy=cfg["use_energy"],
+        n_units=m.n_units,
+        hidden=m.var_hidden,
+        kernel_size=m.var_kernel,
+        layers=m.var_layers,
+        dropout=m.var_dropout,
+        pitch_bins=m.pitch_bins,
+        pitch_min=m.pitch_min,
+        pitch_max=m.pitch_max,
+        energy_bins=m.energy_bins,
+        energy_min=m.energy_min,
+        energy_max=m.energy_max,
+        use_linguistic=m.use_linguistic,
+        use_pitch=m.use_pitch,
+        use_energy=m.use_energy,
         causal="causal_predictors" in on,
     )
-    decoder = Conformer(
-        d, cfg["dec_layers"], cfg["dec_heads"], cfg["dec_ffn"], cfg["dec_kernel"], cfg["dropout"],
-        "causal_decoder" in on, relative,
-    )
+    decoder = Conformer(d, m.dec_layers, m.dec_heads, m.dec_ffn, m.dec_kernel, m.dropout, "causal_decoder" in on,
+                        relative)
     postnet = None
-    if cfg["use_postnet"]:
+    if m.use_postnet:
         postnet = FlowPostNet(
-            cfg["n_mels"],
-            hidden=cfg["flow_hidden"],
-            kernel_size=cfg["flow_kernel"],
-            dilation_rate=cfg["flow_dilation_rate"],
-            wn_layers=cfg["flow_wn_layers"],
-            blocks=cfg["flow_blocks"],
-            cond_channels=d + cfg["n_mels"],
-            group_size=cfg["flow_group_size"],
-            dropout=cfg["flow_dropout"],
+            m.n_mels,
+            hidden=m.flow_hidden,
+            kernel_size=m.flow_kernel,
+            dilation_rate=m.flow_dilation_rate,
+            wn_layers=m.flow_wn_layers,
+            blocks=m.flow_blocks,
+            cond_channels=d + m.n_mels,
+            group_size=m.flow_group_size,
+            dropout=m.flow_dropout,
             causal="causal_postnet" in on,
         )
     return LTBSModel(frontend, encoder, adaptor, decoder, postnet, options)

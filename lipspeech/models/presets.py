@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 from lipspeech.core.config import ConfigError, check_flat, preset_config, preset_names
+from lipspeech.core.settings import ModelConfig
 
 #: the streaming mode's restrictions, each a switch of the ``stream_restrictions`` model key:
 #: causal convolutions per part, relative positions in the conformers instead of absolute ones,
@@ -56,17 +57,15 @@ class StreamingConfig:
         return self.restrictions == frozenset(STREAM_RESTRICTIONS)
 
 
-def streaming_config(cfg: Mapping[str, Any]) -> Optional[StreamingConfig]:
+def streaming_config(cfg: ModelConfig) -> Optional[StreamingConfig]:
     """The streaming sizes of a checked flat model config; None for the offline model."""
-    if not cfg["streaming"]:
+    if not cfg.streaming:
         return None
-    return StreamingConfig(cfg["stream_chunk_frames"], cfg["stream_lookahead_frames"],
-                           cfg["stream_left_context_frames"], tuple(cfg["stream_train_chunks"]),
-                           frozenset(cfg["stream_restrictions"]))
+    return StreamingConfig(cfg.stream_chunk_frames, cfg.stream_lookahead_frames, cfg.stream_left_context_frames,
+                           tuple(cfg.stream_train_chunks), frozenset(cfg.stream_restrictions))
 
 
-
-def model_config(preset: str = "paper", overrides: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
+def model_config(preset: str, overrides: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
     """A validated flat model config: preset ``preset`` updated with ``overrides``.
 
     Raises:
@@ -86,14 +85,13 @@ def check_model_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 def _check_relations(cfg: dict[str, Any]) -> dict[str, Any]:
     """What the schema cannot say: the keys of a checked model config that constrain each other."""
-    for width, heads in (("d_model", "enc_heads"), ("d_model", "dec_heads")):
-        if cfg[width] % cfg[heads]:
-            raise ConfigError(f"model config key {heads}: {cfg[heads]} does not divide {width} = {cfg[width]}")
-    if cfg["use_postnet"] and cfg["n_mels"] % cfg["flow_group_size"]:
-        raise ConfigError(
-            f"model config key flow_group_size: {cfg['flow_group_size']} does not divide n_mels = {cfg['n_mels']}"
-        )
-    widths = cfg["frontend_channels"]
-    if cfg["frontend"] == "paper" and len(widths) != 5:
-        raise ConfigError(f"model config key frontend_channels: the paper front-end needs 5 widths, got {widths}")
+    m = ModelConfig.from_section(cfg)
+    for heads, n_heads in (("enc_heads", m.enc_heads), ("dec_heads", m.dec_heads)):
+        if m.d_model % n_heads:
+            raise ConfigError(f"model config key {heads}: {n_heads} does not divide d_model = {m.d_model}")
+    if m.use_postnet and m.n_mels % m.flow_group_size:
+        raise ConfigError(f"model config key flow_group_size: {m.flow_group_size} does not divide n_mels = {m.n_mels}")
+    if m.frontend == "paper" and len(m.frontend_channels) != 5:
+        raise ConfigError(f"model config key frontend_channels: the paper front-end needs 5 widths, "
+                          f"got {m.frontend_channels}")
     return cfg
