@@ -18,6 +18,7 @@ import torch
 
 from lipspeech.core.config import ConfigError
 from lipspeech.core.runtime import resolve_device
+from lipspeech.core.settings import VocoderConfig
 from lipspeech.features.audio import AudioConfig
 from lipspeech.vocoder.griffinlim import GriffinLim
 from lipspeech.vocoder.hifigan import Generator, check_hifigan_config
@@ -178,7 +179,7 @@ def load_hifigan(path: str | os.PathLike, device: str | torch.device = "cpu",
 
 
 def load_vocoder(
-    vocoder_cfg: Mapping[str, Any],
+    vocoder_cfg: Mapping[str, Any] | VocoderConfig,
     audio_cfg: AudioConfig,
     device: str | torch.device = "cpu",
     checkpoint: Optional[str | os.PathLike] = None,
@@ -186,25 +187,28 @@ def load_vocoder(
     """The vocoder the config's ``vocoder`` section describes.
 
     Args:
-        vocoder_cfg: the validated ``vocoder`` section (``kind``, ``checkpoint``, ``griffin_lim``, ...).
+        vocoder_cfg: the validated ``vocoder`` section (``kind``, ``checkpoint``, ``griffin_lim``, ...), or it read.
         audio_cfg: the mel definition (``AudioConfig.from_section(config["mel"])``).
         device: "cpu", "cuda", "auto", ...
-        checkpoint: HiFi-GAN checkpoint to use when ``vocoder_cfg["checkpoint"]`` is null
+        checkpoint: HiFi-GAN checkpoint to use when ``vocoder.checkpoint`` is null
             (the workflow passes the train-vocoder stage's ``best.pt``).
 
     Raises:
         ConfigError: unknown kind, or a HiFi-GAN without a checkpoint.
     """
-    kind = vocoder_cfg["kind"]
+    vocoder = VocoderConfig.from_section(vocoder_cfg)
+    kind = vocoder.kind
     device = _device(device)
     if kind == "griffin_lim":
-        return GriffinLimVocoder(audio_cfg, device, **vocoder_cfg["griffin_lim"])
+        gl = vocoder.griffin_lim
+        return GriffinLimVocoder(audio_cfg, device, n_iter=gl.n_iter, momentum=gl.momentum, nnls_iter=gl.nnls_iter,
+                                 seed=gl.seed)
     if kind == "hifigan":
-        path = vocoder_cfg.get("checkpoint") or checkpoint
+        path = vocoder.checkpoint or checkpoint
         if path is None:
             raise ConfigError("config key vocoder.checkpoint: null, and no train-vocoder checkpoint was given")
         if not Path(path).exists():
-            where = "config key vocoder.checkpoint" if vocoder_cfg.get("checkpoint") else "vocoder checkpoint"
+            where = "config key vocoder.checkpoint" if vocoder.checkpoint else "vocoder checkpoint"
             raise ConfigError(f"{where}: {path} does not exist (train one with lipspeech train-vocoder)")
         return load_hifigan(path, device, audio_cfg)
     raise ConfigError(f"config key vocoder.kind: {kind!r} is not one of {', '.join(KINDS)}")

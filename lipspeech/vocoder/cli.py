@@ -24,6 +24,7 @@ def cmd_train_vocoder(args: argparse.Namespace) -> int:
 
 
 def cmd_vocode(args: argparse.Namespace) -> int:
+    from lipspeech.core.settings import VocoderConfig
     from lipspeech.features.audio import AudioConfig
     from lipspeech.training.stores import CorpusStores
     from lipspeech.vocoder import load_vocoder
@@ -38,7 +39,8 @@ def cmd_vocode(args: argparse.Namespace) -> int:
         corpus = CorpusStores(args.manifest, {"mel": args.mel})
     elif not args.mels:
         raise SystemExit(f"vocode {args.system}: give --mels (the experiment's synthesize store)")
-    vocoder = load_vocoder(cfg["vocoder"], AudioConfig.from_section(cfg["mel"]), args.device or cfg["vocoder"]["device"],
+    section = VocoderConfig.from_section(cfg["vocoder"])
+    vocoder = load_vocoder(section, AudioConfig.from_section(cfg["mel"]), args.device or section.device,
                            checkpoint=args.checkpoint)
     ok, bad = run_vocode(args.system, vocoder, cfg["vocoder"], cfg["mel"], Path(args.out), Path(args.rejected),
                          mels=sc.opt_path(args.mels), corpus=corpus, split=args.split, progress=sc.progress(args))

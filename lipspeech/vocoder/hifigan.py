@@ -40,6 +40,7 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm, weight_norm
 
 from lipspeech.core.config import ConfigError, check_flat, preset_config, preset_names
+from lipspeech.core.settings import HifiganConfig
 from lipspeech.core.timing import HOP_LENGTH
 
 LRELU_SLOPE = 0.1
@@ -64,8 +65,10 @@ def check_hifigan_config(cfg: Mapping[str, Any], hop: int = HOP_LENGTH) -> dict[
 
 
 def _check_relations(cfg: dict[str, Any], hop: int = HOP_LENGTH) -> dict[str, Any]:
-    """What the schema cannot say: the upsampling must give the hop, and the sizes must fit each other."""
-    rates, kernels = cfg["upsample_rates"], cfg["upsample_kernels"]
+    """What the schema cannot say: the upsampling must give the hop, and the sizes must fit each other.
+    Returns ``cfg`` itself: the checkpoints store this mapping."""
+    sizes = HifiganConfig.from_section(cfg)
+    rates, kernels = sizes.upsample_rates, sizes.upsample_kernels
     product = 1
     for r in rates:
         product *= r
@@ -73,9 +76,9 @@ def _check_relations(cfg: dict[str, Any], hop: int = HOP_LENGTH) -> dict[str, An
         raise ConfigError(f"vocoder config key upsample_rates: {rates} multiply to {product}, not the hop {hop}")
     if len(kernels) != len(rates) or any((k - u) % 2 or k < u for k, u in zip(kernels, rates)):
         raise ConfigError(f"vocoder config key upsample_kernels: {kernels} must match {rates} with k >= u and k - u even")
-    if cfg["upsample_initial_channel"] % (2 ** len(rates)):
+    if sizes.upsample_initial_channel % (2 ** len(rates)):
         raise ConfigError("vocoder config key upsample_initial_channel: must be divisible by 2 ** len(upsample_rates)")
-    if len(cfg["resblock_dilations"]) != len(cfg["resblock_kernels"]):
+    if len(sizes.resblock_dilations) != len(sizes.resblock_kernels):
         raise ConfigError("vocoder config key resblock_dilations: one list per resblock kernel")
     return cfg
 
@@ -137,27 +140,27 @@ class Generator(nn.Module):
     """Log-mel (B, n_mels, T) -> waveform (B, 1, hop * T) in [-1, 1].
 
     Args:
-        cfg: checked config (:func:`hifigan_config`).
+        cfg: the sizes (:func:`hifigan_config`; checked again here).
         n_mels: mel bins of the input.
     """
 
     def __init__(self, cfg: Mapping[str, Any], n_mels: int):
         super().__init__()
-        cfg = check_hifigan_config(cfg)
+        sizes = HifiganConfig.from_section(check_hifigan_config(cfg))
         self.hop = 1
-        for r in cfg["upsample_rates"]:
+        for r in sizes.upsample_rates:
             self.hop *= r
-        ch = cfg["upsample_initial_channel"]
+        ch = sizes.upsample_initial_channel
         self.conv_pre = weight_norm(nn.Conv1d(n_mels, ch, 7, padding=3))
-        block = ResBlock1 if cfg["resblock"] == 1 else ResBlock2
+        block = ResBlock1 if sizes.resblock == 1 else ResBlock2
         self.ups = nn.ModuleList()
         self.resblocks = nn.ModuleList()
-        for i, (u, k) in enumerate(zip(cfg["upsample_rates"], cfg["upsample_kernels"])):
+        for i, (u, k) in enumerate(zip(sizes.upsample_rates, sizes.upsample_kernels)):
             c_in, c_out = ch // 2**i, ch // 2 ** (i + 1)
             self.ups.append(weight_norm(nn.ConvTranspose1d(c_in, c_out, k, stride=u, padding=(k - u) // 2)))
-            for kernel, dil in zip(cfg["resblock_kernels"], cfg["resblock_dilations"]):
+            for kernel, dil in zip(sizes.resblock_kernels, sizes.resblock_dilations):
                 self.resblocks.append(block(c_out, kernel, dil))
-        self.n_kernels = len(cfg["resblock_kernels"])
+        self.n_kernels = len(sizes.resblock_kernels)
         self.conv_post = weight_norm(nn.Conv1d(c_out, 1, 7, padding=3))
         self.ups.apply(_init_weights)
         self.conv_post.apply(_init_weights)
@@ -286,13 +289,14 @@ class MultiScaleDiscriminator(nn.Module):
 
 
 class Discriminators(nn.Module):
-    """The multi-period and multi-scale discriminators together (one optimiser)."""
+    """The multi-period and multi-scale discriminators together (one optimiser), sized by the
+    HiFi-GAN config ``cfg`` (checked here)."""
 
     def __init__(self, cfg: Mapping[str, Any]):
         super().__init__()
-        cfg = check_hifigan_config(cfg)
-        self.mpd = MultiPeriodDiscriminator(cfg["mpd_periods"], cfg["mpd_channels"])
-        self.msd = MultiScaleDiscriminator(cfg["msd_channels"])
+        sizes = HifiganConfig.from_section(check_hifigan_config(cfg))
+        self.mpd = MultiPeriodDiscriminator(sizes.mpd_periods, sizes.mpd_channels)
+        self.msd = MultiScaleDiscriminator(sizes.msd_channels)
 
     def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
         """(B, 1, N) -> scores and feature maps of every sub-discriminator (MPD first)."""

@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from lipspeech.core.config import ConfigError, config_hash
+from lipspeech.core.settings import VocoderConfig
 from lipspeech.core.shards import StageError
 from lipspeech.core.store import Store, StoreMeta, write_rejected, write_store, write_text_atomic
 from lipspeech.core.timing import FPS, MEL_PER_FRAME, SAMPLES_PER_FRAME
@@ -74,13 +75,14 @@ def run_train_vocoder(
     from lipspeech.vocoder.train import load_items, train_vocoder
 
     run_dir = Path(run_dir)
-    preset = vocoder_section["preset"]
+    vocoder = VocoderConfig.from_section(vocoder_section)
+    preset, train = vocoder.preset, vocoder.train
     gen_cfg = hifigan_config(preset)
     audio_cfg = AudioConfig.from_section(mel_section)
-    train_cfg = dict(vocoder_section["train"])
-    if train_cfg["val_every"] > train_cfg["max_steps"]:
-        raise ConfigError(f"config key vocoder.train.val_every: {train_cfg['val_every']} > max_steps "
-                          f"{train_cfg['max_steps']}, so there would be no validation and no best.pt")
+    train_cfg = dict(vocoder_section["train"])  # the mapping the run key hashes and the checkpoints store
+    if train.val_every > train.max_steps:
+        raise ConfigError(f"config key vocoder.train.val_every: {train.val_every} > max_steps "
+                          f"{train.max_steps}, so there would be no validation and no best.pt")
     corpus = corpus_stores(corpus, False)
     train_items, train_skipped = load_items(corpus, "train")
     val_items, val_skipped = load_items(corpus, "val")
@@ -124,7 +126,7 @@ def run_train_vocoder(
     result = train_in_chunks(
         lambda stop: train_vocoder(gen_cfg, audio_cfg, train_cfg, train_items, val_items, run_dir, preset=preset,
                                    resume=True, stop_at_step=stop, threads=threads, progress=progress),
-        resumed_from or 0, train_cfg["max_steps"], train_cfg["val_every"], ckpt_dir)
+        resumed_from or 0, train.max_steps, train.val_every, ckpt_dir)
     summary = {"preset": preset, "steps": result.step, "best_step": result.best_step, "best_mel_l1": result.best_value,
                "seconds": round(time.time() - started, 1), "train_utterances": len(train_items),
                "val_utterances": len(val_items), "run_dir": str(run_dir)}

@@ -38,8 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lipspeech.core.config import ConfigError, default_section, section_config
+from lipspeech.core.config import ConfigError, section_config
 from lipspeech.core.runtime import resolve_device
+from lipspeech.core.settings import TrainConfig, VocoderTrainConfig
 from lipspeech.features.audio import AudioConfig, MelSpectrogram
 from lipspeech.training.data import epoch_batches
 from lipspeech.training.loop import LoopSettings, LossLogger, Task, TrainResult, run_loop
@@ -57,7 +58,8 @@ CSV_COLUMNS = ("step", "split", "lr", "loss_d", "loss_g", "adv", "fm", "mel_l1",
 
 
 def vocoder_train_config(overrides: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
-    """The ``vocoder.train`` section: schema defaults updated with ``overrides`` (validated)."""
+    """The ``vocoder.train`` section: schema defaults updated with ``overrides`` (validated), as the
+    mapping the checkpoints store (read it with :class:`~lipspeech.core.settings.VocoderTrainConfig`)."""
     return section_config("vocoder.train", overrides)
 
 
@@ -176,19 +178,21 @@ class GanTrainer:
     Args:
         gen_cfg: checked HiFi-GAN config (:func:`~lipspeech.vocoder.hifigan.hifigan_config`).
         audio_cfg: the mel definition.
-        cfg: the ``vocoder.train`` section.
+        cfg: the ``vocoder.train`` section (a mapping or read).
         device: where to train.
     """
 
-    def __init__(self, gen_cfg: Mapping[str, Any], audio_cfg: AudioConfig, cfg: Mapping[str, Any], device: torch.device):
-        self.cfg, self.device, self.audio_cfg = dict(cfg), device, audio_cfg
+    def __init__(self, gen_cfg: Mapping[str, Any], audio_cfg: AudioConfig,
+                 cfg: Mapping[str, Any] | VocoderTrainConfig, device: torch.device):
+        self.train = train = VocoderTrainConfig.from_section(cfg)
+        self.device, self.audio_cfg = device, audio_cfg
         self.generator = Generator(gen_cfg, audio_cfg.n_mels).to(device)
         self.discriminators = Discriminators(gen_cfg).to(device)
-        betas = tuple(cfg["betas"])
-        self.opt_g = torch.optim.AdamW(self.generator.parameters(), cfg["lr"], betas=betas)
-        self.opt_d = torch.optim.AdamW(self.discriminators.parameters(), cfg["lr"], betas=betas)
-        self.sched_g = torch.optim.lr_scheduler.ExponentialLR(self.opt_g, cfg["lr_decay"])
-        self.sched_d = torch.optim.lr_scheduler.ExponentialLR(self.opt_d, cfg["lr_decay"])
+        betas = tuple(train.betas)
+        self.opt_g = torch.optim.AdamW(self.generator.parameters(), train.lr, betas=betas)
+        self.opt_d = torch.optim.AdamW(self.discriminators.parameters(), train.lr, betas=betas)
+        self.sched_g = torch.optim.lr_scheduler.ExponentialLR(self.opt_g, train.lr_decay)
+        self.sched_d = torch.optim.lr_scheduler.ExponentialLR(self.opt_d, train.lr_decay)
         self.melspec = MelSpectrogram(audio_cfg).to(device)
 
     def train_step(self, mel: torch.Tensor, audio: torch.Tensor) -> Optional[dict[str, float]]:
@@ -219,7 +223,7 @@ class GanTrainer:
             fake_scores, fake_features = d(fake)
             adv = generator_adv_loss(fake_scores)
             fm = feature_matching_loss(real_features, fake_features)
-            loss_g = adv + self.cfg["lambda_fm"] * fm + self.cfg["lambda_mel"] * mel_l1
+            loss_g = adv + self.train.lambda_fm * fm + self.train.lambda_mel * mel_l1
             grad_g = _update(loss_g, self.opt_g, g)
             if grad_g is None:
                 return None
@@ -288,12 +292,13 @@ class HifiGanTask(Task):
     def __init__(self, gen_cfg: Mapping[str, Any], audio_cfg: AudioConfig, cfg: Mapping[str, Any],
                  train_items: Sequence[VocoderItem], val_items: Optional[Sequence[VocoderItem]],
                  device: torch.device, preset: Optional[str]):
-        self.gen_cfg, self.audio_cfg, self.cfg = dict(gen_cfg), audio_cfg, dict(cfg)
+        self.gen_cfg, self.audio_cfg, self.cfg = dict(gen_cfg), audio_cfg, dict(cfg)  # the checkpoints store these
+        self.train = VocoderTrainConfig.from_section(cfg)
         self.items, self.val_items, self.device, self.preset = train_items, val_items, device, preset
         self.silence = float(np.log(audio_cfg.log_floor))
 
     def build(self) -> None:
-        self.gan = GanTrainer(self.gen_cfg, self.audio_cfg, self.cfg, self.device)
+        self.gan = GanTrainer(self.gen_cfg, self.audio_cfg, self.train, self.device)
 
     def check_resume(self, ckpt: Mapping[str, Any], path: Path) -> None:
         if ckpt.get("generator_cfg") != self.gen_cfg or ckpt.get("audio_cfg") != self.audio_cfg.as_dict():
@@ -316,13 +321,13 @@ class HifiGanTask(Task):
     def epoch_batches(self, epoch: int) -> list[list[int]]:
         # a plain shuffle (no length buckets, so no window) that keeps the last smaller batch:
         # the vocoder's own order, vocoder.train has no bucket or drop_last keys
-        return epoch_batches(len(self.items), self.cfg["batch_size"], self.cfg["seed"], epoch, None, bucket_window=0,
+        return epoch_batches(len(self.items), self.train.batch_size, self.train.seed, epoch, None, bucket_window=0,
                              drop_last=False)
 
     def batches(self, batches: list[list[int]], epoch: int, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        cfg = self.cfg
+        train = self.train
         for b in range(start, len(batches)):
-            yield make_batch(self.items, batches[b], cfg["segment_frames"], cfg["seed"], epoch, b, self.silence,
+            yield make_batch(self.items, batches[b], train.segment_frames, train.seed, epoch, b, self.silence,
                              self.audio_cfg.hop_length)
 
     def lr(self) -> float:
@@ -336,7 +341,7 @@ class HifiGanTask(Task):
         return self.val_items is not None
 
     def validate(self) -> dict[str, float]:
-        return {"mel_l1": self.gan.validate(self.val_items, self.cfg["val_max_utterances"])}
+        return {"mel_l1": self.gan.validate(self.val_items, self.train.val_max_utterances)}
 
     def after_validation(self, logger: LossLogger, step: int) -> None:
         if logger.tb is not None and self.val_items:
@@ -378,13 +383,20 @@ def train_vocoder(
         :class:`~lipspeech.training.loop.TrainResult`.
     """
     gen_cfg = check_hifigan_config(gen_cfg)
-    cfg = dict(train_cfg)
+    train = VocoderTrainConfig.from_section(train_cfg)
     if len(train_items) == 0:
         raise ValueError("no training utterances")
-    device = resolve_device(cfg["device"])
-    task = HifiGanTask(gen_cfg, audio_cfg, cfg, train_items, val_items, device, preset)
-    # the loop settings vocoder.train has no keys for: the train section's, as the schema sets them
-    train_defaults = default_section("train")
-    loop = {k: train_defaults[k] for k in ("max_nonfinite", "patience", "snapshot_every")}
-    settings = LoopSettings.from_section(cfg, "train-vocoder", threads=threads, progress=progress, **loop)
-    return run_loop(task, settings, Path(run_dir), device, resume, stop_at_step)
+    device = resolve_device(train.device)
+    task = HifiGanTask(gen_cfg, audio_cfg, train_cfg, train_items, val_items, device, preset)
+    return run_loop(task, _loop_settings(train, threads, progress), Path(run_dir), device, resume, stop_at_step)
+
+
+def _loop_settings(train: VocoderTrainConfig, threads: int, progress: bool) -> LoopSettings:
+    """How the loop runs a vocoder: ``vocoder.train``'s keys, and for those it has no keys for
+    (non-finite losses, early stopping, snapshots) the ``train`` section's, as the schema sets them."""
+    acoustic = TrainConfig.default()
+    return LoopSettings(
+        max_steps=train.max_steps, seed=train.seed, log_every=train.log_every, val_every=train.val_every,
+        ckpt_every=train.ckpt_every, max_nonfinite=acoustic.max_nonfinite, patience=acoustic.patience,
+        snapshot_every=acoustic.snapshot_every, deterministic=train.deterministic, threads=threads,
+        tensorboard=train.tensorboard, progress=progress, desc="train-vocoder")
