@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lipspeech.core.config import default_section
+from lipspeech.core.settings import MelConfig
 from lipspeech.core.timing import HOP_LENGTH, SAMPLE_RATE
 
 
@@ -39,8 +39,8 @@ class AudioConfig:
     """One mel definition for the model, the vocoder and the evaluation.
 
     Sample rate and hop are the fixed time axes of :mod:`lipspeech.core.timing`;
-    the rest comes from the ``mel`` section of the config (:meth:`from_section`; its
-    schema holds the defaults: :meth:`default`).
+    the rest are the keys of the config's ``mel`` section (:class:`MelConfig`,
+    :meth:`from_section`; its schema holds the defaults: :meth:`default`).
     """
 
     sample_rate: int = field(default=SAMPLE_RATE, kw_only=True)
@@ -61,17 +61,20 @@ class AudioConfig:
             raise ValueError("n_fft - hop_length must be even (symmetric padding)")
 
     @classmethod
-    def from_section(cls, mel: Mapping[str, Any]) -> "AudioConfig":
-        """Build from the config's ``mel`` section (hop and sample rate are fixed)."""
+    def from_section(cls, mel: MelConfig | Mapping[str, Any]) -> "AudioConfig":
+        """Build from the config's ``mel`` section, typed or the validated mapping (hop and
+        sample rate are fixed). Frequencies and floor become floats: YAML's ``fmin: 0`` is an
+        int, and the mel stores record this definition."""
+        mel = MelConfig.from_section(mel)
         return cls(
-            n_fft=int(mel["n_fft"]), win_length=int(mel["win_length"]), n_mels=int(mel["n_mels"]),
-            fmin=float(mel["fmin"]), fmax=float(mel["fmax"]), log_floor=float(mel["log_floor"]),
+            n_fft=mel.n_fft, win_length=mel.win_length, n_mels=mel.n_mels,
+            fmin=float(mel.fmin), fmax=float(mel.fmax), log_floor=float(mel.log_floor),
         )
 
     @classmethod
     def default(cls) -> "AudioConfig":
         """The schema's ``mel`` defaults."""
-        return cls.from_section(default_section("mel"))
+        return cls.from_section(MelConfig.default())
 
     @property
     def pad(self) -> int:

@@ -25,12 +25,14 @@ def cmd_mel(args: argparse.Namespace) -> int:
 
 
 def cmd_ssl_features(args: argparse.Namespace) -> int:
+    from lipspeech.core.settings import SslConfig
     from lipspeech.features.ssl import ssl_shard
 
     cfg = sc.stage_config(args)
     sc.torch_threads(args.threads)
     ok, bad = ssl_shard(Path(args.audio), cfg["ssl"], Path(args.out), Path(args.rejected), **_shard_options(args, cfg))
-    return sc.report_shard("ssl-features", f"{Path(args.audio).stem} ({cfg['ssl']['source']})", ok, bad, args.out)
+    source = SslConfig.from_section(cfg["ssl"]).source
+    return sc.report_shard("ssl-features", f"{Path(args.audio).stem} ({source})", ok, bad, args.out)
 
 
 def cmd_units(args: argparse.Namespace) -> int:

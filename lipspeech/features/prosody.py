@@ -48,6 +48,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lipspeech.core.config import config_hash
+from lipspeech.core.settings import ProsodyConfig
 from lipspeech.core.shards import ShardResult, audio_problem, open_stores, read_audio_input
 from lipspeech.core.store import Store, write_text_atomic
 from lipspeech.core.timing import HOP_LENGTH, MEL_PER_FRAME, SAMPLE_RATE, fit_length
@@ -128,12 +129,14 @@ def to_video_rate(
 
 
 def utterance_prosody(
-    audio: np.ndarray, n_frames: int, prosody_cfg: Mapping[str, Any], module: MelSpectrogram,
+    audio: np.ndarray, n_frames: int, prosody_cfg: ProsodyConfig | Mapping[str, Any], module: MelSpectrogram,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(T * 640,) audio -> 25 Hz (lf0 (T,), voiced (T,), energy (T,))."""
-    f0 = world_f0(audio, prosody_cfg["f0_method"], float(prosody_cfg["f0_floor"]), float(prosody_cfg["f0_ceil"]))
-    energy = frame_energy(audio, module, prosody_cfg["energy"])
-    return to_video_rate(f0, energy, n_frames, float(prosody_cfg["f0_floor"]))
+    """(T * 640,) audio -> 25 Hz (lf0 (T,), voiced (T,), energy (T,)); ``prosody_cfg``: the
+    ``prosody`` section, typed or as its mapping."""
+    prosody = ProsodyConfig.from_section(prosody_cfg)
+    f0 = world_f0(audio, prosody.f0_method, float(prosody.f0_floor), float(prosody.f0_ceil))
+    energy = frame_energy(audio, module, prosody.energy)
+    return to_video_rate(f0, energy, n_frames, float(prosody.f0_floor))
 
 
 def prosody_shard(
@@ -142,14 +145,16 @@ def prosody_shard(
 ) -> tuple[int, int]:
     """F0 and energy of every utterance of one audio store; returns (n_ok, n_rejected).
 
+    ``prosody_cfg``, ``mel_cfg``: the validated sections' mappings (the store records their hash);
     ``manifest`` and ``fail_fast`` as for :func:`lipspeech.features.mel.mel_shard`.
     """
+    prosody = ProsodyConfig.from_section(prosody_cfg)
     module = MelSpectrogram(AudioConfig.from_section(mel_cfg))
     utts, n_frames, audio, unreadable = read_audio_input(audio_path, manifest, fail_fast)
 
     def work(i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | str:
         problem = audio_problem(audio[i], n_frames[i])
-        return problem if problem else utterance_prosody(audio[i], n_frames[i], prosody_cfg, module)
+        return problem if problem else utterance_prosody(audio[i], n_frames[i], prosody, module)
 
     res = ShardResult(rejected=unreadable)
     ratios: list[float] = []
@@ -166,7 +171,7 @@ def prosody_shard(
             ratios.append(float(voiced.mean()))
     return res.write(
         out, rejected_out, STAGE, prosody_hash(prosody_cfg, mel_cfg), ["lf0", "voiced", "energy"],
-        extra={"f0_method": prosody_cfg["f0_method"], "energy": prosody_cfg["energy"]},
+        extra={"f0_method": prosody.f0_method, "energy": prosody.energy},
         columns={"voiced_ratio": pa.array(ratios, type=pa.float32())}, fail_fast=fail_fast,
     )
 
@@ -187,7 +192,9 @@ def prosody_stats(
     ``lf0`` is null for a speaker without a single voiced train frame; consumers
     fall back to ``global`` then, as for speakers absent from the train split.
     Unreadable prosody stores are skipped with a warning on ``log`` (fail with ``fail_fast``).
+    ``prosody_cfg``, ``mel_cfg``: the validated sections' mappings (the json records their hash).
     """
+    energy_kind = ProsodyConfig.from_section(prosody_cfg).energy
     manifest = Store(manifest_path, expect_stage="manifest").df
     speaker_of = dict(zip(manifest["utt"], manifest["speaker"]))
     train = set(manifest.loc[manifest["split"] == "train", "utt"])
@@ -210,7 +217,7 @@ def prosody_stats(
         "config_hash": prosody_hash(prosody_cfg, mel_cfg),
         "split": "train",
         "lf0_definition": "natural log of F0 in Hz; mean/std over voiced frames",
-        "energy_definition": f"L2 norm of the {prosody_cfg['energy']} frame, mean over 4 frames; mean/std over all frames",
+        "energy_definition": f"L2 norm of the {energy_kind} frame, mean over 4 frames; mean/std over all frames",
         "global": {
             "lf0": _mean_std([v for vs in lf0.values() for v in vs]),
             "energy": _mean_std([v for vs in energy.values() for v in vs]),

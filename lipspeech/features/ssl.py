@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 
 from lipspeech.core.config import config_hash
 from lipspeech.core.runtime import DeviceError, resolve_device
+from lipspeech.core.settings import MfccConfig, SslConfig
 from lipspeech.core.shards import ShardResult, StageError, audio_problem, read_audio_input
 from lipspeech.core.store import one_line
 from lipspeech.core.timing import SAMPLE_RATE, UNITS_PER_FRAME, fit_length
@@ -80,17 +81,19 @@ def deltas(x: np.ndarray, width: int = 2) -> np.ndarray:
     return (num / (2 * sum(n * n for n in range(1, width + 1)))).astype(x.dtype)
 
 
-def mfcc_features(audio: np.ndarray, n_frames: int, mfcc_cfg: Mapping[str, Any]) -> np.ndarray:
-    """(T * 640,) audio -> (T * 2, n_mfcc * (1 + deltas)) float32 MFCC (+ deltas) at 50 Hz."""
+def mfcc_features(audio: np.ndarray, n_frames: int, mfcc_cfg: MfccConfig | Mapping[str, Any]) -> np.ndarray:
+    """(T * 640,) audio -> (T * 2, n_mfcc * (1 + deltas)) float32 MFCC (+ deltas) at 50 Hz
+    (``mfcc_cfg``: the ``ssl.mfcc`` section, typed or as its mapping)."""
     import librosa
 
+    mfcc_cfg = MfccConfig.from_section(mfcc_cfg)
     x = frame_pad(torch.tensor(audio, dtype=torch.float32)[None], MFCC_NFFT, UNIT_HOP)[0].numpy()
     mfcc = librosa.feature.mfcc(
-        y=x, sr=SAMPLE_RATE, n_mfcc=int(mfcc_cfg["n_mfcc"]), n_mels=int(mfcc_cfg["n_mels"]),
+        y=x, sr=SAMPLE_RATE, n_mfcc=mfcc_cfg.n_mfcc, n_mels=mfcc_cfg.n_mels,
         n_fft=MFCC_NFFT, win_length=MFCC_WIN, hop_length=UNIT_HOP, center=False, window="hann",
     ).T.astype(np.float32)
     feats = [mfcc]
-    for _ in range(int(mfcc_cfg["deltas"])):
+    for _ in range(mfcc_cfg.deltas):
         feats.append(deltas(feats[-1]))
     return np.ascontiguousarray(fit_length(np.concatenate(feats, axis=1), n_frames, UNITS_PER_FRAME, pad="edge"))
 
@@ -247,8 +250,10 @@ def ssl_shard(
 ) -> tuple[int, int]:
     """Compute the 50 Hz features of every utterance of one audio store; returns (n_ok, n_rejected).
 
+    ``ssl_cfg``: the validated ``ssl`` mapping (the store records its hash);
     ``manifest`` and ``fail_fast`` as for :func:`lipspeech.features.mel.mel_shard`.
     """
+    ssl = SslConfig.from_section(ssl_cfg)
     utts, n_frames, audio, unreadable = read_audio_input(audio_path, manifest, fail_fast)
     res = ShardResult(rejected=unreadable)
     good: list[int] = []
@@ -259,20 +264,19 @@ def ssl_shard(
         else:
             good.append(i)
     feats: dict[int, np.ndarray] = {}
-    extra: dict[str, Any] = {"source": ssl_cfg["source"]}
+    extra: dict[str, Any] = {"source": ssl.source}
     bar = tqdm(total=len(good), desc=f"ssl {audio_path.stem}", unit="utt", disable=not progress)
-    if ssl_cfg["source"] == "mfcc":
+    if ssl.source == "mfcc":
         for i in good:
-            feats[i] = mfcc_features(audio[i], n_frames[i], ssl_cfg["mfcc"])
+            feats[i] = mfcc_features(audio[i], n_frames[i], ssl.mfcc)
             bar.update(1)
     else:
-        layer = int(ssl_cfg["layer"])
-        hub = load_hubert(ssl_cfg["model"], layer, ssl_cfg["device"], ssl_cfg["half"])
-        extra.update(model=ssl_cfg["model"], layer=layer, device=str(hub.device), dtype=str(hub.dtype))
-        max_samples = int(float(ssl_cfg["batch_seconds"]) * SAMPLE_RATE)
+        hub = load_hubert(ssl.model, ssl.layer, ssl.device, ssl.half)
+        extra.update(model=ssl.model, layer=ssl.layer, device=str(hub.device), dtype=str(hub.dtype))
+        max_samples = int(ssl.batch_seconds * SAMPLE_RATE)
         for batch in length_batches([len(audio[i]) for i in good], max_samples, allow_mixed=hub.use_mask):
             idx = [good[j] for j in batch]
-            for i, h in zip(idx, hubert_batch(hub, [audio[i] for i in idx], layer)):
+            for i, h in zip(idx, hubert_batch(hub, [audio[i] for i in idx], ssl.layer)):
                 feats[i] = np.ascontiguousarray(fit_length(h, n_frames[i], UNITS_PER_FRAME, pad="edge"))
             bar.update(len(idx))
     bar.close()

@@ -26,6 +26,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from lipspeech.core.config import config_hash
+from lipspeech.core.settings import KmeansConfig, SslConfig
 from lipspeech.core.shards import ShardResult, StageError, open_input_store, open_stores
 from lipspeech.core.store import SHAPE_SUFFIX, Store, atomic_path, write_text_atomic
 
@@ -159,27 +160,28 @@ def kmeans_fit(
     ssl_paths: Sequence[Path], manifest_path: Path, ssl_cfg: Mapping[str, Any], kmeans_cfg: Mapping[str, Any],
     out_centroids: Path, out_json: Path, progress: bool = True, log: Any = print, *, fail_fast: bool,
 ) -> dict[str, Any]:
-    """Fit the k-means of the units on train frames of every ssl shard; returns what the json holds."""
+    """Fit the k-means of the units on train frames of every ssl shard; returns what the json holds.
+
+    ``ssl_cfg``, ``kmeans_cfg``: the validated sections' mappings (the json records their hash).
+    """
+    kmeans = KmeansConfig.from_section(kmeans_cfg)
     manifest = Store(manifest_path, expect_stage="manifest").df
     train = set(manifest.loc[manifest["split"] == "train", "utt"])
-    x = sample_frames(ssl_paths, train, int(kmeans_cfg["sample_frames"]), int(kmeans_cfg["seed"]), progress,
-                      fail_fast=fail_fast, log=log)
-    centroids, objective, k_used = fit_kmeans(
-        x, int(kmeans_cfg["k"]), int(kmeans_cfg["seed"]), int(kmeans_cfg["niter"]), log, init=kmeans_cfg["init"],
-    )
+    x = sample_frames(ssl_paths, train, kmeans.sample_frames, kmeans.seed, progress, fail_fast=fail_fast, log=log)
+    centroids, objective, k_used = fit_kmeans(x, kmeans.k, kmeans.seed, kmeans.niter, log, init=kmeans.init)
     info = {
         "stage": STAGE_FIT,
         "config_hash": kmeans_hash(ssl_cfg, kmeans_cfg),
-        "source": ssl_cfg["source"],
-        "k_requested": int(kmeans_cfg["k"]),
+        "source": SslConfig.from_section(ssl_cfg).source,
+        "k_requested": kmeans.k,
         "k": k_used,
-        "clamped": k_used < int(kmeans_cfg["k"]),
+        "clamped": k_used < kmeans.k,
         "dim": int(x.shape[1]),
         "frames_sampled": int(x.shape[0]),
         "objective": objective,
         "mean_sq_distance": objective / max(1, x.shape[0]),
-        "seed": int(kmeans_cfg["seed"]),
-        "init": kmeans_cfg["init"],
+        "seed": kmeans.seed,
+        "init": kmeans.init,
     }
     with atomic_path(out_centroids) as tmp:
         with open(tmp, "wb") as fh:
