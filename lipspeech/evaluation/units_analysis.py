@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from lipspeech import __version__
 from lipspeech.core.config import config_hash
+from lipspeech.core.settings import KmeansConfig, SslConfig, UnitsAnalysisConfig
 from lipspeech.core.shards import StageError, read_audio_store
 from lipspeech.core.store import Store, atomic_path, one_line, write_rejected
 from lipspeech.core.timing import UNITS_PER_FRAME
@@ -50,16 +51,16 @@ SCHEMA = pa.schema([
 MFCC_LAYER = -1
 
 
-def feature_extractor(ssl_cfg: Mapping[str, Any], layers: Sequence[int]
+def feature_extractor(ssl: SslConfig, layers: Sequence[int]
                       ) -> tuple[list[int], Callable[[np.ndarray, int], dict[int, np.ndarray]]]:
     """(layers analysed, function (audio, n_frames) -> {layer: (2T, D) float32}) for ``ssl.source``."""
     from lipspeech.core.timing import fit_length
     from lipspeech.features.ssl import hubert_layers, load_hubert, mfcc_features
 
-    if ssl_cfg["source"] == "mfcc":
-        return [MFCC_LAYER], lambda audio, n: {MFCC_LAYER: mfcc_features(audio, n, ssl_cfg["mfcc"])}
-    layers = sorted({int(x) for x in layers})
-    hub = load_hubert(ssl_cfg["model"], max(layers), ssl_cfg["device"], ssl_cfg["half"])
+    if ssl.source == "mfcc":
+        return [MFCC_LAYER], lambda audio, n: {MFCC_LAYER: mfcc_features(audio, n, ssl.mfcc)}
+    layers = sorted(set(layers))
+    hub = load_hubert(ssl.model, max(layers), ssl.device, ssl.half)
 
     def extract(audio: np.ndarray, n: int) -> dict[int, np.ndarray]:
         states = hubert_layers(hub, [audio], layers)[0]
@@ -69,12 +70,12 @@ def feature_extractor(ssl_cfg: Mapping[str, Any], layers: Sequence[int]
     return layers, extract
 
 
-def alignment_lookup(manifest: Any, cfg: Mapping[str, Any], raw_dir: Path | None
+def alignment_lookup(manifest: Any, cfg: UnitsAnalysisConfig, raw_dir: Path | None
                      ) -> Callable[[str], tuple[list[str], np.ndarray, np.ndarray]]:
     """utt -> its phone alignment (raises :class:`AlignmentError` with the reason)."""
-    folder = cfg["alignments"]
+    folder = cfg.alignments
     rows = manifest.set_index("utt")
-    strip = bool(cfg["strip_stress"])
+    strip = cfg.strip_stress
 
     def lookup(utt: str):
         speaker = str(rows.at[utt, "speaker"])
@@ -83,7 +84,7 @@ def alignment_lookup(manifest: Any, cfg: Mapping[str, Any], raw_dir: Path | None
             path = find_textgrid(folder, speaker, name) or find_textgrid(folder, speaker, utt)
             if path is None:
                 raise AlignmentError(f"no TextGrid for {utt} in {folder} ({speaker}/{name}.TextGrid or {name}.TextGrid)")
-            return textgrid_alignment(path, cfg["tier"], strip)
+            return textgrid_alignment(path, cfg.tier, strip)
         if raw_dir is None:
             raise AlignmentError("no phone alignments: set units_analysis.alignments to a folder of TextGrid files")
         return synthgrid_alignment(raw_dir, speaker, name, strip)
@@ -118,25 +119,29 @@ def units_analysis(
     units_paths: Sequence[Path] = (), models: Mapping[str, Path] | None = None, progress: bool = True,
     log: Any = print,
 ) -> pa.Table:
-    """Run the analysis (module docstring); returns the table written to ``out``."""
+    """Run the analysis (module docstring); returns the table written to ``out``. ``ssl_cfg``,
+    ``kmeans_cfg``, ``cfg``: the validated ``ssl``, ``kmeans`` and ``units_analysis`` mappings (the
+    table records their hash)."""
     import faiss
 
     from lipspeech.features.units import assign_units, fit_kmeans
 
+    ssl, kmeans = SslConfig.from_section(ssl_cfg), KmeansConfig.from_section(kmeans_cfg)
+    analysis = UnitsAnalysisConfig.from_section(cfg)
     manifest = Store(manifest_path, expect_stage="manifest").df
     split_of = dict(zip(manifest["utt"], manifest["split"]))
-    seed = int(kmeans_cfg["seed"])
-    lookup = alignment_lookup(manifest, cfg, raw_dir)
+    seed = kmeans.seed
+    lookup = alignment_lookup(manifest, analysis, raw_dir)
     audio = {}
     for path in audio_paths:
         utts, n_frames, arrays = read_audio_store(Path(path))
         audio.update({u: (n, a) for u, n, a in zip(utts, n_frames, arrays)})
-    train = _cap(sorted(u for u in audio if split_of.get(u) == "train"), int(cfg["max_utterances"]), seed)
-    scored = _cap(sorted(u for u in audio if split_of.get(u) == cfg["split"]), int(cfg["max_utterances"]), seed)
+    train = _cap(sorted(u for u in audio if split_of.get(u) == "train"), analysis.max_utterances, seed)
+    scored = _cap(sorted(u for u in audio if split_of.get(u) == analysis.split), analysis.max_utterances, seed)
     if not train:
         raise StageError("units_analysis: no train utterances to fit k-means on")
     if not scored:
-        raise StageError(f"units_analysis: no {cfg['split']} utterances in the audio stores to score "
+        raise StageError(f"units_analysis: no {analysis.split} utterances in the audio stores to score "
                          "(units_analysis.split)")
     phones, rejected = {}, []
     for utt in scored:
@@ -148,13 +153,13 @@ def units_analysis(
         phones[utt] = phone_frames(names, starts, ends, audio[utt][0] * UNITS_PER_FRAME)
     if not phones:
         reasons = "; ".join(r for _, r in rejected[:3])
-        raise StageError(f"units_analysis: no {cfg['split']} utterance has a phone alignment ({reasons})")
+        raise StageError(f"units_analysis: no {analysis.split} utterance has a phone alignment ({reasons})")
     scored = [u for u in scored if u in phones]
     y = np.concatenate([phones[u] for u in scored])
 
-    layers, extract = feature_extractor(ssl_cfg, cfg["layers"])
+    layers, extract = feature_extractor(ssl, analysis.layers)
     train_frames = sum(audio[u][0] * UNITS_PER_FRAME for u in train)
-    rate = min(1.0, int(cfg["sample_frames"]) / train_frames) if train_frames else 1.0
+    rate = min(1.0, analysis.sample_frames / train_frames) if train_frames else 1.0
     rng = np.random.default_rng(seed)
     sample: dict[int, list[np.ndarray]] = {layer: [] for layer in layers}
     for utt in tqdm(train, desc="units-analysis: train features", unit="utt", disable=not progress):
@@ -165,15 +170,15 @@ def units_analysis(
     indexes, fit_seconds = {}, {}
     for layer in layers:
         x = np.ascontiguousarray(np.concatenate(sample.pop(layer)), dtype=np.float32)
-        for k in cfg["k"]:
+        for k in analysis.k:
             t = time.perf_counter()
-            centroids, _, _ = fit_kmeans(x, int(k), seed, int(kmeans_cfg["niter"]), log=log, init=kmeans_cfg["init"])
+            centroids, _, _ = fit_kmeans(x, k, seed, kmeans.niter, log=log, init=kmeans.init)
             fit_seconds[layer, k] = time.perf_counter() - t
             indexes[layer, k] = faiss.IndexFlatL2(centroids.shape[1])
             indexes[layer, k].add(centroids)
-        log(f"units-analysis: layer {layer}: k-means {', '.join(map(str, cfg['k']))} on {len(x)} frames")
+        log(f"units-analysis: layer {layer}: k-means {', '.join(map(str, analysis.k))} on {len(x)} frames")
     units: dict[tuple[int, int], list[np.ndarray]] = {key: [] for key in indexes}
-    for utt in tqdm(scored, desc=f"units-analysis: {cfg['split']} units", unit="utt", disable=not progress):
+    for utt in tqdm(scored, desc=f"units-analysis: {analysis.split} units", unit="utt", disable=not progress):
         feats = extract(np.asarray(audio[utt][1]), audio[utt][0])
         for (layer, k), index in indexes.items():
             units[layer, k].append(assign_units(feats[layer], index))
@@ -181,12 +186,12 @@ def units_analysis(
     rows = []
     for (layer, k), z in units.items():
         q = unit_quality(y, np.concatenate(z))
-        rows.append({"kind": "grid", "source": ssl_cfg["source"], "layer": layer, "k": int(k),
+        rows.append({"kind": "grid", "source": ssl.source, "layer": layer, "k": k,
                      "fit_seconds": fit_seconds[layer, k], "utterances": len(scored), **q})
-    rows += _pipeline_rows(units_paths, phones, ssl_cfg, kmeans_cfg)
+    rows += _pipeline_rows(units_paths, phones, ssl, kmeans)
     rows += _model_rows(models or {})
     table = pa.Table.from_pylist([{c: r.get(c) for c in SCHEMA.names} for r in rows], schema=SCHEMA)
-    meta = {"stage": STAGE, "version": __version__, "split": cfg["split"],
+    meta = {"stage": STAGE, "version": __version__, "split": analysis.split,
             "config_hash": config_hash(dict(ssl_cfg), dict(kmeans_cfg), dict(cfg))}
     table = table.replace_schema_metadata({f"lipspeech.{k}": str(v) for k, v in meta.items()})
     with atomic_path(out) as tmp:
@@ -195,8 +200,8 @@ def units_analysis(
     return table
 
 
-def _pipeline_rows(units_paths: Sequence[Path], phones: Mapping[str, np.ndarray], ssl_cfg: Mapping[str, Any],
-                   kmeans_cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _pipeline_rows(units_paths: Sequence[Path], phones: Mapping[str, np.ndarray], ssl: SslConfig,
+                   kmeans: KmeansConfig) -> list[dict[str, Any]]:
     ys, zs = [], []
     for path in units_paths:
         store = Store(path, expect_stage="units")
@@ -209,6 +214,6 @@ def _pipeline_rows(units_paths: Sequence[Path], phones: Mapping[str, np.ndarray]
     if not zs:
         return []
     q = unit_quality(np.concatenate(ys), np.concatenate(zs))
-    layer = MFCC_LAYER if ssl_cfg["source"] == "mfcc" else int(ssl_cfg["layer"])
-    return [{"kind": "pipeline", "source": ssl_cfg["source"], "layer": layer, "k": int(kmeans_cfg["k"]),
+    layer = MFCC_LAYER if ssl.source == "mfcc" else ssl.layer
+    return [{"kind": "pipeline", "source": ssl.source, "layer": layer, "k": kmeans.k,
              "utterances": len(zs), **q}]
