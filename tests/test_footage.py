@@ -123,6 +123,7 @@ def test_interlaced_source_is_deinterlaced(face_clip):
 
 
 def test_manifest_records_rotation_and_sar(face_clip):
+    from lipspeech.core.settings import ManifestConfig
     from lipspeech.data.corpora import Entry
     from lipspeech.data.manifest import _probe_entry
 
@@ -130,8 +131,8 @@ def test_manifest_records_rotation_and_sar(face_clip):
     with_audio = tmp / "talk.mp4"
     ffmpeg("-i", str(clip), "-f", "lavfi", "-i", "sine=f=200:d=1.2", "-c:v", "copy", "-c:a", "aac", "-shortest",
            "-metadata:s:v:0", "rotate=90", str(with_audio))
-    row = _probe_entry(Entry(utt="u", speaker="s", video_path=with_audio), {"min_duration": 0.1,
-                                                                                  "max_duration": 60})
+    limits = replace(ManifestConfig.default(), min_duration=0.1, max_duration=60)
+    row = _probe_entry(Entry(utt="u", speaker="s", video_path=with_audio), limits)
     assert row["rotation"] in (90, 270) and (row["sar"], row["interlaced"]) == (1.0, False)
     assert (row["width"], row["height"]) == (360, 480)
 

@@ -20,10 +20,11 @@ def cmd_synth_corpus(args: argparse.Namespace) -> int:
 
 
 def cmd_manifest(args: argparse.Namespace) -> int:
+    from lipspeech.core.settings import CorpusConfig
     from lipspeech.data.manifest import build_manifest
 
     cfg = sc.stage_config(args)
-    root = Path(args.root or cfg["corpus"]["root"] or "")
+    root = Path(args.root or CorpusConfig.from_section(cfg["corpus"]).root or "")
     df, rejected = build_manifest(
         cfg["corpus"], cfg["manifest"], root, Path(args.out), Path(args.rejected),
         threads=args.threads, progress=sc.progress(args), fail_fast=sc.fail_fast(args, cfg),

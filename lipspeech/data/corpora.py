@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from lipspeech.core.settings import CorpusConfig
 from lipspeech.core.transcript import normalize_text
 
 VIDEO_EXTS = (".mpg", ".mpeg", ".mp4", ".avi", ".mov", ".mkv", ".webm")
@@ -301,14 +302,15 @@ READERS: dict[str, Callable[..., list[Entry]]] = {
 }
 
 
-def read_corpus(corpus_cfg: Mapping[str, Any], root: Path) -> list[Entry]:
+def read_corpus(corpus_cfg: CorpusConfig | Mapping[str, Any], root: Path) -> list[Entry]:
     """List the utterances of the corpus the (validated) ``corpus`` section describes, found at ``root``."""
-    kind = corpus_cfg["kind"]
+    corpus = CorpusConfig.from_section(corpus_cfg)
+    kind = corpus.kind
     if kind not in READERS:
         raise CorpusError(f"unknown corpus kind {kind!r} (known: {', '.join(READERS)})")
     if kind in ("grid", "synthgrid"):
-        return read_grid(root, Path(corpus_cfg["audio_root"]) if corpus_cfg.get("audio_root") else None)
+        return read_grid(root, Path(corpus.audio_root) if corpus.audio_root else None)
     if kind == "lrs3":
-        opts = corpus_cfg["lrs3"]
-        return read_lrs3(root, opts["subset"], opts["val_speakers"], Path(opts["val_list"]) if opts["val_list"] else None)
+        opts = corpus.lrs3
+        return read_lrs3(root, opts.subset, opts.val_speakers, Path(opts.val_list) if opts.val_list else None)
     return READERS[kind](root)

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from lipspeech.core.config import config_hash
 from lipspeech.core.media import MediaError, count_frames, read_audio, require_ffmpeg
+from lipspeech.core.settings import DecodeConfig
 from lipspeech.core.shards import refuse_rejections
 from lipspeech.core.store import Store, StoreMeta, write_rejected, write_store
 from lipspeech.core.timing import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, fit_length
@@ -26,9 +27,9 @@ from lipspeech.core.timing import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, fit_lengt
 STAGE = "decode"
 
 
-def decode_utterance(video_path: str, audio_path: str, cfg: Mapping[str, Any]) -> tuple[np.ndarray, int, float]:
+def decode_utterance(video_path: str, audio_path: str, cfg: DecodeConfig) -> tuple[np.ndarray, int, float]:
     """Decode one utterance -> (audio (T*640,) float32, T, raw audio seconds)."""
-    damaged = bool(cfg["reject_damaged"])
+    damaged = cfg.reject_damaged
     n_frames = count_frames(video_path, fps=FPS, reject_damaged=damaged)
     if n_frames == 0:
         raise MediaError("video stream has no frames")
@@ -39,10 +40,10 @@ def decode_utterance(video_path: str, audio_path: str, cfg: Mapping[str, Any]) -
         raise MediaError("audio has NaN or infinite samples")
     raw_seconds = audio.size / SAMPLE_RATE
     video_seconds = n_frames / FPS
-    if abs(raw_seconds - video_seconds) > cfg["max_av_mismatch"]:
+    if abs(raw_seconds - video_seconds) > cfg.max_av_mismatch:
         raise MediaError(
             f"audio is {raw_seconds:.2f} s but video is {video_seconds:.2f} s "
-            f"(differ by more than decode.max_av_mismatch = {cfg['max_av_mismatch']} s)"
+            f"(differ by more than decode.max_av_mismatch = {cfg.max_av_mismatch} s)"
         )
     return fit_length(audio, n_frames, SAMPLES_PER_FRAME, pad="zero"), n_frames, raw_seconds
 
@@ -53,15 +54,17 @@ def decode_shard(
 ) -> tuple[int, int]:
     """Decode every utterance of one shard; returns (n_ok, n_rejected).
 
+    ``cfg`` is the validated ``decode`` section, a mapping: the store's config hash is its hash.
     With ``fail_fast`` a rejected utterance fails the stage (StageError) and nothing is written.
     """
     require_ffmpeg()
+    decode = DecodeConfig.from_section(cfg)
     df = Store(manifest_path, expect_stage="manifest").df
     rows = df[df["shard"] == shard].sort_values("utt")
 
     def work(row: Any) -> tuple[str, tuple[np.ndarray, int, float] | str]:
         try:
-            return row.utt, decode_utterance(row.video_path, row.audio_path, cfg)
+            return row.utt, decode_utterance(row.video_path, row.audio_path, decode)
         except MediaError as exc:
             return row.utt, str(exc)
 

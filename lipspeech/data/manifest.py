@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from lipspeech.core.config import config_hash
 from lipspeech.core.media import MediaError, probe, require_ffmpeg
+from lipspeech.core.settings import CorpusConfig, ManifestConfig
 from lipspeech.core.shards import refuse_rejections
 from lipspeech.core.store import StoreMeta, write_rejected, write_store
 from lipspeech.core.timing import FPS
@@ -124,19 +125,18 @@ def read_split_lists(folder: Path) -> dict[str, str]:
     return out
 
 
-def assign_splits(entries: list[Entry], corpus_cfg: Mapping[str, Any]) -> list[tuple[Entry, str]]:
+def assign_splits(entries: list[Entry], corpus_cfg: CorpusConfig | Mapping[str, Any]) -> list[tuple[Entry, str]]:
     """Keep the utterances the config selects and give each its split.
 
     Order of precedence: published lists (corpus.split_lists) > the corpus's own
     lists or column > the GRID speaker split > a stable hash by split_ratios.
     """
-    kind = corpus_cfg["kind"]
-    ratios = corpus_cfg["split_ratios"]
+    corpus = CorpusConfig.from_section(corpus_cfg)
     speaker_split: dict[str, str | None] | None = None
-    if kind in ("grid", "synthgrid") and corpus_cfg["split"] != "all":
-        speaker_split = load_grid_split(corpus_cfg["split"]).speakers
-    lists = read_split_lists(Path(corpus_cfg["split_lists"])) if corpus_cfg.get("split_lists") else {}
-    keep = set(corpus_cfg["speakers"]) if corpus_cfg.get("speakers") else None
+    if corpus.kind in ("grid", "synthgrid") and corpus.split != "all":
+        speaker_split = load_grid_split(corpus.split).speakers
+    lists = read_split_lists(Path(corpus.split_lists)) if corpus.split_lists else {}
+    keep = set(corpus.speakers) if corpus.speakers else None
     out = []
     for e in entries:
         if keep is not None and e.speaker not in keep:
@@ -151,7 +151,7 @@ def assign_splits(entries: list[Entry], corpus_cfg: Mapping[str, Any]) -> list[t
         elif speaker_split is not None and speaker_split[e.speaker] is not None:
             split = speaker_split[e.speaker]  # type: ignore[assignment]
         else:
-            split = hash_split(e.utt, ratios)
+            split = hash_split(e.utt, corpus.split_ratios)
         out.append((e, split))
     return out
 
@@ -183,7 +183,7 @@ def transcript_problem(entry: Entry, kind: str, policy: str) -> str | None:
     return None
 
 
-def _probe_entry(entry: Entry, manifest_cfg: Mapping[str, Any]) -> dict[str, Any]:
+def _probe_entry(entry: Entry, manifest: ManifestConfig) -> dict[str, Any]:
     """Probe one utterance; raise MediaError with a one-line reason when it is unusable."""
     info = probe(entry.video_path)
     if not info.has_video:
@@ -200,10 +200,10 @@ def _probe_entry(entry: Entry, manifest_cfg: Mapping[str, Any]) -> dict[str, Any
     duration = info.duration
     if duration is None:
         raise MediaError("duration unknown (container reports none)")
-    if duration < manifest_cfg["min_duration"]:
-        raise MediaError(f"too short: {duration:.2f} s < manifest.min_duration {manifest_cfg['min_duration']} s")
-    if duration > manifest_cfg["max_duration"]:
-        raise MediaError(f"too long: {duration:.1f} s > manifest.max_duration {manifest_cfg['max_duration']} s")
+    if duration < manifest.min_duration:
+        raise MediaError(f"too short: {duration:.2f} s < manifest.min_duration {manifest.min_duration} s")
+    if duration > manifest.max_duration:
+        raise MediaError(f"too long: {duration:.1f} s > manifest.max_duration {manifest.max_duration} s")
     return {
         "audio_path": str(audio_path),
         "duration": float(duration),
@@ -231,21 +231,22 @@ def build_manifest(
 ) -> tuple[pd.DataFrame, dict[str, str]]:
     """Read the corpus, probe every utterance, write ``manifest.parquet`` and its rejected table.
 
-    With ``fail_fast`` any rejected utterance fails the stage (StageError) and nothing is written.
+    ``corpus_cfg`` and ``manifest_cfg`` are the validated sections, mappings: the store's config hash
+    is theirs. With ``fail_fast`` any rejected utterance fails the stage (StageError) and nothing is
+    written.
     """
     require_ffmpeg()
-    kind = corpus_cfg["kind"]
-    entries = assign_splits(read_corpus(corpus_cfg, root), corpus_cfg)
+    corpus, manifest = CorpusConfig.from_section(corpus_cfg), ManifestConfig.from_section(manifest_cfg)
+    entries = assign_splits(read_corpus(corpus, root), corpus)
     rejected: dict[str, str] = {}
     seen: set[str] = set()
     unique = []
-    policy = manifest_cfg["transcripts"]
     for e, split in entries:
         if e.utt in seen:
             rejected[e.utt] = f"duplicate utterance id (also from another file): {e.video_path}"
             continue
         seen.add(e.utt)
-        problem = transcript_problem(e, kind, policy)
+        problem = transcript_problem(e, corpus.kind, manifest.transcripts)
         if problem:
             rejected[e.utt] = problem
             continue
@@ -254,7 +255,7 @@ def build_manifest(
     def work(item: tuple[Entry, str]) -> tuple[Entry, str, dict[str, Any] | str]:
         e, split = item
         try:
-            return e, split, _probe_entry(e, manifest_cfg)
+            return e, split, _probe_entry(e, manifest)
         except MediaError as exc:
             return e, split, str(exc)
 
@@ -270,7 +271,7 @@ def build_manifest(
                     "utt": e.utt,
                     "speaker": e.speaker,
                     "split": split,
-                    "shard": shard_of(e.utt, manifest_cfg["shards"]),
+                    "shard": shard_of(e.utt, manifest.shards),
                     "video_path": str(e.video_path),
                     "text": e.text,
                     **res,

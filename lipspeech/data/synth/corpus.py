@@ -7,7 +7,7 @@
       ...
       corpus.json              written last, atomically: the completion marker
 
-Everything is deterministic given cfg["seed"]; the files do not depend on ``threads``.
+Everything is deterministic given ``synth.seed``; the files do not depend on ``threads``.
 """
 from __future__ import annotations
 
@@ -21,10 +21,11 @@ import subprocess
 import time
 import zipfile
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 
-from lipspeech.core.config import load_schema
+from lipspeech.core.settings import JitterConfig, SynthConfig, VoiceConfig
 from lipspeech.data import gridgrammar
 
 GENERATOR = "SynthGRID"
@@ -115,18 +116,21 @@ def _speaker_rng(seed: int, i: int, stream: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), int(i), int(stream)]))
 
 
-def plan_speakers(cfg: dict) -> list[dict]:
-    """Face, face variant, voice and sentences of every speaker (deterministic)."""
+def plan_speakers(cfg: Mapping[str, Any]) -> list[dict]:
+    """Face, face variant, voice and sentences of every speaker (deterministic), from the
+    normalised ``synth`` section. A voice is kept as the config wrote it (corpus.json records
+    it so); its left-out keys take the schema's defaults when it is spoken."""
     from .face import make_variant
-    faces, voices = cfg["faces"], cfg["voices"]
+    synth = SynthConfig.from_section(cfg)
+    faces = synth.faces
     plans = []
-    for i, spk in enumerate(cfg["speakers"]):
+    for i, spk in enumerate(synth.speakers):
         face = str(faces[i % len(faces)])
         use = i // len(faces)
-        variant = make_variant(use, _speaker_rng(cfg["seed"], i, 1))
-        voice = dict(voices[i % len(voices)])
-        sents = gridgrammar.sample_sentences(_speaker_rng(cfg["seed"], i, 0), int(cfg["utterances_per_speaker"]))
-        face_seed = int(np.random.SeedSequence([int(cfg["seed"]), i, 2]).generate_state(1)[0])
+        variant = make_variant(use, _speaker_rng(synth.seed, i, 1))
+        voice = dict(cfg["voices"][i % len(synth.voices)])
+        sents = gridgrammar.sample_sentences(_speaker_rng(synth.seed, i, 0), int(synth.utterances_per_speaker))
+        face_seed = int(np.random.SeedSequence([int(synth.seed), i, 2]).generate_state(1)[0])
         plans.append({"index": i, "speaker": str(spk), "face": face, "variant": variant, "voice": voice,
                       "sentences": sents, "face_seed": face_seed})
     return plans
@@ -136,25 +140,21 @@ def plan_speakers(cfg: dict) -> list[dict]:
 _W: dict = {}
 
 
-def _worker_init(cfg: dict, faces: dict, out_dir: str, reuse: bool):
+def _worker_init(synth: SynthConfig, faces: dict, out_dir: str, reuse: bool):
     # (no cv2.setNumThreads here: it deadlocks in a forked child of a process whose
     # OpenCV thread pool was already running)
     from .speech import Espeak
     Espeak.get()  # initialise espeak-ng once per worker
     _W.clear()
-    _W.update(cfg=cfg, faces=faces, out_dir=Path(out_dir), reuse=reuse, renderers={})
+    _W.update(synth=synth, faces=faces, out_dir=Path(out_dir), reuse=reuse, renderers={})
 
 
-def _jittered_voice(voice: dict, jitter: dict, rng: np.random.Generator) -> dict:
-    # a voice entry's left-out keys take the schema's defaults (validation fills no list items)
-    item = load_schema()["properties"]["synth"]["properties"]["voices"]["items"]["properties"]
-
-    def j(key, lo, hi):
-        base = float(voice.get(key, item[key]["default"]))
-        amp = float(jitter.get(key, 0))
-        return int(round(np.clip(base + rng.uniform(-amp, amp), lo, hi)))
-    return {"voice": str(voice["voice"]), "pitch": j("pitch", 0, 100),
-            "range": j("range", 0, 100), "rate": j("rate", 80, 450)}
+def _jittered_voice(voice: VoiceConfig, jitter: JitterConfig, rng: np.random.Generator) -> dict:
+    """The voice's pitch, range and rate, each moved by up to its ``jitter`` (within espeak-ng's ranges)."""
+    def j(base: float, amp: float, lo: int, hi: int) -> int:
+        return int(round(np.clip(float(base) + rng.uniform(-float(amp), float(amp)), lo, hi)))
+    return {"voice": str(voice.voice), "pitch": j(voice.pitch, jitter.pitch, 0, 100),
+            "range": j(voice.range, jitter.range, 0, 100), "rate": j(voice.rate, jitter.rate, 80, 450)}
 
 
 def _encode_video(path: Path, frames: np.ndarray, audio: np.ndarray, sr: int, fps: float, container: str):
@@ -187,12 +187,12 @@ def render_utterance(task: dict) -> dict:
     """Synthesize, animate and write one utterance; returns its corpus.json entry."""
     from .render import MouthRenderer, articulation, phoneme_segments, render_frames
     from .speech import synthesize
-    cfg, out_dir = _W["cfg"], _W["out_dir"]
+    synth, out_dir = _W["synth"], _W["out_dir"]
     spk, uid, words = task["speaker"], task["utt"], task["words"]
-    rng = np.random.default_rng(np.random.SeedSequence([int(cfg["seed"]), task["spk_index"], 3, task["utt_index"]]))
-    fps = float(cfg["fps"])
-    voice = _jittered_voice(task["voice"], cfg["jitter"], rng)
-    lo, hi = (float(x) for x in cfg["silence"])
+    rng = np.random.default_rng(np.random.SeedSequence([int(synth.seed), task["spk_index"], 3, task["utt_index"]]))
+    fps = float(synth.fps)
+    voice = _jittered_voice(VoiceConfig.from_section(task["voice"]), synth.jitter, rng)
+    lo, hi = (float(x) for x in synth.silence)
     lead, trail = float(rng.uniform(lo, hi)), float(rng.uniform(lo, hi))
     syn = synthesize(words, voice["voice"], voice["pitch"], voice["range"], voice["rate"])
     sr = syn.sample_rate
@@ -206,7 +206,7 @@ def render_utterance(task: dict) -> dict:
     lead_s = n_lead / sr
     phonemes = [(n, a + lead_s, b + lead_s) for n, a, b in syn.phonemes]
     words_t = [(w, a + lead_s, b + lead_s) for w, a, b in syn.words]
-    paths = utterance_paths(out_dir, spk, uid, cfg["container"])
+    paths = utterance_paths(out_dir, spk, uid, synth.container)
     entry = {"speaker": spk, "utt": uid, "words": list(words), "duration": round(total_s, 6),
              "n_frames": n_frames, "voice": voice, "lead_silence": round(lead_s, 6),
              "trail_silence": round(total_s - lead_s - syn.duration, 6),
@@ -226,10 +226,10 @@ def render_utterance(task: dict) -> dict:
     segs = phoneme_segments(phonemes, total_s, np.random.default_rng(art_seed))
     tracks = articulation(segs, times)
     frames, lips, opening = render_frames(face, tracks, np.random.default_rng(head_seed), fps,
-                                          float(cfg["head_motion"]), float(cfg["lighting"]), renderer=r)
+                                          float(synth.head_motion), float(synth.lighting), renderer=r)
     for p in paths.values():
         p.parent.mkdir(parents=True, exist_ok=True)
-    _encode_video(paths["video"], frames, audio, sr, fps, cfg["container"])
+    _encode_video(paths["video"], frames, audio, sr, fps, synth.container)
     atomic_write_bytes(paths["align"], align_text(words_t, total_s).encode())
     mouth = {
         "centre": lips.mean(1).astype(np.float32),
@@ -311,7 +311,7 @@ def _tasks(plans: list[dict]) -> list[dict]:
     return tasks
 
 
-def _render_all(tasks: list[dict], cfg: dict, faces: dict, out_dir: Path, reuse: bool, threads: int,
+def _render_all(tasks: list[dict], synth: SynthConfig, faces: dict, out_dir: Path, reuse: bool, threads: int,
                 progress: bool) -> list[dict]:
     """Every task's result (in task order), in ``threads`` processes."""
     threads = max(1, int(threads or 1))
@@ -321,7 +321,7 @@ def _render_all(tasks: list[dict], cfg: dict, faces: dict, out_dir: Path, reuse:
         bar = tqdm(total=len(tasks), desc="SynthGRID", unit="utt")
     results = []
     if threads == 1 or len(tasks) <= 1:
-        _worker_init(cfg, faces, str(out_dir), reuse)
+        _worker_init(synth, faces, str(out_dir), reuse)
         for t in tasks:
             results.append(render_utterance(t))
             if bar is not None:
@@ -332,7 +332,7 @@ def _render_all(tasks: list[dict], cfg: dict, faces: dict, out_dir: Path, reuse:
         # `if __name__ == "__main__"` guard); workers get the prepared faces for free
         ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
         with ctx.Pool(min(threads, len(tasks)), initializer=_worker_init,
-                      initargs=(cfg, faces, str(out_dir), reuse)) as pool:
+                      initargs=(synth, faces, str(out_dir), reuse)) as pool:
             for res in pool.imap(render_utterance, tasks, chunksize=1):
                 results.append(res)
                 if bar is not None:
@@ -343,7 +343,7 @@ def _render_all(tasks: list[dict], cfg: dict, faces: dict, out_dir: Path, reuse:
 
 
 def _corpus_meta(cfg: dict, fp: str, plans: list[dict], faces: dict, results: list[dict], seconds: float) -> dict:
-    """corpus.json's content."""
+    """corpus.json's content (``config``: the normalised ``synth`` section, as hashed in ``fingerprint``)."""
     import lipspeech
 
     speakers = {}
@@ -357,8 +357,8 @@ def _corpus_meta(cfg: dict, fp: str, plans: list[dict], faces: dict, results: li
         "lipspeech_version": getattr(lipspeech, "__version__", "unknown"),
         "fingerprint": fp,
         "config": cfg,
-        "layout": {"video": "{speaker}/{utt}." + cfg["container"], "align": "{speaker}/align/{utt}.align",
-                   "mouth": "{speaker}/mouth/{utt}.npz"},
+        "layout": {"video": "{speaker}/{utt}." + SynthConfig.from_section(cfg).container,
+                   "align": "{speaker}/align/{utt}.align", "mouth": "{speaker}/mouth/{utt}.npz"},
         "align_units_per_second": ALIGN_UNITS_PER_SECOND,
         "mouth_fields": {"centre": "(T,2) mean of the 20 lip points, output pixels (x, y)",
                          "lips": "(T,20,2) iBUG-68 points 48..67, output pixels",
@@ -387,14 +387,15 @@ def generate_corpus(cfg: dict, out_dir: Path, threads: int = 1, progress: bool =
     from .speech import load_library
     load_library()  # fail early with the apt-get hint
 
+    synth = SynthConfig.from_section(cfg)
     fp = _fingerprint(cfg)
     marker, final, reuse = _claim(out_dir, fp)
     plans = plan_speakers(cfg)
-    W, H = (int(x) for x in cfg["frame_size"])
+    W, H = (int(x) for x in synth.frame_size)
     faces = {p["speaker"]: build_speaker_face(p["face"], (W, H), p["variant"], p["face_seed"]) for p in plans}
     tasks = _tasks(plans)
-    _tidy(out_dir, tasks, cfg["container"])
-    results = _render_all(tasks, cfg, faces, out_dir, reuse, threads, progress)
+    _tidy(out_dir, tasks, synth.container)
+    results = _render_all(tasks, synth, faces, out_dir, reuse, threads, progress)
     n_reused = sum(1 for r in results if r.pop("reused", False))
     seconds = float(sum(r["duration"] for r in results))
     meta = _corpus_meta(cfg, fp, plans, faces, results, seconds)
