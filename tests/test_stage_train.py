@@ -105,7 +105,7 @@ def test_store_dataset_joins_normalises_and_counts_skipped(results):
 def test_experiment_model_config():
     cfg = experiment_model_config({"name": "no_pitch", "overrides": {"use_pitch": False}}, MODEL)
     assert cfg["use_pitch"] is False and cfg["enc_layers"] == 1 and cfg["d_model"] == 64
-    assert experiment_model_config({"name": "p", "preset": "paper"})["d_model"] == 384
+    assert experiment_model_config({"name": "p", "preset": "paper"}, MODEL)["d_model"] == 384
     assert find_experiment([EXP], "ltbs") == EXP
     with pytest.raises(ConfigError, match="no experiment named"):
         find_experiment([EXP], "nope")

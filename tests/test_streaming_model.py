@@ -160,17 +160,17 @@ def test_offline_model_is_unchanged_and_refuses_chunks():
 def test_streaming_config_sections(tmp_path):
     """model.streaming / an experiment's streaming map onto the stream_* keys; model_from and
     decode_chunk_frames are checked when the config is validated."""
-    cfg = experiment_model_config({"name": "s", "streaming": {"chunk_frames": 4, "lookahead_frames": 1}},
-                                  {"preset": "tiny"})
+    tiny = {"preset": "tiny", "overrides": {}}  # a model section
+    cfg = experiment_model_config({"name": "s", "streaming": {"chunk_frames": 4, "lookahead_frames": 1}}, tiny)
     assert cfg["streaming"] and cfg["stream_chunk_frames"] == 4 and cfg["stream_lookahead_frames"] == 1
     assert cfg["stream_left_context_frames"] == 25
-    assert not experiment_model_config({"name": "o"}, {"preset": "tiny"})["streaming"]
-    on = experiment_model_config({"name": "o"}, {"preset": "tiny", "streaming": {}})
+    assert not experiment_model_config({"name": "o"}, tiny)["streaming"]
+    on = experiment_model_config({"name": "o"}, {**tiny, "streaming": {}})
     assert on["streaming"]
     with pytest.raises(ConfigError, match="streaming.chunk"):
-        experiment_model_config({"name": "s", "streaming": {"chunk": 4}}, {"preset": "tiny"})
+        experiment_model_config({"name": "s", "streaming": {"chunk": 4}}, tiny)
     with pytest.raises(ConfigError, match="stream_chunk_frames"):
-        experiment_model_config({"name": "s", "streaming": {"chunk_frames": 0}}, {"preset": "tiny"})
+        experiment_model_config({"name": "s", "streaming": {"chunk_frames": 0}}, tiny)
 
     from pathlib import Path
 

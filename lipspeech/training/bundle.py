@@ -37,6 +37,7 @@ from typing import Any, Mapping, Optional
 import torch
 
 from lipspeech.core.config import default_section
+from lipspeech.core.settings import ModelConfig
 from lipspeech.models.ltbs import LTBSModel, build_model
 from lipspeech.models.presets import PRESETS
 from lipspeech.training.checkpoint import load_checkpoint
@@ -69,13 +70,18 @@ class ModelBundle:
     #: bundle parts this checkpoint did not carry and that took the defaults
     assumed: list[str] = field(default_factory=list)
 
+    @property
+    def config(self) -> ModelConfig:
+        """The model config read (``model_cfg`` is the mapping the checkpoint stores)."""
+        return ModelConfig.from_section(self.model_cfg)
+
     def speaker_index(self, speaker: Optional[str]) -> Optional[int]:
         """The embedding index of a speaker name (or index as text); None for single-speaker models.
 
         Raises:
             ValueError: a multi-speaker model without a (known) speaker; one line.
         """
-        n = int(self.model_cfg["n_speakers"])
+        n = self.config.n_speakers
         if n <= 0:
             return None
         if speaker is None:
@@ -109,12 +115,13 @@ def upgrade(state: dict[str, Any], path: Optional[Path] = None) -> tuple[dict[st
         if not bundle.get(name):
             bundle[name] = default_section(name)
             assumed.append(name)
-    if int(state["model_cfg"].get("n_speakers", 0)) > 0 and not bundle.get("speakers"):
+    model = ModelConfig.from_section(state["model_cfg"])
+    if model.n_speakers > 0 and not bundle.get("speakers"):
         assumed.append("speakers")
-    if int(bundle["mel"]["n_mels"]) != int(state["model_cfg"]["n_mels"]):
+    if int(bundle["mel"]["n_mels"]) != model.n_mels:
         if "mel" not in assumed:
-            raise ValueError(f"bundle mel.n_mels {bundle['mel']['n_mels']} != model n_mels {state['model_cfg']['n_mels']}")
-        bundle["mel"]["n_mels"] = int(state["model_cfg"]["n_mels"])
+            raise ValueError(f"bundle mel.n_mels {bundle['mel']['n_mels']} != model n_mels {model.n_mels}")
+        bundle["mel"]["n_mels"] = model.n_mels
     state["bundle"] = bundle
     return state, assumed
 

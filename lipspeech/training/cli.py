@@ -7,9 +7,12 @@ import argparse
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lipspeech.core import stagecli as sc
+
+if TYPE_CHECKING:
+    from lipspeech.core.settings import TrainConfig
 
 
 def experiment(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
@@ -42,14 +45,14 @@ def _without_option(argv: list[str], option: str) -> list[str]:
     return out
 
 
-def _relaunch_under_torchrun(args: argparse.Namespace, cfg: dict[str, Any], name: str) -> None:
+def _relaunch_under_torchrun(args: argparse.Namespace, train: TrainConfig, name: str) -> None:
     """Replace this process by the same command in ``--nproc`` processes under torchrun (DDP)."""
     import torch
 
     from lipspeech.core.config import ConfigError
     from lipspeech.training.distributed import torchrun_command
 
-    device = str(cfg["train"].get("device", "auto"))
+    device = train.device
     if (device == "auto" and torch.cuda.is_available()) or device.startswith("cuda"):
         if args.nproc > torch.cuda.device_count():
             raise ConfigError(f"--nproc {args.nproc}: only {torch.cuda.device_count()} GPUs visible")
@@ -60,27 +63,29 @@ def _relaunch_under_torchrun(args: argparse.Namespace, cfg: dict[str, Any], name
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from lipspeech.core.settings import ExperimentConfig, TrainConfig
     from lipspeech.training.distributed import launched_world_size
     from lipspeech.training.stage import run_train
     from lipspeech.training.stores import CorpusStores
 
     cfg = sc.stage_config(args)
     exp = experiment(args, cfg)
+    name, train = ExperimentConfig.from_section(exp).name, TrainConfig.from_section(cfg["train"])
     run_dir = Path(args.run_dir)
     if args.nproc > 1 and launched_world_size() == 1:
-        _relaunch_under_torchrun(args, cfg, exp["name"])
+        _relaunch_under_torchrun(args, train, name)
     threads = args.threads
     if launched_world_size() > 1:  # the job's CPUs are shared by this node's processes
         threads = max(1, threads // int(os.environ.get("LOCAL_WORLD_SIZE", launched_world_size())))
     sc.torch_threads(threads)
-    corpus = CorpusStores(args.manifest, {name: getattr(args, name) for name in ("roi", "mel", "units", "prosody")},
-                          args.stats, cache_mb=cfg["train"]["reader_cache_mb"])
+    corpus = CorpusStores(args.manifest, {store: getattr(args, store) for store in ("roi", "mel", "units", "prosody")},
+                          args.stats, cache_mb=train.reader_cache_mb)
     summary = run_train(corpus, exp, cfg["model"], cfg["train"], run_dir, threads=threads, progress=sc.progress(args),
                         fail_fast=sc.fail_fast(args, cfg),
-                        data_sections={name: cfg[name] for name in ("mel", "roi", "corpus")})
+                        data_sections={section: cfg[section] for section in ("mel", "roi", "corpus")})
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
-    print(f"train {exp['name']}: {summary['steps']} steps in {summary['seconds']:.0f} s, best {summary['best_metric']} "
+    print(f"train {name}: {summary['steps']} steps in {summary['seconds']:.0f} s, best {summary['best_metric']} "
           f"{summary['best_value']:.4f} at step {summary['best_step']}"
           + (" (stopped early: train.patience validations without improvement)" if summary["stopped_early"] else "")
           + f" -> {run_dir / 'ckpt' / 'best.pt'}")
@@ -88,6 +93,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_synthesize(args: argparse.Namespace) -> int:
+    from lipspeech.core.settings import ExperimentConfig
     from lipspeech.training.stage import run_synthesize
     from lipspeech.training.stores import CorpusStores
 
@@ -96,7 +102,7 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     sc.torch_threads(args.threads)
     corpus = CorpusStores(args.manifest, {"roi": args.roi})
     n = run_synthesize(corpus, exp, Path(args.ckpt), Path(args.out), split=args.split, temperature=args.temperature)
-    print(f"synthesize {exp['name']}: {n} {args.split} utterances -> {args.out}")
+    print(f"synthesize {ExperimentConfig.from_section(exp).name}: {n} {args.split} utterances -> {args.out}")
     return 0
 
 

@@ -4,7 +4,7 @@ Experiments
     The config's ``experiments`` list names each model to train, e.g.
     ``{name: ltbs, preset: tiny, overrides: {use_pitch: false}}``. Its model
     config is ``model_config(preset, {**model.overrides, **experiment.overrides})``
-    (the experiment's ``preset`` defaults to ``model.preset``); the paper's
+    (an experiment without a ``preset`` takes ``model.preset``); the paper's
     ablations are the model switches ``use_linguistic``, ``use_pitch``,
     ``use_energy`` and ``use_postnet``.
 
@@ -41,11 +41,12 @@ import pyarrow as pa
 
 from lipspeech.core.config import ConfigError, config_hash, default_section
 from lipspeech.core.runtime import resolve_device
+from lipspeech.core.settings import CorpusConfig, ExperimentConfig, ModelConfig, ModelSection
 from lipspeech.core.shards import StageError
 from lipspeech.core.store import StoreMeta, write_store, write_text_atomic
 from lipspeech.core.timing import FPS, MEL_PER_FRAME
 from lipspeech.models.presets import STREAM_RESTRICTIONS, model_config
-from lipspeech.training.config import train_config
+from lipspeech.training.config import train_config, train_settings
 from lipspeech.training.distributed import DistInfo, process_group
 from lipspeech.training.rundir import open_run, train_in_chunks
 from lipspeech.training.stores import TRAIN_STORES, VIDEO_STORES, CorpusStores, StoreDataset, speaker_ids
@@ -58,12 +59,12 @@ ABLATION_SWITCHES = ("use_linguistic", "use_pitch", "use_energy", "use_postnet")
 
 
 def find_experiment(experiments: Sequence[Mapping[str, Any]], name: str) -> dict[str, Any]:
-    """The entry of ``experiments`` called ``name`` (ConfigError if none)."""
-    for exp in experiments:
-        if exp.get("name") == name:
-            return dict(exp)
-    known = ", ".join(str(e.get("name")) for e in experiments) or "none"
-    raise ConfigError(f"config key experiments: no experiment named {name!r} (known: {known})")
+    """The entry of ``experiments`` called ``name``, as the config has it (what the stages record and
+    hash); ConfigError if none."""
+    names = [ExperimentConfig.from_section(exp).name for exp in experiments]
+    if name in names:
+        return dict(experiments[names.index(name)])
+    raise ConfigError(f"config key experiments: no experiment named {name!r} (known: {', '.join(names) or 'none'})")
 
 
 #: config.yaml's ``streaming`` keys (model.streaming, an experiment's streaming) -> flat model keys
@@ -90,19 +91,19 @@ def streaming_overrides(section: Optional[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def experiment_model_config(
-    exp: Mapping[str, Any], model_section: Optional[Mapping[str, Any]] = None,
+    exp: Mapping[str, Any] | ExperimentConfig, model_section: Mapping[str, Any] | ModelSection,
 ) -> dict[str, Any]:
-    """The flat model config of one experiment: preset + shared overrides + its own overrides;
-    the ``streaming`` sections (model's, then the experiment's) map onto the ``stream_*`` keys."""
-    model_section = model_section or {}
-    preset = exp.get("preset") or model_section.get("preset", "tiny")
+    """The flat model config of one experiment: its preset (else the model section's) + shared
+    overrides + its own overrides; the ``streaming`` sections (model's, then the experiment's) map
+    onto the ``stream_*`` keys."""
+    e, model = ExperimentConfig.from_section(exp), ModelSection.from_section(model_section)
     overrides = {
-        **streaming_overrides(model_section.get("streaming")),
-        **dict(model_section.get("overrides") or {}),
-        **streaming_overrides(exp.get("streaming")),
-        **dict(exp.get("overrides") or {}),
+        **streaming_overrides(model.streaming),
+        **model.overrides,
+        **streaming_overrides(e.streaming),
+        **e.overrides,
     }
-    return model_config(preset, overrides)
+    return model_config(e.preset or model.preset, overrides)
 
 
 def _run_key(model_cfg: Mapping[str, Any], train_cfg: Mapping[str, Any], data: Mapping[str, Any]) -> str:
@@ -154,10 +155,10 @@ def run_train(
     Returns:
         A summary (printed by the CLI, stored in ``run.json``).
     """
-    section = {k: v for k, v in {**dict(train_section), **dict(exp.get("train") or {})}.items()
-               if k not in ("threads", "progress")}
+    own = ExperimentConfig.from_section(exp).train or {}
+    section = {k: v for k, v in {**dict(train_section), **own}.items() if k not in ("threads", "progress")}
     train_cfg = train_config({**section, "threads": max(1, threads), "progress": progress})
-    with process_group(train_cfg["device"]) as ddp:
+    with process_group(train_settings(train_cfg).device) as ddp:
         return _run_train(corpus_stores(corpus, True), exp, model_section, train_cfg, Path(run_dir), ddp, fail_fast,
                           dict(data_sections or {}))
 
@@ -173,14 +174,16 @@ def _run_train(
     data_sections: Optional[Mapping[str, Any]] = None,
 ) -> dict[str, Any]:
     main = ddp is None or ddp.is_main
-    model_cfg = experiment_model_config(exp, model_section)
-    if train_cfg["val_every"] > train_cfg["max_steps"]:
-        raise ConfigError(f"config key train.val_every: {train_cfg['val_every']} > max_steps {train_cfg['max_steps']}, "
+    e, settings = ExperimentConfig.from_section(exp), train_settings(train_cfg)
+    model_cfg = experiment_model_config(e, model_section)
+    if settings.val_every > settings.max_steps:
+        raise ConfigError(f"config key train.val_every: {settings.val_every} > max_steps {settings.max_steps}, "
                           "so there would be no validation and no best.pt")
 
-    speakers = speaker_ids(corpus.manifest) if model_cfg["n_speakers"] > 0 else None
-    if speakers is not None and len(speakers) > model_cfg["n_speakers"]:
-        raise ConfigError(f"model config key n_speakers: {model_cfg['n_speakers']} < {len(speakers)} train speakers")
+    n_speakers = ModelConfig.from_section(model_cfg).n_speakers
+    speakers = speaker_ids(corpus.manifest) if n_speakers > 0 else None
+    if speakers is not None and len(speakers) > n_speakers:
+        raise ConfigError(f"model config key n_speakers: {n_speakers} < {len(speakers)} train speakers")
     train_data = StoreDataset(corpus, "train", TRAIN_STORES, speakers)
     val_data = StoreDataset(corpus, "val", TRAIN_STORES, speakers)
     lines = [train_data.summary(), val_data.summary()]
@@ -197,19 +200,16 @@ def _run_train(
     if ddp is not None:
         lines.append(f"data-parallel: {ddp.world_size} processes, rank 0 writes")
     for line in lines if main else []:
-        print(f"train {exp['name']}: {line}", flush=True)
+        print(f"train {e.name}: {line}", flush=True)
 
     data_key: dict[str, Any] = {"train": train_data.fingerprint(), "val": val_data.fingerprint()}
-    init = None
-    if exp.get("init_from"):  # the workflow's layout: models/{init_from}/ckpt/best.pt beside this run
-        init = run_dir.parent / exp["init_from"] / "ckpt" / "best.pt"
-        if not init.is_file():
-            raise StageError(f"init_from {exp['init_from']!r}: no {init} (train that experiment first)")
-        data_key["init_from"] = {"name": exp["init_from"], "sha1": _sha1(init)}  # other weights, another run
+    init = _init_from(e, run_dir)
+    if init is not None:
+        data_key["init_from"] = {"name": e.init_from, "sha1": _sha1(init)}  # other weights, another run
     key = _run_key(model_cfg, train_cfg, data_key)
     ckpt_dir = run_dir / "ckpt"
     run_json = run_dir / "run.json"
-    resumed_from = open_run(run_dir, key, f"train {exp['name']}", main)
+    resumed_from = open_run(run_dir, key, f"train {e.name}", main)
     info: dict[str, Any] = {
         "key": key,
         "experiment": dict(exp),
@@ -222,23 +222,20 @@ def _run_train(
     if main:
         write_text_atomic(run_json, json.dumps(info, indent=1, sort_keys=True) + "\n")
 
-    from lipspeech.training.bundle import make_bundle
     from lipspeech.training.trainer import train
 
-    sections = {name: (data_sections or {}).get(name) or default_section(name) for name in ("mel", "roi", "corpus")}
-    bundle = make_bundle(sections["mel"], sections["roi"], speakers,
-                         config_hash(key, sections["mel"], sections["roi"]), sections["corpus"].get("name"))
+    bundle = _checkpoint_bundle(data_sections, speakers, key)
     started = time.time()
     result = train_in_chunks(
         lambda stop: train(model_cfg, train_cfg, train_data, val_data, run_dir, resume=True, stop_at_step=stop,
                            bundle=bundle, init=init),
-        resumed_from or 0, train_cfg["max_steps"], train_cfg["val_every"], ckpt_dir, main)
+        resumed_from or 0, settings.max_steps, settings.val_every, ckpt_dir, main)
     summary = {
-        "experiment": exp["name"],
+        "experiment": e.name,
         "steps": result.step,
         "best_step": result.best_step,
         "best_value": result.best_value,
-        "best_metric": train_cfg["best_metric"],
+        "best_metric": settings.best_metric,
         "stopped_early": result.stopped_early,
         "seconds": round(time.time() - started, 1),
         "train_utterances": len(train_data),
@@ -250,6 +247,28 @@ def _run_train(
     if main:
         write_text_atomic(run_json, json.dumps(info, indent=1, sort_keys=True) + "\n")
     return summary
+
+
+def _init_from(exp: ExperimentConfig, run_dir: Path) -> Optional[Path]:
+    """The checkpoint an experiment's ``init_from`` starts from, in the workflow's layout
+    (``models/{init_from}/ckpt/best.pt`` beside this run); None without one."""
+    if not exp.init_from:
+        return None
+    init = run_dir.parent / exp.init_from / "ckpt" / "best.pt"
+    if not init.is_file():
+        raise StageError(f"init_from {exp.init_from!r}: no {init} (train that experiment first)")
+    return init
+
+
+def _checkpoint_bundle(data_sections: Optional[Mapping[str, Any]], speakers: Optional[dict[str, int]],
+                       key: str) -> dict[str, Any]:
+    """The bundle every checkpoint carries: the ``mel``, ``roi`` and ``corpus`` sections given (the
+    defaults for those missing), the speakers and a hash of the run key with the data sections."""
+    from lipspeech.training.bundle import make_bundle
+
+    sections = {name: (data_sections or {}).get(name) or default_section(name) for name in ("mel", "roi", "corpus")}
+    return make_bundle(sections["mel"], sections["roi"], speakers, config_hash(key, sections["mel"], sections["roi"]),
+                       CorpusConfig.from_section(sections["corpus"]).name)
 
 
 def _sha1(path: Path) -> str:
@@ -283,39 +302,40 @@ def run_synthesize(
     from lipspeech.training.synthesis import synthesize
 
     ckpt, out = Path(ckpt), Path(out)
+    e = ExperimentConfig.from_section(exp)
     device = resolve_device(device or "auto")
     try:
-        bundle = load_model(ckpt, device, weights=exp.get("weights") or "average")
+        bundle = load_model(ckpt, device, weights=e.weights or "average")
     except (FileNotFoundError, ValueError) as exc:
         raise StageError(str(exc)) from None
-    model, speakers = bundle.model, bundle.speakers
-    if bundle.model_cfg["n_speakers"] > 0 and not speakers:
+    model, speakers, model_cfg = bundle.model, bundle.speakers, bundle.config
+    if model_cfg.n_speakers > 0 and not speakers:
         raise StageError(f"{ckpt}: a model with a speaker embedding, but its checkpoint names no speakers")
     data = StoreDataset(corpus_stores(corpus, False), split, VIDEO_STORES, speakers)
-    print(f"synthesize {exp['name']}: {data.summary()}", flush=True)
+    print(f"synthesize {e.name}: {data.summary()}", flush=True)
     if temperature is None:
-        temperature = exp.get("temperature")
-    chunk = exp.get("decode_chunk_frames")
+        temperature = e.temperature
+    chunk = e.decode_chunk_frames
     if chunk and bundle.model.streaming is None:
-        raise StageError(f"experiment {exp['name']}: decode_chunk_frames needs a streaming model; {ckpt} is offline")
+        raise StageError(f"experiment {e.name}: decode_chunk_frames needs a streaming model; {ckpt} is offline")
     if chunk and not bundle.model.streaming.can_stream:
-        raise StageError(f"experiment {exp['name']}: decode_chunk_frames needs a model with every streaming "
+        raise StageError(f"experiment {e.name}: decode_chunk_frames needs a model with every streaming "
                          f"restriction; {ckpt} is a study model (stream_restrictions) that decodes whole clips only")
     if chunk:
-        print(f"synthesize {exp['name']}: chunk by chunk, {chunk} frames + {bundle.model.streaming.lookahead_frames} "
+        print(f"synthesize {e.name}: chunk by chunk, {chunk} frames + {bundle.model.streaming.lookahead_frames} "
               "of look-ahead", flush=True)
     results = synthesize(
         model, (data[i] for i in range(len(data))), temperature=temperature, batch_size=batch_size, chunk_frames=chunk
     )
-    n_mels = int(bundle.model_cfg["n_mels"])
+    n_mels = model_cfg.n_mels
     coarse = [np.asarray(r.coarse, dtype=np.float32) for r in results]
     post = [np.asarray(r.post, dtype=np.float32) for r in results]
     n_frames = [int(r.coarse.shape[0]) // MEL_PER_FRAME for r in results]
     meta = StoreMeta(
         STAGE_SYNTH,
         config_hash(dict(exp), {"ckpt_sha1": _sha1(ckpt), "split": split, "temperature": temperature}),
-        extra={"experiment": exp["name"], "checkpoint": str(ckpt), "step": bundle.step, "split": split,
-               "temperature": bundle.model_cfg["temperature"] if temperature is None else temperature,
+        extra={"experiment": e.name, "checkpoint": str(ckpt), "step": bundle.step, "split": split,
+               "temperature": model_cfg.temperature if temperature is None else temperature,
                "n_mels": n_mels,
                "skipped": dict(data.skipped)},
     )

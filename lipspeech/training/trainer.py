@@ -24,11 +24,12 @@ import torch
 
 from lipspeech.core.config import ConfigError
 from lipspeech.core.runtime import resolve_device
+from lipspeech.core.settings import TrainConfig
 from lipspeech.models.batch import Batch, Utterance, collate
 from lipspeech.models.ltbs import LTBSModel, build_model
 from lipspeech.models.presets import check_model_config
 from lipspeech.training.bundle import ADDED_MODEL_KEYS, start_from
-from lipspeech.training.config import LOSS_NAMES, check_train_config
+from lipspeech.training.config import LOSS_NAMES, check_train_config, train_settings
 from lipspeech.training.data import as_sequence, augment, epoch_batches, item_lengths
 from lipspeech.training.distributed import (
     DistInfo,
@@ -49,11 +50,12 @@ METRIC_NAMES = ("unit_acc",)
 CSV_COLUMNS = ("step", "split", "lr", "grad_norm", "pad_frac") + LOSS_NAMES + METRIC_NAMES
 
 
-def lr_lambda(cfg: Mapping[str, Any]):
+def lr_lambda(cfg: Mapping[str, Any] | TrainConfig):
     """Learning-rate factor per completed optimiser step: linear warmup, then decay."""
-    warmup, total = cfg["warmup_steps"], cfg["max_steps"]
-    decay, floor = cfg["decay"], cfg["min_lr_ratio"]
-    rate, every = cfg["exp_decay_rate"], cfg["exp_decay_steps"]
+    t = train_settings(cfg)
+    warmup, total = t.warmup_steps, t.max_steps
+    decay, floor = t.decay, t.min_lr_ratio
+    rate, every = t.exp_decay_rate, t.exp_decay_steps
 
     def factor(step: int) -> float:
         if step < warmup:
@@ -69,7 +71,7 @@ def lr_lambda(cfg: Mapping[str, Any]):
     return factor
 
 
-def make_optimizer(model: torch.nn.Module, cfg: Mapping[str, Any]) -> torch.optim.AdamW:
+def make_optimizer(model: torch.nn.Module, cfg: Mapping[str, Any] | TrainConfig) -> torch.optim.AdamW:
     """AdamW; no weight decay on biases, norm gains and other 1-D parameters.
 
     The fused implementation (one kernel per parameter for the whole update) where torch has it
@@ -79,12 +81,13 @@ def make_optimizer(model: torch.nn.Module, cfg: Mapping[str, Any]) -> torch.opti
     resumed from a checkpoint keeps the implementation it was started with (the optimizer's
     saved state carries it), so resuming stays exact.
     """
+    t = train_settings(cfg)
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
             (decay if p.dim() >= 2 else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg["lr"], betas=tuple(cfg["betas"]), eps=cfg["eps"],
+    groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=t.lr, betas=tuple(t.betas), eps=t.eps,
                              fused=fused_supported(decay + no_decay) or None)
 
 
@@ -115,7 +118,7 @@ def autocast_for(device: torch.device, bf16: bool) -> contextlib.AbstractContext
 class _Augmented(torch.utils.data.Dataset):
     """Dataset view indexed by (item, epoch, batch) that applies the seeded augmentation."""
 
-    def __init__(self, data: Sequence[Utterance], cfg: Mapping[str, Any]):
+    def __init__(self, data: Sequence[Utterance], cfg: TrainConfig):
         self.data, self.cfg = data, cfg
 
     def __len__(self) -> int:
@@ -124,8 +127,8 @@ class _Augmented(torch.utils.data.Dataset):
     def __getitem__(self, key: tuple[int, int, int]) -> Utterance:
         index, epoch, batch = key
         cfg = self.cfg
-        return augment(self.data[index], cfg["seed"], epoch, batch, index, cfg["random_crop"], cfg["hflip"],
-                       cfg["time_mask_max_frames"], cfg["time_masks_per_second"])
+        return augment(self.data[index], cfg.seed, epoch, batch, index, cfg.random_crop, cfg.hflip,
+                       cfg.time_mask_max_frames, cfg.time_masks_per_second)
 
 
 def _train_batches(data: _Augmented, batches: list[list[int]], epoch: int, start: int, workers: int) -> Iterator[Batch]:
@@ -136,7 +139,7 @@ def _train_batches(data: _Augmented, batches: list[list[int]], epoch: int, start
         return
     # its own generator: a DataLoader otherwise draws its worker seed from the global torch RNG,
     # which would shift the dropout stream and break exact resume
-    generator = torch.Generator().manual_seed(int(data.cfg["seed"]) * 1_000_003 + epoch)
+    generator = torch.Generator().manual_seed(data.cfg.seed * 1_000_003 + epoch)
     loader = torch.utils.data.DataLoader(
         data, batch_sampler=keyed, collate_fn=collate, num_workers=workers, generator=generator
     )
@@ -189,7 +192,8 @@ class LTBSTask(Task):
 
     Args:
         model_cfg: checked flat model config.
-        cfg: checked training config.
+        cfg: checked training config (the mapping checkpoints store; read as ``train``, a
+            :class:`~lipspeech.core.settings.TrainConfig`).
         data, val: train and validation utterances (val None: no validation).
         device: where to train.
         ddp: this process's place in a data-parallel run (None: one process).
@@ -204,18 +208,19 @@ class LTBSTask(Task):
                  bundle: Optional[Mapping[str, Any]], init: Optional[Path] = None):
         self.model_cfg, self.cfg, self.data, self.val = dict(model_cfg), dict(cfg), data, val
         self.device, self.ddp, self.bundle, self.init = device, ddp, dict(bundle or {}), init
-        self.best_metric = cfg["best_metric"]
-        self.lengths = item_lengths(data) if cfg["bucket"] else None
-        self.augmented = _Augmented(data, cfg)
+        self.train = train = train_settings(cfg)
+        self.best_metric = train.best_metric
+        self.lengths = item_lengths(data) if train.bucket else None
+        self.augmented = _Augmented(data, train)
 
     def build(self) -> None:
         self.model = build_model(self.model_cfg).to(self.device)
         if self.ddp is not None:
             self.model = sync_batchnorm(self.model, self.device.type == "cuda")
-        self.optimizer = make_optimizer(self.model, self.cfg)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(self.cfg))
+        self.optimizer = make_optimizer(self.model, self.train)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(self.train))
         self.net: torch.nn.Module = self.model
-        self.ema = WeightAverage(self.model, self.cfg["ema_decay"]) if self.cfg["ema_decay"] > 0 else None
+        self.ema = WeightAverage(self.model, self.train.ema_decay) if self.train.ema_decay > 0 else None
 
     def check_resume(self, ckpt: Mapping[str, Any], path: Path) -> None:
         saved = {**ADDED_MODEL_KEYS, **ckpt["model_cfg"]}  # a run begun before keys were added
@@ -238,13 +243,13 @@ class LTBSTask(Task):
             if not copied:
                 raise ConfigError(f"init_from {self.init}: no parameter of it fits this model")
             if self.ema is not None:
-                self.ema = WeightAverage(self.model, self.cfg["ema_decay"])  # the average starts from them too
+                self.ema = WeightAverage(self.model, self.train.ema_decay)  # the average starts from them too
             if ddp is None or ddp.is_main:
                 print(f"started from {self.init}: {len(copied)} tensors copied, {len(kept)} initialised afresh"
                       + (f" ({', '.join(kept[:4])}{', ...' if len(kept) > 4 else ''})" if kept else ""), flush=True)
         if ddp is not None:
             if not resumed and ddp.rank > 0:
-                torch.manual_seed(self.cfg["seed"] + 1_000_003 * ddp.rank)  # its own dropout masks, same initial model
+                torch.manual_seed(self.train.seed + 1_000_003 * ddp.rank)  # its own dropout masks, same initial model
             self.net = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.model.train()
@@ -263,25 +268,25 @@ class LTBSTask(Task):
         return {"model": self.model_cfg, "train": self.cfg}
 
     def epoch_batches(self, epoch: int) -> list[list[int]]:
-        cfg = self.cfg
-        batches = epoch_batches(len(self.data), cfg["batch_size"], cfg["seed"], epoch, self.lengths,
-                                bucket_window=cfg["bucket_window"], drop_last=cfg["drop_last"])
+        cfg = self.train
+        batches = epoch_batches(len(self.data), cfg.batch_size, cfg.seed, epoch, self.lengths,
+                                bucket_window=cfg.bucket_window, drop_last=cfg.drop_last)
         if self.ddp is not None:
             batches = shard_batches(batches, self.ddp)
         if not batches:
-            raise ValueError(f"no batches: {len(self.data)} utterances, batch_size {cfg['batch_size']}, drop_last"
+            raise ValueError(f"no batches: {len(self.data)} utterances, batch_size {cfg.batch_size}, drop_last"
                              + ("" if self.ddp is None else f", {self.ddp.world_size} processes"))
         return batches
 
     def batches(self, batches: list[list[int]], epoch: int, start: int) -> Iterator[Batch]:
-        return _train_batches(self.augmented, batches, epoch, start, self.cfg["num_workers"])
+        return _train_batches(self.augmented, batches, epoch, start, self.train.num_workers)
 
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
 
     def step(self, batch: Batch) -> Optional[dict[str, float]]:
         batch = batch.to(self.device, non_blocking=True)
-        with autocast_for(self.device, self.cfg["bf16"]):
+        with autocast_for(self.device, self.train.bf16):
             out = self.net(batch)
         loss = out.losses["total"]
         self.optimizer.zero_grad(set_to_none=True)
@@ -291,7 +296,7 @@ class LTBSTask(Task):
         if not finite:
             return None
         loss.backward()
-        max_norm = self.cfg["grad_clip"] if self.cfg["grad_clip"] > 0 else float("inf")
+        max_norm = self.train.grad_clip if self.train.grad_clip > 0 else float("inf")
         grad_norm = clip_gradients(list(self.model.parameters()), max_norm)
         self.optimizer.step()
         self.scheduler.step()
@@ -321,9 +326,9 @@ class LTBSTask(Task):
         return self.model if self.ema is None else self.ema.model
 
     def validate(self) -> dict[str, float]:
-        cfg = self.cfg
-        return evaluate(self.inference_model, self.val, cfg["val_batch_size"], self.device, cfg["bf16"],
-                        cfg["val_free_running"], cfg["val_max_batches"])
+        cfg = self.train
+        return evaluate(self.inference_model, self.val, cfg.val_batch_size, self.device, cfg.bf16,
+                        cfg.val_free_running, cfg.val_max_batches)
 
 
 def train(
@@ -355,7 +360,7 @@ def train(
     """
     model_cfg = check_model_config(model_cfg)
     cfg = check_train_config(train_cfg)
-    device = resolve_device(cfg["device"])
+    device = resolve_device(train_settings(cfg).device)
     ddp = dist_info()  # None: the single-process run
     if ddp is not None and device.type == "cuda" and device.index is None:
         device = torch.device("cuda", ddp.local_rank)
@@ -364,4 +369,13 @@ def train(
         raise ValueError("train_data is empty")
     val = as_sequence(val_data) if val_data is not None else None
     task = LTBSTask(model_cfg, cfg, data, val, device, ddp, bundle, Path(init) if init is not None else None)
-    return run_loop(task, LoopSettings.from_section(cfg, "train"), Path(run_dir), device, resume, stop_at_step, ddp)
+    settings = _loop_settings(task.train, threads=cfg["threads"], progress=cfg["progress"])
+    return run_loop(task, settings, Path(run_dir), device, resume, stop_at_step, ddp)
+
+
+def _loop_settings(cfg: TrainConfig, threads: int, progress: bool) -> LoopSettings:
+    """How the loop runs the acoustic model: the train section's loop keys and the process's two."""
+    return LoopSettings(max_steps=cfg.max_steps, seed=cfg.seed, log_every=cfg.log_every, val_every=cfg.val_every,
+                        ckpt_every=cfg.ckpt_every, max_nonfinite=cfg.max_nonfinite, patience=cfg.patience,
+                        snapshot_every=cfg.snapshot_every, deterministic=cfg.deterministic, threads=threads,
+                        tensorboard=cfg.tensorboard, progress=progress, desc="train")
