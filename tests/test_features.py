@@ -9,6 +9,7 @@ import torch
 
 from lipspeech.cli import main
 from lipspeech.core.config import ConfigError, default_section, validate_config
+from lipspeech.core.settings import MelConfig
 from lipspeech.core.shards import StageError
 from lipspeech.core.store import Store, StoreMeta, read_rejected, write_store
 from lipspeech.core.timing import SAMPLE_RATE, SAMPLES_PER_FRAME
@@ -69,6 +70,15 @@ def test_mel_of_a_sine_peaks_in_the_right_bin_with_four_frames_per_video_frame()
     assert utterance_mel(np.zeros(3 * 640 + 100, np.float32), 3, module).shape == (12, 80)
     # log floor: silence is log(1e-5), not -inf
     assert np.allclose(utterance_mel(np.zeros(640, np.float32), 1, module), math.log(1e-5))
+
+
+def test_audio_config_reads_the_mel_section_typed_or_as_its_mapping():
+    mel = validate_config({"mel": {"fmin": 0, "fmax": 8000}})["mel"]
+    cfg = AudioConfig.from_section(mel)
+    assert cfg == AudioConfig.from_section(MelConfig.from_section(mel))
+    assert (cfg.fmin, cfg.fmax) == (0.0, 8000.0) and isinstance(cfg.fmin, float)  # the mel store records floats
+    with pytest.raises(ConfigError, match="mel.nfft: unknown key"):
+        AudioConfig.from_section({**mel, "nfft": 512})
 
 
 def test_mel_frame_k_is_centred_on_sample_160k_plus_80():
