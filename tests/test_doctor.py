@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import yaml
 
 from lipspeech.cli import main as cli_main
 from lipspeech.commands.doctor import MISSING, NOT_NEEDED, OK, WARN, check_console_script, check_gpu, check_hubert, doctor
+from lipspeech.core.settings import SslConfig, TrainConfig
 
 BIN = Path(sys.executable).parent
 
@@ -97,31 +99,33 @@ def test_what_the_config_does_not_need_does_not_fail(tmp_path, monkeypatch, fixt
 
 
 def test_hubert_weights_local_folder_or_hf_cache(tmp_path, monkeypatch):
-    assert check_hubert({"source": "mfcc"}).status == NOT_NEEDED
-    missing = check_hubert({"source": "hubert", "model": str(tmp_path / "no_such_model")})
+    ssl = SslConfig.default()
+    assert check_hubert(replace(ssl, source="mfcc")).status == NOT_NEEDED
+    missing = check_hubert(replace(ssl, source="hubert", model=str(tmp_path / "no_such_model")))
     assert missing.status == MISSING and "no such folder" in missing.detail and "ssl.source: mfcc" in missing.fix
     local = tmp_path / "hubert"
     local.mkdir()
     (local / "config.json").write_text("{}")
-    assert check_hubert({"source": "hubert", "model": str(local)}).status == MISSING  # no weights
+    assert check_hubert(replace(ssl, source="hubert", model=str(local))).status == MISSING  # no weights
     (local / "model.safetensors").write_bytes(b"x")
-    assert check_hubert({"source": "hubert", "model": str(local)}).status == OK
+    assert check_hubert(replace(ssl, source="hubert", model=str(local))).status == OK
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-    hub = check_hubert({"source": "hubert", "model": "facebook/hubert-large-ll60k"})
+    hub = check_hubert(replace(ssl, source="hubert", model="facebook/hubert-large-ll60k"))
     assert hub.status == MISSING and str(tmp_path / "hub") in hub.detail and "huggingface-cli download" in hub.fix
     snap = tmp_path / "hub" / "models--facebook--hubert-large-ll60k" / "snapshots" / "abc123"
     snap.mkdir(parents=True)
     (snap / "config.json").write_text("{}")
     (snap / "pytorch_model.bin").write_bytes(b"x")
-    assert check_hubert({"source": "hubert", "model": "facebook/hubert-large-ll60k"}).status == OK
+    assert check_hubert(replace(ssl, source="hubert", model="facebook/hubert-large-ll60k")).status == OK
 
 
 def test_gpu_needed_only_when_asked_for(monkeypatch):
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    assert check_gpu({"train": {"device": "auto"}, "ssl": {"device": "auto"}}).status != MISSING
-    gpu = check_gpu({"train": {"device": "cuda"}, "ssl": {"device": "auto"}})
+    train, ssl = replace(TrainConfig.default(), device="auto"), replace(SslConfig.default(), device="auto")
+    assert check_gpu(train, ssl).status != MISSING
+    gpu = check_gpu(replace(train, device="cuda"), ssl)
     assert gpu.status == MISSING and "train.device: cuda" in gpu.detail
 
 

@@ -16,6 +16,7 @@ import yaml
 from needs import needs_espeak
 
 from lipspeech.core.config import ConfigError, default_section, validate_config
+from lipspeech.core.settings import EvaluateConfig
 from lipspeech.evaluation import bootstrap
 from lipspeech.evaluation.compare import compare_systems
 from lipspeech.evaluation.families import FIGURES, check_families, family_problems
@@ -207,6 +208,10 @@ def test_metric_families_in_the_config():
     assert family_problems(["asr", "signal", "dnsmos", "speaker"]) == {}
 
 
+def evaluate_section(metrics: list[str]) -> dict:
+    return validate_config({"evaluate": {"metrics": metrics}})["evaluate"]
+
+
 def test_missing_metric_package_is_one_clear_line(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
@@ -216,11 +221,11 @@ def test_missing_metric_package_is_one_clear_line(monkeypatch):
     assert "pip install speechmos onnxruntime" in problems["dnsmos"]
     assert "pip install --no-deps resemblyzer" in problems["speaker"]
     with pytest.raises(RuntimeError, match=r"config key evaluate.metrics: family dnsmos cannot run: package speechmos"):
-        check_families({"metrics": ["asr", "dnsmos"]})
-    check_families({"metrics": ["asr", "signal"]})  # what is not selected is not needed
+        check_families(evaluate_section(["asr", "dnsmos"]))
+    check_families(evaluate_section(["asr", "signal"]))  # what is not selected is not needed
     from lipspeech.commands.doctor import check_metric_families
 
-    checks = {c.name: c for c in check_metric_families({"metrics": ["dnsmos"]})}
+    checks = {c.name: c for c in check_metric_families(EvaluateConfig.from_section(evaluate_section(["dnsmos"])))}
     assert checks["DNSMOS models"].status == "MISSING" and checks["speaker encoder"].status == "--"
     assert "pip install speechmos onnxruntime" in checks["DNSMOS models"].line()
 

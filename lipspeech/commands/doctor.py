@@ -23,7 +23,10 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:  # the config's classes import its dependencies: read in run_checks, once the config loaded
+    from lipspeech.core.settings import EvaluateConfig, SslConfig, TrainConfig
 
 OK, MISSING, WARN, NOT_NEEDED = "ok", "MISSING", "warn", "--"
 DEPS_HINT = "pip install -r requirements.lock && pip install --no-deps -e . (or `make venv`)"
@@ -246,11 +249,11 @@ def _has_weights(folder: Path) -> bool:
         any(folder.glob(pattern)) for pattern in ("*.safetensors", "pytorch_model*.bin"))
 
 
-def check_hubert(ssl: dict[str, Any]) -> Check:
+def check_hubert(ssl: SslConfig) -> Check:
     """HuBERT weights where ssl.source is hubert: ssl.model as a local folder or in the HF cache."""
-    if ssl.get("source") != "hubert":
-        return Check("HuBERT weights", NOT_NEEDED, f"not needed (ssl.source is {ssl.get('source')})")
-    name = str(ssl.get("model"))
+    if ssl.source != "hubert":
+        return Check("HuBERT weights", NOT_NEEDED, f"not needed (ssl.source is {ssl.source})")
+    name = str(ssl.model)
     fix = (f"save the model with save_pretrained into a folder and give it as ssl.model, or on a machine with "
            f"internet `huggingface-cli download {name}` into {hf_hub_cache()}; or set ssl.source: mfcc")
     local = Path(name).expanduser()
@@ -284,12 +287,12 @@ def check_pocketsphinx(needed: bool) -> Check:
     return Check("pocketsphinx", OK, str(model))
 
 
-def check_metric_families(evaluation: dict[str, Any]) -> list[Check]:
+def check_metric_families(evaluate: EvaluateConfig) -> list[Check]:
     """The evaluation's metric families that need a package of their own (DNSMOS, speaker similarity):
     needed when evaluate.metrics selects them."""
     from lipspeech.evaluation.families import MetricUnavailable, locate_models
 
-    selected = set(evaluation.get("metrics") or ())
+    selected = set(evaluate.metrics)
     out = []
     for family, name, fix in (("dnsmos", "DNSMOS models", "pip install speechmos onnxruntime"),
                               ("speaker", "speaker encoder", "pip install --no-deps resemblyzer")):
@@ -303,10 +306,10 @@ def check_metric_families(evaluation: dict[str, Any]) -> list[Check]:
     return out
 
 
-def check_gpu(cfg: dict[str, Any]) -> Check:
+def check_gpu(train: TrainConfig, ssl: SslConfig) -> Check:
     """A CUDA GPU: required only where the config asks for cuda explicitly."""
-    wants = [f"{section}.device: {cfg[section]['device']}" for section in ("train", "ssl")
-             if str(cfg.get(section, {}).get("device", "auto")).startswith("cuda")]
+    wants = [f"{section}.device: {device}" for section, device in (("train", train.device), ("ssl", ssl.device))
+             if str(device).startswith("cuda")]
     try:
         import torch
     except Exception as exc:
@@ -340,9 +343,10 @@ def _one_line(exc: object) -> str:
 # --------------------------------------------------------------------------- driver
 def run_checks(cfg: dict[str, Any], results: Path, min_free_gb: float | None = None) -> list[Check]:
     """Every check, for a validated config."""
-    kind = cfg["corpus"]["kind"]
-    evaluation = cfg.get("evaluate") or {}
-    asr = str(evaluation.get("asr", "pocketsphinx")) if isinstance(evaluation, dict) else "pocketsphinx"
+    from lipspeech.core.settings import Settings
+
+    settings = Settings.from_section(cfg)
+    kind, backend, evaluate = settings.corpus.kind, settings.roi.backend, settings.evaluate
     if min_free_gb is None:
         min_free_gb = 2.0 if kind == "synthgrid" else 20.0
     checks: list[Callable[[], Check | list[Check]]] = [
@@ -350,13 +354,13 @@ def run_checks(cfg: dict[str, Any], results: Path, min_free_gb: float | None = N
         check_console_script,
         check_ffmpeg,
         lambda: check_espeak(kind == "synthgrid"),
-        lambda: check_dlib(cfg["roi"]["backend"] in ("dlib", "mediapipe")),  # mediapipe refines with dlib
-        lambda: check_mediapipe(cfg["roi"]["backend"] == "mediapipe"),
-        lambda: check_face_alignment(cfg["roi"]["backend"] == "face_alignment"),
-        lambda: check_hubert(cfg["ssl"]),
-        lambda: check_pocketsphinx(asr == "pocketsphinx" and "asr" in evaluation.get("metrics", ["asr"])),
-        lambda: check_metric_families(evaluation if isinstance(evaluation, dict) else {}),
-        lambda: check_gpu(cfg),
+        lambda: check_dlib(backend in ("dlib", "mediapipe")),  # mediapipe refines with dlib
+        lambda: check_mediapipe(backend == "mediapipe"),
+        lambda: check_face_alignment(backend == "face_alignment"),
+        lambda: check_hubert(settings.ssl),
+        lambda: check_pocketsphinx(evaluate.asr == "pocketsphinx" and "asr" in evaluate.metrics),
+        lambda: check_metric_families(evaluate),
+        lambda: check_gpu(settings.train, settings.ssl),
         lambda: check_disk(results, min_free_gb),
     ]
     out: list[Check] = []
@@ -385,7 +389,9 @@ def doctor(config_path: str | None, results: str | None = None, min_free_gb: flo
     except Exception as exc:  # ConfigError: names the key
         print(Check("config", MISSING, _one_line(exc), "fix the config file").line(), file=out)
         return 1
-    res_dir = Path(results) if results else Path("results") / cfg["corpus"]["name"]
+    from lipspeech.core.settings import CorpusConfig
+
+    res_dir = Path(results) if results else Path("results") / CorpusConfig.from_section(cfg["corpus"]).name
     checks = run_checks(cfg, res_dir, min_free_gb)
     for c in checks:
         print(c.line(), file=out)

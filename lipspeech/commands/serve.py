@@ -37,6 +37,7 @@ import numpy as np
 
 from lipspeech.commands.liveengine import EngineOptions, check_streaming, options_from_args
 from lipspeech.commands.speak import LoadedPipeline, SpeakError
+from lipspeech.core.settings import EvaluateConfig, ProsodyConfig
 from lipspeech.core.timing import SAMPLE_RATE
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -75,7 +76,7 @@ def _wav_b64(audio: np.ndarray) -> str:
     return "data:audio/wav;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def clip_views(res: Any, prosody: dict, silence_db: float) -> dict:
+def clip_views(res: Any, prosody: ProsodyConfig, silence_db: float) -> dict:
     """What the page shows of a spoken clip: the crops as a strip (every frame up to 15, else evenly spaced),
     the mel as a picture (low bins at the bottom), F0 per 10 ms (0: unvoiced, or more than ``silence_db``
     below the loudest frame, as the evaluation has it)."""
@@ -90,7 +91,7 @@ def clip_views(res: Any, prosody: dict, silence_db: float) -> dict:
     mel = res.mel.T[::-1]
     lo, hi = np.percentile(mel, 1), np.percentile(mel, 99.5)
     mel8 = (255 * np.clip((mel - lo) / max(hi - lo, 1e-6), 0, 1)).astype(np.uint8)
-    f0 = world_f0(res.audio, prosody["f0_method"], prosody["f0_floor"], prosody["f0_ceil"])
+    f0 = world_f0(res.audio, prosody.f0_method, prosody.f0_floor, prosody.f0_ceil)
     n = len(f0)  # frame k: samples 160k .. 160k + 159
     frames = np.pad(res.audio, (0, max(0, 160 * n - len(res.audio))))[: 160 * n].reshape(n, 160)
     f0 = np.where(loud_frames(np.sqrt((frames.astype(np.float64) ** 2).mean(1)), silence_db), f0, 0.0)
@@ -114,11 +115,9 @@ class Server:
 
     def __init__(self, loaded: LoadedPipeline, model_ckpt: Any, device: Any, options: ServeOptions,
                  token: Optional[str] = None):
-        from lipspeech.core.config import validate_config
-
         self.loaded, self.model_ckpt, self.device, self.opt, self.token = loaded, model_ckpt, device, options, token
-        cfg = validate_config({})
-        self.prosody, self.f0_silence_db = cfg["prosody"], cfg["evaluate"]["f0_silence_db"]
+        # the page's F0 as the evaluation computes it, with the schema's settings
+        self.prosody, self.f0_silence_db = ProsodyConfig.default(), EvaluateConfig.default().f0_silence_db
         self.clips = ThreadPoolExecutor(1, thread_name_prefix="clip")  # one clip at a time; queued beyond
         self.streams = 0
         self.lock = threading.Lock()

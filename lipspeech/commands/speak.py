@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import numpy as np
 
+from lipspeech.core.settings import VocoderConfig
 from lipspeech.core.shards import StageError
 from lipspeech.core.timing import FPS, SAMPLE_RATE
 
@@ -95,21 +96,23 @@ class _Timer:
         self.cpu[part] = cpu - self._t[1]
 
 
-def _pick_vocoder(spec: Optional[str], vocoder_section: Mapping[str, Any], audio_cfg: Any, device: Any) -> Any:
+def _pick_vocoder(spec: Optional[str], vocoder_section: Mapping[str, Any] | VocoderConfig, audio_cfg: Any,
+                  device: Any) -> Any:
     from lipspeech.core.config import ConfigError
     from lipspeech.vocoder import load_hifigan, load_vocoder
 
     try:
+        section = VocoderConfig.from_section(vocoder_section)
         if spec is not None:
             if spec.replace("_", "-") == "griffin-lim":
-                return load_vocoder({**vocoder_section, "kind": "griffin_lim"}, audio_cfg, device)
+                return load_vocoder(replace(section, kind="griffin_lim"), audio_cfg, device)
             if not Path(spec).exists():
                 raise SpeakError(f"--vocoder {spec}: no such checkpoint (give a train-vocoder .pt or griffin-lim)")
             return load_hifigan(spec, device, audio_cfg)
-        if vocoder_section["kind"] == "hifigan" and not vocoder_section.get("checkpoint"):
+        if section.kind == "hifigan" and not section.checkpoint:
             raise SpeakError("the config's vocoder is a HiFi-GAN without vocoder.checkpoint: "
                              "pass --vocoder CKPT or --vocoder griffin-lim")
-        return load_vocoder(vocoder_section, audio_cfg, device)
+        return load_vocoder(section, audio_cfg, device)
     except ConfigError as exc:
         raise SpeakError(str(exc)) from None
 
@@ -125,8 +128,8 @@ class LoadedPipeline:
     backend: Any
 
 
-def load_pipeline(model_ckpt: Path, vocoder: Optional[str], vocoder_section: Mapping[str, Any], device: Any,
-                  speaker: Optional[str]) -> LoadedPipeline:
+def load_pipeline(model_ckpt: Path, vocoder: Optional[str], vocoder_section: Mapping[str, Any] | VocoderConfig,
+                  device: Any, speaker: Optional[str]) -> LoadedPipeline:
     """The model bundle, the speaker's index, the vocoder and the face tracker for ``speak`` and ``live``
     (SpeakError with a one-line reason when one of them cannot be had)."""
     from lipspeech.features.audio import AudioConfig

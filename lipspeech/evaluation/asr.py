@@ -41,6 +41,7 @@ from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
 
+from lipspeech.core.settings import EvaluateConfig
 from lipspeech.core.shards import StageError
 from lipspeech.evaluation.grammar import SlotGrammar, choose_grammar
 from lipspeech.evaluation.text import normalize_text
@@ -168,32 +169,34 @@ def _dist_version(name: str) -> str:
         return "?"
 
 
-def build_asr(cfg: Mapping[str, Any], transcripts: Sequence[str | None]) -> tuple[ASR | None, dict[str, Any]]:
+def build_asr(cfg: Mapping[str, Any] | EvaluateConfig, transcripts: Sequence[str | None]
+              ) -> tuple[ASR | None, dict[str, Any]]:
     """The recogniser the ``evaluate`` section asks for, and what to record about it.
 
     Args:
-        cfg: the ``evaluate`` config section.
+        cfg: the ``evaluate`` config section (a mapping or read).
         transcripts: every transcript of the manifest (all splits), for the grammar.
 
     Returns:
         (the recogniser or None for ``asr: none``, details for summary.json:
         ``description``, ``grammar``, ``missing_words``, ``oov_words``).
     """
-    kind = cfg["asr"]
+    evaluate = EvaluateConfig.from_section(cfg)
+    kind = evaluate.asr
     if kind == "none":
         return None, {"description": "none (evaluate.asr: none)"}
     if kind == "whisper":
-        asr = WhisperASR(cfg["whisper_model"], cfg["whisper_device"], cfg["whisper_compute_type"],
-                         cfg["whisper_beam_size"], cfg["whisper_language"])
+        asr = WhisperASR(evaluate.whisper_model, evaluate.whisper_device, evaluate.whisper_compute_type,
+                         evaluate.whisper_beam_size, evaluate.whisper_language)
         return asr, {"description": asr.description, "grammar": "not applicable (whisper)"}
     if kind != "pocketsphinx":
         raise StageError(f"evaluate.asr: unknown recogniser {kind!r}")
     texts = list(transcripts)
     try:
-        grammar, why = choose_grammar(cfg["grammar"], texts)
+        grammar, why = choose_grammar(evaluate.grammar, texts)
     except ValueError as exc:
-        raise StageError(f"evaluate.grammar {cfg['grammar']}: {exc}") from None
-    ps = PocketSphinxASR(grammar, dither=cfg["asr_dither"])
+        raise StageError(f"evaluate.grammar {evaluate.grammar}: {exc}") from None
+    ps = PocketSphinxASR(grammar, dither=evaluate.asr_dither)
     oov = ps.oov([t for t in texts if t])
     info = {"description": ps.description, "grammar": why, "missing_words": ps.missing_words,
             "n_oov_words": len(oov), "oov_words": oov[:50]}

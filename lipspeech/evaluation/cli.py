@@ -43,6 +43,7 @@ def _named_paths(specs: list[str] | None, what: str) -> dict[str, Path]:
 
 
 def cmd_units_analysis(args: argparse.Namespace) -> int:
+    from lipspeech.core.settings import SslConfig
     from lipspeech.evaluation.units_analysis import units_analysis
 
     cfg = sc.stage_config(args)
@@ -55,7 +56,8 @@ def cmd_units_analysis(args: argparse.Namespace) -> int:
     )
     best = max((r for r in table.to_pylist() if r["kind"] == "grid"), key=lambda r: r["pnmi"])
     where = "MFCC" if best["layer"] < 0 else f"layer {best['layer']}"
-    print(f"units-analysis ({cfg['ssl']['source']}): {table.num_rows} rows; highest PNMI {best['pnmi']:.3f} "
+    source = SslConfig.from_section(cfg["ssl"]).source
+    print(f"units-analysis ({source}): {table.num_rows} rows; highest PNMI {best['pnmi']:.3f} "
           f"({where}, k = {best['k']}) -> {args.out}")
     return 0
 

@@ -19,6 +19,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from lipspeech.core.settings import CurveConfig, EvaluateConfig, VocoderConfig
 from lipspeech.core.shards import StageError
 from lipspeech.core.store import write_text_atomic
 from lipspeech.evaluation.asr import build_asr
@@ -51,9 +52,9 @@ def learning_curve(
     snapshots_dir: Path,
     manifest: Path,
     roi: Sequence[Path],
-    curve_cfg: Mapping[str, Any],
-    eval_cfg: Mapping[str, Any],
-    vocoder_cfg: Mapping[str, Any],
+    curve_cfg: Mapping[str, Any] | CurveConfig,
+    eval_cfg: Mapping[str, Any] | EvaluateConfig,
+    vocoder_cfg: Mapping[str, Any] | VocoderConfig,
     mel_cfg: Mapping[str, Any],
     out: Path,
     vocoder_checkpoint: Optional[Path] = None,
@@ -71,6 +72,7 @@ def learning_curve(
     from lipspeech.training.synthesis import synthesize
     from lipspeech.vocoder.api import load_vocoder
 
+    curve = CurveConfig.from_section(curve_cfg)
     snaps = snapshot_paths(snapshots_dir)
     if not snaps:
         raise StageError(f"{snapshots_dir}: no snapshots (train with train.snapshot_every > 0)")
@@ -81,7 +83,7 @@ def learning_curve(
     if asr is None:
         raise StageError("curve: evaluate.asr is none, so there is no WER to draw")
     dnsmos = None
-    if curve_cfg["dnsmos"]:
+    if curve.dnsmos:
         from lipspeech.evaluation.dnsmos import DNSMOS
 
         dnsmos = DNSMOS(threads=threads)
@@ -89,7 +91,7 @@ def learning_curve(
 
     # one run's snapshots share its speakers, so the val items (and their references) are read once
     data = StoreDataset(corpus, "val", VIDEO_STORES, load_model(snaps[-1][1]).speakers)
-    keep = set(val_subset(list(data.utts), int(curve_cfg["max_utterances"]), int(curve_cfg["seed"])))
+    keep = set(val_subset(list(data.utts), int(curve.max_utterances), int(curve.seed)))
     items = [data[i] for i, u in enumerate(data.utts) if u in keep]
     if not items:
         raise StageError("curve: the val split has no utterance with mouth crops")
@@ -108,14 +110,14 @@ def learning_curve(
               + (f" DNSMOS P.808 {row['dnsmos_p808']:.2f}" if "dnsmos_p808" in row else ""), flush=True)
         return row
 
-    rows = [score(load_model(path), curve_cfg["temperature"])
+    rows = [score(load_model(path), curve.temperature)
             for _step, path in tqdm(snaps, desc="curve", unit="snapshot", disable=not progress)]
     temperatures = []
-    if curve_cfg["temperatures"] and best is not None:
+    if curve.temperatures and best is not None:
         best_bundle = load_model(best)
-        temperatures = [{"temperature": float(t), **score(best_bundle, float(t))} for t in curve_cfg["temperatures"]]
+        temperatures = [{"temperature": float(t), **score(best_bundle, float(t))} for t in curve.temperatures]
     result = {"split": "val", "utterances": rows[0]["n"], "rows": rows, "asr": asr_info["description"],
-              "vocoder": vocoder.describe(), "temperature": curve_cfg["temperature"],
+              "vocoder": vocoder.describe(), "temperature": curve.temperature,
               "temperatures": temperatures}
     write_text_atomic(out, json.dumps(result, indent=1) + "\n")
     return result

@@ -12,6 +12,8 @@ import importlib.util
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from lipspeech.core.settings import EvaluateConfig
+
 FAMILIES = ("asr", "signal", "dnsmos", "speaker")
 #: each family's figures (summary.json keys, metrics.parquet columns), in table order
 ASR_METRICS = ("wer", "cer")
@@ -75,9 +77,10 @@ def family_problems(families: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def check_families(eval_cfg: Mapping[str, Any]) -> None:
-    """Raise a one-line :class:`RuntimeError` naming the first selected family that cannot run."""
-    problems = family_problems(eval_cfg["metrics"])
+def check_families(eval_cfg: Mapping[str, Any] | EvaluateConfig) -> None:
+    """Raise a one-line :class:`RuntimeError` naming the first family ``evaluate.metrics`` selects
+    that cannot run."""
+    problems = family_problems(EvaluateConfig.from_section(eval_cfg).metrics)
     if problems:
         fam, reason = next(iter(problems.items()))
         raise RuntimeError(f"config key evaluate.metrics: family {fam} cannot run: {reason}")

@@ -58,6 +58,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from lipspeech.core.settings import ProsodyConfig
 from lipspeech.core.timing import MEL_PER_FRAME, SAMPLE_RATE, fit_length
 from lipspeech.evaluation.asr import resample
 from lipspeech.evaluation.families import SIGNAL_METRICS
@@ -185,7 +186,7 @@ class SignalScorer:
     def __init__(self, mel_cfg: Mapping[str, Any], prosody_cfg: Mapping[str, Any], mcd_order: int, use_pesq: bool,
                  f0_silence_db: float):
         self.mel = MelSpectrogram(AudioConfig.from_section(mel_cfg))
-        self.prosody_cfg = dict(prosody_cfg)
+        self.prosody = ProsodyConfig.from_section(prosody_cfg)
         self.mcd_order = int(mcd_order)
         self.use_pesq = bool(use_pesq)
         self.f0_silence_db = float(f0_silence_db)
@@ -202,15 +203,15 @@ class SignalScorer:
     def features(self, audio: np.ndarray, n_frames: int) -> Features:
         """F0, log-mel and energy of (T * 640,) audio."""
         audio = np.array(audio, dtype=np.float32)  # a writable copy: store arrays are read-only views
-        cfg = self.prosody_cfg
-        f0 = self._timed("f0", world_f0, audio, cfg["f0_method"], float(cfg["f0_floor"]), float(cfg["f0_ceil"]))
+        prosody = self.prosody
+        f0 = self._timed("f0", world_f0, audio, prosody.f0_method, float(prosody.f0_floor), float(prosody.f0_ceil))
         f0 = fit_length(f0, n_frames, MEL_PER_FRAME, pad="edge")
 
         def mel_and_energy() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             with torch.inference_mode():
                 logmel = self.mel(torch.from_numpy(audio)).numpy()
-            energy = frame_energy(audio, self.mel, cfg["energy"])
-            _, _, energy25 = to_video_rate(np.zeros(len(energy)), energy, n_frames, float(cfg["f0_floor"]))
+            energy = frame_energy(audio, self.mel, prosody.energy)
+            _, _, energy25 = to_video_rate(np.zeros(len(energy)), energy, n_frames, float(prosody.f0_floor))
             return (fit_length(logmel, n_frames, MEL_PER_FRAME, pad="edge"), energy25,
                     fit_length(energy, n_frames, MEL_PER_FRAME, pad="edge"))
 

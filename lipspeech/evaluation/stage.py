@@ -58,6 +58,7 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from lipspeech.core.config import RESERVED_SYSTEM_NAMES, config_hash
+from lipspeech.core.settings import EvaluateConfig, ProsodyConfig
 from lipspeech.core.shards import StageError, audio_problem
 from lipspeech.core.store import Store, StoreMeta, write_rejected, write_store, write_text_atomic
 from lipspeech.core.timing import SAMPLES_PER_FRAME, fit_length
@@ -204,15 +205,14 @@ def _pair(system: str, test_utts: Sequence[str], reference: dict[str, tuple[int,
 class _Scorers:
     """The configured metric families, timed; :meth:`score` gives one utterance's row values."""
 
-    def __init__(self, system: str, eval_cfg: Mapping[str, Any], prosody_cfg: Mapping[str, Any],
+    def __init__(self, system: str, evaluate: EvaluateConfig, prosody_cfg: Mapping[str, Any],
                  mel_cfg: Mapping[str, Any], texts: list[str | None], reference: dict[str, tuple[int, np.ndarray]],
                  speaker_of: Mapping[str, str], threads: int):
         self.system = system
-        self.families = set(eval_cfg["metrics"])
-        self.asr, self.asr_info = (build_asr(eval_cfg, texts) if "asr" in self.families
+        self.families = set(evaluate.metrics)
+        self.asr, self.asr_info = (build_asr(evaluate, texts) if "asr" in self.families
                                    else (None, {"description": "none"}))
-        self.signal = SignalScorer(mel_cfg, prosody_cfg, eval_cfg["mcd_order"], eval_cfg["pesq"],
-                                   eval_cfg["f0_silence_db"])
+        self.signal = SignalScorer(mel_cfg, prosody_cfg, evaluate.mcd_order, evaluate.pesq, evaluate.f0_silence_db)
         self.dnsmos = DNSMOS(threads=threads) if "dnsmos" in self.families else None
         self.speaker = SpeakerScorer() if "speaker" in self.families else None
         # the floor's references: any usable ground truth of the test split, not only what this system scored
@@ -264,8 +264,7 @@ class _Scorers:
 
 
 def _summary(system: str, rows: dict[str, list[Any]], n_rejected: int, scorers: _Scorers,
-             eval_cfg: Mapping[str, Any], prosody_cfg: Mapping[str, Any], cfg_hash: str, started: float
-             ) -> dict[str, Any]:
+             evaluate: EvaluateConfig, prosody: ProsodyConfig, cfg_hash: str, started: float) -> dict[str, Any]:
     """summary.json's content (see the module docstring)."""
     asr = scorers.asr
     if asr is not None:
@@ -278,10 +277,10 @@ def _summary(system: str, rows: dict[str, list[Any]], n_rejected: int, scorers: 
               if grammar is not None and rows["ref"] else math.nan)
     n = len(rows["ref"])
     definitions = dict(DEFINITIONS)
-    definitions["mcd"] = definitions["mcd"].format(order=eval_cfg["mcd_order"])
-    definitions["energy_mae"] = definitions["energy_mae"].format(energy=prosody_cfg["energy"])
+    definitions["mcd"] = definitions["mcd"].format(order=evaluate.mcd_order)
+    definitions["energy_mae"] = definitions["energy_mae"].format(energy=prosody.energy)
     seconds = {**scorers.seconds, **scorers.signal.seconds}
-    resamples, seed = int(eval_cfg["bootstrap_resamples"]), int(eval_cfg["bootstrap_seed"])
+    resamples, seed = int(evaluate.bootstrap_resamples), int(evaluate.bootstrap_seed)
     ci = bootstrap.intervals({k: np.asarray(rows[k], np.float64) for k in (*FIGURES, *COUNT_COLUMNS)},
                              FIGURES, resamples, seed)
     definitions["ci95"] = definitions["ci95"].format(resamples=resamples, seed=seed)
@@ -296,7 +295,7 @@ def _summary(system: str, rows: dict[str, list[Any]], n_rejected: int, scorers: 
         **{k: _json_number(_mean(rows[k])) for k in FIGURES if k not in ("wer", "cer")},
         "ci95": {k: None if v is None else [_json_number(v[0]), _json_number(v[1])] for k, v in ci.items()},
         "bootstrap": {"resamples": resamples, "seed": seed, "level": bootstrap.LEVEL},
-        "metrics": list(eval_cfg["metrics"]),
+        "metrics": list(evaluate.metrics),
         "asr": scorers.asr_info["description"],
         "asr_details": scorers.asr_info,
         "nan_counts": {k: int(np.sum(~np.isfinite(np.asarray(rows[k], np.float64)))) for k in FIGURES},
@@ -329,7 +328,7 @@ def run_evaluate(
         manifest_path: ``manifest.parquet`` (text, speaker, split of every utterance).
         reference_paths: every ``audio/{shard}.parquet`` (the ground truth).
         system_audio: the system's ``eval/{system}/audio.parquet``; None for ``ground_truth``.
-        eval_cfg, prosody_cfg, mel_cfg: the config sections.
+        eval_cfg, prosody_cfg, mel_cfg: the config sections (hashed into the store's metadata).
         out, summary_out, rejected_out: ``metrics.parquet``, ``summary.json``, ``metrics.rejected.parquet``.
         progress: progress bar.
         threads: onnxruntime threads of DNSMOS.
@@ -338,8 +337,9 @@ def run_evaluate(
         The summary (also written to ``summary_out``).
     """
     started = time.perf_counter()
+    evaluate = EvaluateConfig.from_section(eval_cfg)
     try:
-        check_families(eval_cfg)
+        check_families(evaluate)
     except RuntimeError as exc:
         raise StageError(str(exc)) from None
     manifest = Store(manifest_path, expect_stage="manifest").df
@@ -358,9 +358,9 @@ def run_evaluate(
         if system_audio is None:
             raise StageError(f"system {system!r} needs its audio store (eval/{system}/audio.parquet, stage vocode)")
         sys_audio, sys_meta = _read_system(Path(system_audio), system)
-    todo, rejected = _pair(system, test_utts, reference, sys_audio, int(eval_cfg["max_length_mismatch"]))
+    todo, rejected = _pair(system, test_utts, reference, sys_audio, int(evaluate.max_length_mismatch))
 
-    scorers = _Scorers(system, eval_cfg, prosody_cfg, mel_cfg, texts, reference, speaker_of, threads)
+    scorers = _Scorers(system, evaluate, prosody_cfg, mel_cfg, texts, reference, speaker_of, threads)
     rows: dict[str, list[Any]] = {c: [] for c in COLUMNS}
     utts: list[str] = []
     for utt, n_frames, ref_audio, sys_audio_i in tqdm(todo, desc=f"evaluate {system}", unit="utt",
@@ -386,6 +386,7 @@ def run_evaluate(
             "vocoder": (sys_meta.get("extra") or {}).get("vocoder")}
     write_store(out, StoreMeta(STAGE, cfg_hash, extra=extra), utts, columns)
     write_rejected(rejected_out, STAGE, rejected)
-    summary = _summary(system, rows, len(rejected), scorers, eval_cfg, prosody_cfg, cfg_hash, started)
+    summary = _summary(system, rows, len(rejected), scorers, evaluate, ProsodyConfig.from_section(prosody_cfg),
+                       cfg_hash, started)
     write_text_atomic(summary_out, json.dumps(summary, indent=1, sort_keys=False, allow_nan=False) + "\n")
     return summary

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from lipspeech.core.settings import MelConfig, ProsodyConfig
 from lipspeech.core.store import Store, StoreError, one_line
 from lipspeech.core.timing import FPS, HOP_LENGTH, SAMPLE_RATE, SAMPLES_PER_FRAME
 from lipspeech.data.manifest import shard_name
@@ -108,7 +109,7 @@ class SignalAnalyser:
         from lipspeech.features.audio import AudioConfig, MelSpectrogram
 
         self.module = MelSpectrogram(AudioConfig.from_section(mel_cfg))
-        self.prosody_cfg = dict(prosody_cfg)
+        self.prosody = ProsodyConfig.from_section(prosody_cfg)
         self.f0_silence_db = float(f0_silence_db)
 
     def mel(self, audio: np.ndarray) -> np.ndarray:
@@ -123,7 +124,7 @@ class SignalAnalyser:
         from lipspeech.features.prosody import utterance_prosody
 
         n_frames = len(audio) // SAMPLES_PER_FRAME
-        lf0, voiced, energy = utterance_prosody(np.asarray(audio, dtype=np.float32), n_frames, self.prosody_cfg,
+        lf0, voiced, energy = utterance_prosody(np.asarray(audio, dtype=np.float32), n_frames, self.prosody,
                                                 self.module)
         return voiced_f0(lf0, voiced & loud_frames(energy, self.f0_silence_db))
 
@@ -181,6 +182,7 @@ def build_examples(
     """Audio, transcripts, mels, F0 and the figure of each example utterance."""
     reader = ExampleReader(shards, manifest)
     analyser = SignalAnalyser(mel_cfg, prosody_cfg, f0_silence_db)
+    log_floor = float(MelConfig.from_section(mel_cfg).log_floor)
     info = manifest.set_index("utt")
     out = []
     for utt in tqdm(list(utts), desc="report examples", unit="utt", disable=not progress):
@@ -211,6 +213,6 @@ def build_examples(
         text = info.at[utt, "text"]
         ex = Example(utt, str(info.at[utt, "speaker"]), text if isinstance(text, str) else "", tracks)
         if any(t.mel is not None for t in tracks):
-            ex.png = example_figure(ex, dpi, float(mel_cfg["log_floor"]))
+            ex.png = example_figure(ex, dpi, log_floor)
         out.append(ex)
     return out

@@ -127,7 +127,7 @@ def render_html(data: ReportData) -> str:
                          f"<tbody>{body}</tbody></table>")
     examples_html = "".join(_example_html(ex) for ex in data.examples)
     if data.examples:
-        how = ("closest to the median WER of the experiments" if data.report_cfg["selection"] == "median_wer"
+        how = ("closest to the median WER of the experiments" if data.report.selection == "median_wer"
                else "first by id")
         examples_html = (f"<h2>Examples</h2><p class='small'>{len(data.examples)} test utterances ({how}). Mels of "
                          "each system's waveform; F0 of the ground truth from the prosody store, of the systems from "
@@ -141,9 +141,9 @@ def render_html(data: ReportData) -> str:
         corpus=escape(data.corpus), css=resource_text("report.css"), meta=meta_html,
         metrics=_table_html(data, HEADLINE, "metrics"), legend=escape(legend),
         detail=_table_html(data, DETAIL, "metrics-detail"), differences=_differences_html(data),
-        units=units_html(data.units, int(data.report_cfg["dpi"]), data_uri) if data.units else "",
-        curve=curves_html(data.curves, int(data.report_cfg["dpi"]), data_uri) if data.curves else "",
+        units=units_html(data.units, int(data.report.dpi), data_uri) if data.units else "",
+        curve=curves_html(data.curves, int(data.report.dpi), data_uri) if data.curves else "",
         rows=_rows_html(data), speakers=speakers_html, examples=examples_html, notes=notes_html,
-        report_cfg=escape(json.dumps(data.report_cfg, sort_keys=True)), cfg_hash=escape(data.cfg_hash),
+        report_cfg=escape(json.dumps(data.report.as_dict(), sort_keys=True)), cfg_hash=escape(data.cfg_hash),
         script=resource_text("check.js"),
     )

@@ -9,6 +9,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 from lipspeech import __version__
 from lipspeech.core.config import config_hash
+from lipspeech.core.settings import ReportConfig, Settings
 from lipspeech.core.shards import StageError
 from lipspeech.core.store import Store, StoreError, one_line
 from lipspeech.evaluation.compare import compare_systems
@@ -33,7 +34,7 @@ class ReportData:
     systems: list[SystemResult]
     speakers: dict[str, dict[str, tuple[float, int]]]  # system -> speaker -> (WER, n)
     examples: list[Example]
-    report_cfg: dict[str, Any]
+    report: ReportConfig
     cfg_hash: str
     model_commits: dict[str, str]
     notes: list[str]
@@ -63,8 +64,9 @@ def model_commit(ckpt: Path) -> Optional[str]:
 def gather(
     inputs: ReportInputs, cfg: Mapping[str, Any], systems: Optional[Sequence[str]] = None, progress: bool = False,
 ) -> ReportData:
-    """Read every input of the report (see the package docstring)."""
-    report_cfg = dict(cfg["report"])
+    """Read every input of the report (see the package docstring); ``cfg``: the validated config."""
+    settings = Settings.from_section(cfg)
+    report, evaluate = settings.report, settings.evaluate
     try:
         manifest = Store(inputs.manifest, expect_stage="manifest").df
     except StoreError as exc:
@@ -87,15 +89,14 @@ def gather(
     for s in rows:
         if s.audio is not None:
             candidates = candidates & set(s.audio.utts)
-    chosen = select_examples(sorted(candidates), rows, int(report_cfg["n_examples"]), report_cfg["selection"])
+    chosen = select_examples(sorted(candidates), rows, int(report.n_examples), report.selection)
     examples = build_examples(inputs.shards, manifest, rows, chosen, cfg["mel"], cfg["prosody"],
-                              cfg["evaluate"]["f0_silence_db"], int(report_cfg["dpi"]), progress=progress)
+                              evaluate.f0_silence_db, int(report.dpi), progress=progress)
     speakers = {s.name: speaker_wer(s.metrics) for s in rows if s.metrics is not None}
     asr = sorted({str(s.summary["asr"]) for s in rows if s.summary.get("asr")})
     # every system is scored on the same test references; the ground truth's row comes first
     chance = next((s.summary["chance_wer"] for s in rows if is_number(s.summary.get("chance_wer"))), None)
-    boot = {"resamples": int(cfg["evaluate"]["bootstrap_resamples"]), "seed": int(cfg["evaluate"]["bootstrap_seed"]),
-            "level": 0.95}
+    boot = {"resamples": int(evaluate.bootstrap_resamples), "seed": int(evaluate.bootstrap_seed), "level": 0.95}
     usable = {s.name: s.metrics for s in rows if s.usable}
     comparison = compare_systems(usable, [s.name for s in rows if s.kind == "experiment"],
                                  GT_VOCODED if GT_VOCODED in usable else None, boot["resamples"], boot["seed"])
@@ -106,10 +107,10 @@ def gather(
         s.significant = {k for k, res in comparison["vs_baseline"].get(s.name, {}).items() if res["significant"]}
     commits = {name: c for name, path in inputs.models.items() if (c := model_commit(path)) is not None}
     return ReportData(
-        corpus=cfg["corpus"]["name"],
+        corpus=settings.corpus.name,
         n_test=len(test), n_speakers=int(test["speaker"].nunique()), git=_git_commit(),
         date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), version=__version__, asr=asr,
-        systems=rows, speakers=speakers, examples=examples, report_cfg=report_cfg,
-        cfg_hash=config_hash(report_cfg, dict(cfg["mel"]), dict(cfg["prosody"])), model_commits=commits, notes=notes,
-        chance_wer=chance, comparison=comparison, bootstrap=boot,
+        systems=rows, speakers=speakers, examples=examples, report=report,
+        cfg_hash=config_hash(dict(cfg["report"]), dict(cfg["mel"]), dict(cfg["prosody"])),  # the mappings, as before
+        model_commits=commits, notes=notes, chance_wer=chance, comparison=comparison, bootstrap=boot,
     )

@@ -108,7 +108,7 @@ def render_markdown(data: ReportData) -> str:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in data.notes]
     lines += ["", "## Configuration", "",
               f"report config hash `{data.cfg_hash}` (report, mel and prosody sections):", "",
-              "```json", json.dumps(data.report_cfg, indent=1, sort_keys=True), "```", ""]
+              "```json", json.dumps(data.report.as_dict(), indent=1, sort_keys=True), "```", ""]
     return "\n".join(lines)
 
 
