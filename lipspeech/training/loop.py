@@ -29,7 +29,7 @@ from __future__ import annotations
 import csv
 import json
 import warnings
-from dataclasses import MISSING, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
@@ -68,7 +68,8 @@ class TrainResult:
 
 @dataclass(frozen=True)
 class LoopSettings:
-    """How the loop runs (the keys every family's training section shares).
+    """How the loop runs; each family fills it from its own training section
+    (:func:`lipspeech.training.trainer.train`, :func:`lipspeech.vocoder.train.train_vocoder`).
 
     Attributes:
         max_steps: the run's length in optimiser steps.
@@ -98,17 +99,6 @@ class LoopSettings:
     tensorboard: bool = False
     progress: bool = True
     desc: str = "train"
-
-    @classmethod
-    def from_section(cls, cfg: Mapping[str, Any], desc: str, **given: Any) -> "LoopSettings":
-        """The settings from a training section and ``given`` (over it); a setting without a default
-        here (the schema has them) that is in neither is an error."""
-        names = cls.__dataclass_fields__
-        values = {**{k: cfg[k] for k in names if k in cfg}, **given, "desc": desc}
-        missing = [k for k, f in names.items() if k not in values and f.default is MISSING]
-        if missing:
-            raise KeyError(f"loop settings {', '.join(missing)}: in neither the section nor the given ones")
-        return cls(**values)
 
 
 class Task:
