@@ -1,13 +1,14 @@
 """The typed config (lipspeech/core/settings.py) against the schema, both ways: every key of the
 schema is a field of the class of its section, every field is a key, no field has a default, and
-every field is read by the code (an attribute read of its name in a module that imports its class,
-or a class that holds it). And the readers: nested sections, optional keys, unknown and missing
+every field is read by the code (an attribute read of its name in a module, or the workflow's rule
+files, that imports its class or a class that holds it). And the readers: nested sections, optional keys, unknown and missing
 keys, and the round trip of the whole default config."""
 
 from __future__ import annotations
 
 import ast
 import dataclasses
+import re
 import typing
 from pathlib import Path
 from typing import Any, Iterator
@@ -20,6 +21,7 @@ from lipspeech.core.sections import Section
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lipspeech"
 SETTINGS_FILE = PACKAGE / "core" / "settings.py"
+WORKFLOW_RULES = PACKAGE.parent / "workflow" / "rules"
 
 # definitions.streaming keys are partial: each k sets the model key stream_k (walked in ModelConfig)
 PARTIAL = {"#streaming": "stream_"}
@@ -113,6 +115,12 @@ def _modules_reading() -> dict[str, tuple[set[str], set[str]]]:
         reads = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
                  and isinstance(node.ctx, ast.Load)}
         out[str(path.relative_to(PACKAGE))] = (imported, reads)
+    # the workflow's rule files share one namespace (common.smk imports for all of them); Snakemake's
+    # syntax is not Python's, so their attribute reads are found as text
+    rules = "\n".join(p.read_text() for p in sorted(WORKFLOW_RULES.glob("*.smk")))
+    imported = {name.strip() for line in re.findall(r"^from lipspeech\.core\.settings import (.+)$", rules, re.M)
+                for name in line.split(",")}
+    out["workflow/rules"] = (imported, set(re.findall(r"\.([A-Za-z_]\w*)", rules)))
     return out
 
 

@@ -94,7 +94,7 @@ class HifiganConfig(Section):
     upsample_rates: list[int]
     upsample_kernels: list[int]
     upsample_initial_channel: int
-    resblock: str
+    resblock: int
     resblock_kernels: list[int]
     resblock_dilations: list[list[int]]
     mpd_periods: list[int]

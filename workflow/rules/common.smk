@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from lipspeech.core.config import ConfigError, validate_config
+from lipspeech.core.settings import Settings
 from lipspeech.data.manifest import shard_name
 from lipspeech.evaluation.families import check_families
 
@@ -15,6 +16,10 @@ try:
     check_families(config["evaluate"])
 except (ConfigError, RuntimeError) as exc:
     raise WorkflowError(f"invalid configuration: {exc}") from None
+# The validated config as typed objects, for the rules' own decisions; the rules' params carry
+# the mappings (what a job hashes and stores).
+SETTINGS = Settings.from_section(config)
+EXPERIMENT = {e.name: e for e in SETTINGS.experiments}  # by name
 
 # Every job's shell starts with this prefix. A prefix replaces Snakemake's own, so it restates
 # bash strict mode (without pipefail a failing `lipspeech ... | tee log` would pass). It hands
@@ -78,10 +83,9 @@ def experiment_json(wildcards):
 def model_ckpt(exp):
     """The best.pt an experiment synthesizes with: its own, or that of the experiment its
     model_from names (which then trains nothing of its own)."""
-    for e in config["experiments"]:
-        if e["name"] == exp:
-            return f"{RESULTS}/models/{e.get('model_from') or exp}/ckpt/best.pt"
-    raise WorkflowError(f"no experiment named {exp!r} in config['experiments']")
+    if exp not in EXPERIMENT:
+        raise WorkflowError(f"no experiment named {exp!r} in config['experiments']")
+    return f"{RESULTS}/models/{EXPERIMENT[exp].model_from or exp}/ckpt/best.pt"
 
 
 def synthesize_ckpt(wildcards):
@@ -92,10 +96,8 @@ def init_ckpt(wildcards):
     """The best.pt an experiment's training starts from (its init_from), or none. The train stage
     finds it beside its own run directory (models/{init_from}/ckpt/best.pt): an input only, so a
     run without init_from keeps its job's command and params."""
-    for e in config["experiments"]:
-        if e["name"] == wildcards.exp and e.get("init_from"):
-            return [f"{RESULTS}/models/{e['init_from']}/ckpt/best.pt"]
-    return []
+    e = EXPERIMENT.get(wildcards.exp)
+    return [f"{RESULTS}/models/{e.init_from}/ckpt/best.pt"] if e is not None and e.init_from else []
 
 
 def system_audio(wildcards):

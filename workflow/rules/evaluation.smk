@@ -90,7 +90,7 @@ rule curve:
 
 import shlex
 
-UNITS_ANALYSIS = config["units_analysis"]["enabled"]
+UNITS_ANALYSIS = SETTINGS.units_analysis.enabled
 UNITS_ANALYSIS_OUT = f"{RESULTS}/units_analysis/quality.parquet"
 
 

@@ -1,7 +1,7 @@
 # The LTBS model: one training run and one synthesis per experiment of config["experiments"].
 # An experiment = a model preset + overrides (the paper's ablations are the use_* switches).
 
-EXPERIMENTS = [e["name"] for e in config["experiments"]]
+EXPERIMENTS = [e.name for e in SETTINGS.experiments]
 
 
 wildcard_constraints:

@@ -9,6 +9,8 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from lipspeech.core.settings import ExperimentConfig
+
 GROUND_TRUTH = "ground_truth"
 GT_VOCODED = "gt_vocoded"
 REFERENCE_SYSTEMS = (GROUND_TRUTH, GT_VOCODED)
@@ -126,53 +128,55 @@ def is_number(value: Any) -> bool:
     return numeric and math.isfinite(value)
 
 
-def _overrides(exp: Mapping[str, Any], model_section: Optional[Mapping[str, Any]]) -> dict[str, Any]:
-    return {**dict((model_section or {}).get("overrides") or {}), **dict(exp.get("overrides") or {})}
+def _overrides(exp: ExperimentConfig, model_section: Optional[Mapping[str, Any]]) -> dict[str, Any]:
+    return {**dict((model_section or {}).get("overrides") or {}), **dict(exp.overrides)}
 
 
-def removed_parts(exp: Mapping[str, Any], model_section: Optional[Mapping[str, Any]] = None) -> list[str]:
+def removed_parts(exp: Mapping[str, Any] | ExperimentConfig, model_section: Optional[Mapping[str, Any]] = None) -> list[str]:
     """The parts of the paper's model an experiment switches off (empty: the full model)."""
+    exp = ExperimentConfig.from_section(exp)
     overrides = _overrides(exp, model_section)
     return [ABLATIONS[k] for k in ABLATIONS if overrides.get(k) is False]
 
 
-def _streaming(exp: Mapping[str, Any], model_section: Optional[Mapping[str, Any]]) -> Optional[dict[str, Any]]:
+def _streaming(exp: ExperimentConfig, model_section: Optional[Mapping[str, Any]]) -> Optional[dict[str, Any]]:
     """The experiment's streaming section (its own, else the model section's); None: offline."""
-    if exp.get("streaming") is not None:
-        return dict(exp["streaming"])
-    if (model_section or {}).get("streaming") is not None and not exp.get("model_from"):
+    if exp.streaming is not None:
+        return dict(exp.streaming)
+    if (model_section or {}).get("streaming") is not None and not exp.model_from:
         return dict(model_section["streaming"])  # type: ignore[index]
     return {} if _overrides(exp, model_section).get("streaming") else None
 
 
-def _decoding(exp: Mapping[str, Any], model_section: Optional[Mapping[str, Any]]) -> list[str]:
+def _decoding(exp: ExperimentConfig, model_section: Optional[Mapping[str, Any]]) -> list[str]:
     """What the label says of a streaming model and of how it was decoded."""
     tags = []
-    if exp.get("model_from"):
-        tags.append(f"model of {exp['model_from']}")
+    if exp.model_from:
+        tags.append(f"model of {exp.model_from}")
     elif _streaming(exp, model_section) is not None:
         tags.append("streaming")
-    if exp.get("decode_chunk_frames"):
-        tags.append(f"chunks of {exp['decode_chunk_frames']}")
+    if exp.decode_chunk_frames:
+        tags.append(f"chunks of {exp.decode_chunk_frames}")
     elif tags:
         tags.append("whole clip")
-    if exp.get("weights") == "raw":
+    if exp.weights == "raw":
         tags.append("raw weights")
-    if exp.get("temperature") is not None:
-        tags.append(f"temperature {exp['temperature']:g}")
-    if exp.get("train"):
-        tags.append(", ".join(f"{k} {v}" for k, v in sorted(exp["train"].items())))
+    if exp.temperature is not None:
+        tags.append(f"temperature {exp.temperature:g}")
+    if exp.train:
+        tags.append(", ".join(f"{k} {v}" for k, v in sorted(exp.train.items())))
     return tags
 
 
-def experiment_label(exp: Mapping[str, Any], model_section: Optional[Mapping[str, Any]] = None) -> str:
+def experiment_label(exp: Mapping[str, Any] | ExperimentConfig, model_section: Optional[Mapping[str, Any]] = None) -> str:
     """The row label, as in the paper's ablation table: the name and what it removes (or, for a
     streaming model, how it was decoded)."""
+    exp = ExperimentConfig.from_section(exp)
     removed = removed_parts(exp, model_section)
     if removed:
-        return f"{exp['name']} (w/o {', '.join(removed)})"
+        return f"{exp.name} (w/o {', '.join(removed)})"
     tags = _decoding(exp, model_section)
-    return f"{exp['name']} ({', '.join(tags)})" if tags else f"{exp['name']} (full model)"
+    return f"{exp.name} ({', '.join(tags)})" if tags else f"{exp.name} (full model)"
 
 
 def ablation_order(experiments: Sequence[Mapping[str, Any]],
@@ -181,21 +185,22 @@ def ablation_order(experiments: Sequence[Mapping[str, Any]],
     return sorted(experiments, key=lambda e: bool(removed_parts(e, model_section)))
 
 
-def describe_experiment(exp: Mapping[str, Any], model_section: Optional[Mapping[str, Any]] = None) -> str:
+def describe_experiment(exp: Mapping[str, Any] | ExperimentConfig, model_section: Optional[Mapping[str, Any]] = None) -> str:
     """One line saying what an experiment is: its description, preset, ablations and overrides."""
+    exp = ExperimentConfig.from_section(exp)
     parts = []
-    if exp.get("description"):
-        parts.append(str(exp["description"]).strip())
-    if exp.get("model_from"):  # no model of its own: what it decodes with, and how
-        parts.append(f"the trained model of {exp['model_from']}")
-        if exp.get("decode_chunk_frames"):
-            parts.append(f"decoded chunk by chunk, {exp['decode_chunk_frames']} video frames a chunk")
-        if exp.get("weights") == "raw":
+    if exp.description:
+        parts.append(exp.description.strip())
+    if exp.model_from:  # no model of its own: what it decodes with, and how
+        parts.append(f"the trained model of {exp.model_from}")
+        if exp.decode_chunk_frames:
+            parts.append(f"decoded chunk by chunk, {exp.decode_chunk_frames} video frames a chunk")
+        if exp.weights == "raw":
             parts.append("its raw weights (not the moving average)")
-        if exp.get("temperature") is not None:
-            parts.append(f"post-net temperature {exp['temperature']:g}")
+        if exp.temperature is not None:
+            parts.append(f"post-net temperature {exp.temperature:g}")
         return "; ".join(parts)
-    preset = exp.get("preset") or (model_section or {}).get("preset")
+    preset = exp.preset or (model_section or {}).get("preset")
     if preset:
         parts.append(f"preset {preset}")
     overrides = _overrides(exp, model_section)
@@ -208,10 +213,10 @@ def describe_experiment(exp: Mapping[str, Any], model_section: Optional[Mapping[
     if streaming is not None:
         parts.append("streaming mode" + (" (" + ", ".join(f"{k}={v}" for k, v in sorted(streaming.items())) + ")"
                                          if streaming else ""))
-    if exp.get("decode_chunk_frames"):
-        parts.append(f"decoded chunk by chunk, {exp['decode_chunk_frames']} video frames a chunk")
-    if exp.get("train"):
-        parts.append("training keys " + ", ".join(f"{k}={v}" for k, v in sorted(exp["train"].items())))
-    if exp.get("temperature") is not None:
-        parts.append(f"post-net temperature {exp['temperature']:g}")
+    if exp.decode_chunk_frames:
+        parts.append(f"decoded chunk by chunk, {exp.decode_chunk_frames} video frames a chunk")
+    if exp.train:
+        parts.append("training keys " + ", ".join(f"{k}={v}" for k, v in sorted(exp.train.items())))
+    if exp.temperature is not None:
+        parts.append(f"post-net temperature {exp.temperature:g}")
     return "; ".join(parts)
