@@ -49,7 +49,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 def cmd_config(args: argparse.Namespace) -> int:
     import yaml
 
-    from lipspeech.core.config import ConfigError, load_config
+    from lipspeech.core.config import ConfigError, describe_config, load_config
 
     view: Any = load_config(*args.config)
     if args.resolve:
@@ -62,7 +62,10 @@ def cmd_config(args: argparse.Namespace) -> int:
             raise ConfigError(f"config --section {args.section}: no such section (known here: "
                               f"{', '.join(view) if isinstance(view, dict) else 'none'})")
         view = view[name]
-    print(yaml.safe_dump(view, sort_keys=False, width=100, default_flow_style=None), end="")
+    if args.describe:
+        print(describe_config(view, args.section or ""), end="")
+    else:
+        print(yaml.safe_dump(view, sort_keys=False, width=100, default_flow_style=None), end="")
     return 0
 
 
@@ -183,6 +186,8 @@ def register(sub: Any) -> None:
     p.add_argument("config", nargs="*", help="config files, later over earlier, as snakemake's --configfile "
                    "(none: the defaults)")
     p.add_argument("--section", help="only this section (e.g. train, model, vocoder.train)")
+    p.add_argument("--describe", action="store_true", help="comment each key with the first sentence of its "
+                   "description in the schema")
     p.add_argument("--resolve", action="store_true", help="also each experiment's full flat model config (its "
                    "preset, the model section's overrides and streaming, its own) under resolved_models")
     p.set_defaults(func=cmd_config)

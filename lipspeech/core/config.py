@@ -328,8 +328,8 @@ def describe_config(view: Mapping[str, Any], section: str = "") -> str:
 
 
 def _first_sentence(text: str, width: int = 100) -> str:
-    """The description's first sentence ("e.g." and "i.e." do not end one), cut to ``width``."""
-    parts = re.split(r"(?<!e\.g)(?<!i\.e)\.\s", text, maxsplit=1)
+    """The description's first sentence ("e.g.", "i.e." and "et al." do not end one), cut to ``width``."""
+    parts = re.split(r"(?<!e\.g)(?<!i\.e)(?<!et al)\.\s", text, maxsplit=1)
     first = parts[0].rstrip(".")
     return first if len(first) <= width else first[:width - 3].rsplit(" ", 1)[0] + "..."
 
