@@ -79,7 +79,7 @@ def test_units_analysis_dag(tmp_path):
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     base = {"synth_corpus": 1, "manifest": 1, **after_decode(4, 1), "train": 1, "synthesize": 1}
     assert "units_analysis" not in planned_jobs(tmp_path, config)
-    enabled = {**config, "units_analysis": {**config["units_analysis"], "enabled": True}}
+    enabled = {**config, "units_analysis": {**config.get("units_analysis", {}), "enabled": True}}
     assert planned_jobs(tmp_path, enabled) == {**base, "units_analysis": 1}
     out = snakemake(tmp_path, enabled, "-n", "-p")
     report = out.stdout.split("rule report:", 1)[1].split("rule ", 1)[0]
