@@ -1,6 +1,6 @@
 """End-to-end latency of `lipspeech live`: per model preset, chunking and vocoder.
 
-    python benchmarks/live_latency.py [--seconds 20] [--threads 1] [--rows all|quick]
+    python benchmarks/live_latency.py [--seconds 20] [--threads 1] [--rows all|quick|low]
 
 A SynthGRID clip, looped to ``--seconds``, is played by ffmpeg at its own pace (``--realtime``,
 as a camera delivers frames) into :func:`lipspeech.commands.live.run_live`, which tracks the face, runs
@@ -38,10 +38,12 @@ ROWS = [
     ("small", 5, 2, "griffin-lim"),
     ("small", 2, 2, "hifigan"),
     ("small", 2, 1, "hifigan"),
+    ("small", 1, 2, "hifigan"),
     ("small", 1, 0, "hifigan"),
     ("paper", 5, 2, "hifigan"),
 ]
 QUICK = ROWS[1:2] + ROWS[3:4]
+LOW = ROWS[4:6]  # the two ways to 190 ms: chunks of 2 + 1 frame of look-ahead, chunks of 1 + 2
 
 
 def checkpoint(preset: str, lookahead: int, chunk: int, root: Path) -> Path:
@@ -67,7 +69,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (lipspeech live's default: 1)")
-    ap.add_argument("--rows", choices=["all", "quick"], default="all")
+    ap.add_argument("--rows", choices=["all", "quick", "low"], default="all")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     root = Path(tempfile.mkdtemp(prefix="live-latency-"))
@@ -84,7 +86,7 @@ def main() -> None:
     print("| preset | chunk + look-ahead (frames) | vocoder | algorithmic (ms) | latency p50 (ms) | p95 (ms) "
           "| RTF | dropped frames |")
     print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
-    for preset, chunk, lookahead, vocoder in ROWS if args.rows == "all" else QUICK:
+    for preset, chunk, lookahead, vocoder in {"all": ROWS, "quick": QUICK, "low": LOW}[args.rows]:
         ckpt = checkpoint(preset, lookahead, chunk, root)
         opts = LiveOptions(vocoder=str(voc) if vocoder == "hifigan" else vocoder, realtime=True, threads=args.threads)
         res = run_live(str(looped), ckpt, root / "out.wav", options=opts)
