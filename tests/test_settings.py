@@ -82,24 +82,15 @@ def test_partial_definitions_name_model_keys():
 
 
 def _holders(classes: dict[str, type[Section]]) -> dict[str, set[str]]:
-    """Class name -> the names of the classes it is part of (itself, its parents' chain)."""
-    parents: dict[str, set[str]] = {cls.__name__: set() for cls in classes.values()}
+    """Class name -> the names of the classes it is part of: itself and its parents up to the root
+    (a definition, ``#name``, stands alone)."""
+    out = {}
     for path, cls in classes.items():
-        if "." in path.rstrip("[]") or path.endswith("[]"):
-            parent = path.rsplit(".", 1)[0] if "." in path else ""
-            parent = parent[:-2] if parent.endswith("[]") and parent not in classes else parent
-            parents[cls.__name__].add(classes[parent].__name__)
-        elif path and not path.startswith("#"):
-            parents[cls.__name__].add(classes[""].__name__)
-    out: dict[str, set[str]] = {}
-    for name in parents:
-        seen, todo = {name}, [name]
-        while todo:
-            for p in parents[todo.pop()]:
-                if p not in seen:
-                    seen.add(p)
-                    todo.append(p)
-        out[name] = seen
+        names = {cls.__name__}
+        while path and not path.startswith("#"):
+            path = path.rsplit(".", 1)[0] if "." in path else ""
+            names.add(classes[path].__name__)
+        out[cls.__name__] = names
     return out
 
 

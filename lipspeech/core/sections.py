@@ -9,7 +9,7 @@ import typing
 from functools import lru_cache
 from typing import Any, ClassVar, Mapping, TypeVar
 
-from lipspeech.core.config import ConfigError
+from lipspeech.core.config import ConfigError, load_schema, validate_config
 
 S = TypeVar("S", bound="Section")
 
@@ -48,8 +48,6 @@ class Section:
     @classmethod
     def default(cls: type[S]) -> S:
         """The schema's defaults of this section (one that sits in a list or a definition has none)."""
-        from lipspeech.core.config import validate_config
-
         if "[]" in cls.SECTION or cls.SECTION.startswith("#"):
             raise ConfigError(f"config section {cls.SECTION}: has no defaults of its own")
         node: Any = validate_config({})
@@ -79,8 +77,6 @@ def _item_defaults(section: str) -> dict[str, Any]:
     """The schema's defaults of the keys of a list's items (``synth.voices[]``); {} elsewhere."""
     if "[]" not in section:
         return {}
-    from lipspeech.core.config import load_schema
-
     node: Any = load_schema()
     for part in section.split("."):
         node = node["properties"][part.removesuffix("[]")]
