@@ -96,6 +96,10 @@ def test_config_hash_is_stable_and_sensitive():
         ({"experiments": [{"name": "a", "init_from": "b"}]}, "a.init_from 'b' must name another experiment"),
         ({"experiments": [{"name": "a", "init_from": "b"}, {"name": "b", "init_from": "a"}]},
          "init_from goes round in a circle"),
+        ({"experiments": [{"name": "a", "distill_from": "a"}]}, "a.distill_from 'a' must name another experiment"),
+        ({"experiments": [{"name": "a", "distill_from": "b"}, {"name": "b", "init_from": "a"}]},
+         "goes round in a circle"),
+        ({"experiments": [{"name": "a", "distill_weight": 1.5}]}, "experiments.0.distill_weight: must be <= 1"),
     ],
 )
 def test_model_keys_are_checked_when_the_config_is_validated(bad, needle):

@@ -6,6 +6,7 @@ import torch
 
 from lipspeech.core.config import ConfigError
 from lipspeech.models import PRESETS, Utterance, build_model, collate, count_parameters, lengths_to_mask, model_config
+from lipspeech.models.distill import distill_losses, distilled_total, teach
 from lipspeech.models.flow import ActNorm, AffineCoupling, FlowPostNet, InvConv1x1
 from lipspeech.training.data import synthetic_utterances
 
@@ -153,6 +154,39 @@ def test_forward_shapes_losses_and_infer():
     coarse, post = model.infer(batch.video, batch.video_lengths, temperature=0.5, generator=gen)
     assert coarse.shape == post.shape == (3, 40, 80)
     assert torch.all(post[2, 16:] == 0) and not torch.equal(post, coarse)
+
+
+def test_distillation_losses_against_a_teacher():
+    """A model taught by itself (eval mode, the same batch) has zero distillation losses; against
+    another teacher the unit term is the KL divergence computed by hand, pitch and energy the L1/MSE to
+    the teacher's values; the distilled total mixes each predictor's two losses by the weight."""
+    torch.manual_seed(0)
+    model = build_model(model_config("tiny")).eval()
+    batch = collate(synthetic_utterances(3, [7, 10, 4], seed=1, **DIMS))
+    out = model(batch)
+    own = distill_losses(model, batch, out, teach(model, batch))
+    assert set(own) == {"ling_ce", "pitch", "energy"}
+    for v in own.values():
+        assert float(v.detach()) == pytest.approx(0.0, abs=1e-5)
+    torch.manual_seed(1)
+    other = build_model(model_config("tiny")).eval()
+    taught = teach(other, batch)
+    assert not taught["unit_logits"].requires_grad
+    d = distill_losses(model, batch, out, taught)
+    umask = batch.unit_mask()
+    p = torch.softmax(taught["unit_logits"][umask], -1)
+    q = torch.softmax(out.unit_logits[umask], -1)
+    kl = (p * (p.log() - q.log())).sum(-1).mean()
+    torch.testing.assert_close(d["ling_ce"], kl)
+    assert float(d["ling_ce"]) > 0
+    mask = batch.frame_mask()
+    reg = (lambda a, b: (a - b) ** 2) if model.variance_loss == "mse" else (lambda a, b: (a - b).abs())
+    torch.testing.assert_close(d["energy"], reg(out.energy, taught["energy"])[mask].mean())
+    for w in (0.0, 0.25, 1.0):
+        mixed = out.losses["mel_l1"] + out.losses["flow_nll"] * model.weights["flow_nll"] + sum(
+            model.weights[k] * ((1 - w) * out.losses[k] + w * d[k]) for k in ("ling_ce", "pitch", "energy"))
+        torch.testing.assert_close(distilled_total(model, out, d, w), mixed)
+    assert torch.equal(distilled_total(model, out, d, 0.0), out.losses["total"])
 
 
 @pytest.mark.parametrize("switch", ["use_linguistic", "use_pitch", "use_energy", "use_postnet"])

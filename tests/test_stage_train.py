@@ -178,6 +178,35 @@ def test_changed_config_starts_afresh(results):
         run_train(results, EXP, MODEL, {**TRAIN, "val_every": 10}, run_dir, threads=1, progress=False, fail_fast=False)
 
 
+def test_distill_from_teaches_a_streaming_model(results):
+    """distill_from needs the teacher's best.pt; with distill_weight 0 the student trains exactly as
+    without a teacher (the teacher's loading draws nothing from the student's random stream), with a
+    weight it trains another model; the teacher and the weight are part of the run key."""
+    import torch
+
+    from lipspeech.training.bundle import load_model
+
+    stream = {"name": "st", "preset": "tiny", "overrides": {}, "streaming": {"chunk_frames": 2, "lookahead_frames": 1},
+              "distill_from": "ltbs"}
+    with pytest.raises(Exception, match="distill_from 'ltbs': no .*ltbs/ckpt/best.pt"):
+        run_train(results, stream, MODEL, TRAIN, results / "models" / "st", progress=False, fail_fast=False)
+    run_train(results, EXP, MODEL, TRAIN, results / "models" / "ltbs", progress=False, fail_fast=False)
+
+    def trained(name, **exp):
+        run_train(results, {**stream, "name": name, **exp}, MODEL, TRAIN, results / "models" / name, progress=False,
+                  fail_fast=False)
+        run = results / "models" / name
+        return (json.loads((run / "run.json").read_text())["key"], (run / "losses.csv").read_text(),
+                load_model(run / "ckpt" / "best.pt").model.state_dict())
+
+    alone = trained("alone", distill_from=None)
+    zero = trained("zero", distill_weight=0.0)
+    half = trained("half")
+    assert zero[1] == alone[1] and all(torch.equal(zero[2][k], alone[2][k]) for k in alone[2])
+    assert len({alone[0], zero[0], half[0]}) == 3
+    assert half[1] != zero[1]
+
+
 def test_init_from_starts_a_streaming_model_from_the_offline_weights(results, capsys):
     """init_from copies every tensor whose name and shape match (the streaming model's relative-position
     biases have no offline counterpart and keep their initialisation), is part of the run key, and

@@ -197,6 +197,11 @@ def test_init_from_dag(tmp_path, grid_config):
     off = next(b for b in trains if "output: results/gridfix/models/off/" in b)
     assert "results/gridfix/models/off/ckpt/best.pt" in st.split("output:")[0]
     assert "models/st" not in off.split("output:")[0] and "ckpt" not in off.split("output:")[0]
+    # distill_from: the teacher's best.pt is an input of the student's train job too
+    experiments = [{"name": "off"}, {"name": "di", "streaming": {"chunk_frames": 2}, "distill_from": "off"}]
+    out = snakemake(tmp_path, {**config, "experiments": experiments}, "-n", "results/gridfix/models/di/ckpt/best.pt").stdout
+    di = next(b for b in out.split("rule ")[1:] if b.startswith("train:") and "output: results/gridfix/models/di/" in b)
+    assert out.count("rule train:") == 2 and "results/gridfix/models/off/ckpt/best.pt" in di.split("output:")[0]
 
 
 def test_learning_curve_dag(tmp_path, grid_config):

@@ -216,6 +216,19 @@ def validate_config(config: dict[str, Any], experiment_refs: bool = True) -> dic
     return config
 
 
+def _check_no_circle(trained: Mapping[str, Mapping[str, Any]], name: str, path: tuple[str, ...] = ()) -> None:
+    """Raise ConfigError when the weights an experiment starts from or learns from (init_from,
+    distill_from) lead, through other experiments, back to ``name``'s path."""
+    path = (*path, name)
+    for key in ("init_from", "distill_from"):
+        other = trained[name].get(key)
+        if other is None:
+            continue
+        if other in path:
+            raise ConfigError(f"config key experiments: {key} goes round in a circle ({' -> '.join((*path, other))})")
+        _check_no_circle(trained, other, path)
+
+
 def _check_consistency(config: Mapping[str, Any], experiment_refs: bool = True) -> None:
     """Rules a schema cannot express comfortably."""
     corpus = config["corpus"]
@@ -243,6 +256,12 @@ def _check_consistency(config: Mapping[str, Any], experiment_refs: bool = True) 
             raise ConfigError(f"config key experiments: {e['name']}.init_from {init!r} must name another experiment "
                               f"that trains a model (known: {', '.join(n for n in trained if n != e['name']) or 'none'})"
                               + (", and cannot go with model_from" if source else ""))
+        teacher = e.get("distill_from")
+        if teacher is not None and (source or teacher == e["name"] or teacher not in trained):
+            raise ConfigError(f"config key experiments: {e['name']}.distill_from {teacher!r} must name another "
+                              "experiment that trains a model (known: "
+                              f"{', '.join(n for n in trained if n != e['name']) or 'none'})"
+                              + (", and cannot go with model_from" if source else ""))
         unknown = sorted(set(e.get("train") or {}) - set(config["train"]))
         if unknown:
             raise ConfigError(f"config key experiments: {e['name']}.train.{unknown[0]}: unknown key (the train "
@@ -254,12 +273,8 @@ def _check_consistency(config: Mapping[str, Any], experiment_refs: bool = True) 
                     or (config["model"].get("overrides") or {}).get("streaming")):
                 raise ConfigError(f"config key experiments: {e['name']}.decode_chunk_frames needs a streaming "
                                   "model (model.streaming or the experiment's streaming)")
-    for name in trained if experiment_refs else []:  # init_from chains end (each names a trained model)
-        seen = [name]
-        while trained[seen[-1]].get("init_from"):
-            seen.append(trained[seen[-1]]["init_from"])
-            if seen[-1] in seen[:-1]:
-                raise ConfigError(f"config key experiments: init_from goes round in a circle ({' -> '.join(seen)})")
+    for name in trained if experiment_refs else []:  # init_from/distill_from chains end (each names a trained model)
+        _check_no_circle(trained, name)
     train = config["train"]
     if train["val_every"] > train["max_steps"]:
         raise ConfigError(f"config key train.val_every: {train['val_every']} > train.max_steps "

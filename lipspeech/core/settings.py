@@ -352,6 +352,8 @@ class ExperimentConfig(Section):
     streaming: Optional[dict[str, Any]]
     model_from: Optional[str]
     init_from: Optional[str]
+    distill_from: Optional[str]
+    distill_weight: float
     train: Optional[dict[str, Any]]
     weights: Optional[str]
     temperature: Optional[float]

@@ -76,7 +76,7 @@ class ModelOutput:
     losses: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of ``values`` (B, T, ...) over the True entries of ``mask`` (B, T)."""
     m = mask.to(values.dtype)
     while m.dim() < values.dim():
@@ -335,16 +335,16 @@ class LTBSModel(nn.Module):
 
     def _losses(self, batch: Batch, out: ModelOutput, states: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         mel_mask = out.mel_mask
-        losses = {"mel_l1": _masked_mean((out.coarse_mel - batch.mel).abs(), mel_mask)}
+        losses = {"mel_l1": masked_mean((out.coarse_mel - batch.mel).abs(), mel_mask)}
         reg = F.mse_loss if self.variance_loss == "mse" else F.l1_loss
         if out.unit_logits is not None and batch.units is not None:
             umask = batch.unit_mask()
             losses["ling_ce"] = F.cross_entropy(out.unit_logits[umask].float(), batch.units[umask])
         if out.pitch is not None and batch.pitch is not None:
             pmask = mask & batch.voiced if (self.pitch_voiced_only and batch.voiced is not None) else mask
-            losses["pitch"] = _masked_mean(reg(out.pitch.float(), batch.pitch, reduction="none"), pmask)
+            losses["pitch"] = masked_mean(reg(out.pitch.float(), batch.pitch, reduction="none"), pmask)
         if out.energy is not None and batch.energy is not None:
-            losses["energy"] = _masked_mean(reg(out.energy.float(), batch.energy, reduction="none"), mask)
+            losses["energy"] = masked_mean(reg(out.energy.float(), batch.energy, reduction="none"), mask)
         if self.postnet is not None:
             with torch.autocast(device_type=batch.mel.device.type, enabled=False):
                 base, g, m = self._flow_inputs(out.coarse_mel, states, mel_mask)

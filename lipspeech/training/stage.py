@@ -206,6 +206,9 @@ def _run_train(
     init = _init_from(e, run_dir)
     if init is not None:
         data_key["init_from"] = {"name": e.init_from, "sha1": _sha1(init)}  # other weights, another run
+    teacher = _checkpoint_of(e.distill_from, "distill_from", run_dir)
+    if teacher is not None:  # a teacher's outputs are targets: its weights and the mix are part of the run
+        data_key["distill_from"] = {"name": e.distill_from, "sha1": _sha1(teacher), "weight": e.distill_weight}
     key = _run_key(model_cfg, train_cfg, data_key)
     ckpt_dir = run_dir / "ckpt"
     run_json = run_dir / "run.json"
@@ -228,7 +231,7 @@ def _run_train(
     started = time.time()
     result = train_in_chunks(
         lambda stop: train(model_cfg, train_cfg, train_data, val_data, run_dir, resume=True, stop_at_step=stop,
-                           bundle=bundle, init=init),
+                           bundle=bundle, init=init, teacher=teacher, distill_weight=e.distill_weight),
         resumed_from or 0, settings.max_steps, settings.val_every, ckpt_dir, main)
     summary = {
         "experiment": e.name,
@@ -252,12 +255,18 @@ def _run_train(
 def _init_from(exp: ExperimentConfig, run_dir: Path) -> Optional[Path]:
     """The checkpoint an experiment's ``init_from`` starts from, in the workflow's layout
     (``models/{init_from}/ckpt/best.pt`` beside this run); None without one."""
-    if not exp.init_from:
+    return _checkpoint_of(exp.init_from, "init_from", run_dir)
+
+
+def _checkpoint_of(name: Optional[str], key: str, run_dir: Path) -> Optional[Path]:
+    """``models/{name}/ckpt/best.pt`` beside this run, for the experiment key ``key`` that names
+    another experiment (init_from, distill_from); None without a name."""
+    if not name:
         return None
-    init = run_dir.parent / exp.init_from / "ckpt" / "best.pt"
-    if not init.is_file():
-        raise StageError(f"init_from {exp.init_from!r}: no {init} (train that experiment first)")
-    return init
+    path = run_dir.parent / name / "ckpt" / "best.pt"
+    if not path.is_file():
+        raise StageError(f"{key} {name!r}: no {path} (train that experiment first)")
+    return path
 
 
 def _checkpoint_bundle(data_sections: Optional[Mapping[str, Any]], speakers: Optional[dict[str, int]],

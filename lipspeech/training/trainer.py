@@ -26,9 +26,10 @@ from lipspeech.core.config import ConfigError
 from lipspeech.core.runtime import resolve_device
 from lipspeech.core.settings import TrainConfig
 from lipspeech.models.batch import Batch, Utterance, collate
+from lipspeech.models.distill import distill_losses, distilled_total, teach
 from lipspeech.models.ltbs import LTBSModel, build_model
 from lipspeech.models.presets import check_model_config
-from lipspeech.training.bundle import ADDED_MODEL_KEYS, start_from
+from lipspeech.training.bundle import ADDED_MODEL_KEYS, load_model, start_from
 from lipspeech.training.config import LOSS_NAMES, check_train_config, train_settings
 from lipspeech.training.data import as_sequence, augment, epoch_batches, item_lengths
 from lipspeech.training.distributed import (
@@ -205,9 +206,12 @@ class LTBSTask(Task):
 
     def __init__(self, model_cfg: Mapping[str, Any], cfg: Mapping[str, Any], data: Sequence[Utterance],
                  val: Optional[Sequence[Utterance]], device: torch.device, ddp: Optional[DistInfo],
-                 bundle: Optional[Mapping[str, Any]], init: Optional[Path] = None):
+                 bundle: Optional[Mapping[str, Any]], init: Optional[Path] = None,
+                 teacher: Optional[Path] = None, distill_weight: float = 0.0):
         self.model_cfg, self.cfg, self.data, self.val = dict(model_cfg), dict(cfg), data, val
         self.device, self.ddp, self.bundle, self.init = device, ddp, dict(bundle or {}), init
+        self.teacher_path, self.distill_weight = teacher, float(distill_weight)
+        self.teacher: Optional[LTBSModel] = None
         self.train = train = train_settings(cfg)
         self.best_metric = train.best_metric
         self.lengths = item_lengths(data) if train.bucket else None
@@ -221,6 +225,8 @@ class LTBSTask(Task):
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(self.train))
         self.net: torch.nn.Module = self.model
         self.ema = WeightAverage(self.model, self.train.ema_decay) if self.train.ema_decay > 0 else None
+        if self.teacher_path is not None:
+            self.teacher = load_teacher(self.teacher_path, self.model_cfg, self.device)
 
     def check_resume(self, ckpt: Mapping[str, Any], path: Path) -> None:
         saved = {**ADDED_MODEL_KEYS, **ckpt["model_cfg"]}  # a run begun before keys were added
@@ -288,7 +294,10 @@ class LTBSTask(Task):
         batch = batch.to(self.device, non_blocking=True)
         with autocast_for(self.device, self.train.bf16):
             out = self.net(batch)
-        loss = out.losses["total"]
+            loss = out.losses["total"]
+            if self.teacher is not None:  # distillation: the predictors also learn the teacher's outputs
+                distill = distill_losses(self.model, batch, out, teach(self.teacher, batch))
+                loss = distilled_total(self.model, out, distill, self.distill_weight)
         self.optimizer.zero_grad(set_to_none=True)
         finite = bool(torch.isfinite(loss))
         if self.ddp is not None:
@@ -331,6 +340,25 @@ class LTBSTask(Task):
                         cfg.val_free_running, cfg.val_max_batches)
 
 
+def load_teacher(path: Path, model_cfg: Mapping[str, Any], device: torch.device) -> LTBSModel:
+    """The teacher of a distillation (an experiment's ``distill_from``): the model of checkpoint
+    ``path`` (its averaged weights), frozen, in eval mode, on ``device``.
+
+    Raises:
+        ConfigError: it predicts other units, or has other speakers, than the student.
+    """
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        loaded = load_model(path, device)  # building it draws initial weights: the student's random stream stays as it was
+    for key in ("n_units", "n_speakers"):
+        if loaded.model_cfg[key] != model_cfg[key]:
+            raise ConfigError(f"distill_from {path}: model key {key} is {loaded.model_cfg[key]} there, "
+                              f"{model_cfg[key]} here")
+    teacher = loaded.model
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher.eval()
+
+
 def train(
     model_cfg: Mapping[str, Any],
     train_cfg: Mapping[str, Any],
@@ -341,6 +369,8 @@ def train(
     stop_at_step: Optional[int] = None,
     bundle: Optional[Mapping[str, Any]] = None,
     init: Optional[str | os.PathLike] = None,
+    teacher: Optional[str | os.PathLike] = None,
+    distill_weight: Optional[float] = None,
 ) -> TrainResult:
     """Train an LTBS model (:class:`LTBSTask` in :func:`~lipspeech.training.loop.run_loop`).
 
@@ -357,7 +387,14 @@ def train(
             (:func:`lipspeech.training.bundle.make_bundle`; the train stage gives it).
         init: a model checkpoint to start from (:func:`lipspeech.training.bundle.start_from`: the
             tensors whose names and shapes match; not when resuming).
+        teacher: a model checkpoint to distil from (an experiment's ``distill_from``): each step the
+            unit, pitch and energy predictors' losses become ``(1 - distill_weight)`` x the loss
+            against the targets + ``distill_weight`` x that against the teacher's predictions
+            (:mod:`lipspeech.models.distill`).
+        distill_weight: that mix (the experiment's ``distill_weight``); needed with a teacher.
     """
+    if teacher is not None and distill_weight is None:
+        raise ValueError("a teacher needs its distill_weight")
     model_cfg = check_model_config(model_cfg)
     cfg = check_train_config(train_cfg)
     device = resolve_device(train_settings(cfg).device)
@@ -368,7 +405,8 @@ def train(
     if len(data) == 0:
         raise ValueError("train_data is empty")
     val = as_sequence(val_data) if val_data is not None else None
-    task = LTBSTask(model_cfg, cfg, data, val, device, ddp, bundle, Path(init) if init is not None else None)
+    task = LTBSTask(model_cfg, cfg, data, val, device, ddp, bundle, Path(init) if init is not None else None,
+                    Path(teacher) if teacher is not None else None, distill_weight or 0.0)
     settings = _loop_settings(task.train, threads=cfg["threads"], progress=cfg["progress"])
     return run_loop(task, settings, Path(run_dir), device, resume, stop_at_step, ddp)
 

@@ -100,6 +100,13 @@ def init_ckpt(wildcards):
     return [f"{RESULTS}/models/{e.init_from}/ckpt/best.pt"] if e is not None and e.init_from else []
 
 
+def teacher_ckpt(wildcards):
+    """The best.pt an experiment's training distils from (its distill_from), or none; found the
+    same way as init_ckpt's."""
+    e = EXPERIMENT.get(wildcards.exp)
+    return [f"{RESULTS}/models/{e.distill_from}/ckpt/best.pt"] if e is not None and e.distill_from else []
+
+
 def system_audio(wildcards):
     """The system's vocoded audio; ground_truth is scored from the decode stores alone."""
     if wildcards.system == "ground_truth":

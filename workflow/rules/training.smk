@@ -20,6 +20,7 @@ rule train:
         prosody=shard_outputs("prosody"),
         stats=f"{RESULTS}/prosody/stats.json",
         init=init_ckpt,
+        teacher=teacher_ckpt,
     output:
         protected(f"{RESULTS}/models/{{exp}}/ckpt/best.pt"),
     params:
