@@ -226,3 +226,18 @@ def test_the_same_checkpoint_state_gives_the_same_bytes(tmp_path):
     save_checkpoint(tmp_path / "b.pt", state)
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
     assert torch.equal(load_checkpoint(tmp_path / "b.pt")["model"]["w"], state["model"]["w"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_rng_states_of_a_checkpoint_loaded_onto_the_gpu_restore(tmp_path):
+    # the loop resumes a CUDA run from last.pt loaded with map_location the GPU: the RNG states come
+    # back as CUDA tensors, which numpy and torch's set_rng_state take from the CPU only
+    from lipspeech.training.checkpoint import capture_rng, restore_rng
+
+    save_checkpoint(tmp_path / "rng.pt", {"rng": capture_rng()})
+    draws = (random.random(), np.random.rand(), torch.rand(3), torch.rand(3, device="cuda").cpu())
+    state = load_checkpoint(tmp_path / "rng.pt", map_location="cuda")["rng"]
+    assert state["torch"].is_cuda
+    restore_rng(state)
+    again = (random.random(), np.random.rand(), torch.rand(3), torch.rand(3, device="cuda").cpu())
+    assert draws[:2] == again[:2] and torch.equal(draws[2], again[2]) and torch.equal(draws[3], again[3])
