@@ -278,3 +278,56 @@ def test_study_models_train_and_the_streaming_run_key_is_unchanged():
         assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters()), name
         with torch.no_grad():  # validation's pass: whole clips, or chunks of chunk_frames with chunked attention
             assert torch.isfinite(model.eval()(batch).losses["total"]), name
+
+
+@pytest.mark.parametrize("k, dilation", [(3, 1), (7, 1), (3, 2)])
+def test_an_aligned_kernel_reads_what_the_centred_one_reads_of_the_past(k, dilation):
+    """A centred kernel aligned for causal use gives, at every frame, what the centred convolution gives
+    when the frames after it are zero; copied as it is, it gives that (k - 1) / 2 * dilation frames late."""
+    from lipspeech.models.causal import align_centred_kernel, causal_conv
+
+    torch.manual_seed(0)
+    centred = torch.nn.Conv1d(4, 5, k, dilation=dilation, padding=dilation * (k - 1) // 2)
+    causal = torch.nn.Conv1d(4, 5, k, dilation=dilation)
+    x = torch.randn(1, 4, 20)
+    with torch.no_grad():
+        causal.bias.copy_(centred.bias)
+        causal.weight.copy_(centred.weight)
+        late = causal_conv(causal, x)
+        causal.weight.copy_(align_centred_kernel(centred.weight, -1))
+        aligned = causal_conv(causal, x)
+        for t in range(20):
+            past = x.clone()
+            past[..., t + 1:] = 0
+            torch.testing.assert_close(aligned[..., t], centred(past)[..., t])
+        shift = dilation * (k - 1) // 2
+        torch.testing.assert_close(late[..., shift:], centred(x)[..., :20 - shift])
+    with pytest.raises(ValueError, match="odd size"):
+        align_centred_kernel(torch.zeros(2, 2, 4), -1)
+
+
+def test_init_align_copies_every_causal_kernel_aligned(tmp_path):
+    """start_from(align=True) from an offline checkpoint: every temporal kernel that is causal in the
+    streaming model (stem, conformer, predictors, WaveNets) is its offline kernel aligned; the rest
+    is copied as it is."""
+    from lipspeech.models.causal import align_centred_kernel
+    from lipspeech.training import synthetic_utterances, train, train_config
+    from lipspeech.training.bundle import load_model, start_from
+
+    cfg = model_config("tiny")
+    items = synthetic_utterances(2, 8, n_mels=cfg["n_mels"], n_units=cfg["n_units"])
+    tcfg = train_config({"max_steps": 1, "batch_size": 2, "warmup_steps": 1, "device": "cpu", "tensorboard": False,
+                         "progress": False, "val_every": 1})
+    ckpt = train(cfg, tcfg, items, None, tmp_path / "off").last_checkpoint
+    source = load_model(ckpt).model.state_dict()
+    student = build_model(model_config("tiny", {"streaming": True}))
+    copied, kept, aligned = start_from(student, ckpt, align=True)
+    expected = {"frontend.conv3d.weight", "encoder.blocks.0.conv.depthwise.weight", "adaptor.pitch.convs.1.weight",
+                "decoder.blocks.1.conv.depthwise.weight", "postnet.flows.2.wn.in_convs.0.weight"}
+    assert expected <= set(aligned) and set(aligned) <= set(copied)
+    mine = student.state_dict()
+    for name in copied:
+        want = align_centred_kernel(source[name], 2 if name.startswith("frontend") else -1) if name in aligned \
+            else source[name]
+        assert torch.equal(mine[name], want), name
+    assert start_from(build_model(model_config("tiny", {"streaming": True})), ckpt, align=False)[2] == []

@@ -256,6 +256,8 @@ def _check_consistency(config: Mapping[str, Any], experiment_refs: bool = True) 
             raise ConfigError(f"config key experiments: {e['name']}.init_from {init!r} must name another experiment "
                               f"that trains a model (known: {', '.join(n for n in trained if n != e['name']) or 'none'})"
                               + (", and cannot go with model_from" if source else ""))
+        if e.get("init_align") and init is None:
+            raise ConfigError(f"config key experiments: {e['name']}.init_align needs init_from")
         teacher = e.get("distill_from")
         if teacher is not None and (source or teacher == e["name"] or teacher not in trained):
             raise ConfigError(f"config key experiments: {e['name']}.distill_from {teacher!r} must name another "

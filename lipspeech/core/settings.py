@@ -12,8 +12,7 @@ list, ``#name`` for a definition) and is read from a mapping the schema has vali
 A key the mapping lacks is a :class:`ConfigError` naming it (a key the schema marks optional
 and gives no default reads as None); a key the class does not know is one too. A field
 whose type is a section class is read as that section, recursively, lists of them included.
-``tests/test_settings.py`` walks every key of the schema to the field here and to the code
-that reads it, and back.
+``tests/test_settings.py`` walks every key of the schema to its field and reader, and back.
 
 ``model.overrides``, an experiment's ``overrides``, ``streaming`` and ``train`` are partial
 (keys over a preset or a section) and stay mappings; the complete configs they produce are
@@ -352,6 +351,7 @@ class ExperimentConfig(Section):
     streaming: Optional[dict[str, Any]]
     model_from: Optional[str]
     init_from: Optional[str]
+    init_align: bool
     distill_from: Optional[str]
     distill_weight: float
     train: Optional[dict[str, Any]]

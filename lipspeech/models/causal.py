@@ -39,3 +39,31 @@ def causal_conv_step(conv: nn.Conv1d, x: torch.Tensor, state: Optional[torch.Ten
         state = x.new_zeros(x.shape[0], x.shape[1], ctx)
     x = torch.cat([state, x], dim=2)
     return conv(x), x[:, :, x.shape[2] - ctx :]
+
+
+def causal_kernels(module: nn.Module) -> list[tuple[nn.Parameter, int]]:
+    """The temporal kernels of one of the model's modules that has a ``causal`` switch, with their
+    time axis: a front-end's 3D stem (axis 2), a conformer convolution module's depthwise
+    convolution, a variance predictor's convolutions, a WaveNet's dilated convolutions (axis -1)."""
+    kernels: list[tuple[nn.Parameter, int]] = []
+    if isinstance(getattr(module, "conv3d", None), nn.Conv3d):
+        kernels.append((module.conv3d.weight, 2))
+    if isinstance(getattr(module, "depthwise", None), nn.Conv1d):
+        kernels.append((module.depthwise.weight, -1))
+    for name in ("convs", "in_convs"):
+        kernels += [(conv.weight, -1) for conv in getattr(module, name, ()) if isinstance(conv, nn.Conv1d)]
+    return kernels
+
+
+def align_centred_kernel(weight: torch.Tensor, axis: int) -> torch.Tensor:
+    """A centred convolution's kernel (odd size k along ``axis``, taps at offsets -(k-1)/2 .. (k-1)/2,
+    times the dilation) as a causal one (offsets -(k-1) .. 0) that reads the same past and present
+    with the same taps and nothing else: its taps for the future are dropped, the oldest (k-1)/2
+    are zero. Copied unaligned, a centred kernel used causally reads every input (k-1)/2 frames late."""
+    k = weight.shape[axis]
+    if k % 2 != 1:
+        raise ValueError(f"a centred kernel has an odd size, got {k}")
+    s = (k - 1) // 2
+    out = torch.zeros_like(weight)
+    out.narrow(axis, s, k - s).copy_(weight.narrow(axis, 0, k - s))
+    return out

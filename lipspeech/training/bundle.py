@@ -38,6 +38,7 @@ import torch
 
 from lipspeech.core.config import default_section
 from lipspeech.core.settings import ModelConfig
+from lipspeech.models.causal import align_centred_kernel, causal_kernels
 from lipspeech.models.ltbs import LTBSModel, build_model
 from lipspeech.models.presets import PRESETS
 from lipspeech.training.checkpoint import load_checkpoint
@@ -158,17 +159,43 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", weig
     )
 
 
-def start_from(model: torch.nn.Module, path: str | os.PathLike) -> tuple[list[str], list[str]]:
+def start_from(model: torch.nn.Module, path: str | os.PathLike, align: bool
+               ) -> tuple[list[str], list[str], list[str]]:
     """Copy into ``model`` each tensor of the model in checkpoint ``path`` (its averaged weights, as
     :func:`load_model` gives them) whose name and shape match: an experiment's ``init_from``.
 
+    With ``align``, each temporal kernel that is causal in ``model`` and centred there (a streaming
+    model started from an offline one) is copied aligned in time
+    (:func:`lipspeech.models.causal.align_centred_kernel`): the same taps for the past and present.
+
     Returns:
-        (copied, kept): the names of ``model``'s state copied, and those that keep their values.
+        (copied, kept, aligned): the names of ``model``'s state copied, those that keep their values,
+        and those of the copied ones that were aligned.
     """
-    source = load_model(path, "cpu").model.state_dict()
+    source_model = load_model(path, "cpu").model
+    source = source_model.state_dict()
     own = model.state_dict()  # references to the model's own tensors
     copied = [k for k, v in own.items() if k in source and source[k].shape == v.shape]
     with torch.no_grad():
         for k in copied:
             own[k].copy_(source[k])
-    return copied, [k for k in own if k not in copied]
+    aligned = _align_causal(model, source_model, set(copied)) if align else []
+    return copied, [k for k in own if k not in copied], aligned
+
+
+def _align_causal(model: torch.nn.Module, source: torch.nn.Module, copied: set[str]) -> list[str]:
+    """Align in time the copied kernels of ``model``'s causal modules whose counterparts in ``source``
+    are centred; their names."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    theirs = dict(source.named_modules())
+    aligned = []
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            other = theirs.get(name)
+            if not getattr(module, "causal", False) or other is None or getattr(other, "causal", True):
+                continue
+            for weight, axis in causal_kernels(module):
+                if names[id(weight)] in copied:
+                    weight.copy_(align_centred_kernel(weight, axis))
+                    aligned.append(names[id(weight)])
+    return aligned

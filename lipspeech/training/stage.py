@@ -206,6 +206,8 @@ def _run_train(
     init = _init_from(e, run_dir)
     if init is not None:
         data_key["init_from"] = {"name": e.init_from, "sha1": _sha1(init)}  # other weights, another run
+        if e.init_align:  # (absent when off: the keys of runs made before the option stay)
+            data_key["init_from"]["align"] = True
     teacher = _checkpoint_of(e.distill_from, "distill_from", run_dir)
     if teacher is not None:  # a teacher's outputs are targets: its weights and the mix are part of the run
         data_key["distill_from"] = {"name": e.distill_from, "sha1": _sha1(teacher), "weight": e.distill_weight}
@@ -231,7 +233,8 @@ def _run_train(
     started = time.time()
     result = train_in_chunks(
         lambda stop: train(model_cfg, train_cfg, train_data, val_data, run_dir, resume=True, stop_at_step=stop,
-                           bundle=bundle, init=init, teacher=teacher, distill_weight=e.distill_weight),
+                           bundle=bundle, init=init, teacher=teacher, distill_weight=e.distill_weight,
+                           init_align=e.init_align),
         resumed_from or 0, settings.max_steps, settings.val_every, ckpt_dir, main)
     summary = {
         "experiment": e.name,

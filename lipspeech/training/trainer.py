@@ -207,10 +207,10 @@ class LTBSTask(Task):
     def __init__(self, model_cfg: Mapping[str, Any], cfg: Mapping[str, Any], data: Sequence[Utterance],
                  val: Optional[Sequence[Utterance]], device: torch.device, ddp: Optional[DistInfo],
                  bundle: Optional[Mapping[str, Any]], init: Optional[Path] = None,
-                 teacher: Optional[Path] = None, distill_weight: float = 0.0):
+                 teacher: Optional[Path] = None, distill_weight: float = 0.0, init_align: Optional[bool] = None):
         self.model_cfg, self.cfg, self.data, self.val = dict(model_cfg), dict(cfg), data, val
         self.device, self.ddp, self.bundle, self.init = device, ddp, dict(bundle or {}), init
-        self.teacher_path, self.distill_weight = teacher, float(distill_weight)
+        self.teacher_path, self.distill_weight, self.init_align = teacher, float(distill_weight), bool(init_align)
         self.teacher: Optional[LTBSModel] = None
         self.train = train = train_settings(cfg)
         self.best_metric = train.best_metric
@@ -245,14 +245,15 @@ class LTBSTask(Task):
     def start(self, resumed: bool) -> None:
         ddp = self.ddp
         if self.init is not None and not resumed:  # a resumed run has its own weights already
-            copied, kept = start_from(self.model, self.init)
+            copied, kept, aligned = start_from(self.model, self.init, self.init_align)
             if not copied:
                 raise ConfigError(f"init_from {self.init}: no parameter of it fits this model")
             if self.ema is not None:
                 self.ema = WeightAverage(self.model, self.train.ema_decay)  # the average starts from them too
             if ddp is None or ddp.is_main:
                 print(f"started from {self.init}: {len(copied)} tensors copied, {len(kept)} initialised afresh"
-                      + (f" ({', '.join(kept[:4])}{', ...' if len(kept) > 4 else ''})" if kept else ""), flush=True)
+                      + (f" ({', '.join(kept[:4])}{', ...' if len(kept) > 4 else ''})" if kept else "")
+                      + (f"; {len(aligned)} causal kernels aligned in time" if aligned else ""), flush=True)
         if ddp is not None:
             if not resumed and ddp.rank > 0:
                 torch.manual_seed(self.train.seed + 1_000_003 * ddp.rank)  # its own dropout masks, same initial model
@@ -371,6 +372,7 @@ def train(
     init: Optional[str | os.PathLike] = None,
     teacher: Optional[str | os.PathLike] = None,
     distill_weight: Optional[float] = None,
+    init_align: Optional[bool] = None,
 ) -> TrainResult:
     """Train an LTBS model (:class:`LTBSTask` in :func:`~lipspeech.training.loop.run_loop`).
 
@@ -392,9 +394,13 @@ def train(
             against the targets + ``distill_weight`` x that against the teacher's predictions
             (:mod:`lipspeech.models.distill`).
         distill_weight: that mix (the experiment's ``distill_weight``); needed with a teacher.
+        init_align: with ``init`` (needed there), whether to align causal kernels copied from centred
+            ones in time (an experiment's ``init_align``; :func:`lipspeech.training.bundle.start_from`).
     """
     if teacher is not None and distill_weight is None:
         raise ValueError("a teacher needs its distill_weight")
+    if init is not None and init_align is None:
+        raise ValueError("init needs init_align (whether to align causal kernels)")
     model_cfg = check_model_config(model_cfg)
     cfg = check_train_config(train_cfg)
     device = resolve_device(train_settings(cfg).device)
@@ -406,7 +412,7 @@ def train(
         raise ValueError("train_data is empty")
     val = as_sequence(val_data) if val_data is not None else None
     task = LTBSTask(model_cfg, cfg, data, val, device, ddp, bundle, Path(init) if init is not None else None,
-                    Path(teacher) if teacher is not None else None, distill_weight or 0.0)
+                    Path(teacher) if teacher is not None else None, distill_weight or 0.0, init_align)
     settings = _loop_settings(task.train, threads=cfg["threads"], progress=cfg["progress"])
     return run_loop(task, settings, Path(run_dir), device, resume, stop_at_step, ddp)
 
