@@ -158,8 +158,9 @@ def test_live_network_stream(live_models, tmp_path, capsys):
     try:
         _wait_until_bound(port, sender, socket.SOCK_STREAM)
         out = tmp_path / "net.wav"
+        # --on-lag wait: every frame is kept however loaded the machine (this test is of the network path, not of dropping)
         code = main(["live", f"tcp://127.0.0.1:{port}", "--model", str(live_models["stream"]), "--vocoder",
-                     str(live_models["vocoder"]), "-o", str(out), "--timeout", "5"])
+                     str(live_models["vocoder"]), "-o", str(out), "--timeout", "5", "--on-lag", "wait"])
     finally:
         sender.wait(timeout=30)
     assert code == 0
