@@ -251,19 +251,14 @@ def _check_consistency(config: Mapping[str, Any], experiment_refs: bool = True) 
         if source and (e.get("preset") or e.get("overrides") or e.get("streaming") or e.get("train")):
             raise ConfigError(f"config key experiments: {e['name']} uses the model of {source!r} "
                               "(model_from), so it cannot set preset, overrides, streaming or train")
-        init = e.get("init_from")
-        if init is not None and (source or init == e["name"] or init not in trained):
-            raise ConfigError(f"config key experiments: {e['name']}.init_from {init!r} must name another experiment "
-                              f"that trains a model (known: {', '.join(n for n in trained if n != e['name']) or 'none'})"
-                              + (", and cannot go with model_from" if source else ""))
-        if e.get("init_align") and init is None:
+        for key in ("init_from", "distill_from"):  # the weights it starts from, the model it learns from
+            other = e.get(key)
+            if other is not None and (source or other == e["name"] or other not in trained):
+                raise ConfigError(f"config key experiments: {e['name']}.{key} {other!r} must name another experiment "
+                                  f"that trains a model (known: {', '.join(n for n in trained if n != e['name']) or 'none'})"
+                                  + (", and cannot go with model_from" if source else ""))
+        if e.get("init_align") and e.get("init_from") is None:
             raise ConfigError(f"config key experiments: {e['name']}.init_align needs init_from")
-        teacher = e.get("distill_from")
-        if teacher is not None and (source or teacher == e["name"] or teacher not in trained):
-            raise ConfigError(f"config key experiments: {e['name']}.distill_from {teacher!r} must name another "
-                              "experiment that trains a model (known: "
-                              f"{', '.join(n for n in trained if n != e['name']) or 'none'})"
-                              + (", and cannot go with model_from" if source else ""))
         unknown = sorted(set(e.get("train") or {}) - set(config["train"]))
         if unknown:
             raise ConfigError(f"config key experiments: {e['name']}.train.{unknown[0]}: unknown key (the train "

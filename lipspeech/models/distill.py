@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from lipspeech.models.batch import Batch
-from lipspeech.models.ltbs import LTBSModel, ModelOutput, masked_mean
+from lipspeech.models.ltbs import LTBSModel, ModelOutput
 
 TAUGHT = ("unit_logits", "pitch", "energy")
 
@@ -37,20 +37,14 @@ def distill_losses(model: LTBSModel, batch: Batch, out: ModelOutput, taught: Map
     """The student's (``model``'s, output ``out``) predictor losses against the teacher's predictions,
     named as the target losses they go with: ``ling_ce`` (the KL divergence, zero when the two unit
     distributions agree), ``pitch`` and ``energy``. Only the parts both have."""
-    mask = batch.frame_mask()
-    reg = F.mse_loss if model.variance_loss == "mse" else F.l1_loss
     losses: dict[str, torch.Tensor] = {}
     if out.unit_logits is not None and "unit_logits" in taught and batch.units is not None:
         umask = batch.unit_mask()
         student = F.log_softmax(out.unit_logits[umask].float(), -1)
         target = F.log_softmax(taught["unit_logits"][umask], -1)
         losses["ling_ce"] = F.kl_div(student, target, reduction="batchmean", log_target=True)
-    if out.pitch is not None and "pitch" in taught:
-        pmask = mask & batch.voiced if (model.pitch_voiced_only and batch.voiced is not None) else mask
-        losses["pitch"] = masked_mean(reg(out.pitch.float(), taught["pitch"], reduction="none"), pmask)
-    if out.energy is not None and "energy" in taught:
-        losses["energy"] = masked_mean(reg(out.energy.float(), taught["energy"], reduction="none"), mask)
-    return losses
+    return {**losses, **model.variance_losses(batch, out, batch.frame_mask(), taught.get("pitch"),
+                                                      taught.get("energy"))}
 
 
 def distilled_total(model: LTBSModel, out: ModelOutput, distill: Mapping[str, torch.Tensor], weight: float

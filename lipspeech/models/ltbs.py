@@ -20,17 +20,11 @@ Inference (:meth:`LTBSModel.infer`): predicted units (argmax), pitch and energy
 are embedded instead; z ~ N(0, t^2) is run through the post-net in reverse,
 conditioned on the decoder states and the coarse mel.
 
-Streaming mode (``streaming``, off by default): the same model with causal convolutions
-(front-end stem, conformer conv modules, variance predictors, post-net WaveNets), no
-absolute positions, and chunked attention: encoder frames attend within their chunk of C
-video frames and L frames before it, the first encoder block also A frames after it; the
-decoder within the same chunks at mel rate (4C, 4L, no look-ahead of its own). So chunk c's
-mel depends on video frames up to (c + 1) C + A - 1 and nothing later. In training the chunk
-size is drawn per batch from ``train_chunks`` (0: the whole clip), so one checkpoint
-decodes whole clips (``infer`` without a chunk size) or chunks (``infer(chunk_frames=C)``,
-which equals the cached chunk-by-chunk decoder :class:`lipspeech.models.streaming.StreamDecoder`).
-z is drawn frame-major in streaming mode, so one whole-clip chunk draws what the offline
-pass draws.
+Streaming mode (``streaming``, off by default; docs/live.md): causal convolutions, no absolute
+positions, chunked attention (C frames, L before, the first encoder block A after; the decoder
+4C, 4L), so chunk c's mel depends on video frames up to (c + 1) C + A - 1 only. Training draws
+the chunk size per batch from ``train_chunks`` (0: whole clip); ``infer(chunk_frames=C)`` equals
+:class:`lipspeech.models.streaming.StreamDecoder`; z is drawn frame-major, as offline.
 """
 
 from __future__ import annotations
@@ -336,15 +330,10 @@ class LTBSModel(nn.Module):
     def _losses(self, batch: Batch, out: ModelOutput, states: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         mel_mask = out.mel_mask
         losses = {"mel_l1": masked_mean((out.coarse_mel - batch.mel).abs(), mel_mask)}
-        reg = F.mse_loss if self.variance_loss == "mse" else F.l1_loss
         if out.unit_logits is not None and batch.units is not None:
             umask = batch.unit_mask()
             losses["ling_ce"] = F.cross_entropy(out.unit_logits[umask].float(), batch.units[umask])
-        if out.pitch is not None and batch.pitch is not None:
-            pmask = mask & batch.voiced if (self.pitch_voiced_only and batch.voiced is not None) else mask
-            losses["pitch"] = masked_mean(reg(out.pitch.float(), batch.pitch, reduction="none"), pmask)
-        if out.energy is not None and batch.energy is not None:
-            losses["energy"] = masked_mean(reg(out.energy.float(), batch.energy, reduction="none"), mask)
+        losses.update(self.variance_losses(batch, out, mask, batch.pitch, batch.energy))
         if self.postnet is not None:
             with torch.autocast(device_type=batch.mel.device.type, enabled=False):
                 base, g, m = self._flow_inputs(out.coarse_mel, states, mel_mask)
@@ -357,6 +346,19 @@ class LTBSModel(nn.Module):
             if name in losses:
                 total = total + weight * losses[name]
         losses["total"] = total
+        return losses
+
+    def variance_losses(self, batch: Batch, out: ModelOutput, mask: torch.Tensor, pitch: Optional[torch.Tensor],
+                        energy: Optional[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``pitch``/``energy``: the variance loss of ``out``'s predictions against these (B, T) values
+        (the batch's targets, or a teacher's) over the valid frames ``mask`` (pitch: voiced ones if set)."""
+        losses: dict[str, torch.Tensor] = {}
+        reg = F.mse_loss if self.variance_loss == "mse" else F.l1_loss
+        if out.pitch is not None and pitch is not None:
+            pmask = mask & batch.voiced if (self.pitch_voiced_only and batch.voiced is not None) else mask
+            losses["pitch"] = masked_mean(reg(out.pitch.float(), pitch, reduction="none"), pmask)
+        if out.energy is not None and energy is not None:
+            losses["energy"] = masked_mean(reg(out.energy.float(), energy, reduction="none"), mask)
         return losses
 
     @torch.no_grad()

@@ -203,7 +203,7 @@ def _run_train(
         print(f"train {e.name}: {line}", flush=True)
 
     data_key: dict[str, Any] = {"train": train_data.fingerprint(), "val": val_data.fingerprint()}
-    init = _init_from(e, run_dir)
+    init = _checkpoint_of(e.init_from, "init_from", run_dir)
     if init is not None:
         data_key["init_from"] = {"name": e.init_from, "sha1": _sha1(init)}  # other weights, another run
         if e.init_align:  # (absent when off: the keys of runs made before the option stay)
@@ -253,12 +253,6 @@ def _run_train(
     if main:
         write_text_atomic(run_json, json.dumps(info, indent=1, sort_keys=True) + "\n")
     return summary
-
-
-def _init_from(exp: ExperimentConfig, run_dir: Path) -> Optional[Path]:
-    """The checkpoint an experiment's ``init_from`` starts from, in the workflow's layout
-    (``models/{init_from}/ckpt/best.pt`` beside this run); None without one."""
-    return _checkpoint_of(exp.init_from, "init_from", run_dir)
 
 
 def _checkpoint_of(name: Optional[str], key: str, run_dir: Path) -> Optional[Path]:
