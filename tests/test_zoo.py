@@ -19,7 +19,7 @@ from zoo import FOLDER_CASES, GRID_CASES, UNICODE_NAME
 from lipspeech.cli import main as cli_main
 from lipspeech.commands.summary import corpus_summary, format_summary
 from lipspeech.core.config import ConfigError, validate_config
-from lipspeech.core.media import count_frames, read_frames
+from lipspeech.core.media import count_frames, read_audio, read_audio_and_count, read_frames
 from lipspeech.core.shards import StageError
 from lipspeech.core.store import Store, StoreError, read_rejected
 from lipspeech.core.timing import SAMPLES_PER_FRAME
@@ -110,6 +110,23 @@ def test_non_25fps_resampled_consistently(folder_run):
         # half a frame (the exact nearest-frame rule is test_read_frames_resamples_to_nearest_frame)
         assert abs(max(corr, key=corr.get)) <= 1 and corr[0] > 0.9, corr
     assert not manifest.loc["good_clean", "fps_resampled"]
+
+
+def test_one_ffmpeg_decode_gives_what_the_separate_reads_give(zoo, tmp_path):
+    """The decode stage's one-process read (audio + frame count) against the separate reads: the same
+    samples and count on every good clip of the zoo (MPEG-1, H.264/AAC at 29.97/30/50 fps, FFV1 with
+    PCM, stereo 48 kHz) and on a clip with its audio in a separate file (GRID's layout); None where
+    ffmpeg reports anything (the truncated clip), so the stage falls back to the separate reads."""
+    wav = tmp_path / "separate.wav"
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-i", str(zoo.clips[0]), "-vn", "-ar", "22050", str(wav)],
+                   check=True)
+    pairs = [(p, p) for p in sorted((zoo.folder / "good").iterdir()) if p.suffix != ".txt"] + [(zoo.clips[0], wav)]
+    assert len(pairs) == 9
+    for video, audio in pairs:
+        both = read_audio_and_count(video, audio)
+        assert both is not None, video.name
+        assert both[1] == count_frames(video) and np.array_equal(both[0], read_audio(audio)), video.name
+    assert read_audio_and_count(zoo.folder / "bad" / "truncated.mpg", zoo.folder / "bad" / "truncated.mpg") is None
 
 
 @pytest.mark.parametrize("fps", [30000 / 1001, 30.0, 50.0, 12.5])

@@ -18,7 +18,7 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from lipspeech.core.config import config_hash
-from lipspeech.core.media import MediaError, count_frames, read_audio, require_ffmpeg
+from lipspeech.core.media import MediaError, count_frames, read_audio, read_audio_and_count, require_ffmpeg
 from lipspeech.core.settings import DecodeConfig
 from lipspeech.core.shards import refuse_rejections
 from lipspeech.core.store import Store, StoreMeta, write_rejected, write_store
@@ -30,10 +30,15 @@ STAGE = "decode"
 def decode_utterance(video_path: str, audio_path: str, cfg: DecodeConfig) -> tuple[np.ndarray, int, float]:
     """Decode one utterance -> (audio (T*640,) float32, T, raw audio seconds)."""
     damaged = cfg.reject_damaged
-    n_frames = count_frames(video_path, fps=FPS, reject_damaged=damaged)
+    both = read_audio_and_count(video_path, audio_path, fps=FPS, sample_rate=SAMPLE_RATE)
+    if both is not None:
+        audio, n_frames = both
+    else:  # separately: the reason names the stream at fault, and reject_damaged applies
+        n_frames = count_frames(video_path, fps=FPS, reject_damaged=damaged)
     if n_frames == 0:
         raise MediaError("video stream has no frames")
-    audio = read_audio(audio_path, sample_rate=SAMPLE_RATE, reject_damaged=damaged)
+    if both is None:
+        audio = read_audio(audio_path, sample_rate=SAMPLE_RATE, reject_damaged=damaged)
     if audio.size == 0:
         raise MediaError("audio stream decoded to no samples")
     if not np.all(np.isfinite(audio)):
