@@ -219,6 +219,25 @@ def test_kmeans_clamps_k_on_tiny_data_and_says_so():
     assert np.array_equal(a, b)
 
 
+def test_kmeans_centroids_do_not_depend_on_faiss_threads():
+    """With faiss's own threading, 1 and 2 threads gave different centroids on these frames after
+    20 iterations (rounding differences a point's nearest centroid amplified)."""
+    import faiss
+
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((52000, 39)) * rng.uniform(0.5, 3, 39) + rng.integers(0, 5, (52000, 1))).astype(np.float32)
+    before = faiss.omp_get_max_threads()
+    fits = []
+    try:
+        for threads in (1, 2):
+            faiss.omp_set_num_threads(threads)
+            fits.append(fit_kmeans(x, 200, seed=1234, niter=20, init="kmeans++")[0])
+            assert faiss.omp_get_max_threads() == threads  # given back as it was
+    finally:
+        faiss.omp_set_num_threads(before)
+    assert np.array_equal(fits[0], fits[1])
+
+
 @pytest.fixture
 def tiny_hubert(tmp_path):
     """A randomly initialised HuBERT with tiny sizes, saved like a real checkpoint."""

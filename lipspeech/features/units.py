@@ -121,7 +121,8 @@ def fit_kmeans(
     Args:
         x: (n, D) float32 frames.
         k: clusters wanted; clamped to ``n`` when there are fewer frames (with a warning).
-        seed: seed of the initial centroids; same data and seed give the same centroids.
+        seed: seed of the initial centroids; same data and seed give the same centroids, whatever
+            the thread count faiss was given (the fit runs on one thread).
         niter: Lloyd iterations.
         log: where warnings go (one line each).
         init: "kmeans++" (D^2 seeding, :func:`kmeanspp_init`) or "random" (faiss's own: k random frames).
@@ -146,12 +147,19 @@ def fit_kmeans(
         max_points_per_centroid=max(256, -(-n // k_used)), min_points_per_centroid=1,
     )
     x = np.ascontiguousarray(x, dtype=np.float32)
-    if init == "kmeans++":
-        km.train(x, init_centroids=kmeanspp_init(x, k_used, seed))
-    elif init == "random":
-        km.train(x)
-    else:
+    if init not in ("kmeans++", "random"):
         raise ValueError(f"kmeans init must be kmeans++ or random, got {init!r}")
+    start = kmeanspp_init(x, k_used, seed) if init == "kmeans++" else None
+    # one thread: faiss's Lloyd iterations round differently with more, and after ~20 iterations the
+    # centroids differ (52k MFCC-sized frames, 1 against 2 threads), so the units would depend on the
+    # cores a run had (a cluster job against a laptop). The demo's fit takes ~1 s; a 200k-frame
+    # HuBERT fit tens of seconds
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        km.train(x, init_centroids=start)
+    finally:
+        faiss.omp_set_num_threads(threads)
     objective = float(km.obj[-1]) if len(km.obj) else float("nan")
     return np.ascontiguousarray(km.centroids, dtype=np.float32), objective, k_used
 
