@@ -56,9 +56,12 @@ $(STAMP): requirements.lock requirements-nodeps.lock pyproject.toml
 	$(BIN)/python -m pip install -q -r requirements.lock
 	$(BIN)/python -m pip install -q --no-deps -r requirements-nodeps.lock
 	$(BIN)/python -m pip install -q --no-deps -e .
-	# librosa compiles (numba) and caches some functions on first import, beside its own files:
-	# done here, at install, rather than by the first pipeline stage (which writes only results/)
-	$(BIN)/python -c "import librosa"
+	# librosa compiles (numba) and caches some functions when the submodule that holds them is first
+	# imported (lazily, not by `import librosa`), beside its own files: done here, at install (16 s),
+	# rather than by the first pipeline stages, which wrote these caches twice at once (the demo's two
+	# first ssl-features jobs took 15 and 20 s instead of 4.4). The three submodules are the ones
+	# whose caches a make demo run wrote (*.nbi files newer than this stamp)
+	$(BIN)/python -c "import librosa.core.audio, librosa.core.pitch, librosa.util.utils"
 	rm -f $(VENV)/.installed-*
 	touch $@
 
