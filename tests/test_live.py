@@ -133,6 +133,32 @@ def test_live_file_whole_chunk_equals_speak(live_models, tmp_path):
     assert np.array_equal(np.frombuffer(pcm, "<i2"), _wav(chunked))
 
 
+def test_live_drop_policy_keeps_the_timeline(live_models):
+    """Frames that waited longer than max_lag_ms: dropped, all but the newest, when the source is live and
+    on_lag is drop (said, and silence in their place: 640 samples a frame either way); every frame
+    processed with on_lag wait, or when a file is read as fast as it decodes."""
+    from lipspeech.commands.liveengine import EngineOptions, LiveEngine
+    from lipspeech.commands.speak import load_pipeline
+    from lipspeech.core.config import validate_config
+    from lipspeech.core.runtime import resolve_device
+
+    frames = _frames(live_models["video"])[:40]
+    late = time.monotonic() - 5.0  # every frame arrived 5 s ago: far behind
+    for on_lag, live, dropped in (("drop", True, 29), ("wait", True, 0), ("drop", False, 0)):
+        loaded = load_pipeline(live_models["stream"], str(live_models["vocoder"]), validate_config({})["vocoder"],
+                               resolve_device("cpu"), None)
+        engine = LiveEngine(loaded, EngineOptions(on_lag=on_lag, max_lag_ms=200.0), live=live, warm=False)
+        engine.push([(f, time.monotonic()) for f in frames[:10]])  # 10 on time: the face is found first
+        behind = engine.push([(f, late) for f in frames[10:]])
+        engine.finish()
+        res = engine.close()
+        assert behind > 4000.0
+        assert res.dropped == dropped and res.frames == len(frames) and res.samples == 640 * len(frames), on_lag
+        said = [e for e in res.events if "dropped" in e]
+        assert said == ([f"behind the source by {behind:.0f} ms: dropped {dropped} frames ({dropped / 25:.2f} s of "
+                         "silence)"] if dropped else []), res.events
+
+
 def _wait_until_bound(port: int, proc: subprocess.Popen, kind: int = socket.SOCK_DGRAM, timeout: float = 90.0) -> None:
     """Until ``proc`` has bound ``port`` (UDP, or a listening TCP socket; our own bind then fails): a
     process started under load takes longer than any fixed sleep to start ffmpeg and open its socket,
