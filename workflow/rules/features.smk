@@ -76,8 +76,9 @@ rule kmeans_fit:
     benchmark:
         f"{RESULTS}/benchmarks/kmeans_fit.tsv"
     # one thread: the fit runs on one whatever it is given (lipspeech.features.units.fit_kmeans: the
-    # same units on any machine), and a job of two waited ~45 s for both cores in the demo while
-    # one-thread jobs (ground-truth scoring) kept taking the free one
+    # same units on any machine). (A job of two had waited ~45 s for both cores in the demo while
+    # ground-truth scoring took the free one; that scoring now runs there and the train job waits
+    # for it instead: the same work, benchmarks/README.md "Scheduling the demo's jobs")
     threads: 1
     priority: 1
     resources:
