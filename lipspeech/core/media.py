@@ -1,4 +1,5 @@
-"""Reading audio and video through ffmpeg (ffmpeg-python builds the command lines).
+"""Reading audio and video through ffmpeg (ffmpeg-python builds the command lines, but for
+:func:`read_audio_and_count`'s two outputs).
 
 All functions raise :class:`MediaError` with a one-line reason that a rejected
 table can hold ("no audio stream", "ffmpeg: Invalid data found when processing
@@ -302,11 +303,10 @@ def count_frames(path: str | Path, fps: float = FPS, reject_damaged: bool = Fals
 def read_audio_and_count(video_path: str | Path, audio_path: str | Path, fps: float = FPS,
                          sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, int] | None:
     """:func:`read_audio` of ``audio_path`` and :func:`count_frames` of ``video_path`` from one ffmpeg
-    process, or None when that process failed or
-    reported anything at all: the caller then runs the two separately, which name the damaged
-    stream and apply the damage policy. On a clean file the two results are those of the separate
-    calls (tests/test_media.py); ffmpeg's start costs ~0.08 s here, and the decode stage started it
-    three times an utterance (a probe, the frames, the audio).
+    process, or None when that process failed or reported anything at all: the caller then runs the
+    two separately, which name the damaged stream and apply the damage policy. On a clean file the
+    two results are those of the separate calls (tests/test_zoo.py); ffmpeg's start costs ~0.08 s
+    here, and the decode stage started it three times an utterance (a probe, the frames, the audio).
     """
     import os
     import subprocess

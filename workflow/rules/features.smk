@@ -78,7 +78,7 @@ rule kmeans_fit:
     # one thread: the fit runs on one whatever it is given (lipspeech.features.units.fit_kmeans: the
     # same units on any machine). (A job of two had waited ~45 s for both cores in the demo while
     # ground-truth scoring took the free one; that scoring now runs there and the train job waits
-    # for it instead: the same work, benchmarks/README.md "Scheduling the demo's jobs")
+    # for it instead: the same work, benchmarks/README.md "The corpus stages, third pass")
     threads: 1
     priority: 1
     resources:
