@@ -310,7 +310,7 @@ def read_audio_and_count(video_path: str | Path, audio_path: str | Path, fps: fl
     """
     import os
     import subprocess
-    import tempfile
+    import threading
 
     require_ffmpeg()
     # two inputs even when the audio is the clip's own: decoding the audio of the video's own input
@@ -318,19 +318,27 @@ def read_audio_and_count(video_path: str | Path, audio_path: str | Path, fps: fl
     cmd = ["ffmpeg", "-nostdin", "-v", "error", "-threads", "1", "-i", str(video_path),
            "-threads", "1", "-i", str(audio_path)]
     cmd += ["-map", "1:a:0", "-f", "f32le", "-acodec", "pcm_f32le", "-ac", "1", "-ar", str(sample_rate), "pipe:1"]
-    # the frame count needs neither the probe's deinterlacing nor its pixel-aspect fix: both keep
-    # one frame per frame
-    fd, frames_path = tempfile.mkstemp(prefix="lipspeech-count-", suffix=".gray")
-    os.close(fd)
+    # the frames (8x8 gray: 64 bytes each) to a pipe of their own (nothing on disk,
+    # even when the process is killed); the frame count needs neither the probe's deinterlacing nor
+    # its pixel-aspect fix, both of which keep one frame per frame
+    read_end, write_end = os.pipe()
+    cmd += ["-filter_complex", f"[0:v]fps=fps={fps}[s0];[s0]scale=8:8[s1];[s1]setsar=1[s2]", "-map", "[s2]",
+            "-f", "rawvideo", "-pix_fmt", "gray", f"pipe:{write_end}"]
     try:
-        cmd += ["-filter_complex", f"[0:v]fps=fps={fps}[s0];[s0]scale=8:8[s1];[s1]setsar=1[s2]", "-map", "[s2]",
-                "-f", "rawvideo", "-pix_fmt", "gray", "-y", frames_path]
-        proc = subprocess.run(cmd, capture_output=True)
-        if proc.returncode != 0 or stderr_lines(proc.stderr):
-            return None
-        n_bytes = os.path.getsize(frames_path)
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                pass_fds=(write_end,))
+    except BaseException:
+        os.close(read_end)
+        raise
     finally:
-        os.unlink(frames_path)
-    if n_bytes % 64 or len(proc.stdout) % 4:
+        os.close(write_end)
+    with os.fdopen(read_end, "rb") as frames_pipe:
+        frames: list[bytes] = []
+        drain = threading.Thread(target=lambda: frames.append(frames_pipe.read()), daemon=True)
+        drain.start()  # the frames must not fill their pipe while the audio is read
+        audio, err = proc.communicate()
+        drain.join()
+    n_bytes = len(frames[0]) if frames else 0
+    if proc.returncode != 0 or stderr_lines(err) or n_bytes % 64 or len(audio) % 4:
         return None
-    return np.frombuffer(proc.stdout, dtype="<f4").copy(), n_bytes // 64
+    return np.frombuffer(audio, dtype="<f4").copy(), n_bytes // 64
