@@ -91,8 +91,9 @@ def test_rotation_tagged_clip_gives_the_crops_of_the_physically_rotated_clip(fac
     assert a.roi.shape == b.roi.shape == (len(upright), cfg["crop_size"], cfg["crop_size"])
     assert np.array_equal(a.roi, b.roi)
     assert a.qc["detection_rate"] == b.qc["detection_rate"] > 0.9
-    # before the display rotation was applied, this clip was decoded sideways: no face
-    with pytest.raises(Exception, match="no face"):
+    # before the display rotation was applied, this clip was decoded sideways: no usable face (none
+    # found, or, on some machines, MediaPipe's found in 1 of the 30 sideways frames: too few)
+    with pytest.raises(Exception, match=r"no face|face found in [0-9]% of 30 frames"):
         roi_utterance(str(sideways), len(upright), backend, roi)
 
 
