@@ -314,7 +314,9 @@ def read_audio_and_count(video_path: str | Path, audio_path: str | Path, fps: fl
 
     require_ffmpeg()
     # two inputs even when the audio is the clip's own: decoding the audio of the video's own input
-    # moves the frames' start to the audio's (the fps filter then gave SynthGRID clips one frame more)
+    # moves the frames' start to the audio's (the fps filter then gave SynthGRID clips one frame more).
+    # Written out because ffmpeg-python makes two inputs of one file one input; the filters are
+    # _video_output's for an 8x8 frame (tests/test_zoo.py holds the counts to count_frames')
     cmd = ["ffmpeg", "-nostdin", "-v", "error", "-threads", "1", "-i", str(video_path),
            "-threads", "1", "-i", str(audio_path)]
     cmd += ["-map", "1:a:0", "-f", "f32le", "-acodec", "pcm_f32le", "-ac", "1", "-ar", str(sample_rate), "pipe:1"]

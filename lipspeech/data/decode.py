@@ -30,15 +30,13 @@ STAGE = "decode"
 def decode_utterance(video_path: str, audio_path: str, cfg: DecodeConfig) -> tuple[np.ndarray, int, float]:
     """Decode one utterance -> (audio (T*640,) float32, T, raw audio seconds)."""
     damaged = cfg.reject_damaged
+    # one ffmpeg process; where it reported anything, the two reads apart (the reason names the stream
+    # at fault, and reject_damaged applies)
     both = read_audio_and_count(video_path, audio_path, fps=FPS, sample_rate=SAMPLE_RATE)
-    if both is not None:
-        audio, n_frames = both
-    else:  # separately: the reason names the stream at fault, and reject_damaged applies
-        n_frames = count_frames(video_path, fps=FPS, reject_damaged=damaged)
+    n_frames = both[1] if both else count_frames(video_path, fps=FPS, reject_damaged=damaged)
     if n_frames == 0:
         raise MediaError("video stream has no frames")
-    if both is None:
-        audio = read_audio(audio_path, sample_rate=SAMPLE_RATE, reject_damaged=damaged)
+    audio = both[0] if both else read_audio(audio_path, sample_rate=SAMPLE_RATE, reject_damaged=damaged)
     if audio.size == 0:
         raise MediaError("audio stream decoded to no samples")
     if not np.all(np.isfinite(audio)):

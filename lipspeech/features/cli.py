@@ -58,8 +58,7 @@ def cmd_prosody(args: argparse.Namespace) -> int:
 def cmd_kmeans_fit(args: argparse.Namespace) -> int:
     from lipspeech.features.units import kmeans_fit
 
-    cfg = sc.stage_config(args)
-    sc.faiss_threads(args.threads)
+    cfg = sc.stage_config(args)  # no faiss_threads: the fit runs on one thread whatever it is given
     info = kmeans_fit(sc.paths(args.ssl), Path(args.manifest), cfg["ssl"], cfg["kmeans"], Path(args.out),
                       Path(args.json), progress=sc.progress(args), fail_fast=sc.fail_fast(args, cfg))
     print(f"kmeans-fit: k = {info['k']} on {info['frames_sampled']} frames of dimension {info['dim']}, "
