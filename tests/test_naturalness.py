@@ -20,6 +20,7 @@ from lipspeech.core.settings import EvaluateConfig
 from lipspeech.evaluation import bootstrap
 from lipspeech.evaluation.compare import compare_systems
 from lipspeech.evaluation.families import FIGURES, check_families, family_problems
+from lipspeech.evaluation.pool import _score_one as _REAL_SCORE_ONE
 from lipspeech.evaluation.text import corpus_rates, word_errors
 
 REPO = Path(__file__).resolve().parents[1]
@@ -302,3 +303,54 @@ def test_evaluate_stage_writes_naturalness_speaker_and_intervals(tmp_path, speec
     assert df["speaker_sim"].isna().all() and (df["hyp"] == "").all()
     assert s["wer"] is None and s["stoi"] is None and s["dnsmos_ovrl"] == pytest.approx(gt["dnsmos_ovrl"])
     assert set(s["seconds_per_utt"]) == {"dnsmos"} and not math.isnan(s["dnsmos_p808"])
+
+
+def _score_one_noting_where(i):
+    """The evaluate pool's per-utterance function, noting which process ran it (a file i.pid)."""
+    import os
+
+    from lipspeech.evaluation.pool import _FORKED
+
+    (Path(os.environ["LIPSPEECH_TEST_SCORED_IN"]) / f"{i}.{os.getpid()}").touch()
+    assert _FORKED, "not a forked worker"
+    return _REAL_SCORE_ONE(i)
+
+
+@needs_espeak
+def test_evaluate_in_processes_gives_the_same_table(tmp_path, speech, monkeypatch):
+    """threads > 1 scores the utterances in forked processes: the same rows, figures and failure counts
+    as one process, and the families' seconds summed over the workers."""
+    import os
+
+    import pandas as pd
+    from test_evaluate import _fake_corpus
+
+    from lipspeech.core.store import Store
+    from lipspeech.evaluation import pool
+    from lipspeech.evaluation.stage import run_evaluate
+
+    res = _fake_corpus(tmp_path, speech)
+    cfg = validate_config({"evaluate": {"bootstrap_resamples": 200}})
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    monkeypatch.setenv("LIPSPEECH_TEST_SCORED_IN", str(pids))
+    monkeypatch.setattr(pool, "_score_one", _score_one_noting_where)
+    out = {}
+    for threads in (1, 3):
+        folder = tmp_path / f"t{threads}"
+        summary = run_evaluate("fake_exp", res / "manifest.parquet", [res / "audio" / "000.parquet"],
+                               res / "eval" / "fake_exp" / "audio.parquet", cfg["evaluate"], cfg["prosody"],
+                               cfg["mel"], folder / "metrics.parquet", folder / "summary.json",
+                               folder / "metrics.rejected.parquet", progress=False, threads=threads)
+        out[threads] = (summary, Store(folder / "metrics.parquet").df,
+                        pd.read_parquet(folder / "metrics.rejected.parquet"))
+    scored = sorted(p.name.split(".") for p in pids.iterdir())
+    assert [i for i, _ in scored] == ["0", "1"] and str(os.getpid()) not in {pid for _, pid in scored}
+    one, many = out[1], out[3]
+    assert len(one[1]) == 2 and list(one[1]["utt"]) == list(many[1]["utt"])
+    pd.testing.assert_frame_equal(one[1], many[1])
+    pd.testing.assert_frame_equal(one[2], many[2])
+    timing = ("seconds_per_utt", "seconds_total")
+    assert {k: v for k, v in one[0].items() if k not in timing} == {k: v for k, v in many[0].items() if k not in timing}
+    assert set(one[0]["seconds_per_utt"]) == set(many[0]["seconds_per_utt"])
+    assert all(v > 0 for v in many[0]["seconds_per_utt"].values())

@@ -13,7 +13,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from lipspeech.evaluation.stage import run_evaluate
 
     cfg = sc.stage_config(args)
-    sc.torch_threads(args.threads)
+    sc.torch_threads(1)  # --threads are scoring processes of one thread each (lipspeech.evaluation.pool)
     s = run_evaluate(
         args.system, Path(args.manifest), sc.paths(args.reference), sc.opt_path(args.audio),
         cfg["evaluate"], cfg["prosody"], cfg["mel"], Path(args.out), Path(args.summary), Path(args.rejected),

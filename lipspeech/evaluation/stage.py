@@ -55,7 +55,6 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
-from tqdm.auto import tqdm
 
 from lipspeech.core.config import RESERVED_SYSTEM_NAMES, config_hash
 from lipspeech.core.settings import EvaluateConfig, ProsodyConfig
@@ -68,6 +67,7 @@ from lipspeech.evaluation.dnsmos import DNSMOS
 from lipspeech.evaluation.families import FIGURES, check_families
 from lipspeech.evaluation.grammar import random_sentence_wer
 from lipspeech.evaluation.metrics import Features, SignalScorer
+from lipspeech.evaluation.pool import score_all
 from lipspeech.evaluation.speaker import SpeakerScorer
 from lipspeech.evaluation.text import char_errors, corpus_rates, normalize_text, transcripts, word_errors
 
@@ -207,13 +207,15 @@ class _Scorers:
 
     def __init__(self, system: str, evaluate: EvaluateConfig, prosody_cfg: Mapping[str, Any],
                  mel_cfg: Mapping[str, Any], texts: list[str | None], reference: dict[str, tuple[int, np.ndarray]],
-                 speaker_of: Mapping[str, str], threads: int):
+                 speaker_of: Mapping[str, str]):
         self.system = system
         self.families = set(evaluate.metrics)
         self.asr, self.asr_info = (build_asr(evaluate, texts) if "asr" in self.families
                                    else (None, {"description": "none"}))
         self.signal = SignalScorer(mel_cfg, prosody_cfg, evaluate.mcd_order, evaluate.pesq, evaluate.f0_silence_db)
-        self.dnsmos = DNSMOS(threads=threads) if "dnsmos" in self.families else None
+        # one onnxruntime thread: its scores then do not depend on the thread count (two threads moved
+        # P.835's SIG/BAK by ~1e-7); the stage's threads are scoring processes (lipspeech.evaluation.pool)
+        self.dnsmos = DNSMOS(threads=1) if "dnsmos" in self.families else None
         self.speaker = SpeakerScorer() if "speaker" in self.families else None
         # the floor's references: any usable ground truth of the test split, not only what this system scored
         self.ref_audio_of = {u: a for u, (n, a) in reference.items() if not audio_problem(a, n)}
@@ -331,7 +333,8 @@ def run_evaluate(
         eval_cfg, prosody_cfg, mel_cfg: the config sections (hashed into the store's metadata).
         out, summary_out, rejected_out: ``metrics.parquet``, ``summary.json``, ``metrics.rejected.parquet``.
         progress: progress bar.
-        threads: onnxruntime threads of DNSMOS.
+        threads: processes that score the utterances (:mod:`lipspeech.evaluation.pool`; the same
+            table for any number).
 
     Returns:
         The summary (also written to ``summary_out``).
@@ -360,15 +363,14 @@ def run_evaluate(
         sys_audio, sys_meta = _read_system(Path(system_audio), system)
     todo, rejected = _pair(system, test_utts, reference, sys_audio, int(evaluate.max_length_mismatch))
 
-    scorers = _Scorers(system, evaluate, prosody_cfg, mel_cfg, texts, reference, speaker_of, threads)
+    scorers = _Scorers(system, evaluate, prosody_cfg, mel_cfg, texts, reference, speaker_of)
+    items = [(utt, normalize_text(text_of.get(utt)), n_frames, ref_audio, sys_audio_i)
+             for utt, n_frames, ref_audio, sys_audio_i in todo]
     rows: dict[str, list[Any]] = {c: [] for c in COLUMNS}
-    utts: list[str] = []
-    for utt, n_frames, ref_audio, sys_audio_i in tqdm(todo, desc=f"evaluate {system}", unit="utt",
-                                                      disable=not progress):
-        ref_text = normalize_text(text_of.get(utt))
-        values = scorers.score(utt, ref_text, n_frames, ref_audio, sys_audio_i)
+    utts = [item[0] for item in items]
+    for (utt, ref_text, n_frames, _, _), values in zip(items, score_all(scorers, items, threads, progress,
+                                                                        f"evaluate {system}")):
         values.update(speaker=str(speaker_of[utt]), ref=ref_text, n_frames=n_frames)
-        utts.append(utt)
         for c in COLUMNS:
             rows[c].append(values[c])
 

@@ -36,7 +36,9 @@ rule evaluate:
         f"{RESULTS}/logs/evaluate/{{system}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/evaluate/{{system}}.tsv"
-    threads: 1
+    # scoring processes of one thread each (lipspeech/evaluation/pool.py: the same table for any number);
+    # two halve the demo's last job after training, which left a core idle
+    threads: 2
     resources:
         mem_mb=4000,
         runtime=120,
