@@ -23,28 +23,19 @@ from tqdm.auto import tqdm
 _FORKED: dict[str, Any] = {}
 
 
-def _clocks(scorers) -> tuple[dict[str, float], dict[str, float], Counter]:
-    return dict(scorers.seconds), dict(scorers.signal.seconds), Counter(scorers.signal.failures)
-
-
-def _add(into: dict, delta: dict) -> None:
-    for k, v in delta.items():
-        if v:
-            into[k] = into.get(k, 0) + v
-
-
 def _worker_init() -> None:
     if "torch" in sys.modules:  # resemblyzer's encoder: one thread a process (no OpenMP team after fork)
         sys.modules["torch"].set_num_threads(1)
 
 
 def _score_one(i: int) -> tuple[dict[str, Any], tuple[dict, dict, Counter]]:
+    """One utterance's values and what its scoring added to the (worker's own copy of the) clocks."""
     scorers = _FORKED["scorers"]
-    before = _clocks(scorers)
+    scorers.seconds = dict.fromkeys(scorers.seconds, 0.0)
+    scorers.signal.seconds.clear()
+    scorers.signal.failures.clear()
     values = scorers.score(*_FORKED["items"][i])
-    after = _clocks(scorers)
-    return values, ({k: v - before[0].get(k, 0.0) for k, v in after[0].items()},
-                    {k: v - before[1].get(k, 0.0) for k, v in after[1].items()}, after[2] - before[2])
+    return values, (scorers.seconds, dict(scorers.signal.seconds), scorers.signal.failures)
 
 
 def score_all(scorers, items: Sequence[tuple], workers: int, progress: bool, desc: str) -> list[dict[str, Any]]:
@@ -59,8 +50,9 @@ def score_all(scorers, items: Sequence[tuple], workers: int, progress: bool, des
                 out = []
                 with tqdm(total=len(items), desc=desc, unit="utt", disable=not progress) as bar:
                     for values, (seconds, signal_seconds, failures) in pool.imap(_score_one, range(len(items))):
-                        _add(scorers.seconds, seconds)
-                        _add(scorers.signal.seconds, signal_seconds)
+                        for clock, added in ((scorers.seconds, seconds), (scorers.signal.seconds, signal_seconds)):
+                            for k, v in added.items():
+                                clock[k] += v
                         scorers.signal.failures.update(failures)
                         out.append(values)
                         bar.update(1)
