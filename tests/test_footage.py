@@ -138,6 +138,30 @@ def test_manifest_records_rotation_and_sar(face_clip):
     assert (row["width"], row["height"]) == (360, 480)
 
 
+def test_the_roi_stage_decodes_as_the_manifest_recorded(face_clip):
+    """The roi stage reads a clip's frames as the manifest's probe recorded it (no second ffprobe):
+    a rotation-tagged, an anamorphic and an interlaced clip give the frames they give after a probe."""
+    from lipspeech.core.settings import ManifestConfig
+    from lipspeech.data.corpora import Entry
+    from lipspeech.data.manifest import _probe_entry
+    from lipspeech.vision.roi import recorded_info
+
+    tmp, clip, _ = face_clip
+    limits = replace(ManifestConfig.default(), min_duration=0.1, max_duration=60)
+    variants = {"rotated": ["-c:v", "copy", "-metadata:s:v:0", "rotate=90"],
+                "anamorphic": ["-vf", "scale=240:360,setsar=2", "-c:v", "libx264", "-crf", "18"],
+                "interlaced": ["-c:v", "libx264", "-flags", "+ilme+ildct", "-x264opts", "tff=1", "-crf", "18",
+                               "-field_order", "tt"]}
+    for name, args in variants.items():
+        path = tmp / f"recorded_{name}.mp4"
+        ffmpeg("-i", str(clip), "-f", "lavfi", "-i", "sine=f=200:d=1.2", *args, "-c:a", "aac", "-shortest", str(path))
+        info = recorded_info(_probe_entry(Entry(utt="u", speaker="s", video_path=path), limits))
+        assert info is not None, name
+        np.testing.assert_array_equal(read_frames(path, gray=True, info=info), read_frames(path, gray=True))
+    row = {"duration": 1.0, "fps": 25.0, "width": 0, "height": 0, "rotation": 0, "sar": 1.0, "interlaced": False}
+    assert recorded_info(row) is None and recorded_info({"width": 360}) is None  # probed instead
+
+
 # --------------------------------------------------------------------------- small faces, codec noise
 def small_face_clip(face_px: float, T: int = 50, size=(1280, 720)):
     """The astronaut scaled so her jaw (landmarks 0-16) is ``face_px`` wide, moving in a 720p frame with
