@@ -52,16 +52,21 @@ venv: $(STAMP)
 
 $(STAMP): requirements.lock requirements-nodeps.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -r requirements.lock
-	$(BIN)/python -m pip install -q --no-deps -r requirements-nodeps.lock
-	$(BIN)/python -m pip install -q --no-deps -e .
-	# librosa compiles (numba) and caches some functions when the submodule that holds them is first
-	# imported (lazily, not by `import librosa`), beside its own files: done here, at install (16 s),
-	# rather than by the first pipeline stages, which wrote these caches twice at once (the demo's two
-	# first ssl-features jobs took 15 and 20 s instead of 4.4). The three submodules are the ones
-	# whose caches a make demo run wrote (*.nbi files newer than this stamp)
-	$(BIN)/python -c "import librosa.core.audio, librosa.core.pitch, librosa.util.utils"
+	$(BIN)/python -m pip install -q --no-compile --upgrade pip
+	$(BIN)/python -m pip install -q --no-compile -r requirements.lock
+	$(BIN)/python -m pip install -q --no-compile --no-deps -r requirements-nodeps.lock
+	$(BIN)/python -m pip install -q --no-compile --no-deps -e .
+	# The bytecode is compiled after the installs, on every core (pip compiles each wheel's files in
+	# its one process: the lock's install took 67 s with it, 29 without, and this 25 on 2 cores).
+	# It skips what does not compile for Python 3.11, as pip does (one test file of torch's).
+	# Beside it, librosa compiles (numba) and caches some functions when the submodule that holds
+	# them is first imported (lazily, not by `import librosa`), beside its own files: done here, at
+	# install (16 s), rather than by the first pipeline stages, which wrote these caches twice at once
+	# (the demo's two first ssl-features jobs took 15 and 20 s instead of 4.4). The three submodules
+	# are the ones whose caches a make demo run wrote (*.nbi files newer than this stamp)
+	$(BIN)/python -m compileall -qq -j 0 $(VENV)/lib & \
+	  $(BIN)/python -c "import librosa.core.audio, librosa.core.pitch, librosa.util.utils" || exit 1; \
+	  wait
 	rm -f $(VENV)/.installed-*
 	touch $@
 
