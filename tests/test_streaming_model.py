@@ -42,12 +42,10 @@ def stream(model, video, pushes, **kwargs):
     return torch.cat(coarse + [c]), torch.cat(post + [p])
 
 
-@pytest.mark.parametrize("chunk_conv", [False, True])
 @pytest.mark.parametrize("chunk", [1, 3, 5])
-def test_chunk_by_chunk_equals_masked_whole_pass(chunk, chunk_conv):
-    """The cached decoder gives infer(chunk_frames=C) (what training optimises) for any push pattern,
-    with causal decoder convolutions or chunk convolutions."""
-    model = streaming_model(stream_left_context_frames=6, stream_decoder_chunk_conv=chunk_conv)
+def test_chunk_by_chunk_equals_masked_whole_pass(chunk):
+    """The cached decoder gives infer(chunk_frames=C) (what training optimises) for any push pattern."""
+    model = streaming_model(stream_left_context_frames=6)
     t = 23
     video = torch.randn(1, t, 1, 88, 88, generator=torch.Generator().manual_seed(1))
     coarse, post = model.infer(video, torch.tensor([t]), temperature=0.0, chunk_frames=chunk)
@@ -72,12 +70,10 @@ def test_whole_clip_chunk_equals_offline_synthesis():
     torch.testing.assert_close(p, post[0], atol=2e-5, rtol=0)
 
 
-@pytest.mark.parametrize("chunk_conv", [False, True])
-def test_nothing_after_the_lookahead_reaches_a_chunk(chunk_conv):
+def test_nothing_after_the_lookahead_reaches_a_chunk():
     """Chunk c's mel depends on frames up to (c + 1) C + A - 1: changing later frames leaves it alone,
-    changing the last look-ahead frame does not (also when the decoder's convolutions read ahead
-    within their chunk)."""
-    model = streaming_model(stream_lookahead_frames=2, stream_decoder_chunk_conv=chunk_conv)
+    changing the last look-ahead frame does not."""
+    model = streaming_model(stream_lookahead_frames=2)
     t, chunk, a = 20, 5, 2
     video = torch.randn(1, t, 1, 88, 88, generator=torch.Generator().manual_seed(4))
     lengths = torch.tensor([t])
@@ -262,7 +258,7 @@ def test_study_models_train_and_the_streaming_run_key_is_unchanged():
     from lipspeech.training.stage import _run_key
 
     cfg = model_config("tiny", {"streaming": True})
-    before = {k: v for k, v in cfg.items() if k not in ("stream_restrictions", "stream_decoder_chunk_conv")}
+    before = {k: v for k, v in cfg.items() if k != "stream_restrictions"}
     assert _run_key(cfg, {}, {}) == config_hash(before, {}, {})
     assert _run_key({**cfg, "stream_restrictions": ["causal_frontend"]}, {}, {}) != _run_key(cfg, {}, {})
     g = torch.Generator().manual_seed(6)
@@ -335,67 +331,3 @@ def test_init_align_copies_every_causal_kernel_aligned(tmp_path):
             else source[name]
         assert torch.equal(mine[name], want), name
     assert start_from(build_model(model_config("tiny", {"streaming": True})), ckpt, align=False)[2] == []
-
-
-@pytest.mark.parametrize("k, dilation, groups", [(3, 1, 1), (7, 1, 4), (3, 2, 1), (5, 3, 2)])
-def test_a_chunk_convolution_reads_its_chunk_and_nothing_later(k, dilation, groups):
-    """Frame t of chunk c gives what the centred convolution gives when every frame after the chunk is
-    zero, for any chunk size; chunk by chunk with its state it gives the same; chunk None (or one chunk
-    over the clip) is the centred convolution."""
-    from lipspeech.models.causal import chunk_conv, chunk_conv_step
-
-    torch.manual_seed(0)
-    conv = torch.nn.Conv1d(4, 8 // groups * groups, k, dilation=dilation, groups=groups)
-    centred = lambda x: conv(torch.nn.functional.pad(x, (dilation * (k - 1) // 2,) * 2))  # noqa: E731
-    x = torch.randn(2, 4, 23)
-    with torch.no_grad():
-        for chunk in (1, 2, 3, 8):
-            y = chunk_conv(conv, x, chunk)
-            for t in range(23):
-                cut = x.clone()
-                cut[..., (t // chunk + 1) * chunk :] = 0
-                torch.testing.assert_close(y[..., t], centred(cut)[..., t], atol=1e-5, rtol=0)
-            parts, state = [], None
-            for start in range(0, 23, chunk):
-                out, state = chunk_conv_step(conv, x[..., start : start + chunk], state)
-                parts.append(out)
-            torch.testing.assert_close(torch.cat(parts, -1), y, atol=1e-5, rtol=0)
-        torch.testing.assert_close(chunk_conv(conv, x, None), centred(x))
-        torch.testing.assert_close(chunk_conv(conv, x, 30), centred(x))
-
-
-def test_the_decoder_chunk_convolution_option(tmp_path):
-    """stream_decoder_chunk_conv gives the decoder (only) chunk convolutions, needs a causal decoder,
-    keeps the run key of the models without it, and init_align copies its kernels as they are (they
-    stay centred) while aligning the other causal ones."""
-    from lipspeech.training import synthetic_utterances, train, train_config
-    from lipspeech.training.bundle import load_model, start_from
-    from lipspeech.training.stage import _run_key
-
-    cfg = experiment_model_config({"name": "s", "streaming": {"decoder_chunk_conv": True}},
-                                 {"preset": "tiny", "overrides": {}})
-    assert cfg["stream_decoder_chunk_conv"]
-    model = build_model(cfg)
-    assert all(b.conv.chunk_conv and not b.conv.causal for b in model.decoder.blocks)
-    assert all(b.conv.causal and not b.conv.chunk_conv for b in model.encoder.blocks)
-    with pytest.raises(ConfigError, match="causal_decoder"):
-        model_config("tiny", {"streaming": True, "stream_decoder_chunk_conv": True,
-                              "stream_restrictions": ["causal_encoder"]})
-    with pytest.raises(ConfigError, match="needs streaming"):
-        model_config("tiny", {"stream_decoder_chunk_conv": True})
-    plain = model_config("tiny", {"streaming": True})
-    assert _run_key(plain, {}, {}) == _run_key({k: v for k, v in plain.items() if k != "stream_decoder_chunk_conv"},
-                                               {}, {})
-    assert _run_key(cfg, {}, {}) != _run_key(plain, {}, {})
-
-    offline = model_config("tiny")
-    items = synthetic_utterances(2, 8, n_mels=offline["n_mels"], n_units=offline["n_units"])
-    tcfg = train_config({"max_steps": 1, "batch_size": 2, "warmup_steps": 1, "device": "cpu", "tensorboard": False,
-                         "progress": False, "val_every": 1})
-    ckpt = train(offline, tcfg, items, None, tmp_path / "off").last_checkpoint
-    source = load_model(ckpt).model.state_dict()
-    copied, _, aligned = start_from(model, ckpt, align=True)
-    assert "encoder.blocks.0.conv.depthwise.weight" in aligned
-    assert not [name for name in aligned if name.startswith("decoder.")]
-    assert torch.equal(model.state_dict()["decoder.blocks.1.conv.depthwise.weight"],
-                       source["decoder.blocks.1.conv.depthwise.weight"])

@@ -84,7 +84,6 @@ class ModelConfig(Section):
     stream_left_context_frames: int
     stream_train_chunks: list[int]
     stream_restrictions: list[str]
-    stream_decoder_chunk_conv: bool
 
 
 @dataclass(frozen=True)

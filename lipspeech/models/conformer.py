@@ -21,10 +21,7 @@ and to ``left`` frames before it, and the first block's queries also to ``lookah
 after it. Look-ahead in the first block only keeps the whole stack's look-ahead at
 ``lookahead`` frames (in every block it would add up). :meth:`Conformer.step` computes one
 chunk with caches (keys/values of the left context, the convolutions' last inputs) and
-gives what the masked whole-sequence pass gives for those frames. A streaming stack built with
-``chunk_conv`` (the decoder's option) has chunk convolutions instead of causal ones: a centred
-window cut at the end of the frame's chunk (:func:`lipspeech.models.causal.chunk_conv`), which reads
-the frames after it that its chunk already holds.
+gives what the masked whole-sequence pass gives for those frames.
 """
 
 from __future__ import annotations
@@ -36,7 +33,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from lipspeech.models.causal import causal_conv, causal_conv_step, chunk_conv, chunk_conv_step
+from lipspeech.models.causal import causal_conv, causal_conv_step
 from lipspeech.models.dropout import Dropout, dropout
 
 #: relative distances (frames) a streaming stack's attention tells apart; farther keys share the end biases
@@ -210,43 +207,34 @@ class ConvModule(nn.Module):
         kernel_size: depthwise kernel (odd).
         dropout: dropout rate.
         causal: frame t's depthwise window is t - k + 1 .. t (streaming), else centred.
-        chunk_conv: the centred window cut at the end of frame t's chunk (streaming; not with ``causal``).
     """
 
-    def __init__(self, dim: int, kernel_size: int, dropout: float, causal: bool = False, chunk_conv: bool = False):
+    def __init__(self, dim: int, kernel_size: int, dropout: float, causal: bool = False):
         super().__init__()
         if kernel_size % 2 != 1:
             raise ValueError(f"conformer kernel size must be odd, got {kernel_size}")
-        if causal and chunk_conv:
-            raise ValueError("a convolution module is causal or a chunk convolution, not both")
         self.causal = causal
-        self.chunk_conv = chunk_conv
         self.norm = nn.LayerNorm(dim)
         self.pointwise_in = nn.Linear(dim, 2 * dim)
-        self.depthwise = nn.Conv1d(dim, dim, kernel_size, padding=0 if (causal or chunk_conv) else kernel_size // 2,
-                                   groups=dim)
+        self.depthwise = nn.Conv1d(dim, dim, kernel_size, padding=0 if causal else kernel_size // 2, groups=dim)
         self.norm_mid = nn.LayerNorm(dim)
         self.pointwise_out = nn.Linear(dim, dim)
         self.dropout = Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, chunk: Optional[int] = None) -> torch.Tensor:
-        """(B, T, D), (B, T) bool -> (B, T, D); ``chunk``: the chunk size of a chunk convolution (None: the clip)."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, T, D), (B, T) bool -> (B, T, D)."""
         y = F.glu(self.pointwise_in(self.norm(x)), dim=-1)
         y = y * mask[..., None].to(y.dtype)  # padded frames must not leak into valid ones
         y = y.transpose(1, 2)
-        if self.causal:
-            y = causal_conv(self.depthwise, y)
-        else:
-            y = chunk_conv(self.depthwise, y, chunk) if self.chunk_conv else self.depthwise(y)
-        y = y.transpose(1, 2)
+        y = (causal_conv(self.depthwise, y) if self.causal else self.depthwise(y)).transpose(1, 2)
         y = self.pointwise_out(F.silu(self.norm_mid(y)))
         return self.dropout(y)
 
     def step(self, x: torch.Tensor, state: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """One streamed chunk of a causal or chunk-convolution module: (B, n, D), the last depthwise inputs
-        (B, D, k - 1, or (k - 1) / 2 for a chunk convolution) or None at the start -> (B, n, D) and the next state."""
+        """One streamed chunk of a causal module: (B, n, D), the last k - 1 depthwise inputs
+        (B, D, k - 1) or None at the start -> (B, n, D) and the next state."""
         y = F.glu(self.pointwise_in(self.norm(x)), dim=-1).transpose(1, 2)
-        y, state = (chunk_conv_step if self.chunk_conv else causal_conv_step)(self.depthwise, y, state)
+        y, state = causal_conv_step(self.depthwise, y, state)
         return self.pointwise_out(F.silu(self.norm_mid(y.transpose(1, 2)))), state
 
 
@@ -261,25 +249,22 @@ class ConformerBlock(nn.Module):
         dropout: dropout rate.
         causal: causal convolution module (streaming).
         relative: relative-position attention biases (streaming).
-        chunk_conv: with ``causal``: a chunk convolution module instead of a causal one.
     """
 
     def __init__(self, dim: int, heads: int, ffn_dim: int, kernel_size: int, dropout: float, causal: bool = False,
-                 relative: bool = False, chunk_conv: bool = False):
+                 relative: bool = False):
         super().__init__()
         self.ff1 = FeedForward(dim, ffn_dim, dropout)
         self.attn = SelfAttention(dim, heads, dropout, REL_DISTANCE if relative else 0)
-        self.conv = ConvModule(dim, kernel_size, dropout, causal and not chunk_conv, causal and chunk_conv)
+        self.conv = ConvModule(dim, kernel_size, dropout, causal)
         self.ff2 = FeedForward(dim, ffn_dim, dropout)
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, allowed: Optional[torch.Tensor] = None,
-                chunk: Optional[int] = None) -> torch.Tensor:
-        """(B, T, D), (B, T) bool, optional (T, T) attention mask, the chunk size (a chunk convolution's)
-        -> (B, T, D), zero on padded frames."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, allowed: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(B, T, D), (B, T) bool, optional (T, T) attention mask -> (B, T, D), zero on padded frames."""
         x = x + 0.5 * self.ff1(x)
         x = x + self.attn(x, mask, allowed)
-        x = x + self.conv(x, mask, chunk)
+        x = x + self.conv(x, mask)
         x = x + 0.5 * self.ff2(x)
         return self.norm(x) * mask[..., None].to(x.dtype)
 
@@ -309,12 +294,11 @@ class Conformer(nn.Module):
         causal: streaming stack: causal convolutions (module docstring).
         relative: relative-position biases instead of absolute input positions (a streaming stack has
             both; one without the other is a study model that cannot stream).
-        chunk_conv: with ``causal``: chunk convolutions instead of causal ones (module docstring).
     """
 
     def __init__(
         self, dim: int, layers: int, heads: int, ffn_dim: int, kernel_size: int, dropout: float, causal: bool = False,
-        relative: bool = False, chunk_conv: bool = False,
+        relative: bool = False,
     ):
         super().__init__()
         self.dim = dim
@@ -322,8 +306,7 @@ class Conformer(nn.Module):
         self.relative = relative
         self.input_dropout = Dropout(dropout)
         self.blocks = nn.ModuleList(
-            ConformerBlock(dim, heads, ffn_dim, kernel_size, dropout, causal, self.relative, chunk_conv)
-            for _ in range(layers)
+            ConformerBlock(dim, heads, ffn_dim, kernel_size, dropout, causal, self.relative) for _ in range(layers)
         )
 
     def forward(
@@ -354,7 +337,7 @@ class Conformer(nn.Module):
             first = chunk_attention_mask(x.shape[1], chunk, left, lookahead, x.device)
             rest = first if lookahead == 0 else chunk_attention_mask(x.shape[1], chunk, left, 0, x.device)
         for i, block in enumerate(self.blocks):
-            x = block(x, mask, first if i == 0 else rest, chunk)
+            x = block(x, mask, first if i == 0 else rest)
         return x
 
     def step(

@@ -426,7 +426,7 @@ def build_model(cfg: Mapping[str, Any]) -> LTBSModel:
         causal="causal_predictors" in on,
     )
     decoder = Conformer(d, m.dec_layers, m.dec_heads, m.dec_ffn, m.dec_kernel, m.dropout, "causal_decoder" in on,
-                        relative, bool(streaming and streaming.decoder_chunk_conv))
+                        relative)
     postnet = None
     if m.use_postnet:
         postnet = FlowPostNet(

@@ -38,7 +38,6 @@ class StreamingConfig:
         train_chunks: chunk sizes drawn per training batch (0: the whole clip).
         restrictions: the restrictions the model has (:data:`STREAM_RESTRICTIONS`; all of them
             by default, the only models that can decode chunk by chunk).
-        decoder_chunk_conv: the decoder's convolutions read ahead within their chunk instead of being causal.
     """
 
     chunk_frames: int
@@ -46,7 +45,6 @@ class StreamingConfig:
     left_context_frames: int
     train_chunks: tuple[int, ...]
     restrictions: frozenset[str] = frozenset(STREAM_RESTRICTIONS)
-    decoder_chunk_conv: bool = False
 
     @property
     def chunked(self) -> bool:
@@ -64,8 +62,7 @@ def streaming_config(cfg: ModelConfig) -> Optional[StreamingConfig]:
     if not cfg.streaming:
         return None
     return StreamingConfig(cfg.stream_chunk_frames, cfg.stream_lookahead_frames, cfg.stream_left_context_frames,
-                           tuple(cfg.stream_train_chunks), frozenset(cfg.stream_restrictions),
-                           cfg.stream_decoder_chunk_conv)
+                           tuple(cfg.stream_train_chunks), frozenset(cfg.stream_restrictions))
 
 
 def model_config(preset: str, overrides: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
@@ -94,9 +91,6 @@ def _check_relations(cfg: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"model config key {heads}: {n_heads} does not divide d_model = {m.d_model}")
     if m.use_postnet and m.n_mels % m.flow_group_size:
         raise ConfigError(f"model config key flow_group_size: {m.flow_group_size} does not divide n_mels = {m.n_mels}")
-    if m.stream_decoder_chunk_conv and not (m.streaming and "causal_decoder" in m.stream_restrictions):
-        raise ConfigError("model config key stream_decoder_chunk_conv: true needs streaming with the causal_decoder"
-                          " restriction (it replaces the decoder's causal convolutions)")
     if m.frontend == "paper" and len(m.frontend_channels) != 5:
         raise ConfigError(f"model config key frontend_channels: the paper front-end needs 5 widths, "
                           f"got {m.frontend_channels}")

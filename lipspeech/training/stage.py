@@ -74,7 +74,6 @@ STREAMING_KEYS = {
     "left_context_frames": "stream_left_context_frames",
     "train_chunks": "stream_train_chunks",
     "restrictions": "stream_restrictions",
-    "decoder_chunk_conv": "stream_decoder_chunk_conv",
 }
 
 
@@ -113,12 +112,9 @@ def _run_key(model_cfg: Mapping[str, Any], train_cfg: Mapping[str, Any], data: M
     if not model.get("streaming"):
         # the offline model does not read the streaming keys: its run key is what it was before them
         model = {k: v for k, v in model.items() if k != "streaming" and not k.startswith("stream_")}
-    else:
-        if set(model["stream_restrictions"]) == set(STREAM_RESTRICTIONS):
-            # a model with every restriction (one that streams): its run key is what it was before the key
-            model.pop("stream_restrictions")
-        if not model.get("stream_decoder_chunk_conv"):  # causal decoder convolutions: as before the key
-            model.pop("stream_decoder_chunk_conv", None)
+    elif set(model["stream_restrictions"]) == set(STREAM_RESTRICTIONS):
+        # a model with every restriction (one that streams): its run key is what it was before the key
+        model.pop("stream_restrictions")
     return config_hash(model, kept, dict(data))
 
 
