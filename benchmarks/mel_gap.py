@@ -26,13 +26,14 @@ import numpy as np
 from lipspeech.core.store import Store
 
 
-def ground_truth(results: Path) -> dict[str, np.ndarray]:
+def ground_truth(results: Path, wanted: set[str]) -> dict[str, np.ndarray]:
+    """The ``wanted`` utterances' mels from the corpus's mel stores (read lazily: only their row groups)."""
     out: dict[str, np.ndarray] = {}
     for path in sorted((results / "mel").glob("*.parquet")):
         if path.name.endswith(".rejected.parquet"):
             continue
-        store = Store(path)
-        out.update(zip(store.utts, store.arrays("mel")))
+        store = Store(path, lazy=True)
+        out.update((u, store.array("mel", i)) for u, i in store.row_index().items() if u in wanted)
     return out
 
 
@@ -70,9 +71,9 @@ def main() -> None:
     ap.add_argument("--results", type=Path, default=Path("results/synthgrid"))
     ap.add_argument("--period", type=int, default=8, help="mel frames per period of the change-by-position row")
     args = ap.parse_args()
-    gt = ground_truth(args.results)
     systems = {name: system_mels(args.results, name) for name in args.systems}
-    utts = sorted(set(gt).intersection(*systems.values()))
+    gt = ground_truth(args.results, set.intersection(*(set(mels) for mels in systems.values())))
+    utts = sorted(gt)
     print(f"{len(utts)} utterances with every system and the ground truth")
     rows = {"ground truth": figures(gt, gt, utts, args.period)} | {
         name: figures(mels, gt, utts, args.period) for name, mels in systems.items()}
