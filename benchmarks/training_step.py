@@ -1,7 +1,8 @@
 """Time of a CPU training step (the demo's model), and where it goes.
 
     python benchmarks/training_step.py --results results/synthgrid [--steps 40] [--threads 2]
-        [--preset small] [--train '{"deterministic": false}'] [--profile]
+        [--preset small] [--model '{"frontend_channels": [16, 32, 64, 128]}']
+        [--train '{"deterministic": false}'] [--profile]
 
 Trains ``--steps`` steps of the ``--preset`` model (batch 8, as the demo) through
 :func:`lipspeech.training.trainer.train` on the train split of a finished corpus
@@ -36,13 +37,14 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--preset", default="small")
+    ap.add_argument("--model", default="{}", help="model-key overrides of the preset, JSON")
     ap.add_argument("--train", default="{}", help="train-section overrides, JSON")
     ap.add_argument("--profile", action="store_true", help="also print the operator profile of six steps")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     corpus = CorpusStores.from_results(args.results)
     data = StoreDataset(corpus, "train", TRAIN_STORES)
-    mcfg = model_config(args.preset)
+    mcfg = model_config(args.preset, json.loads(args.model))
     tcfg = train_config({"max_steps": args.steps, "val_every": 10 * args.steps, "threads": args.threads,
                          "progress": False, "tensorboard": False, **json.loads(args.train)})
     with tempfile.TemporaryDirectory() as tmp:
