@@ -3,7 +3,8 @@
 Every utterance is scored on its own: the recogniser decodes it as one whole utterance, DNSMOS
 and the speaker encoder see it alone, the intrusive metrics compare it with its own ground
 truth. So its row does not depend on the process that scored it or on the order, and N
-processes give the same table as one, about N times sooner. The workers are forked from the
+processes give the same table as one (to float rounding: once, in CI under load, an ESTOI differed
+in its last bit), about N times sooner. The workers are forked from the
 stage's process once its models are loaded (nothing is loaded twice, no audio is pickled),
 each with one torch and one onnxruntime thread; each utterance's result comes back with the
 seconds its metric families took and the failures they counted, summed into the stage's
