@@ -316,7 +316,6 @@ def _score_one_noting_where(i):
     return _REAL_SCORE_ONE(i)
 
 
-@needs_espeak
 def _flat(tree, prefix=""):
     """A summary's nested dicts and lists as one flat dict of path -> value (pytest.approx takes no nesting)."""
     items = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, list) else None
@@ -328,6 +327,7 @@ def _flat(tree, prefix=""):
     return out
 
 
+@needs_espeak
 def test_evaluate_in_processes_gives_the_same_table(tmp_path, speech, monkeypatch):
     """threads > 1 scores the utterances in forked processes: the same rows, figures and failure counts
     as one process, and the families' seconds summed over the workers."""
