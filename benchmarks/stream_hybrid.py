@@ -1,0 +1,135 @@
+"""Where the streaming model's speech loses to the offline model's: hybrids of the two, scored.
+
+    python benchmarks/stream_hybrid.py --results results/synthgrid_grid \\
+        --config configs/gridscale.yaml configs/gridscale_streaming.yaml \\
+        --offline ltbs_init_more2 --streaming ltbs_stream_align_more2 --swap offline_decoder
+
+Takes a trained offline model and a streaming model of the same corpus, decodes the test split with
+the streaming model in chunks of ``--chunk`` frames (as ``lipspeech live`` does) and swaps in parts
+of the offline model:
+
+- ``units``, ``pitch``, ``energy``: the offline model's predictions (unit argmax, pitch, energy values)
+  embedded instead of the streaming model's own, the rest the streaming model's;
+- ``offline_decoder``: the streaming model's encoder and variance adaptor, then the offline model's
+  decoder and post-net (whole clip: it is not causal);
+- ``offline_postnet``: the streaming model's decoder in chunks, then the offline model's post-net
+  (whole clip) on its output;
+- ``streaming_decoder``: the offline model's encoder and variance adaptor (whole clip), then the
+  streaming model's decoder and post-net in chunks.
+
+A hybrid is a measurement, not a model that streams: whichever swap brings a figure to the offline
+model's says where its gap is made. The mels go through the configured vocoder and the evaluate stage
+as any system's (``--out``, default ``<results>/hybrids/<swaps>``), and the figures are printed with
+the paired differences against both models' own ``eval/<model>_c<chunk>``/``eval/<model>`` tables
+when those exist. With no swap, at temperature 0, it reproduces the streaming model's own mels.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import torch
+
+from lipspeech.core.config import config_hash, load_config
+from lipspeech.core.settings import VocoderConfig
+from lipspeech.core.store import StoreMeta, write_store
+from lipspeech.core.timing import FPS, MEL_PER_FRAME
+from lipspeech.evaluation.compare import paired, utterance_columns
+from lipspeech.evaluation.stage import run_evaluate
+from lipspeech.features.audio import AudioConfig
+from lipspeech.models.batch import Utterance, collate, lengths_to_mask
+from lipspeech.training.bundle import load_model
+from lipspeech.training.stage import STAGE_SYNTH, corpus_stores
+from lipspeech.training.stores import VIDEO_STORES, StoreDataset
+from lipspeech.vocoder.api import load_vocoder
+from lipspeech.vocoder.stage import run_vocode
+
+SWAPS = ("units", "pitch", "energy", "offline_decoder", "offline_postnet", "streaming_decoder")
+FIGURES = ["wer", "cer", "stoi", "dnsmos_p808", "dnsmos_ovrl", "speaker_sim"]
+
+
+@torch.no_grad()
+def hybrid_mels(off, stream, video, lengths, speakers, chunk: int, swaps: set[str], temperature: float):
+    """(B, 4T, n_mels) post-net mels of the hybrid ``swaps`` describes (z = 0 at temperature 0)."""
+    mask = lengths_to_mask(lengths, video.shape[1])
+    g = torch.Generator().manual_seed(0)
+    if "streaming_decoder" in swaps:
+        h, _ = off.adaptor(off.encode(video, mask, speakers, None), mask)
+    else:
+        _, po = off.adaptor(off.encode(video, mask, speakers, None), mask)
+        given = {"units": po["unit_logits"].argmax(-1), "pitch": po["pitch"], "energy": po["energy"]}
+        h, _ = stream.adaptor(stream.encode(video, mask, speakers, chunk), mask,
+                              **{k: v for k, v in given.items() if k in swaps})
+    decoder, c = (off, None) if "offline_decoder" in swaps else (stream, chunk)
+    coarse, states, mel_mask = decoder.decode(h, mask, c)
+    postnet = off if swaps & {"offline_decoder", "offline_postnet"} else stream
+    return postnet.sample_post(coarse, states, mel_mask, temperature, g)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--results", type=Path, required=True, help="results/<corpus>")
+    ap.add_argument("--config", nargs="*", default=[], help="the run's config files after config.yaml")
+    ap.add_argument("--offline", required=True, help="the offline model's experiment name")
+    ap.add_argument("--streaming", required=True, help="the streaming model's experiment name")
+    ap.add_argument("--chunk", type=int, default=2, help="decode in chunks of this many frames")
+    ap.add_argument("--swap", nargs="*", default=[], choices=SWAPS)
+    ap.add_argument("--temperature", type=float, default=0.0)
+    ap.add_argument("--out", type=Path, help="where the mels, audio and metrics go")
+    args = ap.parse_args()
+    if len(set(args.swap) & {"offline_decoder", "offline_postnet", "streaming_decoder"}) > 1:
+        ap.error("offline_decoder, offline_postnet and streaming_decoder exclude each other")
+    if "streaming_decoder" in args.swap and set(args.swap) & {"units", "pitch", "energy"}:
+        ap.error("streaming_decoder takes the offline adaptor's output whole: no prediction to swap")
+    torch.set_num_threads(2)
+    R, swaps = args.results, set(args.swap)
+    name = "hybrid_" + ("_".join(sorted(swaps)) or "none")
+    out = args.out or R / "hybrids" / name
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = load_config("config.yaml", *args.config)
+    off = load_model(R / "models" / args.offline / "ckpt" / "best.pt", "cpu", weights="average")
+    st = load_model(R / "models" / args.streaming / "ckpt" / "best.pt", "cpu", weights="average")
+    if st.model.streaming is None or off.model.streaming is not None:
+        raise SystemExit("--streaming must name a streaming model and --offline an offline one")
+    data = StoreDataset(corpus_stores(R, False), "test", VIDEO_STORES, st.speakers)
+    items = [data[i] for i in range(len(data))]
+    utts, mels = [], []
+    for start in range(0, len(items), 8):
+        batch = collate([Utterance(it.utt, it.video, speaker=it.speaker) for it in items[start:start + 8]])
+        post = hybrid_mels(off.model.eval(), st.model.eval(), batch.video, batch.video_lengths, batch.speakers,
+                           args.chunk, swaps, args.temperature)
+        for i, n in enumerate(batch.video_lengths.tolist()):
+            utts.append(batch.utts[i])
+            mels.append(post[i, : n * MEL_PER_FRAME].float().numpy())
+    n_frames = [len(m) // MEL_PER_FRAME for m in mels]
+    key = config_hash({"offline": args.offline, "streaming": args.streaming, "chunk": args.chunk},
+                      {"swaps": sorted(swaps), "temperature": args.temperature})
+    meta = StoreMeta(STAGE_SYNTH, key, extra={"experiment": name, "swaps": sorted(swaps), "split": "test",
+                                                   "temperature": args.temperature, "n_mels": mels[0].shape[1]})
+    write_store(out / "mels.parquet", meta, utts,
+                {"n_frames": pa.array(n_frames, type=pa.int32()),
+                 "duration": pa.array([n / FPS for n in n_frames], type=pa.float64())},
+                {"coarse": mels, "post": mels})
+    section = VocoderConfig.from_section(cfg["vocoder"])
+    vocoder = load_vocoder(section, AudioConfig.from_section(cfg["mel"]), "cpu",
+                           checkpoint=R / "vocoder" / "ckpt" / "best.pt" if section.kind == "hifigan" else None)
+    run_vocode(name, vocoder, cfg["vocoder"], cfg["mel"], out / "audio.parquet", out / "audio.rejected.parquet",
+               mels=out / "mels.parquet", progress=False)
+    references = sorted(p for p in (R / "audio").glob("*.parquet") if not p.name.endswith(".rejected.parquet"))
+    run_evaluate(name, R / "manifest.parquet", references, out / "audio.parquet", cfg["evaluate"], cfg["prosody"],
+                 cfg["mel"], out / "metrics.parquet", out / "summary.json", out / "metrics.rejected.parquet",
+                 progress=False, threads=2)
+    mine = utterance_columns(pd.read_parquet(out / "metrics.parquet"))
+    for system in (f"{args.streaming}_c{args.chunk}", args.offline):
+        table = R / "eval" / system / "metrics.parquet"
+        if table.exists():
+            diff = paired(utterance_columns(pd.read_parquet(table)), mine, FIGURES, 1000, 1234)
+            print(f"{name} - {system}: " + "; ".join(
+                f"{m} {diff[m]['diff']:+.3f} [{diff[m]['ci95'][0]:+.3f}, {diff[m]['ci95'][1]:+.3f}]" for m in FIGURES))
+
+
+if __name__ == "__main__":
+    main()
