@@ -4,9 +4,10 @@
         --config configs/gridscale.yaml configs/gridscale_streaming.yaml \\
         --offline ltbs_init_more2 --streaming ltbs_stream_align_more2 --swap offline_decoder
 
-Takes a trained offline model and a streaming model of the same corpus, decodes the test split with
-the streaming model in chunks of ``--chunk`` frames (as ``lipspeech live`` does) and swaps in parts
-of the offline model:
+Run from the repository root (it reads ``config.yaml`` and the ``--config`` files after it, as
+the workflow does). Takes a trained offline model and a streaming model of the same corpus, decodes
+the test split with the streaming model in chunks of ``--chunk`` frames (as ``lipspeech live``
+does) and swaps in parts of the offline model:
 
 - ``units``, ``pitch``, ``energy``: the offline model's predictions (unit argmax, pitch, energy values)
   embedded instead of the streaming model's own, the rest the streaming model's;
@@ -19,7 +20,7 @@ of the offline model:
 
 A hybrid is a measurement, not a model that streams: whichever swap brings a figure to the offline
 model's says where its gap is made. The mels go through the configured vocoder and the evaluate stage
-as any system's (``--out``, default ``<results>/hybrids/<swaps>``), and the figures are printed with
+as any system's (``--out``, default ``<results>/hybrids/hybrid_<swaps>``), and the figures are printed with
 the paired differences against both models' own ``eval/<model>_c<chunk>``/``eval/<model>`` tables
 when those exist. With no swap, at temperature 0, it reproduces the streaming model's own mels.
 """
