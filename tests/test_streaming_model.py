@@ -13,7 +13,7 @@ from lipspeech.models import build_model
 from lipspeech.models.batch import Batch
 from lipspeech.models.presets import model_config
 from lipspeech.models.streaming import StreamDecoder, algorithmic_latency_ms
-from lipspeech.training.bundle import upgrade
+from lipspeech.training.bundle import REMOVED_MODEL_KEYS, upgrade
 from lipspeech.training.stage import experiment_model_config
 
 
@@ -155,6 +155,14 @@ def test_offline_model_is_unchanged_and_refuses_chunks():
     state, _ = upgrade({"model_cfg": old, "model": {}, "format": 2, "bundle": {
         "mel": {"n_mels": 80}, "roi": {}, "speakers": None, "config_hash": "x", "corpus": None}})
     assert state["model_cfg"] == cfg
+    # a key of an option since removed loads at the value that is today's model, and only there
+    for key, today in REMOVED_MODEL_KEYS.items():
+        written = {"model_cfg": {**cfg, key: today}, "model": {}, "format": 2, "bundle": {
+            "mel": {"n_mels": 80}, "roi": {}, "speakers": None, "config_hash": "x", "corpus": None}}
+        assert upgrade(written)[0]["model_cfg"] == cfg
+        written["model_cfg"][key] = not today
+        with pytest.raises(ValueError, match=f"{key} = {not today!r}, an option since removed"):
+            upgrade(written)
 
 
 def test_streaming_config_sections(tmp_path):

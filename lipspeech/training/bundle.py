@@ -21,7 +21,8 @@ older ones here, in one place, so ``synthesize``, ``speak`` and later commands s
 - format 1 (before bundles): no ``bundle`` entry; speaker names were only in ``run.json``
   two folders up (``models/{exp}/run.json``), mel and ROI settings nowhere (the defaults are
   assumed, and :attr:`ModelBundle.assumed` says so); model keys added since then get the values
-  that reproduce the older model (:data:`ADDED_MODEL_KEYS`).
+  that reproduce the older model (:data:`ADDED_MODEL_KEYS`); keys of options since removed are
+  dropped when they hold the value that is today's model (:data:`REMOVED_MODEL_KEYS`).
 - format 2: the bundle above. A checkpoint written by :func:`lipspeech.training.train` without
   a bundle (tests, notebooks) is format 2 with the same defaults assumed.
 """
@@ -51,6 +52,11 @@ ADDED_MODEL_KEYS = {
     **{k: v for k, v in PRESETS["paper"].items() if k == "streaming" or k.startswith("stream_")},
 }
 assert ADDED_MODEL_KEYS["streaming"] is False
+# Model keys of options since removed, with the one value that is today's model (a checkpoint
+# written with it loads without the key; with any other value it cannot be built any more).
+REMOVED_MODEL_KEYS = {
+    "stream_decoder_chunk_conv": False,  # 6cb726d's decoder convolutions within the chunk, reverted after it
+}
 
 
 @dataclass
@@ -106,6 +112,12 @@ def upgrade(state: dict[str, Any], path: Optional[Path] = None) -> tuple[dict[st
     """A checkpoint of any known format as the current shape; returns it and the assumed parts."""
     state = dict(state)
     state["model_cfg"] = {**ADDED_MODEL_KEYS, **state["model_cfg"]}
+    for key, today in REMOVED_MODEL_KEYS.items():
+        if key in state["model_cfg"]:
+            value = state["model_cfg"].pop(key)
+            if value != today:
+                raise ValueError(f"{path or 'checkpoint'}: trained with model key {key} = {value!r}, an option "
+                                 f"since removed; only {today!r} (today's model) still loads")
     bundle = dict(state.get("bundle") or {})
     if int(state.get("format", 1)) < 2 and "speakers" not in bundle and path is not None:
         run_json = Path(path).resolve().parent.parent / "run.json"  # where format 1 kept the speaker names
