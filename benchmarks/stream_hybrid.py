@@ -22,7 +22,7 @@ A hybrid is a measurement, not a model that streams: whichever swap brings a fig
 model's says where its gap is made. The mels go through the configured vocoder and the evaluate stage
 as any system's (``--out``, default ``<results>/hybrids/hybrid_<swaps>``), and the figures are printed with
 the paired differences against both models' own ``eval/<model>_c<chunk>``/``eval/<model>`` tables
-when those exist. With no swap, at temperature 0, it reproduces the streaming model's own mels.
+when those exist. With no swap it reproduces the streaming model's own mels.
 """
 
 from __future__ import annotations
@@ -31,43 +31,52 @@ import argparse
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
 import torch
 
 from lipspeech.core.config import config_hash, load_config
 from lipspeech.core.settings import VocoderConfig
-from lipspeech.core.store import StoreMeta, write_store
-from lipspeech.core.timing import FPS, MEL_PER_FRAME
+from lipspeech.core.shards import shard_stores
 from lipspeech.evaluation.compare import paired, utterance_columns
 from lipspeech.evaluation.stage import run_evaluate
 from lipspeech.features.audio import AudioConfig
-from lipspeech.models.batch import Utterance, collate, lengths_to_mask
+from lipspeech.models.batch import lengths_to_mask
+from lipspeech.models.ltbs import LTBSModel
 from lipspeech.training.bundle import load_model
-from lipspeech.training.stage import STAGE_SYNTH, corpus_stores
+from lipspeech.training.stage import corpus_stores, write_mels
 from lipspeech.training.stores import VIDEO_STORES, StoreDataset
+from lipspeech.training.synthesis import synthesize
 from lipspeech.vocoder.api import load_vocoder
 from lipspeech.vocoder.stage import run_vocode
 
 SWAPS = ("units", "pitch", "energy", "offline_decoder", "offline_postnet", "streaming_decoder")
+PREDICTIONS = ("units", "pitch", "energy")
 FIGURES = ["wer", "cer", "stoi", "dnsmos_p808", "dnsmos_ovrl", "speaker_sim"]
 
 
-@torch.no_grad()
-def hybrid_mels(off, stream, video, lengths, speakers, chunk: int, swaps: set[str], temperature: float):
-    """(B, 4T, n_mels) post-net mels of the hybrid ``swaps`` describes (z = 0 at temperature 0)."""
-    mask = lengths_to_mask(lengths, video.shape[1])
-    g = torch.Generator().manual_seed(0)
-    if "streaming_decoder" in swaps:
-        h, _ = off.adaptor(off.encode(video, mask, speakers, None), mask)
-    else:
-        _, po = off.adaptor(off.encode(video, mask, speakers, None), mask)
-        given = {"units": po["unit_logits"].argmax(-1), "pitch": po["pitch"], "energy": po["energy"]}
-        h, _ = stream.adaptor(stream.encode(video, mask, speakers, chunk), mask,
-                              **{k: v for k, v in given.items() if k in swaps})
-    decoder, c = (off, None) if "offline_decoder" in swaps else (stream, chunk)
-    coarse, states, mel_mask = decoder.decode(h, mask, c)
-    postnet = off if swaps & {"offline_decoder", "offline_postnet"} else stream
-    return postnet.sample_post(coarse, states, mel_mask, temperature, g)
+class Hybrid(torch.nn.Module):
+    """The streaming model with the parts ``swaps`` names taken from the offline model; its
+    :meth:`infer` is the models' own, so :func:`~lipspeech.training.synthesis.synthesize` runs it."""
+
+    def __init__(self, offline: LTBSModel, streaming: LTBSModel, swaps: set[str]):
+        super().__init__()
+        self.off, self.stream, self.swaps = offline, streaming, swaps
+
+    def infer(self, video, video_lengths, temperature=None, speakers=None, generator=None, chunk_frames=None):
+        off, stream, swaps = self.off, self.stream, self.swaps
+        mask = lengths_to_mask(video_lengths, video.shape[1])
+        if "streaming_decoder" in swaps:
+            h, _ = off.adaptor(off.encode(video, mask, speakers, None), mask)
+        else:
+            given = {}
+            if swaps & set(PREDICTIONS):
+                _, po = off.adaptor(off.encode(video, mask, speakers, None), mask)
+                given = {"units": po["unit_logits"].argmax(-1), "pitch": po["pitch"], "energy": po["energy"]}
+            h, _ = stream.adaptor(stream.encode(video, mask, speakers, chunk_frames), mask,
+                                  **{k: v for k, v in given.items() if k in swaps})
+        decoder, chunk = (off, None) if "offline_decoder" in swaps else (stream, chunk_frames)
+        coarse, states, mel_mask = decoder.decode(h, mask, chunk)
+        postnet = off if swaps & {"offline_decoder", "offline_postnet"} else stream
+        return coarse, postnet.sample_post(coarse, states, mel_mask, temperature, generator)
 
 
 def main() -> None:
@@ -96,32 +105,19 @@ def main() -> None:
     if st.model.streaming is None or off.model.streaming is not None:
         raise SystemExit("--streaming must name a streaming model and --offline an offline one")
     data = StoreDataset(corpus_stores(R, False), "test", VIDEO_STORES, st.speakers)
-    items = [data[i] for i in range(len(data))]
-    utts, mels = [], []
-    for start in range(0, len(items), 8):
-        batch = collate([Utterance(it.utt, it.video, speaker=it.speaker) for it in items[start:start + 8]])
-        post = hybrid_mels(off.model.eval(), st.model.eval(), batch.video, batch.video_lengths, batch.speakers,
-                           args.chunk, swaps, args.temperature)
-        for i, n in enumerate(batch.video_lengths.tolist()):
-            utts.append(batch.utts[i])
-            mels.append(post[i, : n * MEL_PER_FRAME].float().numpy())
-    n_frames = [len(m) // MEL_PER_FRAME for m in mels]
+    results = synthesize(Hybrid(off.model, st.model, swaps), (data[i] for i in range(len(data))),
+                         temperature=args.temperature, chunk_frames=args.chunk)
     key = config_hash({"offline": args.offline, "streaming": args.streaming, "chunk": args.chunk},
                       {"swaps": sorted(swaps), "temperature": args.temperature})
-    meta = StoreMeta(STAGE_SYNTH, key, extra={"experiment": name, "swaps": sorted(swaps), "split": "test",
-                                                   "temperature": args.temperature, "n_mels": mels[0].shape[1]})
-    write_store(out / "mels.parquet", meta, utts,
-                {"n_frames": pa.array(n_frames, type=pa.int32()),
-                 "duration": pa.array([n / FPS for n in n_frames], type=pa.float64())},
-                {"coarse": mels, "post": mels})
+    write_mels(out / "mels.parquet", results, key, {"experiment": name, "swaps": sorted(swaps), "split": "test",
+                                                    "temperature": args.temperature, "n_mels": st.model_cfg["n_mels"]})
     section = VocoderConfig.from_section(cfg["vocoder"])
     vocoder = load_vocoder(section, AudioConfig.from_section(cfg["mel"]), "cpu",
                            checkpoint=R / "vocoder" / "ckpt" / "best.pt" if section.kind == "hifigan" else None)
     run_vocode(name, vocoder, cfg["vocoder"], cfg["mel"], out / "audio.parquet", out / "audio.rejected.parquet",
                mels=out / "mels.parquet", progress=False)
-    references = sorted(p for p in (R / "audio").glob("*.parquet") if not p.name.endswith(".rejected.parquet"))
-    run_evaluate(name, R / "manifest.parquet", references, out / "audio.parquet", cfg["evaluate"], cfg["prosody"],
-                 cfg["mel"], out / "metrics.parquet", out / "summary.json", out / "metrics.rejected.parquet",
+    run_evaluate(name, R / "manifest.parquet", shard_stores(R / "audio"), out / "audio.parquet", cfg["evaluate"],
+                 cfg["prosody"], cfg["mel"], out / "metrics.parquet", out / "summary.json", out / "metrics.rejected.parquet",
                  progress=False, threads=2)
     mine = utterance_columns(pd.read_parquet(out / "metrics.parquet"))
     for system in (f"{args.streaming}_c{args.chunk}", args.offline):

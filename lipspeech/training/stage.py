@@ -34,7 +34,7 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -50,6 +50,9 @@ from lipspeech.training.config import train_config, train_settings
 from lipspeech.training.distributed import DistInfo, process_group
 from lipspeech.training.rundir import open_run, train_in_chunks
 from lipspeech.training.stores import TRAIN_STORES, VIDEO_STORES, CorpusStores, StoreDataset, speaker_ids
+
+if TYPE_CHECKING:
+    from lipspeech.training.synthesis import Synthesis
 
 STAGE_SYNTH = "synthesize"
 #: train-config keys that do not change what is trained (ignored by the resume key)
@@ -333,22 +336,21 @@ def run_synthesize(
     results = synthesize(
         model, (data[i] for i in range(len(data))), temperature=temperature, batch_size=batch_size, chunk_frames=chunk
     )
-    n_mels = model_cfg.n_mels
-    coarse = [np.asarray(r.coarse, dtype=np.float32) for r in results]
-    post = [np.asarray(r.post, dtype=np.float32) for r in results]
+    write_mels(out, results, config_hash(dict(exp), {"ckpt_sha1": _sha1(ckpt), "split": split, "temperature": temperature}),
+               {"experiment": e.name, "checkpoint": str(ckpt), "step": bundle.step, "split": split,
+                "temperature": model_cfg.temperature if temperature is None else temperature,
+                "n_mels": model_cfg.n_mels, "skipped": dict(data.skipped)})
+    return len(results)
+
+
+def write_mels(out: Path, results: Sequence["Synthesis"], key: str, extra: Mapping[str, Any]) -> None:
+    """Write synthesised mels as the synthesize stage's store (``utt, n_frames, duration``, arrays
+    ``coarse`` and ``post``), atomically; ``key`` is its config hash, ``extra`` its metadata."""
     n_frames = [int(r.coarse.shape[0]) // MEL_PER_FRAME for r in results]
-    meta = StoreMeta(
-        STAGE_SYNTH,
-        config_hash(dict(exp), {"ckpt_sha1": _sha1(ckpt), "split": split, "temperature": temperature}),
-        extra={"experiment": e.name, "checkpoint": str(ckpt), "step": bundle.step, "split": split,
-               "temperature": model_cfg.temperature if temperature is None else temperature,
-               "n_mels": n_mels,
-               "skipped": dict(data.skipped)},
-    )
     write_store(
-        out, meta, [r.utt for r in results],
+        out, StoreMeta(STAGE_SYNTH, key, extra=dict(extra)), [r.utt for r in results],
         {"n_frames": pa.array(n_frames, type=pa.int32()),
          "duration": pa.array([n / FPS for n in n_frames], type=pa.float64())},
-        {"coarse": coarse, "post": post},
+        {"coarse": [np.asarray(r.coarse, dtype=np.float32) for r in results],
+         "post": [np.asarray(r.post, dtype=np.float32) for r in results]},
     )
-    return len(results)
