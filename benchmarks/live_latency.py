@@ -7,7 +7,8 @@ as a camera delivers frames) into :func:`lipspeech.commands.live.run_live`, whic
 a streaming-mode model chunk by chunk and a streaming vocoder and writes a WAV as it goes. For
 every frame that reached the model: latency = the time from the frame's arrival to the moment
 its last audio sample was written (p50, p95); the algorithmic part is the model's chunk +
-look-ahead (worst case, the first frame of a chunk) and the vocoder's look-ahead; RTF = compute /
+look-ahead (worst case, the first frame of a chunk; with decoder look-ahead the chunks the decoder waits
+for) and the vocoder's look-ahead; RTF = compute /
 video time (the real-time margin; the clock is the baseline). Models and HiFi-GAN are freshly
 initialised (one training step, to have checkpoints): compute does not depend on trained weights.
 """
@@ -31,27 +32,31 @@ from lipspeech.training import synthetic_utterances, train, train_config
 from lipspeech.vocoder import hifigan_config
 from lipspeech.vocoder.train import VocoderItem, train_vocoder, vocoder_train_config
 
-# (preset, chunk frames, look-ahead frames, vocoder)
+# (preset, chunk frames, look-ahead frames, decoder look-ahead frames, vocoder)
 ROWS = [
-    ("tiny", 5, 2, "hifigan"),
-    ("small", 5, 2, "hifigan"),
-    ("small", 5, 2, "griffin-lim"),
-    ("small", 2, 2, "hifigan"),
-    ("small", 2, 1, "hifigan"),
-    ("small", 1, 2, "hifigan"),
-    ("small", 1, 0, "hifigan"),
-    ("paper", 5, 2, "hifigan"),
+    ("tiny", 5, 2, 0, "hifigan"),
+    ("small", 5, 2, 0, "hifigan"),
+    ("small", 5, 2, 0, "griffin-lim"),
+    ("small", 2, 2, 0, "hifigan"),
+    ("small", 2, 1, 0, "hifigan"),
+    ("small", 1, 2, 0, "hifigan"),
+    ("small", 1, 1, 1, "hifigan"),
+    ("small", 1, 0, 0, "hifigan"),
+    ("paper", 5, 2, 0, "hifigan"),
 ]
 QUICK = ROWS[1:2] + ROWS[3:4]
-LOW = ROWS[4:6]  # the two ways to 190 ms: chunks of 2 + 1 frame of look-ahead, chunks of 1 + 2
+# the three ways to 190 ms: chunks of 2 + 1 frame of look-ahead, chunks of 1 + 2, chunks of 1 + 1 with the
+# decoder one chunk behind the encoder (decoder look-ahead 1)
+LOW = ROWS[4:7]
 
 
-def checkpoint(preset: str, lookahead: int, chunk: int, root: Path) -> Path:
-    cfg = model_config(preset, {"streaming": True, "stream_lookahead_frames": lookahead, "stream_chunk_frames": chunk})
+def checkpoint(preset: str, lookahead: int, chunk: int, dec_lookahead: int, root: Path) -> Path:
+    cfg = model_config(preset, {"streaming": True, "stream_lookahead_frames": lookahead, "stream_chunk_frames": chunk,
+                                "stream_decoder_lookahead_frames": dec_lookahead})
     tcfg = train_config({"max_steps": 1, "batch_size": 1, "warmup_steps": 1, "device": "cpu", "tensorboard": False,
                          "progress": False, "val_every": 1})
     items = synthetic_utterances(1, 8, n_mels=cfg["n_mels"], n_units=cfg["n_units"])
-    return train(cfg, tcfg, items, None, root / f"{preset}_{lookahead}_{chunk}").last_checkpoint
+    return train(cfg, tcfg, items, None, root / f"{preset}_{lookahead}_{chunk}_{dec_lookahead}").last_checkpoint
 
 
 def hifigan(root: Path) -> Path:
@@ -83,14 +88,15 @@ def main() -> None:
     voc = hifigan(root)
     print(f"{args.seconds:g} s of a SynthGRID clip played at its pace (ffmpeg -re); torch threads {args.threads}; "
           f"{time.strftime('%Y-%m-%d')}\n")
-    print("| preset | chunk + look-ahead (frames) | vocoder | algorithmic (ms) | latency p50 (ms) | p95 (ms) "
+    print("| preset | chunk + look-ahead (+ decoder's) (frames) | vocoder | algorithmic (ms) | latency p50 (ms) | p95 (ms) "
           "| RTF | dropped frames |")
     print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
-    for preset, chunk, lookahead, vocoder in {"all": ROWS, "quick": QUICK, "low": LOW}[args.rows]:
-        ckpt = checkpoint(preset, lookahead, chunk, root)
+    for preset, chunk, lookahead, dec_lookahead, vocoder in {"all": ROWS, "quick": QUICK, "low": LOW}[args.rows]:
+        ckpt = checkpoint(preset, lookahead, chunk, dec_lookahead, root)
         opts = LiveOptions(vocoder=str(voc) if vocoder == "hifigan" else vocoder, realtime=True, threads=args.threads)
         res = run_live(str(looped), ckpt, root / "out.wav", options=opts)
-        print(f"| {preset} | {chunk} + {lookahead} | {'HiFi-GAN tiny' if vocoder == 'hifigan' else 'Griffin-Lim'} "
+        shape = f"{chunk} + {lookahead}" + (f" (+ {dec_lookahead})" if dec_lookahead else "")
+        print(f"| {preset} | {shape} | {'HiFi-GAN tiny' if vocoder == 'hifigan' else 'Griffin-Lim'} "
               f"| {res.algorithmic_ms['total']:.0f} | {res.percentile(50):.0f} | {res.percentile(95):.0f} "
               f"| {res.rtf:.2f} | {res.dropped} |", flush=True)
 

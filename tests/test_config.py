@@ -169,7 +169,7 @@ def test_config_files_merge_as_snakemake_merges_them(tmp_path, capsys):
     assert yaml.safe_load(capsys.readouterr().out) == merged["train"]
     assert cli_main(["config", str(base), str(over), "--resolve", "--section", "resolved_models.b"]) == 0
     resolved = yaml.safe_load(capsys.readouterr().out)
-    assert resolved["d_model"] == 32 and resolved["frontend"] == "tiny" and len(resolved) == 53
+    assert resolved["d_model"] == 32 and resolved["frontend"] == "tiny" and len(resolved) == 54
     assert cli_main(["config", str(base), str(over), "--describe", "--section", "train"]) == 0
     described = capsys.readouterr().out
     assert yaml.safe_load(described) == merged["train"] and "max_steps: 60" in described

@@ -94,6 +94,38 @@ def test_nothing_after_the_lookahead_reaches_a_chunk():
     assert algorithmic_latency_ms(chunk, a) == 280.0
 
 
+@pytest.mark.parametrize("chunk,dec_la", [(1, 1), (2, 1), (2, 3)])
+def test_decoder_lookahead(chunk, dec_la):
+    """With decoder look-ahead D the cached decoder still gives the masked pass, for any push pattern;
+    chunk c's mel reads frames up to (c + 1 + ceil(D / C)) C + A - 1 and none after them."""
+    a = 1
+    model = streaming_model(stream_left_context_frames=6, stream_lookahead_frames=a,
+                            stream_decoder_lookahead_frames=dec_la)
+    t = 19
+    video = torch.randn(1, t, 1, 88, 88, generator=torch.Generator().manual_seed(7))
+    lengths = torch.tensor([t])
+    coarse, post = model.infer(video, lengths, temperature=0.0, chunk_frames=chunk)
+    for pushes in ([t], [1] * t, [4, 7, 2, 6]):
+        c, p = stream(model, video[0], pushes, chunk_frames=chunk, temperature=0.0)
+        torch.testing.assert_close(c, coarse[0], atol=2e-5, rtol=0)
+        torch.testing.assert_close(p, post[0], atol=2e-5, rtol=0)
+    needed = (1 + -(-dec_la // chunk)) * chunk + a  # frames the first chunk waits for
+    assert algorithmic_latency_ms(chunk, a, dec_la) == 40.0 * needed
+    later = video.clone()
+    later[:, needed:] = torch.randn_like(later[:, needed:])
+    moved, _ = model.infer(later, lengths, temperature=0.0, chunk_frames=chunk)
+    assert torch.equal(moved[0, : 4 * chunk], coarse[0, : 4 * chunk])
+    edge = video.clone()
+    edge[:, needed - 1] = torch.randn_like(edge[:, needed - 1])
+    moved, _ = model.infer(edge, lengths, temperature=0.0, chunk_frames=chunk)
+    assert not torch.allclose(moved[0, : 4 * chunk], coarse[0, : 4 * chunk])
+    # the decoder reads its look-ahead: the same weights without it give other mels
+    plain = copy.deepcopy(model)
+    plain.streaming = type(model.streaming)(chunk, a, 6, model.streaming.train_chunks)
+    without, _ = plain.infer(video, lengths, temperature=0.0, chunk_frames=chunk)
+    assert not torch.allclose(without[0, : 4 * chunk], coarse[0, : 4 * chunk])
+
+
 def test_chunked_pass_ignores_padding():
     """In chunked mode an utterance batched with a longer one gives what it gives alone."""
     model = streaming_model()

@@ -204,8 +204,11 @@ class LiveEngine:
         chunk = options.chunk_frames or model.streaming.chunk_frames
         if warm:
             warm_up(model, loaded.vocoder, chunk, loaded.speaker_id, loaded.roi_cfg.crop_size)
+        from lipspeech.models.streaming import algorithmic_latency_ms
+
         self.res = LiveResult(live=live, algorithmic_ms={
-            "model": 1000.0 * (chunk + model.streaming.lookahead_frames) / FPS,
+            "model": algorithmic_latency_ms(chunk, model.streaming.lookahead_frames,
+                                            model.streaming.decoder_lookahead_frames),
             "roi": 1000.0 * options.roi_lag / FPS,
             "vocoder": float(vocoder_stream(loaded.vocoder).latency_ms),
         })

@@ -169,6 +169,7 @@ class Server:
         if model.streaming is not None:
             chunk = self.opt.engine.chunk_frames or model.streaming.chunk_frames
             info["chunk_frames"], info["lookahead_frames"] = chunk, model.streaming.lookahead_frames
+            info["decoder_lookahead_frames"] = model.streaming.decoder_lookahead_frames
         return web.json_response(info)
 
     # ------------------------------------------------------------------ a clip

@@ -14,9 +14,8 @@ and gives no default reads as None); a key the class does not know is one too. A
 whose type is a section class is read as that section, recursively, lists of them included.
 ``tests/test_settings.py`` walks every key of the schema to its field and reader, and back.
 
-``model.overrides``, an experiment's ``overrides``, ``streaming`` and ``train`` are partial
-(keys over a preset or a section) and stay mappings; the complete configs they produce are
-:class:`ModelConfig`, :class:`TrainConfig`.
+``model.overrides``, an experiment's ``overrides``, ``streaming`` and ``train`` are partial (keys over a
+preset or a section) and stay mappings; their complete configs are :class:`ModelConfig`, :class:`TrainConfig`.
 """
 
 from __future__ import annotations
@@ -81,6 +80,7 @@ class ModelConfig(Section):
     streaming: bool
     stream_chunk_frames: int
     stream_lookahead_frames: int
+    stream_decoder_lookahead_frames: int
     stream_left_context_frames: int
     stream_train_chunks: list[int]
     stream_restrictions: list[str]

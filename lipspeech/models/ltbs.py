@@ -20,10 +20,10 @@ Inference (:meth:`LTBSModel.infer`): predicted units (argmax), pitch and energy
 are embedded instead; z ~ N(0, t^2) is run through the post-net in reverse,
 conditioned on the decoder states and the coarse mel.
 
-Streaming mode (``streaming``, off by default; docs/live.md): causal convolutions, no absolute
-positions, chunked attention (C frames, L before, the first encoder block A after; the decoder
-4C, 4L), so chunk c's mel depends on video frames up to (c + 1) C + A - 1 only. Training draws
-the chunk size per batch from ``train_chunks`` (0: whole clip); ``infer(chunk_frames=C)`` equals
+Streaming mode (``streaming``, off by default; docs/live.md): causal convolutions, no absolute positions,
+chunked attention (C frames, L before, the first encoder block A after; the decoder 4C, 4L, its first block
+4D after), so chunk c's mel depends on video frames up to (c + 1 + ceil(D / C)) C + A - 1 only. Training
+draws the chunk size per batch from ``train_chunks`` (0: whole clip); ``infer(chunk_frames=C)`` equals
 :class:`lipspeech.models.streaming.StreamDecoder`; z is drawn frame-major, as offline.
 """
 
@@ -251,8 +251,9 @@ class LTBSModel(nn.Module):
             states = self.decoder(up * mel_mask[..., None].to(up.dtype), mel_mask)
         else:
             assert self.streaming is not None
-            left = self.streaming.left_context_frames * MEL_PER_FRAME
-            states = self.decoder(up * mel_mask[..., None].to(up.dtype), mel_mask, chunk * MEL_PER_FRAME, left)
+            s = self.streaming
+            states = self.decoder(up * mel_mask[..., None].to(up.dtype), mel_mask, chunk * MEL_PER_FRAME,
+                                  s.left_context_frames * MEL_PER_FRAME, s.decoder_lookahead_frames * MEL_PER_FRAME)
         coarse = self.mel_proj(states).float() * mel_mask[..., None]
         return coarse, states, mel_mask
 

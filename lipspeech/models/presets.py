@@ -38,6 +38,8 @@ class StreamingConfig:
         train_chunks: chunk sizes drawn per training batch (0: the whole clip).
         restrictions: the restrictions the model has (:data:`STREAM_RESTRICTIONS`; all of them
             by default, the only models that can decode chunk by chunk).
+        decoder_lookahead_frames: frames after its chunk whose encoder outputs the first decoder
+            block reads.
     """
 
     chunk_frames: int
@@ -45,6 +47,7 @@ class StreamingConfig:
     left_context_frames: int
     train_chunks: tuple[int, ...]
     restrictions: frozenset[str] = frozenset(STREAM_RESTRICTIONS)
+    decoder_lookahead_frames: int = 0
 
     @property
     def chunked(self) -> bool:
@@ -62,7 +65,8 @@ def streaming_config(cfg: ModelConfig) -> Optional[StreamingConfig]:
     if not cfg.streaming:
         return None
     return StreamingConfig(cfg.stream_chunk_frames, cfg.stream_lookahead_frames, cfg.stream_left_context_frames,
-                           tuple(cfg.stream_train_chunks), frozenset(cfg.stream_restrictions))
+                           tuple(cfg.stream_train_chunks), frozenset(cfg.stream_restrictions),
+                           cfg.stream_decoder_lookahead_frames)
 
 
 def model_config(preset: str, overrides: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:

@@ -74,6 +74,7 @@ def find_experiment(experiments: Sequence[Mapping[str, Any]], name: str) -> dict
 STREAMING_KEYS = {
     "chunk_frames": "stream_chunk_frames",
     "lookahead_frames": "stream_lookahead_frames",
+    "decoder_lookahead_frames": "stream_decoder_lookahead_frames",
     "left_context_frames": "stream_left_context_frames",
     "train_chunks": "stream_train_chunks",
     "restrictions": "stream_restrictions",
@@ -331,8 +332,9 @@ def run_synthesize(
         raise StageError(f"experiment {e.name}: decode_chunk_frames needs a model with every streaming "
                          f"restriction; {ckpt} is a study model (stream_restrictions) that decodes whole clips only")
     if chunk:
-        print(f"synthesize {e.name}: chunk by chunk, {chunk} frames + {bundle.model.streaming.lookahead_frames} "
-              "of look-ahead", flush=True)
+        s = bundle.model.streaming
+        print(f"synthesize {e.name}: chunk by chunk, {chunk} frames + {s.lookahead_frames} of look-ahead"
+              + (f" (decoder: {s.decoder_lookahead_frames})" if s.decoder_lookahead_frames else ""), flush=True)
     results = synthesize(
         model, (data[i] for i in range(len(data))), temperature=temperature, batch_size=batch_size, chunk_frames=chunk
     )

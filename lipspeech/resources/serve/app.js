@@ -40,6 +40,7 @@ async function loadInfo() {
   $("model").textContent = `model ${info.model} · vocoder ${info.vocoder} · clips up to ${info.max_upload_mb} MB and `
     + `${info.max_seconds} s · ` + (info.streaming
       ? `streaming: chunks of ${info.chunk_frames} + ${info.lookahead_frames} look-ahead frames`
+        + (info.decoder_lookahead_frames ? ` (decoder: ${info.decoder_lookahead_frames})` : "")
       : "not a streaming model: clips only");
   for (const name of info.examples) {
     const b = document.createElement("button");
