@@ -26,6 +26,8 @@ def streaming_model(preset="tiny", **keys):
         for name, p in model.named_parameters():
             if name.endswith("rel_bias"):
                 p.add_(torch.randn_like(p))
+            if name.startswith("lookahead."):  # the decoder look-ahead starts as the identity
+                p.add_(torch.randn_like(p) * 0.02)
     return model
 
 
@@ -96,9 +98,20 @@ def test_nothing_after_the_lookahead_reaches_a_chunk():
 
 @pytest.mark.parametrize("chunk,dec_la", [(1, 1), (2, 1), (2, 3)])
 def test_decoder_lookahead(chunk, dec_la):
-    """With decoder look-ahead D the cached decoder still gives the masked pass, for any push pattern;
-    chunk c's mel reads frames up to (c + 1 + ceil(D / C)) C + A - 1 and none after them."""
+    """With decoder look-ahead D (the decoder's states read out with the next 4D) the cached decoder still
+    gives the masked pass, for any push pattern and in a padded batch; chunk c's mel reads frames up to
+    (c + 1 + ceil(D / C)) C + A - 1 and none after them; at its initial (zero) weights the look-ahead
+    changes nothing."""
     a = 1
+    torch.manual_seed(0)
+    keys = {"streaming": True, "stream_lookahead_frames": a, "stream_left_context_frames": 6}
+    fresh = build_model(model_config("tiny", {**keys, "stream_decoder_lookahead_frames": dec_la})).eval()
+    plain = build_model(model_config("tiny", keys)).eval()
+    plain.load_state_dict({k: v for k, v in fresh.state_dict().items() if not k.startswith("lookahead.")})
+    clip = torch.randn(1, 9, 1, 88, 88, generator=torch.Generator().manual_seed(8))
+    torch.testing.assert_close(fresh.infer(clip, torch.tensor([9]), temperature=0.0, chunk_frames=chunk)[1],
+                               plain.infer(clip, torch.tensor([9]), temperature=0.0, chunk_frames=chunk)[1],
+                               atol=0, rtol=0)
     model = streaming_model(stream_left_context_frames=6, stream_lookahead_frames=a,
                             stream_decoder_lookahead_frames=dec_la)
     t = 19
@@ -119,11 +132,11 @@ def test_decoder_lookahead(chunk, dec_la):
     edge[:, needed - 1] = torch.randn_like(edge[:, needed - 1])
     moved, _ = model.infer(edge, lengths, temperature=0.0, chunk_frames=chunk)
     assert not torch.allclose(moved[0, : 4 * chunk], coarse[0, : 4 * chunk])
-    # the decoder reads its look-ahead: the same weights without it give other mels
-    plain = copy.deepcopy(model)
-    plain.streaming = type(model.streaming)(chunk, a, 6, model.streaming.train_chunks)
-    without, _ = plain.infer(video, lengths, temperature=0.0, chunk_frames=chunk)
-    assert not torch.allclose(without[0, : 4 * chunk], coarse[0, : 4 * chunk])
+    # in a padded batch: what the clip gives alone (zeros past its end, in the batch as in the stream)
+    batch = torch.zeros(2, t + 5, 1, 88, 88)
+    batch[0, :t], batch[1] = video[0], torch.randn(t + 5, 1, 88, 88, generator=torch.Generator().manual_seed(9))
+    _, batched = model.infer(batch, torch.tensor([t, t + 5]), temperature=0.0, chunk_frames=chunk)
+    torch.testing.assert_close(batched[0, : 4 * t], post[0], atol=2e-5, rtol=0)
 
 
 def test_chunked_pass_ignores_padding():

@@ -67,3 +67,37 @@ def align_centred_kernel(weight: torch.Tensor, axis: int) -> torch.Tensor:
     out = torch.zeros_like(weight)
     out.narrow(axis, s, k - s).copy_(weight.narrow(axis, 0, k - s))
     return out
+
+
+class Lookahead(nn.Module):
+    """x + a convolution over each frame and the ``frames`` after it (zeros past the end): a streaming
+    decoder's look-ahead over its own output states (``stream_decoder_lookahead_frames``). Its
+    weights start at zero, so it starts as the identity (a model trained without it, unchanged).
+
+    Args:
+        dim: channels D.
+        frames: frames after each frame it reads (mel frames).
+    """
+
+    def __init__(self, dim: int, frames: int):
+        super().__init__()
+        self.frames = frames
+        self.conv = nn.Conv1d(dim, dim, frames + 1)
+        nn.init.zeros_(self.conv.weight)
+        nn.init.zeros_(self.conv.bias)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, T, D), (B, T) bool, ``x`` zero on padded frames -> (B, T, D), zero on padded frames."""
+        y = self.conv(nn.functional.pad(x.transpose(1, 2), (0, self.frames))).transpose(1, 2)
+        return (x + y) * mask[..., None].to(x.dtype)
+
+    def step(self, x: torch.Tensor, final: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """A stream's states so far, not yet read out (B, n, D) -> the outputs of the frames whose
+        look-ahead is in (all of them when ``final``: zeros past the end), and the states kept."""
+        if final:
+            return self.forward(x, x.new_ones(x.shape[:2], dtype=torch.bool)), x[:, :0]
+        ready = max(x.shape[1] - self.frames, 0)
+        if not ready:
+            return x[:, :0], x
+        y = self.conv(x.transpose(1, 2)).transpose(1, 2)
+        return x[:, :ready] + y, x[:, ready:]

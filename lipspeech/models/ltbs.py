@@ -21,9 +21,9 @@ are embedded instead; z ~ N(0, t^2) is run through the post-net in reverse,
 conditioned on the decoder states and the coarse mel.
 
 Streaming mode (``streaming``, off by default; docs/live.md): causal convolutions, no absolute positions,
-chunked attention (C frames, L before, the first encoder block A after; the decoder 4C, 4L, its first block
-4D after), so chunk c's mel depends on video frames up to (c + 1 + ceil(D / C)) C + A - 1 only. Training
-draws the chunk size per batch from ``train_chunks`` (0: whole clip); ``infer(chunk_frames=C)`` equals
+chunked attention (C frames, L before, the first encoder block A after; the decoder 4C, 4L; its states read
+out over 4D mel frames after each), so chunk c's mel depends on video frames up to (c + 1 + ceil(D / C)) C
++ A - 1 only. Training draws the chunk size per batch from ``train_chunks``; ``infer(chunk_frames=C)`` equals
 :class:`lipspeech.models.streaming.StreamDecoder`; z is drawn frame-major, as offline.
 """
 
@@ -39,6 +39,7 @@ from torch.nn import functional as F
 from lipspeech.core.settings import ModelConfig
 from lipspeech.core.timing import MEL_PER_FRAME
 from lipspeech.models.batch import Batch, lengths_to_mask
+from lipspeech.models.causal import Lookahead
 from lipspeech.models.conformer import Conformer
 from lipspeech.models.flow import FlowPostNet, gaussian_nll
 from lipspeech.models.frontend import build_frontend
@@ -158,16 +159,14 @@ class LTBSModel(nn.Module):
         self.speaker_embed = nn.Embedding(o.n_speakers, d_model) if o.n_speakers > 0 else None
         self.encoder = encoder
         self.adaptor = adaptor
-        if o.upsample == "transposed":
-            self.upsampler: Optional[nn.ConvTranspose1d] = nn.ConvTranspose1d(
-                d_model, d_model, MEL_PER_FRAME, stride=MEL_PER_FRAME
-            )
-        elif o.upsample == "repeat":
-            self.upsampler = None
-        else:
+        if o.upsample not in ("repeat", "transposed"):
             raise ValueError(f"unknown upsample {o.upsample!r} (known: repeat, transposed)")
+        self.upsampler: Optional[nn.ConvTranspose1d] = nn.ConvTranspose1d(
+            d_model, d_model, MEL_PER_FRAME, stride=MEL_PER_FRAME) if o.upsample == "transposed" else None
         self.decoder = decoder
         self.mel_proj = nn.Linear(d_model, o.n_mels)
+        ahead = o.streaming.decoder_lookahead_frames * MEL_PER_FRAME if o.streaming else 0
+        self.lookahead = Lookahead(d_model, ahead) if ahead else None  # over the decoder's states
         self.postnet = postnet
         self.n_mels = o.n_mels
         self.weights = {"ling_ce": o.lambda_ling, "pitch": o.lambda_pitch, "energy": o.lambda_energy,
@@ -251,9 +250,10 @@ class LTBSModel(nn.Module):
             states = self.decoder(up * mel_mask[..., None].to(up.dtype), mel_mask)
         else:
             assert self.streaming is not None
-            s = self.streaming
-            states = self.decoder(up * mel_mask[..., None].to(up.dtype), mel_mask, chunk * MEL_PER_FRAME,
-                                  s.left_context_frames * MEL_PER_FRAME, s.decoder_lookahead_frames * MEL_PER_FRAME)
+            left = self.streaming.left_context_frames * MEL_PER_FRAME
+            states = self.decoder(up * mel_mask[..., None].to(up.dtype), mel_mask, chunk * MEL_PER_FRAME, left)
+        if self.lookahead is not None:
+            states = self.lookahead(states, mel_mask)
         coarse = self.mel_proj(states).float() * mel_mask[..., None]
         return coarse, states, mel_mask
 

@@ -38,8 +38,8 @@ class StreamingConfig:
         train_chunks: chunk sizes drawn per training batch (0: the whole clip).
         restrictions: the restrictions the model has (:data:`STREAM_RESTRICTIONS`; all of them
             by default, the only models that can decode chunk by chunk).
-        decoder_lookahead_frames: frames after its chunk whose encoder outputs the first decoder
-            block reads.
+        decoder_lookahead_frames: frames after each frame whose decoder states its own are read
+            out with (:class:`lipspeech.models.causal.Lookahead`).
     """
 
     chunk_frames: int

@@ -14,12 +14,13 @@ are pushed; with C covering the clip it equals the offline pass (tests/test_stre
 At temperature > 0 the post-net's z is drawn chunk by chunk, so the samples equal the
 whole-sequence pass's only when one chunk covers the clip; at temperature 0 always.
 
-A model with decoder look-ahead D (``stream_decoder_lookahead_frames``) decodes chunk c's mels once
-the encoder has the D frames after the chunk too: the encoder runs ahead of the decoder, whose input
-(the adaptor's upsampled outputs) waits in a buffer of its own.
+A model with decoder look-ahead D (``stream_decoder_lookahead_frames``) reads each mel frame's decoder
+states out with the states of the 4D mel frames after it (:class:`lipspeech.models.causal.Lookahead`):
+a chunk's mels come out once the chunks that hold its next D frames are decoded, and the states whose
+look-ahead is not in yet wait in a buffer.
 
 Latency, counted from a frame's arrival: a chunk waits for its last frame and A more, and with
-decoder look-ahead for the encoder chunks that hold its D frames (algorithmic latency
+decoder look-ahead for the chunks that hold its next D frames (algorithmic latency
 ((1 + ceil(D / C)) C + A) frames at worst, for the chunk's first frame: 40 ms each), then its compute.
 """
 
@@ -36,7 +37,7 @@ from lipspeech.models.presets import STREAM_RESTRICTIONS
 
 def algorithmic_latency_ms(chunk_frames: int, lookahead_frames: int, decoder_lookahead_frames: int = 0) -> float:
     """Worst-case wait (ms) between a frame's arrival and the arrival of the last frame its chunk needs."""
-    waited = -(-decoder_lookahead_frames // chunk_frames)  # encoder chunks after its own the decoder waits for
+    waited = -(-decoder_lookahead_frames // chunk_frames)  # chunks after its own whose states it reads
     return 1000.0 * ((1 + waited) * chunk_frames + lookahead_frames) / FPS
 
 
@@ -72,7 +73,6 @@ class StreamDecoder:
         if self.chunk < 1:
             raise ValueError(f"chunk_frames must be >= 1, got {self.chunk}")
         self.lookahead = model.streaming.lookahead_frames
-        self.dec_lookahead = model.streaming.decoder_lookahead_frames * MEL_PER_FRAME  # mel frames
         self.left = model.streaming.left_context_frames
         self.temperature = model.temperature if temperature is None else float(temperature)
         self.generator = generator
@@ -81,20 +81,19 @@ class StreamDecoder:
         self.speakers = None if speaker is None else torch.tensor([int(speaker)], device=self.device)
         self._stem_frames = int(model.frontend.stem_frames)
         self._context: Optional[torch.Tensor] = None  # the last stem_frames - 1 frames (1, k - 1, 1, H, W)
-        self._pending: Optional[torch.Tensor] = None  # encoder inputs not yet encoded (1, n, D)
-        self._dec_pending: Optional[torch.Tensor] = None  # decoder inputs not yet decoded (1, 4n, D)
+        self._pending: Optional[torch.Tensor] = None  # encoder inputs not yet decoded (1, n, D)
+        self._states: Optional[torch.Tensor] = None  # decoder states not yet read out (decoder look-ahead)
         self._enc: list[dict[str, Any]] = [{} for _ in model.encoder.blocks]
         self._dec: list[dict[str, Any]] = [{} for _ in model.decoder.blocks]
         self._var: dict[str, Any] = {}
         self._flow: dict[int, Any] = {}
         self.frames_in = 0
-        self.frames_encoded = 0
         self.frames_out = 0
 
     @property
     def ready_frames(self) -> int:
         """Video frames received but not yet decoded."""
-        return self.frames_in - self.frames_out
+        return 0 if self._pending is None else int(self._pending.shape[1])
 
     @torch.no_grad()
     def push(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,43 +128,48 @@ class StreamDecoder:
         self.frames_in += frames.shape[0]
 
     def _decode(self, final: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        while self._pending is not None and self._pending.shape[1]:  # encode every chunk that is complete
+        coarse_parts, post_parts = [], []
+        while self._pending is not None and self._pending.shape[1]:
             n = self._pending.shape[1]
             if n < self.chunk + self.lookahead and not final:
                 break
             queries = min(self.chunk, n)
-            self._encode(self._pending[:, : queries + self.lookahead], queries)
+            states = self._chunk(self._pending[:, : queries + self.lookahead], queries)
             self._pending = self._pending[:, queries:]
-        coarse_parts, post_parts = [], []
-        step = self.chunk * MEL_PER_FRAME
-        while self._dec_pending is not None and self._dec_pending.shape[1]:  # decode those whose look-ahead is in
-            n = self._dec_pending.shape[1]
-            if n < step + self.dec_lookahead and not final:
-                break
-            queries = min(step, n)
-            coarse, post = self._mels(self._dec_pending[:, : queries + self.dec_lookahead], queries)
-            self._dec_pending = self._dec_pending[:, queries:]
+            self.frames_out += queries
+            coarse, post = self._mels(states, final and not self._pending.shape[1])
             coarse_parts.append(coarse)
             post_parts.append(post)
-            self.frames_out += queries // MEL_PER_FRAME
+        if final and self._states is not None and self._states.shape[1]:  # nothing left to decode
+            coarse, post = self._mels(None, True)
+            coarse_parts.append(coarse)
+            post_parts.append(post)
         n_mels = self.model.n_mels
         if not coarse_parts:
             empty = torch.zeros(0, n_mels)
             return empty, empty
         return torch.cat(coarse_parts).cpu(), torch.cat(post_parts).cpu()
 
-    def _encode(self, x: torch.Tensor, queries: int) -> None:
-        """One chunk through the encoder and the adaptor, upsampled onto the decoder's buffer."""
+    def _chunk(self, x: torch.Tensor, queries: int) -> torch.Tensor:
+        """One chunk's decoder states (1, 4 queries, D) from its encoder inputs and look-ahead ``x``."""
         model = self.model
-        h = model.encoder.step(x, queries, self._enc, self.left, self.frames_encoded)
-        up = model.upsample(model.adaptor.step(h, self._var))
-        self._dec_pending = up if self._dec_pending is None else torch.cat([self._dec_pending, up], dim=1)
-        self.frames_encoded += queries
+        start = self.frames_out
+        h = model.encoder.step(x, queries, self._enc, self.left, start)
+        h = model.adaptor.step(h, self._var)
+        return model.decoder.step(model.upsample(h), queries * MEL_PER_FRAME, self._dec, self.left * MEL_PER_FRAME,
+                                  start * MEL_PER_FRAME)
 
-    def _mels(self, x: torch.Tensor, queries: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """One chunk's ``queries`` mel frames (coarse, post-net) from its decoder inputs and look-ahead ``x``."""
+    def _mels(self, states: Optional[torch.Tensor], final: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Coarse and post-net mels of the states whose decoder look-ahead is in (all at the end of the stream)."""
         model = self.model
-        states = model.decoder.step(x, queries, self._dec, self.left * MEL_PER_FRAME, self.frames_out * MEL_PER_FRAME)
+        if model.lookahead is not None:
+            held = states if self._states is None else (self._states if states is None else
+                                                        torch.cat([self._states, states], dim=1))
+            states, self._states = model.lookahead.step(held, final)
+        assert states is not None
+        if not states.shape[1]:
+            empty = states.new_zeros(0, self.model.n_mels)
+            return empty, empty
         coarse = model.mel_proj(states).float()
         if model.postnet is None:
             return coarse[0], coarse[0]
