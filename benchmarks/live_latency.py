@@ -41,13 +41,14 @@ ROWS = [
     ("small", 2, 1, 0, "hifigan"),
     ("small", 1, 2, 0, "hifigan"),
     ("small", 1, 1, 1, "hifigan"),
+    ("small", 1, 0, 2, "hifigan"),
     ("small", 1, 0, 0, "hifigan"),
     ("paper", 5, 2, 0, "hifigan"),
 ]
 QUICK = ROWS[1:2] + ROWS[3:4]
-# the three ways to 190 ms: chunks of 2 + 1 frame of look-ahead, chunks of 1 + 2, chunks of 1 + 1 with the
-# decoder one chunk behind the encoder (decoder look-ahead 1)
-LOW = ROWS[4:7]
+# the ways to 190 ms: chunks of 2 + 1 frame of look-ahead, chunks of 1 + 2, and chunks of 1 whose mels
+# wait for the decoder states of the next 1 or 2 frames (decoder look-ahead, with 1 or 0 of the encoder's)
+LOW = ROWS[4:8]
 
 
 def checkpoint(preset: str, lookahead: int, chunk: int, dec_lookahead: int, root: Path) -> Path:
