@@ -163,8 +163,7 @@ class StreamDecoder:
         """Coarse and post-net mels of the states whose decoder look-ahead is in (all at the end of the stream)."""
         model = self.model
         if model.lookahead is not None:
-            held = states if self._states is None else (self._states if states is None else
-                                                        torch.cat([self._states, states], dim=1))
+            held = torch.cat([p for p in (self._states, states) if p is not None], dim=1)
             states, self._states = model.lookahead.step(held, final)
         assert states is not None
         if not states.shape[1]:
