@@ -2,7 +2,8 @@
 
 A causal convolution is an unpadded ``nn.Conv1d`` fed ``dilation * (k - 1)`` frames of zeros (a whole
 sequence) or of the previous chunk's last inputs (a stream) before its input, so frame t reads frames
-up to t only. Both give the same outputs for the same frames.
+up to t only. Both give the same outputs for the same frames. :class:`Lookahead` is the one convolution
+that reads ahead: a bounded number of the decoder's own later states (the decoder's look-ahead).
 """
 
 from __future__ import annotations
