@@ -96,13 +96,12 @@ def test_nothing_after_the_lookahead_reaches_a_chunk():
     assert algorithmic_latency_ms(chunk, a) == 280.0
 
 
-@pytest.mark.parametrize("chunk,dec_la", [(1, 1), (2, 1), (2, 3)])
-def test_decoder_lookahead(chunk, dec_la):
+@pytest.mark.parametrize("chunk,a,dec_la", [(1, 1, 1), (1, 0, 2), (2, 1, 1), (2, 1, 3)])
+def test_decoder_lookahead(chunk, a, dec_la):
     """With decoder look-ahead D (the decoder's states read out with the next 4D) the cached decoder still
     gives the masked pass, for any push pattern and in a padded batch; chunk c's mel reads frames up to
     (c + 1 + ceil(D / C)) C + A - 1 and none after them; at its initial (zero) weights the look-ahead
     changes nothing."""
-    a = 1
     torch.manual_seed(0)
     keys = {"streaming": True, "stream_lookahead_frames": a, "stream_left_context_frames": 6}
     fresh = build_model(model_config("tiny", {**keys, "stream_decoder_lookahead_frames": dec_la})).eval()
