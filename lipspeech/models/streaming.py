@@ -137,10 +137,10 @@ class StreamDecoder:
             states = self._chunk(self._pending[:, : queries + self.lookahead], queries)
             self._pending = self._pending[:, queries:]
             self.frames_out += queries
-            coarse, post = self._mels(states, final and not self._pending.shape[1])
+            coarse, post = self._mels(states, False)
             coarse_parts.append(coarse)
             post_parts.append(post)
-        if final and self._states is not None and self._states.shape[1]:  # nothing left to decode
+        if final and self._states is not None and self._states.shape[1]:  # the states held for their look-ahead
             coarse, post = self._mels(None, True)
             coarse_parts.append(coarse)
             post_parts.append(post)
