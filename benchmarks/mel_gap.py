@@ -26,14 +26,15 @@ import numpy as np
 from lipspeech.core.store import Store
 
 
-def ground_truth(results: Path, wanted: set[str]) -> dict[str, np.ndarray]:
-    """The ``wanted`` utterances' mels from the corpus's mel stores (read lazily: only their row groups)."""
+def ground_truth(results: Path, wanted: set[str], stage: str = "mel") -> dict[str, np.ndarray]:
+    """The ``wanted`` utterances' arrays from the corpus's ``stage`` stores (``mel`` or ``audio``; the array
+    of that name), read lazily: only their row groups."""
     out: dict[str, np.ndarray] = {}
-    for path in sorted((results / "mel").glob("*.parquet")):
+    for path in sorted((results / stage).glob("*.parquet")):
         if path.name.endswith(".rejected.parquet"):
             continue
         store = Store(path, lazy=True)
-        out.update((u, store.array("mel", i)) for u, i in store.row_index().items() if u in wanted)
+        out.update((u, store.array(stage, i)) for u, i in store.row_index().items() if u in wanted)
     return out
 
 

@@ -16,6 +16,7 @@ Reads the stores only (nothing is synthesised); about a minute for 192 GRID utte
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,23 +25,16 @@ from lipspeech.core.store import Store
 from lipspeech.evaluation import bootstrap
 from lipspeech.evaluation.speaker import SpeakerScorer
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from mel_gap import ground_truth  # noqa: E402
+
 PARTS = ("first half", "second half", "whole")
 
 
 def system_audio(results: Path, system: str) -> dict[str, np.ndarray]:
     store = Store(results / "eval" / system / "audio.parquet")
     return dict(zip(store.utts, store.arrays("audio")))
-
-
-def ground_truth(results: Path, wanted: set[str]) -> dict[str, np.ndarray]:
-    """The ``wanted`` utterances' audio from the corpus's audio stores (only their row groups)."""
-    out: dict[str, np.ndarray] = {}
-    for path in sorted((results / "audio").glob("*.parquet")):
-        if path.name.endswith(".rejected.parquet"):
-            continue
-        store = Store(path, lazy=True)
-        out.update((u, store.array("audio", i)) for u, i in store.row_index().items() if u in wanted)
-    return out
 
 
 def similarities(scorer: SpeakerScorer, audio: dict[str, np.ndarray], refs: dict[str, np.ndarray],
@@ -64,7 +58,7 @@ def main() -> None:
     args = ap.parse_args()
     audio = {s: system_audio(args.results, s) for s in args.systems}
     utts = sorted(set.intersection(*(set(a) for a in audio.values())))
-    gt = ground_truth(args.results, set(utts))
+    gt = ground_truth(args.results, set(utts), "audio")
     utts = [u for u in utts if u in gt]
     if not utts:
         raise SystemExit(f"no test utterance is in every system's audio and in {args.results / 'audio'}")
