@@ -4,8 +4,9 @@
 
 For each system's vocoded test audio (``eval/<system>/audio.parquet``), the GE2E speaker similarity (the
 eval stage's scorer, resemblyzer's pretrained encoder) of its first half, its second half (split at the
-middle sample) and the whole, each against the embedding of the whole ground-truth utterance
-(``audio/*.parquet``). Prints each system's means and, for every system after the first, its paired
+middle sample), each against the embedding of the whole ground-truth utterance (``audio/*.parquet``),
+beside the eval stage's own figure for the whole (``speaker_sim`` of ``eval/<system>/metrics.parquet``).
+Prints each system's means and, for every system after the first, its paired
 difference from the first with a bootstrap interval over the common utterances. A streaming model that
 attends a window of frames back, against an offline model that sees the whole clip, shows where its
 missing memory costs voice.
@@ -20,6 +21,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from lipspeech.core.store import Store
 from lipspeech.evaluation import bootstrap
@@ -37,16 +39,19 @@ def system_audio(results: Path, system: str) -> dict[str, np.ndarray]:
     return dict(zip(store.utts, store.arrays("audio")))
 
 
-def similarities(scorer: SpeakerScorer, audio: dict[str, np.ndarray], refs: dict[str, np.ndarray],
-                 utts: list[str]) -> dict[str, np.ndarray]:
-    """part -> (n,) similarity of that part of each utterance's audio to its ground truth's embedding."""
+def similarities(scorer: SpeakerScorer, results: Path, system: str, audio: dict[str, np.ndarray],
+                 refs: dict[str, np.ndarray], utts: list[str]) -> dict[str, np.ndarray]:
+    """part -> (n,) similarity of that part of each utterance's audio to its ground truth's embedding; the
+    whole clip's is the eval stage's, not embedded again."""
     rows = []
     for u in utts:
         x = np.asarray(audio[u], np.float32)
         half = x.size // 2
-        rows.append([scorer.similarity(scorer.embed(part), refs[u]) for part in (x[:half], x[half:], x)])
+        rows.append([scorer.similarity(scorer.embed(part), refs[u]) for part in (x[:half], x[half:])])
     table = np.asarray(rows, np.float64)
-    return {part: table[:, i] for i, part in enumerate(PARTS)}
+    whole = pd.read_parquet(results / "eval" / system / "metrics.parquet", columns=["utt", "speaker_sim"])
+    return {"first half": table[:, 0], "second half": table[:, 1],
+            "whole": whole.set_index("utt").loc[utts, "speaker_sim"].to_numpy(np.float64)}
 
 
 def main() -> None:
@@ -64,7 +69,7 @@ def main() -> None:
         raise SystemExit(f"no test utterance is in every system's audio and in {args.results / 'audio'}")
     scorer = SpeakerScorer()
     refs = {u: scorer.embed(np.asarray(gt[u], np.float32)) for u in utts}
-    sims = {s: similarities(scorer, audio[s], refs, utts) for s in args.systems}
+    sims = {s: similarities(scorer, args.results, s, audio[s], refs, utts) for s in args.systems}
     print(f"{len(utts)} utterances")
     for s in args.systems:
         print(f"{s}: " + "; ".join(f"{p} {sims[s][p].mean():.4f}" for p in PARTS))
