@@ -6,6 +6,9 @@ For each system's vocoded test audio (``eval/<system>/audio.parquet``), the GE2E
 eval stage's scorer, resemblyzer's pretrained encoder) of its first half, its second half (split at the
 middle sample), each against the embedding of the whole ground-truth utterance (``audio/*.parquet``),
 beside the eval stage's own figure for the whole (``speaker_sim`` of ``eval/<system>/metrics.parquet``).
+With ``--speech`` the clip is first cut to the ground truth's speech, from its first to its last 30 ms
+window that the scorer's silence gate keeps (``speech_windows``), and that span is embedded whole and
+split at its middle: the same figures without the silence before and after the sentence.
 Prints each system's means and, for every system after the first, its paired
 difference from the first with a bootstrap interval over the common utterances. A streaming model that
 attends a window of frames back, against an offline model that sees the whole clip, shows where its
@@ -25,7 +28,7 @@ import pandas as pd
 
 from lipspeech.core.store import Store
 from lipspeech.evaluation import bootstrap
-from lipspeech.evaluation.speaker import SpeakerScorer
+from lipspeech.evaluation.speaker import VAD_WINDOW, SpeakerScorer, speech_windows
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -39,16 +42,27 @@ def system_audio(results: Path, system: str) -> dict[str, np.ndarray]:
     return dict(zip(store.utts, store.arrays("audio")))
 
 
+def speech_span(gt: np.ndarray) -> slice:
+    """The samples from the first to the last speech window of the ground truth ``gt``."""
+    idx = np.flatnonzero(speech_windows(np.asarray(gt, np.float32)))
+    return slice(int(idx[0]) * VAD_WINDOW, (int(idx[-1]) + 1) * VAD_WINDOW) if idx.size else slice(None)
+
+
 def similarities(scorer: SpeakerScorer, results: Path, system: str, audio: dict[str, np.ndarray],
-                 refs: dict[str, np.ndarray], utts: list[str]) -> dict[str, np.ndarray]:
+                 refs: dict[str, np.ndarray], utts: list[str], spans: dict[str, slice] | None = None
+                 ) -> dict[str, np.ndarray]:
     """part -> (n,) similarity of that part of each utterance's audio to its ground truth's embedding; the
-    whole clip's is the eval stage's, not embedded again."""
+    whole clip's is the eval stage's, not embedded again. With ``spans`` each audio is cut to its
+    utterance's span first, and the whole span is embedded."""
     rows = []
     for u in utts:
         x = np.asarray(audio[u], np.float32)
+        x = x[spans[u]] if spans else x
         half = x.size // 2
-        rows.append([scorer.similarity(scorer.embed(part), refs[u]) for part in (x[:half], x[half:])])
+        rows.append([scorer.similarity(scorer.embed(part), refs[u]) for part in (x[:half], x[half:], x)[:3 if spans else 2]])
     table = np.asarray(rows, np.float64)
+    if spans:
+        return dict(zip(PARTS, table.T))
     whole = pd.read_parquet(results / "eval" / system / "metrics.parquet", columns=["utt", "speaker_sim"])
     return {"first half": table[:, 0], "second half": table[:, 1],
             "whole": whole.set_index("utt").loc[utts, "speaker_sim"].to_numpy(np.float64)}
@@ -59,6 +73,7 @@ def main() -> None:
     ap.add_argument("--results", type=Path, required=True, help="a corpus's results folder (results/<corpus>)")
     ap.add_argument("--resamples", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--speech", action="store_true", help="cut each clip to the ground truth's speech first")
     ap.add_argument("systems", nargs="+", help="eval systems; the first is the baseline of the differences")
     args = ap.parse_args()
     audio = {s: system_audio(args.results, s) for s in args.systems}
@@ -69,8 +84,9 @@ def main() -> None:
         raise SystemExit(f"no test utterance is in every system's audio and in {args.results / 'audio'}")
     scorer = SpeakerScorer()
     refs = {u: scorer.embed(np.asarray(gt[u], np.float32)) for u in utts}
-    sims = {s: similarities(scorer, args.results, s, audio[s], refs, utts) for s in args.systems}
-    print(f"{len(utts)} utterances")
+    spans = {u: speech_span(gt[u]) for u in utts} if args.speech else None
+    sims = {s: similarities(scorer, args.results, s, audio[s], refs, utts, spans) for s in args.systems}
+    print(f"{len(utts)} utterances" + (", cut to the ground truth's speech" if spans else ""))
     for s in args.systems:
         print(f"{s}: " + "; ".join(f"{p} {sims[s][p].mean():.4f}" for p in PARTS))
     base = args.systems[0]

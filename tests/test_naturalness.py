@@ -130,6 +130,24 @@ def test_ge2e_weights_load_without_importing_resemblyzer(speaker):
     assert partial_starts(160 * 160 + 160 * 77) == [0, 77]
 
 
+def test_speech_windows_find_the_sound_and_trimming_keeps_only_them():
+    from lipspeech.evaluation.speaker import VAD_DILATE, VAD_WINDOW, speech_windows, trim_long_silences
+
+    # 1 s of silence, 1 s of a 200 Hz tone, 1 s of silence at 16 kHz: the tone's 30 ms windows and
+    # VAD_DILATE windows either side of them are speech, the rest of the silence is not
+    t = np.arange(16000) / 16000
+    x = np.concatenate([np.zeros(16000), 0.5 * np.sin(2 * np.pi * 200 * t), np.zeros(16000)]).astype(np.float32)
+    keep = speech_windows(x)
+    assert keep.shape == (x.size // VAD_WINDOW,)
+    idx = np.flatnonzero(keep)
+    tone = (16000 // VAD_WINDOW, 32000 // VAD_WINDOW)  # the windows that overlap the tone
+    assert abs(idx[0] - (tone[0] - VAD_DILATE)) <= 1 and abs(idx[-1] - (tone[1] + VAD_DILATE)) <= 1
+    assert np.all(np.diff(idx) == 1)  # one span
+    kept = trim_long_silences(x)
+    assert kept.size == keep.sum() * VAD_WINDOW
+    assert not speech_windows(np.zeros(16000, np.float32)).any() and trim_long_silences(np.zeros(5, np.float32)).size == 5
+
+
 @needs_espeak
 def test_speaker_similarity_same_voice_above_different_voice(speaker):
     a1 = say("bin blue at f two now", "en-us", 35, 40)

@@ -94,24 +94,29 @@ def normalize_volume(audio: np.ndarray, target_dbfs: float = TARGET_DBFS) -> np.
     return audio * np.float32(10.0 ** (gain_db / 20.0)) if gain_db > 0 else audio
 
 
-def trim_long_silences(audio: np.ndarray, silence_db: float = 40.0) -> np.ndarray:
-    """Keep the 30 ms windows of (N,) audio that are speech or near it (module docstring, step 2)."""
+def speech_windows(audio: np.ndarray, silence_db: float = 40.0) -> np.ndarray:
+    """(N,) audio -> (N // 30 ms,) bool: its 30 ms windows that are speech or near it (module docstring,
+    step 2); all False for silence."""
     from scipy.ndimage import binary_dilation
 
     n = audio.size // VAD_WINDOW
-    if n == 0:
-        return audio
     frames = audio[: n * VAD_WINDOW].reshape(n, VAD_WINDOW).astype(np.float64)
     rms = np.sqrt(np.mean(frames**2, axis=1))
-    peak = rms.max()
+    peak = rms.max() if n else 0.0
     if peak <= 0:
-        return audio
+        return np.zeros(n, bool)
     speech = (rms >= peak * 10.0 ** (-silence_db / 20.0)).astype(np.float64)
     smooth = np.convolve(speech, np.ones(VAD_SMOOTH) / VAD_SMOOTH, mode="same") >= 0.5
-    keep = binary_dilation(smooth, np.ones(2 * VAD_DILATE + 1, bool))
+    return binary_dilation(smooth, np.ones(2 * VAD_DILATE + 1, bool))
+
+
+def trim_long_silences(audio: np.ndarray, silence_db: float = 40.0) -> np.ndarray:
+    """Keep the 30 ms windows of (N,) audio that are speech or near it (module docstring, step 2)."""
+    keep = speech_windows(audio, silence_db)
     if not keep.any():
         return audio
-    return frames[keep].reshape(-1).astype(np.float32)
+    n = keep.size
+    return audio[: n * VAD_WINDOW].reshape(n, VAD_WINDOW)[keep].reshape(-1).astype(np.float32)
 
 
 def mel_frames(audio: np.ndarray) -> np.ndarray:
