@@ -18,18 +18,21 @@ Runs the encoders and variance adaptors only; seconds for the demo's 31 test utt
 
 from __future__ import annotations
 
-import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from lipspeech.data.corpora import GRID_SILENCES, read_grid_align
-from lipspeech.evaluation import bootstrap
 from lipspeech.models.batch import collate
 from lipspeech.training.bundle import load_model
 from lipspeech.training.stage import corpus_stores
 from lipspeech.training.stores import StoreDataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from voice_halves import parser, report  # noqa: E402
 
 PARTS = ("first half", "second half", "whole")
 SLOTS = ("command", "colour", "preposition", "letter", "digit", "adverb")
@@ -71,10 +74,7 @@ def accuracies(results: Path, spec: str, words: bool) -> dict[str, dict[str, flo
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--results", type=Path, required=True, help="a corpus's results folder (results/<corpus>)")
-    ap.add_argument("--resamples", type=int, default=2000)
-    ap.add_argument("--seed", type=int, default=1234)
+    ap = parser(__doc__)
     ap.add_argument("--words", action="store_true", help="also each GRID word by its place in the sentence")
     ap.add_argument("models", nargs="+", help="MODEL or MODEL:CHUNK; the first is the baseline of the differences")
     args = ap.parse_args()
@@ -86,16 +86,7 @@ def main() -> None:
         raise SystemExit(f"no test utterance with units in {args.results}")
     table = {m: {p: np.array([acc[m][u][p] for u in utts], np.float64) for p in parts} for m in args.models}
     print(f"{len(utts)} utterances")
-    for m in args.models:
-        print(f"{m}: " + "; ".join(f"{p} {table[m][p].mean():.4f}" for p in parts))
-    base = args.models[0]
-    for m in args.models[1:]:
-        out = []
-        for p in parts:
-            r = bootstrap.paired_difference({"unit_acc": table[base][p]}, {"unit_acc": table[m][p]},
-                                            "unit_acc", args.resamples, args.seed)
-            out.append(f"{p} {r['diff']:+.4f} [{r['ci95'][0]:+.4f}, {r['ci95'][1]:+.4f}]")
-        print(f"{m} - {base}: " + "; ".join(out))
+    report(table, parts, "unit_acc", args.resamples, args.seed)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -68,11 +69,33 @@ def similarities(scorer: SpeakerScorer, results: Path, system: str, audio: dict[
             "whole": whole.set_index("utt").loc[utts, "speaker_sim"].to_numpy(np.float64)}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def report(table: dict[str, dict[str, np.ndarray]], parts: Sequence[str], metric: str, resamples: int,
+           seed: int) -> None:
+    """Print each system's mean of ``metric`` per part (``table``: system -> part -> per-utterance values,
+    the same utterances in order) and, for every system after the first, its paired difference from the
+    first with a bootstrap interval."""
+    for s in table:
+        print(f"{s}: " + "; ".join(f"{p} {table[s][p].mean():.4f}" for p in parts))
+    base, *others = table
+    for s in others:
+        out = []
+        for p in parts:
+            r = bootstrap.paired_difference({metric: table[base][p]}, {metric: table[s][p]}, metric, resamples, seed)
+            out.append(f"{p} {r['diff']:+.4f} [{r['ci95'][0]:+.4f}, {r['ci95'][1]:+.4f}]")
+        print(f"{s} - {base}: " + "; ".join(out))
+
+
+def parser(doc: str) -> argparse.ArgumentParser:
+    """The arguments of a paired per-part comparison: ``--results``, ``--resamples``, ``--seed``."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--results", type=Path, required=True, help="a corpus's results folder (results/<corpus>)")
     ap.add_argument("--resamples", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=1234)
+    return ap
+
+
+def main() -> None:
+    ap = parser(__doc__)
     ap.add_argument("--speech", action="store_true", help="cut each clip to the ground truth's speech first")
     ap.add_argument("systems", nargs="+", help="eval systems; the first is the baseline of the differences")
     args = ap.parse_args()
@@ -87,16 +110,7 @@ def main() -> None:
     spans = {u: speech_span(gt[u]) for u in utts} if args.speech else None
     sims = {s: similarities(scorer, args.results, s, audio[s], refs, utts, spans) for s in args.systems}
     print(f"{len(utts)} utterances" + (", cut to the ground truth's speech" if spans else ""))
-    for s in args.systems:
-        print(f"{s}: " + "; ".join(f"{p} {sims[s][p].mean():.4f}" for p in PARTS))
-    base = args.systems[0]
-    for s in args.systems[1:]:
-        out = []
-        for p in PARTS:
-            r = bootstrap.paired_difference({"speaker_sim": sims[base][p]}, {"speaker_sim": sims[s][p]},
-                                            "speaker_sim", args.resamples, args.seed)
-            out.append(f"{p} {r['diff']:+.4f} [{r['ci95'][0]:+.4f}, {r['ci95'][1]:+.4f}]")
-        print(f"{s} - {base}: " + "; ".join(out))
+    report(sims, PARTS, "speaker_sim", args.resamples, args.seed)
 
 
 if __name__ == "__main__":
