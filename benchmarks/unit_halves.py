@@ -32,9 +32,8 @@ from lipspeech.training.stores import StoreDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from voice_halves import parser, report  # noqa: E402
+from voice_halves import PARTS, parser, report  # noqa: E402
 
-PARTS = ("first half", "second half", "whole")
 SLOTS = ("command", "colour", "preposition", "letter", "digit", "adverb")
 ALIGN_PER_UNIT = 500  # GRID .align units (25000 a second) per 50 Hz unit frame
 
@@ -68,7 +67,7 @@ def accuracies(results: Path, spec: str, words: bool) -> dict[str, dict[str, flo
         _, preds = model.adaptor(h, mask)
         hit = (preds["unit_logits"].argmax(-1) == batch.units)[batch.unit_mask()].float().numpy()
         half = hit.size // 2
-        out[utt] = {"first half": hit[:half].mean(), "second half": hit[half:].mean(), "whole": hit.mean(),
+        out[utt] = {**dict(zip(PARTS, (hit[:half].mean(), hit[half:].mean(), hit.mean()))),
                     **(word_parts(videos[utt], hit) if words else {})}
     return out
 

@@ -55,18 +55,18 @@ def similarities(scorer: SpeakerScorer, results: Path, system: str, audio: dict[
     """part -> (n,) similarity of that part of each utterance's audio to its ground truth's embedding; the
     whole clip's is the eval stage's, not embedded again. With ``spans`` each audio is cut to its
     utterance's span first, and the whole span is embedded."""
-    rows = []
+    first, second, whole = [], [], []
     for u in utts:
-        x = np.asarray(audio[u], np.float32)
-        x = x[spans[u]] if spans else x
+        x = np.asarray(audio[u], np.float32)[spans[u] if spans else slice(None)]
         half = x.size // 2
-        rows.append([scorer.similarity(scorer.embed(part), refs[u]) for part in (x[:half], x[half:], x)[:3 if spans else 2]])
-    table = np.asarray(rows, np.float64)
-    if spans:
-        return dict(zip(PARTS, table.T))
-    whole = pd.read_parquet(results / "eval" / system / "metrics.parquet", columns=["utt", "speaker_sim"])
-    return {"first half": table[:, 0], "second half": table[:, 1],
-            "whole": whole.set_index("utt").loc[utts, "speaker_sim"].to_numpy(np.float64)}
+        first.append(scorer.similarity(scorer.embed(x[:half]), refs[u]))
+        second.append(scorer.similarity(scorer.embed(x[half:]), refs[u]))
+        if spans:
+            whole.append(scorer.similarity(scorer.embed(x), refs[u]))
+    if not spans:
+        table = pd.read_parquet(results / "eval" / system / "metrics.parquet", columns=["utt", "speaker_sim"])
+        whole = table.set_index("utt").loc[utts, "speaker_sim"].tolist()
+    return {p: np.asarray(v, np.float64) for p, v in zip(PARTS, (first, second, whole))}
 
 
 def report(table: dict[str, dict[str, np.ndarray]], parts: Sequence[str], metric: str, resamples: int,
