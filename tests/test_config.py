@@ -100,6 +100,7 @@ def test_config_hash_is_stable_and_sensitive():
         ({"experiments": [{"name": "a", "distill_from": "b"}, {"name": "b", "init_from": "a"}]},
          "goes round in a circle"),
         ({"experiments": [{"name": "a", "distill_weight": 1.5}]}, "experiments.0.distill_weight: must be <= 1"),
+        ({"experiments": [{"name": "a", "distill_mel_weight": 0.5}]}, "a.distill_mel_weight needs distill_from"),
         ({"experiments": [{"name": "a", "init_align": True}]}, "a.init_align needs init_from"),
     ],
 )

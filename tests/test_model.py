@@ -187,6 +187,20 @@ def test_distillation_losses_against_a_teacher():
             model.weights[k] * ((1 - w) * out.losses[k] + w * d[k]) for k in ("ling_ce", "pitch", "energy"))
         torch.testing.assert_close(distilled_total(model, out, d, w), mixed)
     assert torch.equal(distilled_total(model, out, d, 0.0), out.losses["total"])
+    # with mels: the teacher's coarse mel (teacher-forced, its decoder whole clip), the student's L1 to it
+    # mixed with the target mel's under the mel weight alone
+    own = teach(model, batch, mels=True)
+    torch.testing.assert_close(own["coarse_mel"], out.coarse_mel)
+    assert float(distill_losses(model, batch, out, own)["mel_l1"].detach()) == pytest.approx(0.0, abs=1e-6)
+    taught = teach(other, batch, mels=True)
+    assert taught["coarse_mel"].shape == out.coarse_mel.shape and "coarse_mel" not in teach(other, batch)
+    d = distill_losses(model, batch, out, taught)
+    m = out.mel_mask
+    torch.testing.assert_close(d["mel_l1"], (out.coarse_mel - taught["coarse_mel"]).abs()[m].mean())
+    for w, mw in ((0.0, 0.5), (0.25, 1.0)):
+        mixed = ((1 - mw) * out.losses["mel_l1"] + mw * d["mel_l1"] + out.losses["flow_nll"] * model.weights["flow_nll"]
+                 + sum(model.weights[k] * ((1 - w) * out.losses[k] + w * d[k]) for k in ("ling_ce", "pitch", "energy")))
+        torch.testing.assert_close(distilled_total(model, out, d, w, mw), mixed)
 
 
 @pytest.mark.parametrize("switch", ["use_linguistic", "use_pitch", "use_energy", "use_postnet"])

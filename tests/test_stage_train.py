@@ -181,7 +181,8 @@ def test_changed_config_starts_afresh(results):
 def test_distill_from_teaches_a_streaming_model(results):
     """distill_from needs the teacher's best.pt; with distill_weight 0 the student trains exactly as
     without a teacher (the teacher's loading draws nothing from the student's random stream), with a
-    weight it trains another model; the teacher and the weight are part of the run key."""
+    weight it trains another model, with a mel weight another again; the teacher and the weights are
+    part of the run key."""
     import torch
 
     from lipspeech.training.bundle import load_model
@@ -202,9 +203,10 @@ def test_distill_from_teaches_a_streaming_model(results):
     alone = trained("alone", distill_from=None)
     zero = trained("zero", distill_weight=0.0)
     half = trained("half")
+    mels = trained("mels", distill_mel_weight=0.5)  # the teacher's coarse mels too
     assert zero[1] == alone[1] and all(torch.equal(zero[2][k], alone[2][k]) for k in alone[2])
-    assert len({alone[0], zero[0], half[0]}) == 3
-    assert half[1] != zero[1]
+    assert len({alone[0], zero[0], half[0], mels[0]}) == 4
+    assert half[1] != zero[1] and mels[1] != half[1]
 
 
 def test_init_from_starts_a_streaming_model_from_the_offline_weights(results, capsys):

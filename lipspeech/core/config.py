@@ -257,8 +257,9 @@ def _check_consistency(config: Mapping[str, Any], experiment_refs: bool = True) 
                 raise ConfigError(f"config key experiments: {e['name']}.{key} {other!r} must name another experiment "
                                   f"that trains a model (known: {', '.join(n for n in trained if n != e['name']) or 'none'})"
                                   + (", and cannot go with model_from" if source else ""))
-        if e.get("init_align") and e.get("init_from") is None:
-            raise ConfigError(f"config key experiments: {e['name']}.init_align needs init_from")
+        for key, needs in (("init_align", "init_from"), ("distill_mel_weight", "distill_from")):
+            if e.get(key) and e.get(needs) is None:
+                raise ConfigError(f"config key experiments: {e['name']}.{key} needs {needs}")
         unknown = sorted(set(e.get("train") or {}) - set(config["train"]))
         if unknown:
             raise ConfigError(f"config key experiments: {e['name']}.train.{unknown[0]}: unknown key (the train "

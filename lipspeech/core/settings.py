@@ -9,10 +9,9 @@ list, ``#name`` for a definition) and is read from a mapping the schema has vali
     train = TrainConfig.from_section(cfg["train"])       # train.max_steps, train.lr, ...
     settings = Settings.from_section(cfg)                # settings.mel.n_fft, ...
 
-A key the mapping lacks is a :class:`ConfigError` naming it (a key the schema marks optional
-and gives no default reads as None); a key the class does not know is one too. A field
-whose type is a section class is read as that section, recursively, lists of them included.
-``tests/test_settings.py`` walks every key of the schema to its field and reader, and back.
+A key the mapping lacks is a :class:`ConfigError` naming it (a key the schema marks optional and gives no
+default reads as None); a key the class does not know is one too. Fields typed as sections (and lists of
+them) are read recursively. ``tests/test_settings.py`` walks every key of the schema to its field and back.
 
 ``model.overrides``, an experiment's ``overrides``, ``streaming`` and ``train`` are partial (keys over a
 preset or a section) and stay mappings; their complete configs are :class:`ModelConfig`, :class:`TrainConfig`.
@@ -354,6 +353,7 @@ class ExperimentConfig(Section):
     init_align: bool
     distill_from: Optional[str]
     distill_weight: float
+    distill_mel_weight: float
     train: Optional[dict[str, Any]]
     weights: Optional[str]
     temperature: Optional[float]

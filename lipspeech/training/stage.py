@@ -215,6 +215,8 @@ def _run_train(
     teacher = _checkpoint_of(e.distill_from, "distill_from", run_dir)
     if teacher is not None:  # a teacher's outputs are targets: its weights and the mix are part of the run
         data_key["distill_from"] = {"name": e.distill_from, "sha1": _sha1(teacher), "weight": e.distill_weight}
+        if e.distill_mel_weight > 0:  # (absent when off: the keys of runs made before the option stay)
+            data_key["distill_from"]["mel_weight"] = e.distill_mel_weight
     key = _run_key(model_cfg, train_cfg, data_key)
     ckpt_dir = run_dir / "ckpt"
     run_json = run_dir / "run.json"
@@ -238,7 +240,7 @@ def _run_train(
     result = train_in_chunks(
         lambda stop: train(model_cfg, train_cfg, train_data, val_data, run_dir, resume=True, stop_at_step=stop,
                            bundle=bundle, init=init, teacher=teacher, distill_weight=e.distill_weight,
-                           init_align=e.init_align),
+                           init_align=e.init_align, distill_mel_weight=e.distill_mel_weight),
         resumed_from or 0, settings.max_steps, settings.val_every, ckpt_dir, main)
     summary = {
         "experiment": e.name,

@@ -207,10 +207,12 @@ class LTBSTask(Task):
     def __init__(self, model_cfg: Mapping[str, Any], cfg: Mapping[str, Any], data: Sequence[Utterance],
                  val: Optional[Sequence[Utterance]], device: torch.device, ddp: Optional[DistInfo],
                  bundle: Optional[Mapping[str, Any]], init: Optional[Path] = None,
-                 teacher: Optional[Path] = None, distill_weight: float = 0.0, init_align: Optional[bool] = None):
+                 teacher: Optional[Path] = None, distill_weight: float = 0.0, init_align: Optional[bool] = None,
+                 distill_mel_weight: float = 0.0):
         self.model_cfg, self.cfg, self.data, self.val = dict(model_cfg), dict(cfg), data, val
         self.device, self.ddp, self.bundle, self.init = device, ddp, dict(bundle or {}), init
         self.teacher_path, self.distill_weight, self.init_align = teacher, float(distill_weight), bool(init_align)
+        self.distill_mel_weight = float(distill_mel_weight)
         self.teacher: Optional[LTBSModel] = None
         self.train = train = train_settings(cfg)
         self.best_metric = train.best_metric
@@ -297,8 +299,9 @@ class LTBSTask(Task):
             out = self.net(batch)
             loss = out.losses["total"]
             if self.teacher is not None:  # distillation: the predictors also learn the teacher's outputs
-                distill = distill_losses(self.model, batch, out, teach(self.teacher, batch))
-                loss = distilled_total(self.model, out, distill, self.distill_weight)
+                taught = teach(self.teacher, batch, mels=self.distill_mel_weight > 0)
+                distill = distill_losses(self.model, batch, out, taught)
+                loss = distilled_total(self.model, out, distill, self.distill_weight, self.distill_mel_weight)
         self.optimizer.zero_grad(set_to_none=True)
         finite = bool(torch.isfinite(loss))
         if self.ddp is not None:
@@ -373,6 +376,7 @@ def train(
     teacher: Optional[str | os.PathLike] = None,
     distill_weight: Optional[float] = None,
     init_align: Optional[bool] = None,
+    distill_mel_weight: float = 0.0,
 ) -> TrainResult:
     """Train an LTBS model (:class:`LTBSTask` in :func:`~lipspeech.training.loop.run_loop`).
 
@@ -394,6 +398,8 @@ def train(
             against the targets + ``distill_weight`` x that against the teacher's predictions
             (:mod:`lipspeech.models.distill`).
         distill_weight: that mix (the experiment's ``distill_weight``); needed with a teacher.
+        distill_mel_weight: with a teacher, the same mix for the coarse-mel L1 against the teacher's
+            coarse mel (the experiment's ``distill_mel_weight``; 0: its decoder does not run).
         init_align: with ``init`` (needed there), whether to align causal kernels copied from centred
             ones in time (an experiment's ``init_align``; :func:`lipspeech.training.bundle.start_from`).
     """
@@ -412,7 +418,8 @@ def train(
         raise ValueError("train_data is empty")
     val = as_sequence(val_data) if val_data is not None else None
     task = LTBSTask(model_cfg, cfg, data, val, device, ddp, bundle, Path(init) if init is not None else None,
-                    Path(teacher) if teacher is not None else None, distill_weight or 0.0, init_align)
+                    Path(teacher) if teacher is not None else None, distill_weight or 0.0, init_align,
+                    distill_mel_weight)
     settings = _loop_settings(task.train, threads=cfg["threads"], progress=cfg["progress"])
     return run_loop(task, settings, Path(run_dir), device, resume, stop_at_step, ddp)
 
