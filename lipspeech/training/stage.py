@@ -167,6 +167,21 @@ def run_train(
                           dict(data_sections or {}))
 
 
+def _other_runs(e: ExperimentConfig, run_dir: Path) -> tuple[dict[str, Any], Optional[Path], Optional[Path]]:
+    """What a training takes from other runs: their part of its run key, the checkpoint it starts
+    from (init_from) and the one it distils from (distill_from), each None without. An option that
+    is off is absent from the key, so that the keys of runs made before the option stay."""
+    key: dict[str, Any] = {}
+    init = _checkpoint_of(e.init_from, "init_from", run_dir)
+    if init is not None:  # other weights, another run
+        key["init_from"] = {"name": e.init_from, "sha1": _sha1(init), **({"align": True} if e.init_align else {})}
+    teacher = _checkpoint_of(e.distill_from, "distill_from", run_dir)
+    if teacher is not None:  # a teacher's outputs are targets: its weights and the mix are part of the run
+        mels = {"mel_weight": e.distill_mel_weight} if e.distill_mel_weight > 0 else {}
+        key["distill_from"] = {"name": e.distill_from, "sha1": _sha1(teacher), "weight": e.distill_weight, **mels}
+    return key, init, teacher
+
+
 def _run_train(
     corpus: CorpusStores,
     exp: Mapping[str, Any],
@@ -206,18 +221,8 @@ def _run_train(
     for line in lines if main else []:
         print(f"train {e.name}: {line}", flush=True)
 
-    data_key: dict[str, Any] = {"train": train_data.fingerprint(), "val": val_data.fingerprint()}
-    init = _checkpoint_of(e.init_from, "init_from", run_dir)
-    if init is not None:
-        data_key["init_from"] = {"name": e.init_from, "sha1": _sha1(init)}  # other weights, another run
-        if e.init_align:  # (absent when off: the keys of runs made before the option stay)
-            data_key["init_from"]["align"] = True
-    teacher = _checkpoint_of(e.distill_from, "distill_from", run_dir)
-    if teacher is not None:  # a teacher's outputs are targets: its weights and the mix are part of the run
-        data_key["distill_from"] = {"name": e.distill_from, "sha1": _sha1(teacher), "weight": e.distill_weight}
-        if e.distill_mel_weight > 0:  # (absent when off: the keys of runs made before the option stay)
-            data_key["distill_from"]["mel_weight"] = e.distill_mel_weight
-    key = _run_key(model_cfg, train_cfg, data_key)
+    others, init, teacher = _other_runs(e, run_dir)
+    key = _run_key(model_cfg, train_cfg, {"train": train_data.fingerprint(), "val": val_data.fingerprint(), **others})
     ckpt_dir = run_dir / "ckpt"
     run_json = run_dir / "run.json"
     resumed_from = open_run(run_dir, key, f"train {e.name}", main)

@@ -208,11 +208,11 @@ class LTBSTask(Task):
                  val: Optional[Sequence[Utterance]], device: torch.device, ddp: Optional[DistInfo],
                  bundle: Optional[Mapping[str, Any]], init: Optional[Path] = None,
                  teacher: Optional[Path] = None, distill_weight: float = 0.0, init_align: Optional[bool] = None,
-                 distill_mel_weight: float = 0.0):
+                 distill_mel_weight: Optional[float] = None):
         self.model_cfg, self.cfg, self.data, self.val = dict(model_cfg), dict(cfg), data, val
         self.device, self.ddp, self.bundle, self.init = device, ddp, dict(bundle or {}), init
         self.teacher_path, self.distill_weight, self.init_align = teacher, float(distill_weight), bool(init_align)
-        self.distill_mel_weight = float(distill_mel_weight)
+        self.distill_mel_weight = float(distill_mel_weight or 0.0)  # None: the mels learn from the targets only
         self.teacher: Optional[LTBSModel] = None
         self.train = train = train_settings(cfg)
         self.best_metric = train.best_metric
@@ -376,7 +376,7 @@ def train(
     teacher: Optional[str | os.PathLike] = None,
     distill_weight: Optional[float] = None,
     init_align: Optional[bool] = None,
-    distill_mel_weight: float = 0.0,
+    distill_mel_weight: Optional[float] = None,
 ) -> TrainResult:
     """Train an LTBS model (:class:`LTBSTask` in :func:`~lipspeech.training.loop.run_loop`).
 
@@ -399,7 +399,7 @@ def train(
             (:mod:`lipspeech.models.distill`).
         distill_weight: that mix (the experiment's ``distill_weight``); needed with a teacher.
         distill_mel_weight: with a teacher, the same mix for the coarse-mel L1 against the teacher's
-            coarse mel (the experiment's ``distill_mel_weight``; 0: its decoder does not run).
+            coarse mel (the experiment's ``distill_mel_weight``; 0 or None: its decoder does not run).
         init_align: with ``init`` (needed there), whether to align causal kernels copied from centred
             ones in time (an experiment's ``init_align``; :func:`lipspeech.training.bundle.start_from`).
     """
