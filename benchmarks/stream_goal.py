@@ -1,0 +1,109 @@
+"""Issue 27's goal, checked on evaluated systems: is the streaming model's speech as good as the offline model's?
+
+    python benchmarks/stream_goal.py --results results/synthgrid_grid ltbs_init_more3:ltbs_stream_dla2_more3_c1
+
+Each argument OFFLINE:STREAMING names two systems of ``eval/`` (their ``summary.json`` and
+``metrics.parquet``) trained to the same budget. The goal's parts, as the issue states them:
+
+- WER: the streaming model's at most ``1.2x`` the offline model's (the test split's WER, word edits over
+  reference words, as the evaluate stage reports it);
+- DNSMOS P.808, DNSMOS OVRL and speaker similarity: the streaming model's mean within the offline
+  model's 95 % bootstrap interval (the evaluate stage's), or above it.
+
+Beside each part it prints the paired difference (streaming minus offline, over the common utterances,
+with the evaluate stage's bootstrap draws), which says more than the means' overlap does but is not what
+the goal asks. Several pairs (other seeds, other budgets) are rows of one table. Latency is measured
+apart (``benchmarks/live_latency.py``). Reads the summaries and metrics only: a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+
+from lipspeech.evaluation.compare import paired, utterance_columns
+
+#: the issue's WER goal: the streaming model's WER at most this multiple of the offline model's
+WER_RATIO = 1.2
+#: the figures whose streaming mean must lie within (or above) the offline model's interval
+WITHIN = ("dnsmos_p808", "dnsmos_ovrl", "speaker_sim")
+LABELS = {"wer": "WER", "dnsmos_p808": "P.808", "dnsmos_ovrl": "OVRL", "speaker_sim": "speaker sim"}
+
+
+def check(offline: Mapping[str, Any], streaming: Mapping[str, Any], diffs: Mapping[str, Any]) -> dict[str, Any]:
+    """The goal's parts for one pair: ``offline`` and ``streaming`` are evaluate summaries (their means
+    and ``ci95``), ``diffs`` the paired differences (:func:`lipspeech.evaluation.compare.paired`).
+
+    Returns figure -> ``{"met", ...}``: for WER the ratio, for the others the streaming mean, the offline
+    interval and by how much the mean lies below it (0 when within or above); ``"goal"`` is every part met.
+    """
+    ratio = streaming["wer"] / offline["wer"] if offline["wer"] else float("inf")
+    out: dict[str, Any] = {"wer": {"offline": offline["wer"], "streaming": streaming["wer"], "ratio": ratio,
+                                   "met": ratio <= WER_RATIO, "paired": diffs.get("wer")}}
+    for m in WITHIN:
+        low, high = offline["ci95"][m]
+        mean = streaming[m]
+        out[m] = {"streaming": mean, "interval": (low, high), "below_by": max(0.0, low - mean),
+                  "met": mean >= low, "paired": diffs.get(m)}
+    out["goal"] = all(part["met"] for part in out.values())
+    return out
+
+
+def _paired_text(d: Mapping[str, Any] | None, scale: float, digits: int) -> str:
+    if not d or d.get("diff") is None or d.get("ci95") is None:
+        return "paired: n/a"
+    lo, hi = d["ci95"]
+    return f"paired {d['diff'] * scale:+.{digits}f} [{lo * scale:+.{digits}f}, {hi * scale:+.{digits}f}]"
+
+
+def row(pair: str, result: Mapping[str, Any]) -> str:
+    """One Markdown table row of :func:`check`'s result."""
+    w = result["wer"]
+    cells = [pair, f"{100 * w['offline']:.1f} -> {100 * w['streaming']:.1f}: {w['ratio']:.2f}x "
+             f"({'met' if w['met'] else 'not met'}; {_paired_text(w['paired'], 100, 1)})"]
+    for m in WITHIN:
+        r = result[m]
+        digits = 4 if m == "speaker_sim" else 3
+        where = "within or above" if r["met"] else f"below by {r['below_by']:.{digits}f}"
+        cells.append(f"{r['streaming']:.{digits}f} vs [{r['interval'][0]:.{digits}f}, {r['interval'][1]:.{digits}f}]:"
+                     f" {where} ({_paired_text(r['paired'], 1, digits)})")
+    cells.append("**met**" if result["goal"] else "not met")
+    return "| " + " | ".join(cells) + " |"
+
+
+def load(results: Path, system: str) -> tuple[dict[str, Any], pd.DataFrame]:
+    folder = results / "eval" / system
+    if not (folder / "summary.json").exists():
+        raise SystemExit(f"{folder / 'summary.json'} is missing: evaluate {system} first")
+    summary = json.loads((folder / "summary.json").read_text())
+    return summary, utterance_columns(pd.read_parquet(folder / "metrics.parquet"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--results", type=Path, required=True, help="a corpus's results folder (results/<corpus>)")
+    ap.add_argument("pairs", nargs="+", metavar="OFFLINE:STREAMING", help="two eval systems of the same budget")
+    args = ap.parse_args()
+    header = ["offline : streaming", "WER % (goal <= 1.2x)", *(f"{LABELS[m]} (goal: within)" for m in WITHIN), "goal"]
+    print("| " + " | ".join(header) + " |\n" + "| --- " * len(header) + "|")
+    met = 0
+    for pair in args.pairs:
+        if pair.count(":") != 1:
+            raise SystemExit(f"{pair!r}: expected OFFLINE:STREAMING")
+        (s_off, c_off), (s_str, c_str) = (load(args.results, s) for s in pair.split(":"))
+        boot = s_off.get("bootstrap") or {}
+        if "resamples" not in boot or "seed" not in boot:
+            raise SystemExit(f"{pair}: the offline summary has no bootstrap settings (evaluate it again)")
+        diffs = paired(c_off, c_str, ("wer", *WITHIN), boot["resamples"], boot["seed"])
+        result = check(s_off, s_str, diffs)
+        met += result["goal"]
+        print(row(pair.replace(":", " : "), result))
+    print(f"\nthe goal holds in {met} of {len(args.pairs)} pairs")
+
+
+if __name__ == "__main__":
+    main()
