@@ -46,8 +46,9 @@ def write_system(results: Path, name: str, s: dict, wer: list[float], sim: list[
     folder.mkdir(parents=True)
     (folder / "summary.json").write_text(json.dumps(s))
     n = len(wer)
-    pd.DataFrame({"utt": [f"u{i}" for i in range(n)], "ref": ["bin blue at a one now"] * n, "wer": wer,
-                  "dnsmos_p808": [3.0] * n, "dnsmos_ovrl": [2.6] * n, "speaker_sim": sim}).to_parquet(folder / "metrics.parquet")
+    table = pd.DataFrame({"utt": [f"u{i}" for i in range(n)], "ref": ["bin blue at a one now"] * n, "wer": wer,
+                          "dnsmos_p808": [3.0] * n, "dnsmos_ovrl": [2.6] * n, "speaker_sim": sim})
+    table.to_parquet(folder / "metrics.parquet")
 
 
 def test_the_script_reports_each_pair_and_how_many_meet_the_goal(tmp_path):
