@@ -120,6 +120,18 @@ def test_resume_refuses_a_different_model(tmp_path):
         train(model_config("tiny", {"d_model": 32}), _resume_cfg(max_steps=2), items, None, tmp_path / "r")
 
 
+def test_a_teacher_of_other_units_mels_or_speakers_is_refused(tmp_path):
+    from lipspeech.training.trainer import load_teacher
+
+    items = synthetic_utterances(2, 5, seed=0, **DIMS)
+    ckpt = train(model_config("tiny"), _resume_cfg(max_steps=1, val_every=10), items, None, tmp_path / "t").last_checkpoint
+    teacher = load_teacher(ckpt, model_config("tiny"), torch.device("cpu"))
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    for key, value in (("n_units", 7), ("n_mels", 40), ("n_speakers", 3)):
+        with pytest.raises(ConfigError, match=f"model key {key} is {DIMS.get(key, 0)} there, {value} here"):
+            load_teacher(ckpt, model_config("tiny", {key: value}), torch.device("cpu"))
+
+
 def test_run_directory_and_synthesis(tmp_path):
     items = synthetic_utterances(3, [6, 8, 5], seed=3, **DIMS)
     run = tmp_path / "run"

@@ -349,11 +349,11 @@ def load_teacher(path: Path, model_cfg: Mapping[str, Any], device: torch.device)
     ``path`` (its averaged weights), frozen, in eval mode, on ``device``.
 
     Raises:
-        ConfigError: it predicts other units, or has other speakers, than the student.
+        ConfigError: it predicts other units or mel bins, or has other speakers, than the student.
     """
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         loaded = load_model(path, device)  # building it draws initial weights: the student's random stream stays as it was
-    for key in ("n_units", "n_speakers"):
+    for key in ("n_units", "n_mels", "n_speakers"):
         if loaded.model_cfg[key] != model_cfg[key]:
             raise ConfigError(f"distill_from {path}: model key {key} is {loaded.model_cfg[key]} there, "
                               f"{model_cfg[key]} here")
