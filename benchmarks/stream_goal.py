@@ -40,7 +40,16 @@ def check(offline: Mapping[str, Any], streaming: Mapping[str, Any], diffs: Mappi
 
     Returns figure -> ``{"met", ...}``: for WER the ratio, for the others the streaming mean, the offline
     interval and by how much the mean lies below it (0 when within or above); ``"goal"`` is every part met.
+
+    Raises:
+        ValueError: a summary lacks a figure or the offline one its interval (evaluated without it).
     """
+    for name, s in (("offline", offline), ("streaming", streaming)):
+        missing = [m for m in ("wer", *WITHIN) if not isinstance(s.get(m), (int, float))]
+        if name == "offline":
+            missing += [f"{m} interval" for m in WITHIN if not (s.get("ci95") or {}).get(m)]
+        if missing:
+            raise ValueError(f"the {name} summary has no {', '.join(missing)} (evaluate it with every metric)")
     ratio = streaming["wer"] / offline["wer"] if offline["wer"] else float("inf")
     out: dict[str, Any] = {"wer": {"offline": offline["wer"], "streaming": streaming["wer"], "ratio": ratio,
                                    "met": ratio <= WER_RATIO, "paired": diffs.get("wer")}}
@@ -99,7 +108,10 @@ def main() -> None:
         if "resamples" not in boot or "seed" not in boot:
             raise SystemExit(f"{pair}: the offline summary has no bootstrap settings (evaluate it again)")
         diffs = paired(c_off, c_str, ("wer", *WITHIN), boot["resamples"], boot["seed"])
-        result = check(s_off, s_str, diffs)
+        try:
+            result = check(s_off, s_str, diffs)
+        except ValueError as e:
+            raise SystemExit(f"{pair}: {e}") from None
         met += result["goal"]
         print(row(pair.replace(":", " : "), result))
     print(f"\nthe goal holds in {met} of {len(args.pairs)} pairs")

@@ -41,6 +41,15 @@ def test_ratio_bound_is_inclusive_and_a_mean_above_the_interval_meets_it():
     assert not r["wer"]["met"] and not r["goal"]
 
 
+def test_a_summary_without_a_figure_or_its_interval_is_refused():
+    s = summary(0.1, {"dnsmos_p808": 3.0, "dnsmos_ovrl": None, "speaker_sim": 0.93}, {})
+    with pytest.raises(ValueError, match="the streaming summary has no dnsmos_ovrl"):
+        goal.check(OFFLINE, s, {})
+    no_interval = {**OFFLINE, "ci95": {**OFFLINE["ci95"], "speaker_sim": None}}
+    with pytest.raises(ValueError, match="the offline summary has no speaker_sim interval"):
+        goal.check(no_interval, {**OFFLINE}, {})
+
+
 def write_system(results: Path, name: str, s: dict, wer: list[float], sim: list[float]) -> None:
     folder = results / "eval" / name
     folder.mkdir(parents=True)
