@@ -62,24 +62,26 @@ def check(offline: Mapping[str, Any], streaming: Mapping[str, Any], diffs: Mappi
     return out
 
 
-def _paired_text(d: Mapping[str, Any] | None, scale: float, digits: int) -> str:
+def difference_text(d: Mapping[str, Any] | None, scale: float = 1.0, digits: int = 4) -> str:
+    """A paired difference (:func:`lipspeech.evaluation.compare.paired`'s entry) as ``+d [lo, hi]``, times
+    ``scale``; ``n/a`` where it is undefined."""
     if not d or d.get("diff") is None or d.get("ci95") is None:
-        return "paired: n/a"
+        return "n/a"
     lo, hi = d["ci95"]
-    return f"paired {d['diff'] * scale:+.{digits}f} [{lo * scale:+.{digits}f}, {hi * scale:+.{digits}f}]"
+    return f"{d['diff'] * scale:+.{digits}f} [{lo * scale:+.{digits}f}, {hi * scale:+.{digits}f}]"
 
 
 def row(pair: str, result: Mapping[str, Any]) -> str:
     """One Markdown table row of :func:`check`'s result."""
     w = result["wer"]
     cells = [pair, f"{100 * w['offline']:.1f} -> {100 * w['streaming']:.1f}: {w['ratio']:.2f}x "
-             f"({'met' if w['met'] else 'not met'}; {_paired_text(w['paired'], 100, 1)})"]
+             f"({'met' if w['met'] else 'not met'}; paired {difference_text(w['paired'], 100, 1)})"]
     for m in WITHIN:
         r = result[m]
         digits = 4 if m == "speaker_sim" else 3
         where = "within or above" if r["met"] else f"below by {r['below_by']:.{digits}f}"
         cells.append(f"{r['streaming']:.{digits}f} vs [{r['interval'][0]:.{digits}f}, {r['interval'][1]:.{digits}f}]:"
-                     f" {where} ({_paired_text(r['paired'], 1, digits)})")
+                     f" {where} (paired {difference_text(r['paired'], 1, digits)})")
     cells.append("**met**" if result["goal"] else "not met")
     return "| " + " | ".join(cells) + " |"
 

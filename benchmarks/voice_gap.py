@@ -20,7 +20,7 @@ from lipspeech.evaluation.compare import paired
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stream_goal import load  # noqa: E402
+from stream_goal import difference_text, load  # noqa: E402
 from voice_halves import parser  # noqa: E402
 
 ERRORS = ("mcd", "f0_rmse_cents")
@@ -44,7 +44,7 @@ def main() -> None:
         figures = ("speaker_sim", *ERRORS)
         d = paired(a, b, figures, args.resamples, args.seed)
         delta = {m: (b.loc[common, m] - a.loc[common, m]).to_numpy(np.float64) for m in figures}
-        parts = [f"{m} {d[m]['diff']:+.4f} [{d[m]['ci95'][0]:+.4f}, {d[m]['ci95'][1]:+.4f}]" for m in figures]
+        parts = [f"{m} {difference_text(d[m])}" for m in figures]
         corr = [f"r(speaker sim, {m}) {correlation(delta['speaker_sim'], delta[m]):+.2f}" for m in ERRORS]
         print(f"{pair.replace(':', ' -> ')} ({len(common)} utterances): " + "; ".join(parts + corr))
 

@@ -34,6 +34,7 @@ from lipspeech.evaluation.speaker import VAD_WINDOW, SpeakerScorer, speech_windo
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from mel_gap import ground_truth  # noqa: E402
+from stream_goal import difference_text  # noqa: E402
 
 PARTS = ("first half", "second half", "whole")
 
@@ -81,7 +82,7 @@ def report(table: dict[str, dict[str, np.ndarray]], parts: Sequence[str], metric
         out = []
         for p in parts:
             r = bootstrap.paired_difference({metric: table[base][p]}, {metric: table[s][p]}, metric, resamples, seed)
-            out.append(f"{p} {r['diff']:+.4f} [{r['ci95'][0]:+.4f}, {r['ci95'][1]:+.4f}]")
+            out.append(f"{p} {difference_text(r)}")
         print(f"{s} - {base}: " + "; ".join(out))
 
 
