@@ -50,7 +50,7 @@ from lipspeech.vocoder.stage import run_vocode
 
 SWAPS = ("units", "pitch", "energy", "offline_decoder", "offline_postnet", "streaming_decoder")
 PREDICTIONS = ("units", "pitch", "energy")
-FIGURES = ["wer", "cer", "stoi", "dnsmos_p808", "dnsmos_ovrl", "speaker_sim"]
+FIGURES = ["wer", "cer", "stoi", "mcd", "dnsmos_p808", "dnsmos_ovrl", "speaker_sim"]
 
 
 class Hybrid(torch.nn.Module):
@@ -105,23 +105,31 @@ def main() -> None:
     if st.model.streaming is None or off.model.streaming is not None:
         raise SystemExit("--streaming must name a streaming model and --offline an offline one")
     data = StoreDataset(corpus_stores(R, False), "test", VIDEO_STORES, st.speakers)
-    results = synthesize(Hybrid(off.model, st.model, swaps), (data[i] for i in range(len(data))),
-                         temperature=args.temperature, chunk_frames=args.chunk)
     key = config_hash({"offline": args.offline, "streaming": args.streaming, "chunk": args.chunk},
                       {"swaps": sorted(swaps), "temperature": args.temperature})
-    write_mels(out / "mels.parquet", results, key, {"experiment": name, "swaps": sorted(swaps), "split": "test",
-                                                    "temperature": args.temperature, "n_mels": st.model_cfg["n_mels"]})
+    score(Hybrid(off.model, st.model, swaps), data, cfg, R, out, name, key, args.chunk, args.temperature,
+          st.model_cfg["n_mels"], {"swaps": sorted(swaps)}, [f"{args.streaming}_c{args.chunk}", args.offline])
+
+
+def score(model: torch.nn.Module, data: StoreDataset, cfg: dict, results: Path, out: Path, name: str, key: str,
+          chunk: int | None, temperature: float, n_mels: int, meta: dict, compare: list[str]) -> None:
+    """Synthesise the test split ``data`` with ``model`` (anything with the models' ``infer``) in chunks of
+    ``chunk`` frames (None: whole clips), then vocode and evaluate it as the workflow does, into ``out``; print
+    its paired differences from each system of ``compare`` whose ``eval/<system>`` table exists."""
+    synthesised = synthesize(model, (data[i] for i in range(len(data))), temperature=temperature, chunk_frames=chunk)
+    write_mels(out / "mels.parquet", synthesised, key, {"experiment": name, **meta, "split": "test",
+                                                     "temperature": temperature, "n_mels": n_mels})
     section = VocoderConfig.from_section(cfg["vocoder"])
     vocoder = load_vocoder(section, AudioConfig.from_section(cfg["mel"]), "cpu",
-                           checkpoint=R / "vocoder" / "ckpt" / "best.pt" if section.kind == "hifigan" else None)
+                           checkpoint=results / "vocoder" / "ckpt" / "best.pt" if section.kind == "hifigan" else None)
     run_vocode(name, vocoder, cfg["vocoder"], cfg["mel"], out / "audio.parquet", out / "audio.rejected.parquet",
                mels=out / "mels.parquet", progress=False)
-    run_evaluate(name, R / "manifest.parquet", shard_stores(R / "audio"), out / "audio.parquet", cfg["evaluate"],
-                 cfg["prosody"], cfg["mel"], out / "metrics.parquet", out / "summary.json", out / "metrics.rejected.parquet",
-                 progress=False, threads=2)
+    run_evaluate(name, results / "manifest.parquet", shard_stores(results / "audio"), out / "audio.parquet",
+                 cfg["evaluate"], cfg["prosody"], cfg["mel"], out / "metrics.parquet", out / "summary.json",
+                 out / "metrics.rejected.parquet", progress=False, threads=2)
     mine = utterance_columns(pd.read_parquet(out / "metrics.parquet"))
-    for system in (f"{args.streaming}_c{args.chunk}", args.offline):
-        table = R / "eval" / system / "metrics.parquet"
+    for system in compare:
+        table = results / "eval" / system / "metrics.parquet"
         if table.exists():
             diff = paired(utterance_columns(pd.read_parquet(table)), mine, FIGURES, 1000, 1234)
             print(f"{name} - {system}: " + "; ".join(

@@ -27,7 +27,7 @@ fall into the end bins).
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import nn
@@ -180,6 +180,7 @@ class VarianceAdaptor(nn.Module):
         units: Optional[torch.Tensor] = None,
         pitch: Optional[torch.Tensor] = None,
         energy: Optional[torch.Tensor] = None,
+        embed_logits: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Predict and add variance information.
 
@@ -193,6 +194,8 @@ class VarianceAdaptor(nn.Module):
             units: (B, 2T) long target units, or None.
             pitch: (B, T) target normalised log-F0, or None.
             energy: (B, T) target normalised energy, or None.
+            embed_logits: without target units, maps the (B, 2T, n_units) unit logits to the (B, T, D)
+                embedding added instead of the argmax's (benchmarks/soft_units.py).
 
         Returns:
             h: (B, T, D) with the embeddings added, zero on padded frames.
@@ -205,8 +208,10 @@ class VarianceAdaptor(nn.Module):
             b, t, _ = h.shape
             logits = self.linguistic(h, mask).view(b, t * UNITS_PER_FRAME, self.n_units)
             preds["unit_logits"] = logits
-            chosen = units if units is not None else logits.argmax(-1)
-            h = h + self.embed_units(chosen) * m
+            if units is None and embed_logits is not None:
+                h = h + embed_logits(logits) * m
+            else:
+                h = h + self.embed_units(units if units is not None else logits.argmax(-1)) * m
         if self.pitch is not None:
             p = self.pitch(h, mask).squeeze(-1)
             preds["pitch"] = p

@@ -1,0 +1,92 @@
+"""The units' posteriors embedded instead of their argmax: does a softer unit choice bring the voice nearer?
+
+    python benchmarks/soft_units.py --results results/synthgrid --model ltbs_stream_dla2_more --chunk 1 \\
+        --compare ltbs_stream_dla2_more_c1 ltbs_init_more
+
+Run from the repository root (it reads ``config.yaml`` and the ``--config`` files after it, as the
+workflow does). At inference the model embeds the argmax of each predicted unit; here each unit's
+embedding is instead the mean of the unit embeddings weighted by the predicted posterior,
+``softmax(logits / tau)`` (``--tau``; 0: the argmax, the model's own synthesis). Nothing is trained and
+the latency is the model's. The test split is decoded (in chunks of ``--chunk`` frames for a streaming
+model, whole clips otherwise), vocoded and evaluated as any system
+(``<results>/hybrids/soft_units_<model>_tau<tau>``), and its paired differences from the ``--compare``
+systems' eval tables are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+
+from lipspeech.core.config import config_hash, load_config
+from lipspeech.core.timing import UNITS_PER_FRAME
+from lipspeech.models.ltbs import LTBSModel
+from lipspeech.training.bundle import load_model
+from lipspeech.training.stage import corpus_stores
+from lipspeech.training.stores import VIDEO_STORES, StoreDataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from stream_hybrid import score  # noqa: E402
+
+
+class SoftUnits(torch.nn.Module):
+    """``model`` whose variance adaptor embeds the unit posteriors at temperature ``tau`` (0: the argmax)."""
+
+    def __init__(self, model: LTBSModel, tau: float):
+        super().__init__()
+        if model.adaptor.linguistic is None:
+            raise ValueError("the model has no linguistic predictor: there are no units to embed")
+        self.model, self.tau = model, tau
+
+    def embed(self, logits: torch.Tensor) -> torch.Tensor:
+        """(B, 2T, n_units) unit logits -> (B, T, D): each unit's posterior-weighted embedding, projected as the
+        adaptor projects a frame's two unit embeddings."""
+        ad = self.model.adaptor
+        if self.tau <= 0:
+            return ad.embed_units(logits.argmax(-1))
+        b, t2, _ = logits.shape
+        soft = F.softmax(logits / self.tau, -1) @ ad.unit_embed.weight
+        return ad.unit_proj(soft.view(b, t2 // UNITS_PER_FRAME, -1))
+
+    def infer(self, *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model's own :meth:`~lipspeech.models.ltbs.LTBSModel.infer`, its adaptor embedding with :meth:`embed`."""
+        adaptor = self.model.adaptor
+        adaptor.forward = functools.partial(type(adaptor).forward, adaptor, embed_logits=self.embed)
+        try:
+            return self.model.infer(*args, **kwargs)
+        finally:
+            del adaptor.forward
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--results", type=Path, required=True, help="results/<corpus>")
+    ap.add_argument("--config", nargs="*", default=[], help="the run's config files after config.yaml")
+    ap.add_argument("--model", required=True, help="the experiment name of a trained model")
+    ap.add_argument("--chunk", type=int, help="decode a streaming model in chunks of this many frames")
+    ap.add_argument("--tau", type=float, default=1.0, help="the posteriors' temperature (0: the argmax)")
+    ap.add_argument("--temperature", type=float, default=0.0, help="the post-net's")
+    ap.add_argument("--compare", nargs="*", default=[], help="eval systems to print paired differences from")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    R = args.results
+    bundle = load_model(R / "models" / args.model / "ckpt" / "best.pt", "cpu", weights="average")
+    if args.chunk is not None and bundle.model.streaming is None:
+        ap.error(f"--chunk: {args.model} is an offline model")
+    name = f"soft_units_{args.model}_tau{args.tau:g}"
+    out = R / "hybrids" / name
+    out.mkdir(parents=True, exist_ok=True)
+    data = StoreDataset(corpus_stores(R, False), "test", VIDEO_STORES, bundle.speakers)
+    key = config_hash({"model": args.model, "chunk": args.chunk}, {"tau": args.tau, "temperature": args.temperature})
+    score(SoftUnits(bundle.model, args.tau), data, load_config("config.yaml", *args.config), R, out, name, key,
+          args.chunk, args.temperature, bundle.model_cfg["n_mels"], {"tau": args.tau}, args.compare)
+
+
+if __name__ == "__main__":
+    main()
