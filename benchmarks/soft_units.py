@@ -15,7 +15,6 @@ systems' eval tables are printed.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import sys
 from pathlib import Path
@@ -32,7 +31,7 @@ from lipspeech.training.stores import VIDEO_STORES, StoreDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stream_hybrid import score  # noqa: E402
+from stream_hybrid import score, synthesis_parser  # noqa: E402
 
 
 class SoftUnits(torch.nn.Module):
@@ -65,13 +64,10 @@ class SoftUnits(torch.nn.Module):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--results", type=Path, required=True, help="results/<corpus>")
-    ap.add_argument("--config", nargs="*", default=[], help="the run's config files after config.yaml")
+    ap = synthesis_parser(__doc__)
     ap.add_argument("--model", required=True, help="the experiment name of a trained model")
     ap.add_argument("--chunk", type=int, help="decode a streaming model in chunks of this many frames")
     ap.add_argument("--tau", type=float, default=1.0, help="the posteriors' temperature (0: the argmax)")
-    ap.add_argument("--temperature", type=float, default=0.0, help="the post-net's")
     ap.add_argument("--compare", nargs="*", default=[], help="eval systems to print paired differences from")
     args = ap.parse_args()
     torch.set_num_threads(2)

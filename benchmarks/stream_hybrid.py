@@ -79,15 +79,21 @@ class Hybrid(torch.nn.Module):
         return coarse, postnet.sample_post(coarse, states, mel_mask, temperature, generator)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def synthesis_parser(doc: str) -> argparse.ArgumentParser:
+    """The arguments of a scored synthesis of the test split: ``--results``, ``--config``, ``--temperature``."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--results", type=Path, required=True, help="results/<corpus>")
     ap.add_argument("--config", nargs="*", default=[], help="the run's config files after config.yaml")
+    ap.add_argument("--temperature", type=float, default=0.0, help="the post-net's")
+    return ap
+
+
+def main() -> None:
+    ap = synthesis_parser(__doc__)
     ap.add_argument("--offline", required=True, help="the offline model's experiment name")
     ap.add_argument("--streaming", required=True, help="the streaming model's experiment name")
     ap.add_argument("--chunk", type=int, default=2, help="decode in chunks of this many frames")
     ap.add_argument("--swap", nargs="*", default=[], choices=SWAPS)
-    ap.add_argument("--temperature", type=float, default=0.0)
     ap.add_argument("--out", type=Path, help="where the mels, audio and metrics go")
     args = ap.parse_args()
     if len(set(args.swap) & {"offline_decoder", "offline_postnet", "streaming_decoder"}) > 1:
