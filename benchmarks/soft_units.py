@@ -47,14 +47,14 @@ class SoftUnits(torch.nn.Module):
         """(B, 2T, n_units) unit logits -> (B, T, D): each unit's posterior-weighted embedding, projected as the
         adaptor projects a frame's two unit embeddings."""
         ad = self.model.adaptor
-        if self.tau <= 0:
-            return ad.embed_units(logits.argmax(-1))
         b, t2, _ = logits.shape
         soft = F.softmax(logits / self.tau, -1) @ ad.unit_embed.weight
         return ad.unit_proj(soft.view(b, t2 // UNITS_PER_FRAME, -1))
 
     def infer(self, *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
         """The model's own :meth:`~lipspeech.models.ltbs.LTBSModel.infer`, its adaptor embedding with :meth:`embed`."""
+        if self.tau <= 0:  # the argmax: the adaptor's own embedding
+            return self.model.infer(*args, **kwargs)
         adaptor = self.model.adaptor
         adaptor.forward = functools.partial(type(adaptor).forward, adaptor, embed_logits=self.embed)
         try:

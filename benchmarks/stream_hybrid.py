@@ -28,6 +28,7 @@ when those exist. With no swap it reproduces the streaming model's own mels.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -47,6 +48,10 @@ from lipspeech.training.stores import VIDEO_STORES, StoreDataset
 from lipspeech.training.synthesis import synthesize
 from lipspeech.vocoder.api import load_vocoder
 from lipspeech.vocoder.stage import run_vocode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from stream_goal import difference_text  # noqa: E402
 
 SWAPS = ("units", "pitch", "energy", "offline_decoder", "offline_postnet", "streaming_decoder")
 PREDICTIONS = ("units", "pitch", "energy")
@@ -138,8 +143,7 @@ def score(model: torch.nn.Module, data: StoreDataset, cfg: dict, results: Path, 
         table = results / "eval" / system / "metrics.parquet"
         if table.exists():
             diff = paired(utterance_columns(pd.read_parquet(table)), mine, FIGURES, 1000, 1234)
-            print(f"{name} - {system}: " + "; ".join(
-                f"{m} {diff[m]['diff']:+.3f} [{diff[m]['ci95'][0]:+.3f}, {diff[m]['ci95'][1]:+.3f}]" for m in FIGURES))
+            print(f"{name} - {system}: " + "; ".join(f"{m} {difference_text(diff[m], digits=3)}" for m in FIGURES))
 
 
 if __name__ == "__main__":
