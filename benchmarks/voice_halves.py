@@ -8,7 +8,8 @@ middle sample), each against the embedding of the whole ground-truth utterance (
 beside the eval stage's own figure for the whole (``speaker_sim`` of ``eval/<system>/metrics.parquet``).
 With ``--speech`` the clip is first cut to the ground truth's speech, from its first to its last 30 ms
 window that the scorer's silence gate keeps (``speech_windows``), and that span is embedded whole and
-split at its middle: the same figures without the silence before and after the sentence.
+split at its middle: the same figures without the silence before and after the sentence. ``--parts K``
+splits into K equal runs of samples instead of halves (quarters of the speech: ``--speech --parts 4``).
 Prints each system's means and, for every system after the first, its paired
 difference from the first with a bootstrap interval over the common utterances. A streaming model that
 attends a window of frames back, against an offline model that sees the whole clip, shows where its
@@ -50,24 +51,31 @@ def speech_span(gt: np.ndarray) -> slice:
     return slice(int(idx[0]) * VAD_WINDOW, (int(idx[-1]) + 1) * VAD_WINDOW) if idx.size else slice(None)
 
 
+def part_names(n: int) -> list[str]:
+    """The names of ``n`` equal parts of a clip, then ``"whole"``: halves by name, else "part i/n"."""
+    return (list(PARTS[:2]) if n == 2 else [f"part {i + 1}/{n}" for i in range(n)]) + ["whole"]
+
+
 def similarities(scorer: SpeakerScorer, results: Path, system: str, audio: dict[str, np.ndarray],
-                 refs: dict[str, np.ndarray], utts: list[str], spans: dict[str, slice] | None = None
-                 ) -> dict[str, np.ndarray]:
-    """part -> (n,) similarity of that part of each utterance's audio to its ground truth's embedding; the
-    whole clip's is the eval stage's, not embedded again. With ``spans`` each audio is cut to its
-    utterance's span first, and the whole span is embedded."""
-    first, second, whole = [], [], []
+                 refs: dict[str, np.ndarray], utts: list[str], spans: dict[str, slice] | None = None,
+                 n_parts: int = 2) -> dict[str, np.ndarray]:
+    """part -> (n,) similarity of that part of each utterance's audio to its ground truth's embedding (the
+    audio split into ``n_parts`` equal runs of samples, named by ``part_names``); the whole clip's is the
+    eval stage's, not embedded again. With ``spans`` each audio is cut to its utterance's span first, and
+    the whole span is embedded."""
+    names = part_names(n_parts)
+    sims: dict[str, list[float]] = {p: [] for p in names}
     for u in utts:
         x = np.asarray(audio[u], np.float32)[spans[u] if spans else slice(None)]
-        half = x.size // 2
-        first.append(scorer.similarity(scorer.embed(x[:half]), refs[u]))
-        second.append(scorer.similarity(scorer.embed(x[half:]), refs[u]))
+        cuts = [i * x.size // n_parts for i in range(n_parts + 1)]
+        for p, a, b in zip(names, cuts, cuts[1:]):
+            sims[p].append(scorer.similarity(scorer.embed(x[a:b]), refs[u]))
         if spans:
-            whole.append(scorer.similarity(scorer.embed(x), refs[u]))
+            sims["whole"].append(scorer.similarity(scorer.embed(x), refs[u]))
     if not spans:
         table = pd.read_parquet(results / "eval" / system / "metrics.parquet", columns=["utt", "speaker_sim"])
-        whole = table.set_index("utt").loc[utts, "speaker_sim"].tolist()
-    return {p: np.asarray(v, np.float64) for p, v in zip(PARTS, (first, second, whole))}
+        sims["whole"] = table.set_index("utt").loc[utts, "speaker_sim"].tolist()
+    return {p: np.asarray(v, np.float64) for p, v in sims.items()}
 
 
 def report(table: dict[str, dict[str, np.ndarray]], parts: Sequence[str], metric: str, resamples: int,
@@ -98,8 +106,11 @@ def parser(doc: str) -> argparse.ArgumentParser:
 def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--speech", action="store_true", help="cut each clip to the ground truth's speech first")
+    ap.add_argument("--parts", type=int, default=2, help="equal parts to split each clip (or span) into")
     ap.add_argument("systems", nargs="+", help="eval systems; the first is the baseline of the differences")
     args = ap.parse_args()
+    if args.parts < 1:
+        ap.error("--parts must be at least 1")
     audio = {s: system_audio(args.results, s) for s in args.systems}
     utts = sorted(set.intersection(*(set(a) for a in audio.values())))
     gt = ground_truth(args.results, set(utts), "audio")
@@ -109,9 +120,9 @@ def main() -> None:
     scorer = SpeakerScorer()
     refs = {u: scorer.embed(np.asarray(gt[u], np.float32)) for u in utts}
     spans = {u: speech_span(gt[u]) for u in utts} if args.speech else None
-    sims = {s: similarities(scorer, args.results, s, audio[s], refs, utts, spans) for s in args.systems}
+    sims = {s: similarities(scorer, args.results, s, audio[s], refs, utts, spans, args.parts) for s in args.systems}
     print(f"{len(utts)} utterances" + (", cut to the ground truth's speech" if spans else ""))
-    report(sims, PARTS, "speaker_sim", args.resamples, args.seed)
+    report(sims, part_names(args.parts), "speaker_sim", args.resamples, args.seed)
 
 
 if __name__ == "__main__":
