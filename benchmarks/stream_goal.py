@@ -3,7 +3,9 @@
     python benchmarks/stream_goal.py --results results/synthgrid_grid ltbs_init_more3:ltbs_stream_dla2_more3_c1
 
 Each argument OFFLINE:STREAMING names two systems of ``eval/`` (their ``summary.json`` and
-``metrics.parquet``) trained to the same budget. The goal's parts, as the issue states them:
+``metrics.parquet``) trained to the same budget; a name with a slash is a folder under the results
+(``hybrids/<name>``, what ``time_shift.py`` and the other scored benchmarks write). The goal's parts, as
+the issue states them:
 
 - WER: the streaming model's at most ``1.2x`` the offline model's (the test split's WER, word edits over
   reference words, as the evaluate stage reports it);
@@ -86,8 +88,14 @@ def row(pair: str, result: Mapping[str, Any]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def system_folder(results: Path, system: str) -> Path:
+    """An evaluated system's folder: ``eval/<system>``; a system with a slash is a folder under ``results``
+    (``hybrids/<name>``, where the scored benchmarks write)."""
+    return results / system if "/" in system else results / "eval" / system
+
+
 def load(results: Path, system: str) -> tuple[dict[str, Any], pd.DataFrame]:
-    folder = results / "eval" / system
+    folder = system_folder(results, system)
     if not (folder / "summary.json").exists():
         raise SystemExit(f"{folder / 'summary.json'} is missing: evaluate {system} first")
     summary = json.loads((folder / "summary.json").read_text())

@@ -10,6 +10,7 @@ With ``--speech`` the clip is first cut to the ground truth's speech, from its f
 window that the scorer's silence gate keeps (``speech_windows``), and that span is embedded whole and
 split at its middle: the same figures without the silence before and after the sentence. ``--parts K``
 splits into K equal runs of samples instead of halves (quarters of the speech: ``--speech --parts 4``).
+A system is an ``eval/`` folder's name, or with a slash a folder under the results (``hybrids/<name>``).
 Prints each system's means and, for every system after the first, its paired
 difference from the first with a bootstrap interval over the common utterances. A streaming model that
 attends a window of frames back, against an offline model that sees the whole clip, shows where its
@@ -35,13 +36,13 @@ from lipspeech.evaluation.speaker import VAD_WINDOW, SpeakerScorer, speech_windo
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from mel_gap import ground_truth  # noqa: E402
-from stream_goal import difference_text  # noqa: E402
+from stream_goal import difference_text, system_folder  # noqa: E402
 
 PARTS = ("first half", "second half", "whole")
 
 
 def system_audio(results: Path, system: str) -> dict[str, np.ndarray]:
-    store = Store(results / "eval" / system / "audio.parquet")
+    store = Store(system_folder(results, system) / "audio.parquet")
     return dict(zip(store.utts, store.arrays("audio")))
 
 
@@ -73,7 +74,7 @@ def similarities(scorer: SpeakerScorer, results: Path, system: str, audio: dict[
         if spans:
             sims["whole"].append(scorer.similarity(scorer.embed(x), refs[u]))
     if not spans:
-        table = pd.read_parquet(results / "eval" / system / "metrics.parquet", columns=["utt", "speaker_sim"])
+        table = pd.read_parquet(system_folder(results, system) / "metrics.parquet", columns=["utt", "speaker_sim"])
         sims["whole"] = table.set_index("utt").loc[utts, "speaker_sim"].tolist()
     return {p: np.asarray(v, np.float64) for p, v in sims.items()}
 

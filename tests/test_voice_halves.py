@@ -50,3 +50,8 @@ def test_halves_split_at_the_middle_sample_as_before():
     audio = {"a": np.arange(9, dtype=np.float32)}
     sims = split(audio, {"a": slice(None)}, 2)
     assert sims["first half"][0] == 4000 and sims["second half"][0] == 5004 and sims["whole"][0] == 9000
+
+
+def test_a_system_with_a_slash_is_a_folder_under_the_results():
+    assert halves.system_folder(Path("r"), "ltbs") == Path("r/eval/ltbs")
+    assert halves.system_folder(Path("r"), "hybrids/shift10_ltbs") == Path("r/hybrids/shift10_ltbs")
