@@ -11,7 +11,7 @@ import torch
 from lipspeech.models import model_config
 from lipspeech.models.batch import Utterance
 from lipspeech.training import load_checkpoint, load_model, synthetic_utterances, train, train_config
-from lipspeech.training.data import augment, time_mask
+from lipspeech.training.data import augment, lead_in, time_mask
 from lipspeech.training.ema import WeightAverage
 from lipspeech.training.loop import LoopSettings, Task, run_loop
 
@@ -52,6 +52,36 @@ def test_time_masking_off_leaves_the_augmentation_as_it_was():
     differ = (on.video != plain.video).any(axis=(1, 2))
     assert 0 < differ.sum() < 30
     assert isinstance(on, Utterance) and on.video.shape == plain.video.shape
+
+
+def test_a_lead_in_repeats_every_streams_opening_in_step():
+    item = synthetic_utterances(1, 12, seed=4, **DIMS)[0]
+    longer = lead_in(item, 5)
+    for name, per_frame in (("video", 1), ("mel", 4), ("units", 2), ("pitch", 1), ("voiced", 1), ("energy", 1)):
+        x, y = np.asarray(getattr(item, name)), getattr(longer, name)
+        k = 5 * per_frame
+        assert len(y) == len(x) + k, name
+        np.testing.assert_array_equal(y[k:], x)  # the clip itself, untouched
+        np.testing.assert_array_equal(y[:k], np.repeat(x[:1], k, axis=0))  # its opening, repeated
+    assert longer.n_frames == 17 and longer.utt == item.utt
+    assert lead_in(item, 0) is item
+    bare = Utterance("v", np.zeros((3, 96, 96), np.uint8))  # inference items carry no targets
+    assert lead_in(bare, 2).mel is None and lead_in(bare, 2).n_frames == 5
+
+
+def test_a_lead_in_is_drawn_last_and_off_leaves_the_augmentation_as_it_was():
+    item = synthetic_utterances(1, 30, seed=3, **DIMS)[0]
+    plain = augment(item, 1, 2, 3, 4, True, True, 8, 2.0)
+    off = augment(item, 1, 2, 3, 4, True, True, 8, 2.0, 0)
+    np.testing.assert_array_equal(plain.video, off.video)
+    drawn = [augment(item, 1, 2, 3, i, True, True, 0, 1.0, 10) for i in range(20)]
+    extra = [d.n_frames - 30 for d in drawn]
+    assert min(extra) >= 0 and max(extra) <= 10 and len(set(extra)) > 3
+    for i, d in enumerate(drawn):  # the same crop and flip as without it, behind the drawn opening
+        np.testing.assert_array_equal(d.video[extra[i]:], augment(item, 1, 2, 3, i, True, True).video)
+        assert len(d.mel) == 4 * d.n_frames and len(d.units) == 2 * d.n_frames
+    again = augment(item, 1, 2, 3, 7, True, True, 0, 1.0, 10)
+    np.testing.assert_array_equal(again.mel, drawn[7].mel)  # a pure function of the seeds
 
 
 def test_weight_average_follows_the_known_recursion():
@@ -141,7 +171,8 @@ def test_weight_average_in_training_is_what_inference_loads_and_resumes_exactly(
     val = synthetic_utterances(2, [5, 6], seed=2, **DIMS)
     mcfg = model_config("tiny")
     tcfg = train_config({**QUIET, "batch_size": 2, "max_steps": 6, "warmup_steps": 2, "log_every": 1, "val_every": 3,
-                         "seed": 7, "ema_decay": 0.9, "time_mask_max_frames": 3, "snapshot_every": 2})
+                         "seed": 7, "ema_decay": 0.9, "time_mask_max_frames": 3, "snapshot_every": 2,
+                         "lead_in_max_frames": 4})
     whole = train(mcfg, tcfg, items, val, tmp_path / "whole")
     train(mcfg, tcfg, items, val, tmp_path / "split", stop_at_step=3)
     random.seed(9)

@@ -109,6 +109,20 @@ def test_lrs3_config_dag(tmp_path, grid_config):
     assert "--params" in grid_job and "lrs3" not in grid_job
 
 
+def test_a_train_option_that_is_off_is_not_in_the_params(tmp_path):
+    """train.lead_in_max_frames came after trained models: at 0 (off) the train job's params leave it out, so
+    those models are not rerun for it; set, the job carries it."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    jobs = {}
+    for value in (0, 5):
+        cfg = {**config, "train": {**config.get("train", {}), "lead_in_max_frames": value}}
+        (tmp_path / str(value)).mkdir()
+        out = snakemake(tmp_path / str(value), cfg, "-n", "-p").stdout
+        jobs[value] = out.split("rule train:", 1)[1].split("rule ", 1)[0]
+    assert '"train": {' in jobs[0] and "lead_in_max_frames" not in jobs[0]
+    assert '"lead_in_max_frames": 5' in jobs[5]
+
+
 def test_the_read_audit_catches_an_undeclared_read(tmp_path):
     """A stage that reads a results file its command line does not name is caught; its own outputs
     and what lies under a folder it was given are not."""

@@ -9,9 +9,8 @@ list, ``#name`` for a definition) and is read from a mapping the schema has vali
     train = TrainConfig.from_section(cfg["train"])       # train.max_steps, train.lr, ...
     settings = Settings.from_section(cfg)                # settings.mel.n_fft, ...
 
-A key the mapping lacks is a :class:`ConfigError` naming it (a key the schema marks optional and gives no
-default reads as None); a key the class does not know is one too. Fields typed as sections (and lists of
-them) are read recursively. ``tests/test_settings.py`` walks every key of the schema to its field and back.
+A key the mapping lacks, or one the class does not know, is a :class:`ConfigError` naming it (an optional key
+with no default reads as None); section fields are read recursively. ``tests/test_settings.py`` checks each key.
 
 ``model.overrides``, an experiment's ``overrides``, ``streaming`` and ``train`` are partial (keys over a
 preset or a section) and stay mappings; their complete configs are :class:`ModelConfig`, :class:`TrainConfig`.
@@ -316,6 +315,7 @@ class TrainConfig(Section):
     ema_decay: float
     time_mask_max_frames: int
     time_masks_per_second: float
+    lead_in_max_frames: int
     snapshot_every: int
     tensorboard: bool
 

@@ -103,15 +103,16 @@ def epoch_batches(
 
 
 def augment(item: Utterance, seed: int, epoch: int, batch: int, index: int, random_crop: bool, hflip: bool,
-            mask_max_frames: int = 0, masks_per_second: float = 1.0) -> Utterance:
-    """A randomly cropped / flipped / time-masked copy of ``item`` (a pure function of the seeds).
+            mask_max_frames: int = 0, masks_per_second: float = 1.0, lead_in_frames: int = 0) -> Utterance:
+    """A randomly cropped / flipped / time-masked / lengthened copy of ``item`` (a pure function of the seeds).
 
     Video larger than the model's crop gets a random crop (when ``random_crop``)
     or is left for :func:`~lipspeech.models.batch.collate` to centre-crop. With
     ``mask_max_frames`` > 0, :func:`time_mask` follows (its draws come after the crop's
-    and the flip's, so turning it on leaves those as they were).
+    and the flip's, so turning it on leaves those as they were); with ``lead_in_frames`` > 0,
+    :func:`lead_in` of a drawn 0..``lead_in_frames`` frames last (its draw after all the others).
     """
-    if not (random_crop or hflip or mask_max_frames):
+    if not (random_crop or hflip or mask_max_frames or lead_in_frames):
         return item
     rng = np.random.default_rng([seed, epoch, batch, index, 7])
     video = np.asarray(item.video)
@@ -124,7 +125,24 @@ def augment(item: Utterance, seed: int, epoch: int, batch: int, index: int, rand
         video = video[:, :, ::-1]
     if mask_max_frames:
         video = time_mask(video, rng, mask_max_frames, masks_per_second)
-    return replace(item, video=video)
+    item = replace(item, video=video)
+    return lead_in(item, int(rng.integers(0, lead_in_frames + 1))) if lead_in_frames else item
+
+
+def lead_in(item: Utterance, frames: int) -> Utterance:
+    """``item`` with a longer opening: ``frames`` copies of its first video frame before it, and on every other
+    stream its first value repeated over the same time (4 mel frames and 2 units a video frame; pitch, voicing
+    and energy one each). A clip opens on the still face and silence, so this is more of the same."""
+    if frames <= 0:
+        return item
+    rate = {"video": 1, "mel": MEL_PER_FRAME, "units": UNITS_PER_FRAME, "pitch": 1, "voiced": 1, "energy": 1}
+    longer = {}
+    for name, per_frame in rate.items():
+        x = getattr(item, name)
+        if x is not None:
+            x = np.asarray(x)
+            longer[name] = np.concatenate([np.repeat(x[:1], frames * per_frame, axis=0), x])
+    return replace(item, **longer)
 
 
 def time_mask(video: np.ndarray, rng: np.random.Generator, max_frames: int, per_second: float) -> np.ndarray:

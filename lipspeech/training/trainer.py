@@ -129,7 +129,7 @@ class _Augmented(torch.utils.data.Dataset):
         index, epoch, batch = key
         cfg = self.cfg
         return augment(self.data[index], cfg.seed, epoch, batch, index, cfg.random_crop, cfg.hflip,
-                       cfg.time_mask_max_frames, cfg.time_masks_per_second)
+                       cfg.time_mask_max_frames, cfg.time_masks_per_second, cfg.lead_in_max_frames)
 
 
 def _train_batches(data: _Augmented, batches: list[list[int]], epoch: int, start: int, workers: int) -> Iterator[Batch]:

@@ -55,12 +55,20 @@ def params_json(*sections):
     return json.dumps({s: rule_section(s) for s in sections}, sort_keys=True)
 
 
+#: train options added after results were made, with the value that turns each off: left out of the
+#: params while off (the stage fills in the schema's default), so those results stay up to date
+TRAIN_OFF = {"lead_in_max_frames": 0}
+
+
 def rule_section(name):
     """A config section as a rule's params carry it. The options of one corpus kind (corpus.lrs3)
-    are left out for the other kinds: they change nothing there, and a params change reruns the
-    rule, so results made before those options existed stay up to date."""
+    are left out for the other kinds, and the train options of TRAIN_OFF while off: they change
+    nothing there, and a params change reruns the rule, so results made before those options
+    existed stay up to date."""
     if name == "corpus" and config["corpus"]["kind"] != "lrs3":
         return {k: v for k, v in config["corpus"].items() if k != "lrs3"}
+    if name == "train":
+        return {k: v for k, v in config["train"].items() if k not in TRAIN_OFF or v != TRAIN_OFF[k]}
     return config[name]
 
 
