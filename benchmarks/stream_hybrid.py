@@ -65,6 +65,7 @@ class Hybrid(torch.nn.Module):
     def __init__(self, offline: LTBSModel, streaming: LTBSModel, swaps: set[str]):
         super().__init__()
         self.off, self.stream, self.swaps = offline, streaming, swaps
+        self.train(streaming.training)  # the models' mode, which synthesize restores through this wrapper
 
     def infer(self, video, video_lengths, temperature=None, speakers=None, generator=None, chunk_frames=None):
         off, stream, swaps = self.off, self.stream, self.swaps

@@ -1,16 +1,19 @@
 """benchmarks/soft_units.py: the posterior-weighted unit embedding. At tau 0 it is the model's own synthesis
 (offline, and streaming in chunks), as tau goes to 0 it goes to it, at tau 1 it is another synthesis, and
-the model is left as it was, also when the synthesis fails."""
+the model is left as it was, also when the synthesis fails, and in its mode after a synthesis."""
 
 import importlib.util
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from lipspeech.models import build_model
+from lipspeech.models.batch import Utterance
 from lipspeech.models.presets import model_config
+from lipspeech.training.synthesis import synthesize
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "soft_units.py"
 sys.path.insert(0, str(SCRIPT.parent))
@@ -53,3 +56,9 @@ def test_uniform_posteriors_embed_the_mean_unit_and_a_failure_restores_the_model
     with pytest.raises(ValueError, match="in the adaptor"):
         Broken(m, 1.0).infer(torch.randn(1, 3, 1, 88, 88), torch.tensor([3]))
     assert "forward" not in vars(ad)
+
+
+def test_synthesis_through_the_wrapper_leaves_the_model_in_its_mode():
+    m = model(False)
+    synthesize(soft_units.SoftUnits(m, 1.0), [Utterance("a", np.zeros((4, 96, 96), np.uint8))], temperature=0.0)
+    assert not m.training and not m.adaptor.training
