@@ -22,16 +22,12 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from lipspeech.core.config import config_hash, load_config
 from lipspeech.core.timing import UNITS_PER_FRAME
 from lipspeech.models.ltbs import LTBSModel
-from lipspeech.training.bundle import load_model
-from lipspeech.training.stage import corpus_stores
-from lipspeech.training.stores import VIDEO_STORES, StoreDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stream_hybrid import score, synthesis_parser  # noqa: E402
+from stream_hybrid import model_parser, score_model  # noqa: E402
 
 
 class SoftUnits(torch.nn.Module):
@@ -65,24 +61,11 @@ class SoftUnits(torch.nn.Module):
 
 
 def main() -> None:
-    ap = synthesis_parser(__doc__)
-    ap.add_argument("--model", required=True, help="the experiment name of a trained model")
-    ap.add_argument("--chunk", type=int, help="decode a streaming model in chunks of this many frames")
+    ap = model_parser(__doc__)
     ap.add_argument("--tau", type=float, default=1.0, help="the posteriors' temperature (0: the argmax)")
-    ap.add_argument("--compare", nargs="*", default=[], help="eval systems to print paired differences from")
     args = ap.parse_args()
-    torch.set_num_threads(2)
-    R = args.results
-    bundle = load_model(R / "models" / args.model / "ckpt" / "best.pt", "cpu", weights="average")
-    if args.chunk is not None and bundle.model.streaming is None:
-        ap.error(f"--chunk: {args.model} is an offline model")
-    name = f"soft_units_{args.model}_tau{args.tau:g}"
-    out = R / "hybrids" / name
-    out.mkdir(parents=True, exist_ok=True)
-    data = StoreDataset(corpus_stores(R, False), "test", VIDEO_STORES, bundle.speakers)
-    key = config_hash({"model": args.model, "chunk": args.chunk}, {"tau": args.tau, "temperature": args.temperature})
-    score(SoftUnits(bundle.model, args.tau), data, load_config("config.yaml", *args.config), R, out, name, key,
-          args.chunk, args.temperature, bundle.model_cfg["n_mels"], {"tau": args.tau}, args.compare)
+    score_model(ap, args, lambda model: SoftUnits(model, args.tau), f"soft_units_{args.model}_tau{args.tau:g}",
+                {"tau": args.tau})
 
 
 if __name__ == "__main__":

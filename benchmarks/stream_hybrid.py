@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 import torch
@@ -92,6 +93,32 @@ def synthesis_parser(doc: str) -> argparse.ArgumentParser:
     ap.add_argument("--config", nargs="*", default=[], help="the run's config files after config.yaml")
     ap.add_argument("--temperature", type=float, default=0.0, help="the post-net's")
     return ap
+
+
+def model_parser(doc: str) -> argparse.ArgumentParser:
+    """``synthesis_parser``'s arguments and one trained model's: ``--model``, ``--chunk``, ``--compare``."""
+    ap = synthesis_parser(doc)
+    ap.add_argument("--model", required=True, help="the experiment name of a trained model")
+    ap.add_argument("--chunk", type=int, help="decode a streaming model in chunks of this many frames")
+    ap.add_argument("--compare", nargs="*", default=[], help="eval systems to print paired differences from")
+    return ap
+
+
+def score_model(ap: argparse.ArgumentParser, args: argparse.Namespace, wrap: Callable[[LTBSModel], torch.nn.Module],
+                name: str, meta: dict) -> None:
+    """:func:`score` ``wrap`` of ``args.model``'s averaged weights as ``<results>/hybrids/<name>``, its key the
+    model, the chunk, ``meta`` and the temperature (the arguments of :func:`model_parser`)."""
+    torch.set_num_threads(2)
+    R = args.results
+    bundle = load_model(R / "models" / args.model / "ckpt" / "best.pt", "cpu", weights="average")
+    if args.chunk is not None and bundle.model.streaming is None:
+        ap.error(f"--chunk: {args.model} is an offline model")
+    out = R / "hybrids" / name
+    out.mkdir(parents=True, exist_ok=True)
+    data = StoreDataset(corpus_stores(R, False), "test", VIDEO_STORES, bundle.speakers)
+    key = config_hash({"model": args.model, "chunk": args.chunk}, {**meta, "temperature": args.temperature})
+    score(wrap(bundle.model), data, load_config("config.yaml", *args.config), R, out, name, key, args.chunk,
+          args.temperature, bundle.model_cfg["n_mels"], meta, args.compare)
 
 
 def main() -> None:

@@ -21,16 +21,12 @@ from pathlib import Path
 
 import torch
 
-from lipspeech.core.config import config_hash, load_config
 from lipspeech.core.timing import MEL_PER_FRAME
 from lipspeech.models.ltbs import LTBSModel
-from lipspeech.training.bundle import load_model
-from lipspeech.training.stage import corpus_stores
-from lipspeech.training.stores import VIDEO_STORES, StoreDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stream_hybrid import score, synthesis_parser  # noqa: E402
+from stream_hybrid import model_parser, score_model  # noqa: E402
 
 
 class Shifted(torch.nn.Module):
@@ -56,26 +52,13 @@ class Shifted(torch.nn.Module):
 
 
 def main() -> None:
-    ap = synthesis_parser(__doc__)
-    ap.add_argument("--model", required=True, help="the experiment name of a trained model")
-    ap.add_argument("--chunk", type=int, help="decode a streaming model in chunks of this many frames")
+    ap = model_parser(__doc__)
     ap.add_argument("--frames", type=int, default=10, help="still frames to put before each clip (40 ms each)")
-    ap.add_argument("--compare", nargs="*", default=[], help="eval systems to print paired differences from")
     args = ap.parse_args()
     if args.frames < 0:
         ap.error("--frames must be >= 0")
-    torch.set_num_threads(2)
-    R = args.results
-    bundle = load_model(R / "models" / args.model / "ckpt" / "best.pt", "cpu", weights="average")
-    if args.chunk is not None and bundle.model.streaming is None:
-        ap.error(f"--chunk: {args.model} is an offline model")
     name = f"shift{args.frames}_{args.model}" + (f"_c{args.chunk}" if args.chunk is not None else "")
-    out = R / "hybrids" / name
-    out.mkdir(parents=True, exist_ok=True)
-    data = StoreDataset(corpus_stores(R, False), "test", VIDEO_STORES, bundle.speakers)
-    key = config_hash({"model": args.model, "chunk": args.chunk}, {"frames": args.frames, "temperature": args.temperature})
-    score(Shifted(bundle.model, args.frames), data, load_config("config.yaml", *args.config), R, out, name, key,
-          args.chunk, args.temperature, bundle.model_cfg["n_mels"], {"frames": args.frames}, args.compare)
+    score_model(ap, args, lambda model: Shifted(model, args.frames), name, {"frames": args.frames})
 
 
 if __name__ == "__main__":

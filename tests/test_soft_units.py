@@ -2,34 +2,21 @@
 (offline, and streaming in chunks), as tau goes to 0 it goes to it, at tau 1 it is another synthesis, and
 the model is left as it was, also when the synthesis fails, and in its mode after a synthesis."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from benchscripts import script, tiny_model
 
-from lipspeech.models import build_model
 from lipspeech.models.batch import Utterance
-from lipspeech.models.presets import model_config
 from lipspeech.training.synthesis import synthesize
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "soft_units.py"
-sys.path.insert(0, str(SCRIPT.parent))
-spec = importlib.util.spec_from_file_location("soft_units", SCRIPT)
-soft_units = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(soft_units)
+soft_units = script("soft_units")
 
-
-def model(streaming: bool):
-    torch.manual_seed(0)
-    return build_model(model_config("tiny", {"enc_layers": 1, "dec_layers": 1, "streaming": streaming})).eval()
 
 
 @pytest.mark.parametrize("streaming,chunk", [(False, None), (True, 1)])
 def test_tau_zero_is_the_models_own_synthesis_and_tau_one_is_not(streaming, chunk):
-    m = model(streaming)
+    m = tiny_model(streaming)
     t = 9
     video = torch.randn(1, t, 1, 88, 88, generator=torch.Generator().manual_seed(1))
     own = m.infer(video, torch.tensor([t]), temperature=0.0, chunk_frames=chunk)
@@ -43,7 +30,7 @@ def test_tau_zero_is_the_models_own_synthesis_and_tau_one_is_not(streaming, chun
 
 
 def test_uniform_posteriors_embed_the_mean_unit_and_a_failure_restores_the_model():
-    m = model(False)
+    m = tiny_model(False)
     ad = m.adaptor
     logits = torch.zeros(1, 4, ad.n_units)
     expected = ad.unit_proj(ad.unit_embed.weight.mean(0).repeat(2)).expand(1, 2, -1)
@@ -59,6 +46,6 @@ def test_uniform_posteriors_embed_the_mean_unit_and_a_failure_restores_the_model
 
 
 def test_synthesis_through_the_wrapper_leaves_the_model_in_its_mode():
-    m = model(False)
+    m = tiny_model(False)
     synthesize(soft_units.SoftUnits(m, 1.0), [Utterance("a", np.zeros((4, 96, 96), np.uint8))], temperature=0.0)
     assert not m.training and not m.adaptor.training

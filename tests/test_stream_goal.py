@@ -1,7 +1,6 @@
 """benchmarks/stream_goal.py, issue 27's goal as a computation: the WER ratio's bound, a mean within, above or
 below the offline interval, and the whole script on two evaluated systems written by hand."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -9,12 +8,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from benchscripts import BENCHMARKS, script
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "benchmarks" / "stream_goal.py"
-spec = importlib.util.spec_from_file_location("stream_goal", SCRIPT)
-goal = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(goal)
+REPO = BENCHMARKS.parent
+SCRIPT = BENCHMARKS / "stream_goal.py"
+goal = script("stream_goal")
 
 
 def summary(wer: float, means: dict[str, float], ci: dict[str, tuple[float, float]]) -> dict:

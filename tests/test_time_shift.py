@@ -3,29 +3,16 @@ mels line up with the original clip's frames in a padded batch; and a streaming 
 window, makes the same mels once the window has left the clip's start behind, where an offline model
 with absolute positions does not."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from benchscripts import script, tiny_model
 
-from lipspeech.models import build_model
 from lipspeech.models.batch import Utterance, collate
-from lipspeech.models.presets import model_config
 from lipspeech.training.synthesis import synthesize
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "time_shift.py"
-sys.path.insert(0, str(SCRIPT.parent))
-spec = importlib.util.spec_from_file_location("time_shift", SCRIPT)
-time_shift = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(time_shift)
+time_shift = script("time_shift")
 
-
-def model(streaming: bool):
-    torch.manual_seed(0)
-    return build_model(model_config("tiny", {"enc_layers": 1, "dec_layers": 1, "streaming": streaming})).eval()
 
 
 def clip(t: int, seed: int) -> torch.Tensor:
@@ -34,7 +21,7 @@ def clip(t: int, seed: int) -> torch.Tensor:
 
 @pytest.mark.parametrize("streaming,chunk", [(False, None), (True, 1)])
 def test_no_delay_is_the_models_own_synthesis(streaming, chunk):
-    m, video = model(streaming), clip(9, 1)
+    m, video = tiny_model(streaming), clip(9, 1)
     own = m.infer(video, torch.tensor([9]), temperature=0.0, chunk_frames=chunk)
     got = time_shift.Shifted(m, 0).infer(video, torch.tensor([9]), temperature=0.0, chunk_frames=chunk)
     for a, b in zip(got, own):
@@ -42,7 +29,7 @@ def test_no_delay_is_the_models_own_synthesis(streaming, chunk):
 
 
 def test_a_padded_batch_is_cut_to_each_clips_own_frames():
-    m, k = model(False), 3
+    m, k = tiny_model(False), 3
     rng = np.random.default_rng(2)
     items = [Utterance(u, rng.integers(0, 256, (t, 96, 96), dtype=np.uint8)) for u, t in (("a", 7), ("b", 11))]
     got = synthesize(time_shift.Shifted(m, k), items, temperature=0.0)
@@ -56,7 +43,7 @@ def test_a_padded_batch_is_cut_to_each_clips_own_frames():
 
 @pytest.mark.parametrize("streaming", [False, True])
 def test_only_the_offline_model_hears_the_delay_late_in_a_long_clip(streaming):
-    m, t, k = model(streaming), 90, 5
+    m, t, k = tiny_model(streaming), 90, 5
     video, lengths = clip(t, 4), torch.tensor([t])
     chunk = 1 if streaming else None
     own = m.infer(video, lengths, temperature=0.0, chunk_frames=chunk)[1]

@@ -1,16 +1,12 @@
 """benchmarks/voice_halves.py's split: each clip (or its speech span) cut into equal runs of samples that
 cover it once, each part embedded alone, with halves cut where the script always cut them."""
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
+from benchscripts import script
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "benchmarks" / "voice_halves.py"
-spec = importlib.util.spec_from_file_location("voice_halves", SCRIPT)
-halves = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(halves)
+halves = script("voice_halves")
 
 
 class PartScorer:
