@@ -38,7 +38,6 @@ class SoftUnits(torch.nn.Module):
         if model.adaptor.linguistic is None:
             raise ValueError("the model has no linguistic predictor: there are no units to embed")
         self.model, self.tau = model, tau
-        self.train(model.training)  # the model's mode, which synthesize restores through this wrapper
 
     def embed(self, logits: torch.Tensor) -> torch.Tensor:
         """(B, 2T, n_units) unit logits -> (B, T, D): each unit's posterior-weighted embedding, projected as the

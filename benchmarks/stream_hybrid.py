@@ -52,7 +52,7 @@ from lipspeech.vocoder.stage import run_vocode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stream_goal import difference_text  # noqa: E402
+from stream_goal import difference_text, system_folder  # noqa: E402
 
 SWAPS = ("units", "pitch", "energy", "offline_decoder", "offline_postnet", "streaming_decoder")
 PREDICTIONS = ("units", "pitch", "energy")
@@ -66,7 +66,6 @@ class Hybrid(torch.nn.Module):
     def __init__(self, offline: LTBSModel, streaming: LTBSModel, swaps: set[str]):
         super().__init__()
         self.off, self.stream, self.swaps = offline, streaming, swaps
-        self.train(streaming.training)  # the models' mode, which synthesize restores through this wrapper
 
     def infer(self, video, video_lengths, temperature=None, speakers=None, generator=None, chunk_frames=None):
         off, stream, swaps = self.off, self.stream, self.swaps
@@ -154,7 +153,8 @@ def score(model: torch.nn.Module, data: StoreDataset, cfg: dict, results: Path, 
           chunk: int | None, temperature: float, n_mels: int, meta: dict, compare: list[str]) -> None:
     """Synthesise the test split ``data`` with ``model`` (anything with the models' ``infer``) in chunks of
     ``chunk`` frames (None: whole clips), then vocode and evaluate it as the workflow does, into ``out``; print
-    its paired differences from each system of ``compare`` whose ``eval/<system>`` table exists."""
+    its paired differences from each system of ``compare`` (``eval/<system>``, or a folder under the results
+    when the name has a slash) whose metrics table exists."""
     synthesised = synthesize(model, (data[i] for i in range(len(data))), temperature=temperature, chunk_frames=chunk)
     write_mels(out / "mels.parquet", synthesised, key, {"experiment": name, **meta, "split": "test",
                                                      "temperature": temperature, "n_mels": n_mels})
@@ -168,7 +168,7 @@ def score(model: torch.nn.Module, data: StoreDataset, cfg: dict, results: Path, 
                  out / "metrics.rejected.parquet", progress=False, threads=2)
     mine = utterance_columns(pd.read_parquet(out / "metrics.parquet"))
     for system in compare:
-        table = results / "eval" / system / "metrics.parquet"
+        table = system_folder(results, system) / "metrics.parquet"
         if table.exists():
             diff = paired(utterance_columns(pd.read_parquet(table)), mine, FIGURES, 1000, 1234)
             print(f"{name} - {system}: " + "; ".join(f"{m} {difference_text(diff[m], digits=3)}" for m in FIGURES))

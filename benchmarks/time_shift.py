@@ -38,7 +38,6 @@ class Shifted(torch.nn.Module):
         if frames < 0:
             raise ValueError(f"frames must be >= 0, got {frames}")
         self.model, self.frames = model, frames
-        self.train(model.training)  # the model's mode, which synthesize restores through this wrapper
 
     def infer(self, video: torch.Tensor, video_lengths: torch.Tensor, *args, **kwargs
               ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -42,7 +42,7 @@ def synthesize(
     """Coarse and refined mels for each utterance (targets in the items are ignored).
 
     Args:
-        model: the model (put in eval mode for the call, its mode restored after).
+        model: the model (put in eval mode for the call; each of its modules' modes restored after).
         items: utterances; only ``video`` (and ``speaker`` for multi-speaker models) is used.
         temperature: std of the post-net's z; None uses the model's default.
         batch_size: utterances per forward pass.
@@ -57,7 +57,7 @@ def synthesize(
     items = list(items)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
-    was_training = model.training
+    modes = [(m, m.training) for m in model.modules()]  # each part's own: a wrapper's flag need not be its model's
     model.eval()
     results: list[Synthesis] = []
     try:
@@ -76,5 +76,6 @@ def synthesize(
                     )
                 )
     finally:
-        model.train(was_training)
+        for m, training in modes:
+            m.training = training
     return results
