@@ -16,6 +16,13 @@ Beside each part it prints the paired difference (streaming minus offline, over 
 with the evaluate stage's bootstrap draws), which says more than the means' overlap does but is not what
 the goal asks. Several pairs (other seeds, other budgets) are rows of one table. Latency is measured
 apart (``benchmarks/live_latency.py``). Reads the summaries and metrics only: a second.
+
+A side may pool the same recipe trained with several seeds, joined by ``+``
+(``ltbs_init_more3+ltbs_init_more3_seed2:ltbs_stream_dla2_more3_c1+ltbs_stream_dla2_more3_seed2_c1``): each
+utterance's figures are averaged over the seeds (word edits too, so the WER is the seeds' mean WER), and
+the pool's means and bootstrap intervals are computed from those averages as the evaluate stage computes
+a system's (its draws and seed, over the utterances every seed has). That compares what each recipe gives
+on average rather than one draw of its training noise; the interval is still over the test utterances only.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
+from lipspeech.evaluation import bootstrap
 from lipspeech.evaluation.compare import paired, utterance_columns
 
 #: the issue's WER goal: the streaming model's WER at most this multiple of the offline model's
@@ -81,7 +89,8 @@ def row(pair: str, result: Mapping[str, Any]) -> str:
     for m in WITHIN:
         r = result[m]
         digits = 4 if m == "speaker_sim" else 3
-        where = "within or above" if r["met"] else f"below by {r['below_by']:.{digits}f}"
+        below = f"{r['below_by']:.{digits}f}" if round(r["below_by"], digits) else f"< {10.0 ** -digits:.{digits}f}"
+        where = "within or above" if r["met"] else f"below by {below}"
         cells.append(f"{r['streaming']:.{digits}f} vs [{r['interval'][0]:.{digits}f}, {r['interval'][1]:.{digits}f}]:"
                      f" {where} (paired {difference_text(r['paired'], 1, digits)})")
     cells.append("**met**" if result["goal"] else "not met")
@@ -102,10 +111,36 @@ def load(results: Path, system: str) -> tuple[dict[str, Any], pd.DataFrame]:
     return summary, utterance_columns(pd.read_parquet(folder / "metrics.parquet"))
 
 
+def pooled(results: Path, systems: str) -> tuple[dict[str, Any], pd.DataFrame]:
+    """A system's summary and per-utterance table (:func:`load`), or for ``A+B+...`` (the same recipe, other
+    seeds) the per-utterance average over the common utterances with a summary computed from it (module
+    docstring), the first system's bootstrap settings kept."""
+    names = systems.split("+")
+    loaded = [load(results, s) for s in names]
+    if len(loaded) == 1:
+        return loaded[0]
+    everywhere = set.intersection(*(set(t.index) for _, t in loaded))
+    common = [u for u in loaded[0][1].index if u in everywhere]  # the first system's order: its draws
+    if not common:
+        raise SystemExit(f"{systems}: no utterance is in every one of them")
+    numeric = [c for c in loaded[0][1].columns if pd.api.types.is_numeric_dtype(loaded[0][1][c])]
+    table = pd.concat([t.loc[common, numeric] for _, t in loaded]).groupby(level=0).mean().loc[common]
+    first = loaded[0][0]
+    boot = first.get("bootstrap") or {}
+    if "resamples" not in boot or "seed" not in boot:
+        raise SystemExit(f"{names[0]}: its summary has no bootstrap settings (evaluate it again)")
+    columns = {c: table[c].to_numpy(float) for c in numeric}
+    summary = {m: bootstrap.figure(columns, m) for m in ("wer", *WITHIN)}
+    summary.update(system=systems, n=len(common), bootstrap=boot,
+                   ci95=bootstrap.intervals(columns, ("wer", *WITHIN), boot["resamples"], boot["seed"]))
+    return summary, table
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results", type=Path, required=True, help="a corpus's results folder (results/<corpus>)")
-    ap.add_argument("pairs", nargs="+", metavar="OFFLINE:STREAMING", help="two eval systems of the same budget")
+    ap.add_argument("pairs", nargs="+", metavar="OFFLINE:STREAMING",
+                    help="two eval systems of the same budget (each side may be A+B+...: seeds pooled)")
     args = ap.parse_args()
     header = ["offline : streaming", "WER % (goal <= 1.2x)", *(f"{LABELS[m]} (goal: within)" for m in WITHIN), "goal"]
     print("| " + " | ".join(header) + " |\n" + "| --- " * len(header) + "|")
@@ -113,7 +148,7 @@ def main() -> None:
     for pair in args.pairs:
         if pair.count(":") != 1:
             raise SystemExit(f"{pair!r}: expected OFFLINE:STREAMING")
-        (s_off, c_off), (s_str, c_str) = (load(args.results, s) for s in pair.split(":"))
+        (s_off, c_off), (s_str, c_str) = (pooled(args.results, s) for s in pair.split(":"))
         boot = s_off.get("bootstrap") or {}
         if "resamples" not in boot or "seed" not in boot:
             raise SystemExit(f"{pair}: the offline summary has no bootstrap settings (evaluate it again)")

@@ -79,3 +79,35 @@ def test_a_missing_system_is_a_readable_error(tmp_path):
     res = subprocess.run([sys.executable, str(SCRIPT), "--results", str(tmp_path), "a:b"], capture_output=True,
                          text=True, cwd=REPO)
     assert res.returncode != 0 and "evaluate a first" in res.stderr
+
+
+def test_seeds_joined_by_plus_are_averaged_per_utterance_and_their_intervals_drawn_again(tmp_path):
+    from lipspeech.evaluation import bootstrap
+
+    sims_a = [0.90 + 0.01 * (i % 5) for i in range(20)]
+    sims_b = [0.92 - 0.005 * (i % 3) for i in range(20)] + [0.5]  # u20: not in a, left out of the pool
+    wer_a, wer_b = [1 / 6 if i % 4 == 0 else 0.0 for i in range(20)], [2 / 6 if i % 5 == 0 else 0.0 for i in range(21)]
+    write_system(tmp_path, "a", OFFLINE, wer_a, sims_a)
+    write_system(tmp_path, "b", OFFLINE, wer_b, sims_b)
+    s, table = goal.pooled(tmp_path, "a+b")
+    assert s["n"] == 20 and list(table.index) == [f"u{i}" for i in range(20)]
+    assert s["speaker_sim"] == pytest.approx((sum(sims_a) + sum(sims_b[:20])) / 40)
+    assert s["wer"] == pytest.approx((sum(wer_a) + sum(wer_b[:20])) / 40)  # equal references: the mean WER
+    columns = {c: table[c].to_numpy(float) for c in ("speaker_sim", "word_edits", "ref_words")}
+    assert s["ci95"]["speaker_sim"] == bootstrap.intervals(columns, ["speaker_sim"], 200, 7)["speaker_sim"]
+    lo, hi = s["ci95"]["speaker_sim"]
+    assert lo < s["speaker_sim"] < hi
+
+
+def test_a_system_pooled_with_itself_is_that_system(tmp_path):
+    from lipspeech.evaluation import bootstrap
+
+    sims = [0.90 + 0.01 * (i % 7) for i in range(20)]
+    write_system(tmp_path, "a", OFFLINE, [1 / 6 if i % 3 == 0 else 0.0 for i in range(20)], sims)
+    one, table = goal.pooled(tmp_path, "a")
+    assert one == OFFLINE                                 # a single name is the summary as evaluated
+    twice, _ = goal.pooled(tmp_path, "a+a")
+    columns = {c: table[c].to_numpy(float) for c in ("speaker_sim", "word_edits", "ref_words")}
+    assert twice["speaker_sim"] == pytest.approx(sum(sims) / 20)
+    assert twice["wer"] == pytest.approx(bootstrap.figure(columns, "wer"))
+    assert twice["ci95"]["wer"] == pytest.approx(bootstrap.intervals(columns, ["wer"], 200, 7)["wer"])
