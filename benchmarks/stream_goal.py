@@ -111,6 +111,14 @@ def load(results: Path, system: str) -> tuple[dict[str, Any], pd.DataFrame]:
     return summary, utterance_columns(pd.read_parquet(folder / "metrics.parquet"))
 
 
+def bootstrap_settings(summary: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """The evaluate stage's bootstrap settings (``resamples``, ``seed``) of a summary; exits when it has none."""
+    boot = summary.get("bootstrap") or {}
+    if "resamples" not in boot or "seed" not in boot:
+        raise SystemExit(f"{what}: the summary has no bootstrap settings (evaluate it again)")
+    return dict(boot)
+
+
 def pooled(results: Path, systems: str) -> tuple[dict[str, Any], pd.DataFrame]:
     """A system's summary and per-utterance table (:func:`load`), or for ``A+B+...`` (the same recipe, other
     seeds) the per-utterance average over the common utterances with a summary computed from it (module
@@ -125,10 +133,7 @@ def pooled(results: Path, systems: str) -> tuple[dict[str, Any], pd.DataFrame]:
         raise SystemExit(f"{systems}: no utterance is in every one of them")
     numeric = [c for c in loaded[0][1].columns if pd.api.types.is_numeric_dtype(loaded[0][1][c])]
     table = pd.concat([t.loc[common, numeric] for _, t in loaded]).groupby(level=0).mean().loc[common]
-    first = loaded[0][0]
-    boot = first.get("bootstrap") or {}
-    if "resamples" not in boot or "seed" not in boot:
-        raise SystemExit(f"{names[0]}: its summary has no bootstrap settings (evaluate it again)")
+    boot = bootstrap_settings(loaded[0][0], names[0])
     columns = {c: table[c].to_numpy(float) for c in numeric}
     summary = {m: bootstrap.figure(columns, m) for m in ("wer", *WITHIN)}
     summary.update(system=systems, n=len(common), bootstrap=boot,
@@ -149,9 +154,7 @@ def main() -> None:
         if pair.count(":") != 1:
             raise SystemExit(f"{pair!r}: expected OFFLINE:STREAMING")
         (s_off, c_off), (s_str, c_str) = (pooled(args.results, s) for s in pair.split(":"))
-        boot = s_off.get("bootstrap") or {}
-        if "resamples" not in boot or "seed" not in boot:
-            raise SystemExit(f"{pair}: the offline summary has no bootstrap settings (evaluate it again)")
+        boot = bootstrap_settings(s_off, f"{pair}, offline")
         diffs = paired(c_off, c_str, ("wer", *WITHIN), boot["resamples"], boot["seed"])
         try:
             result = check(s_off, s_str, diffs)
