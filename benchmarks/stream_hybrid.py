@@ -43,7 +43,7 @@ from lipspeech.evaluation.stage import run_evaluate
 from lipspeech.features.audio import AudioConfig
 from lipspeech.models.batch import lengths_to_mask
 from lipspeech.models.ltbs import LTBSModel
-from lipspeech.training.bundle import load_model
+from lipspeech.training.bundle import ModelBundle, load_model
 from lipspeech.training.stage import corpus_stores, write_mels
 from lipspeech.training.stores import VIDEO_STORES, StoreDataset
 from lipspeech.training.synthesis import synthesize
@@ -94,10 +94,14 @@ def synthesis_parser(doc: str) -> argparse.ArgumentParser:
     return ap
 
 
-def model_parser(doc: str) -> argparse.ArgumentParser:
-    """``synthesis_parser``'s arguments and one trained model's: ``--model``, ``--chunk``, ``--compare``."""
+def model_parser(doc: str, several: bool = False) -> argparse.ArgumentParser:
+    """``synthesis_parser``'s arguments and trained models': ``--model`` (``--models`` with ``several``),
+    ``--chunk``, ``--compare``."""
     ap = synthesis_parser(doc)
-    ap.add_argument("--model", required=True, help="the experiment name of a trained model")
+    if several:
+        ap.add_argument("--models", nargs="+", required=True, help="the experiment names of trained models")
+    else:
+        ap.add_argument("--model", required=True, help="the experiment name of a trained model")
     ap.add_argument("--chunk", type=int, help="decode a streaming model in chunks of this many frames")
     ap.add_argument("--compare", nargs="*", default=[], help="eval systems to print paired differences from")
     return ap
@@ -105,18 +109,25 @@ def model_parser(doc: str) -> argparse.ArgumentParser:
 
 def score_model(ap: argparse.ArgumentParser, args: argparse.Namespace, wrap: Callable[[LTBSModel], torch.nn.Module],
                 name: str, meta: dict) -> None:
-    """:func:`score` ``wrap`` of ``args.model``'s averaged weights as ``<results>/hybrids/<name>``, its key the
-    model, the chunk, ``meta`` and the temperature (the arguments of :func:`model_parser`)."""
+    """:func:`score_bundle` ``wrap`` of ``args.model``'s averaged weights (the arguments of :func:`model_parser`)."""
     torch.set_num_threads(2)
-    R = args.results
-    bundle = load_model(R / "models" / args.model / "ckpt" / "best.pt", "cpu", weights="average")
+    bundle = load_model(args.results / "models" / args.model / "ckpt" / "best.pt", "cpu", weights="average")
+    score_bundle(ap, args, args.model, bundle, wrap(bundle.model), name, meta)
+
+
+def score_bundle(ap: argparse.ArgumentParser, args: argparse.Namespace, source: str | list[str], bundle: ModelBundle,
+                 model: torch.nn.Module, name: str, meta: dict) -> None:
+    """:func:`score` ``model`` (made from ``bundle``'s, trained as experiment ``source``) as
+    ``<results>/hybrids/<name>``, its key ``source``, the chunk, ``meta`` and the temperature (``args``: those
+    of :func:`model_parser`)."""
     if args.chunk is not None and bundle.model.streaming is None:
-        ap.error(f"--chunk: {args.model} is an offline model")
+        ap.error(f"--chunk: {source} is an offline model")
+    R = args.results
     out = R / "hybrids" / name
     out.mkdir(parents=True, exist_ok=True)
     data = StoreDataset(corpus_stores(R, False), "test", VIDEO_STORES, bundle.speakers)
-    key = config_hash({"model": args.model, "chunk": args.chunk}, {**meta, "temperature": args.temperature})
-    score(wrap(bundle.model), data, load_config("config.yaml", *args.config), R, out, name, key, args.chunk,
+    key = config_hash({"model": source, "chunk": args.chunk}, {**meta, "temperature": args.temperature})
+    score(model, data, load_config("config.yaml", *args.config), R, out, name, key, args.chunk,
           args.temperature, bundle.model_cfg["n_mels"], meta, args.compare)
 
 

@@ -22,14 +22,11 @@ from pathlib import Path
 
 import torch
 
-from lipspeech.core.config import config_hash, load_config
 from lipspeech.training.bundle import load_model
-from lipspeech.training.stage import corpus_stores
-from lipspeech.training.stores import VIDEO_STORES, StoreDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stream_hybrid import score, synthesis_parser  # noqa: E402
+from stream_hybrid import model_parser, score_bundle  # noqa: E402
 
 
 def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -54,27 +51,17 @@ def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Ten
 
 
 def main() -> None:
-    ap = synthesis_parser(__doc__)
-    ap.add_argument("--models", nargs="+", required=True, help="the experiments whose weights to average")
-    ap.add_argument("--chunk", type=int, help="decode a streaming model in chunks of this many frames")
-    ap.add_argument("--compare", nargs="*", default=[], help="eval systems to print paired differences from")
+    ap = model_parser(__doc__, several=True)
     args = ap.parse_args()
     torch.set_num_threads(2)
-    R = args.results
-    bundles = [load_model(R / "models" / m / "ckpt" / "best.pt", "cpu", weights="average") for m in args.models]
+    bundles = [load_model(args.results / "models" / m / "ckpt" / "best.pt", "cpu", weights="average")
+               for m in args.models]
     if any(b.model_cfg != bundles[0].model_cfg for b in bundles[1:]):
         ap.error("--models must share one model config (one architecture and streaming setting)")
-    if args.chunk is not None and bundles[0].model.streaming is None:
-        ap.error(f"--chunk: {args.models[0]} is an offline model")
     model = bundles[0].model
     model.load_state_dict(average_states([b.model.state_dict() for b in bundles]))
     name = f"soup_{args.models[0]}_{len(args.models)}" + (f"_c{args.chunk}" if args.chunk is not None else "")
-    out = R / "hybrids" / name
-    out.mkdir(parents=True, exist_ok=True)
-    data = StoreDataset(corpus_stores(R, False), "test", VIDEO_STORES, bundles[0].speakers)
-    key = config_hash({"models": args.models, "chunk": args.chunk}, {"temperature": args.temperature})
-    score(model, data, load_config("config.yaml", *args.config), R, out, name, key, args.chunk, args.temperature,
-          bundles[0].model_cfg["n_mels"], {"models": args.models}, args.compare)
+    score_bundle(ap, args, args.models, bundles[0], model, name, {"models": args.models})
 
 
 if __name__ == "__main__":
