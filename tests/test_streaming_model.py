@@ -383,3 +383,42 @@ def test_init_align_copies_every_causal_kernel_aligned(tmp_path):
             else source[name]
         assert torch.equal(mine[name], want), name
     assert start_from(build_model(model_config("tiny", {"streaming": True})), ckpt, align=False)[2] == []
+
+
+def test_start_from_adds_a_speaker_embedding_at_zero(tmp_path):
+    """A model given a speaker embedding (n_speakers) and started from a checkpoint without one starts
+    with the embedding at zero: for every speaker it synthesises what the checkpoint does; a model
+    that had one keeps the checkpoint's."""
+    from lipspeech.training import synthetic_utterances, train, train_config
+    from lipspeech.training.bundle import load_model, start_from
+
+    cfg = model_config("tiny")
+    items = synthetic_utterances(2, 8, n_mels=cfg["n_mels"], n_units=cfg["n_units"])
+    tcfg = train_config({"max_steps": 1, "batch_size": 2, "warmup_steps": 1, "device": "cpu", "tensorboard": False,
+                         "progress": False, "val_every": 1})
+    ckpt = train(cfg, tcfg, items, None, tmp_path / "plain").last_checkpoint
+    source = load_model(ckpt).model.eval()
+    torch.manual_seed(1)
+    student = build_model(model_config("tiny", {"n_speakers": 3}))
+    assert student.speaker_embed.weight.abs().sum() > 0  # its own draw before
+    copied, kept, _ = start_from(student, ckpt, align=False)
+    assert kept == ["speaker_embed.weight"] and torch.equal(student.speaker_embed.weight, torch.zeros(3, cfg["d_model"]))
+    student.eval()
+    video, lengths = torch.randn(1, 6, 1, 88, 88), torch.tensor([6])
+    want = source.infer(video, lengths, temperature=0.0)
+    for speaker in range(3):
+        got = student.infer(video, lengths, temperature=0.0, speakers=torch.tensor([speaker]))
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a, b)
+    # a checkpoint with an embedding gives its own rows, not zeros
+    with torch.no_grad():
+        student.speaker_embed.weight.normal_()
+    saved = tmp_path / "spk.pt"
+    state = torch.load(ckpt, weights_only=False)
+    state["model_cfg"] = {**state["model_cfg"], "n_speakers": 3}
+    state["model"] = student.state_dict()
+    state.pop("ema", None)
+    torch.save(state, saved)
+    other = build_model(model_config("tiny", {"n_speakers": 3}))
+    copied, kept, _ = start_from(other, saved, align=False)
+    assert kept == [] and torch.equal(other.speaker_embed.weight, student.speaker_embed.weight)

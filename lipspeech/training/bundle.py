@@ -180,9 +180,13 @@ def start_from(model: torch.nn.Module, path: str | os.PathLike, align: bool
     model started from an offline one) is copied aligned in time
     (:func:`lipspeech.models.causal.align_centred_kernel`): the same taps for the past and present.
 
+    A speaker embedding that the checkpoint lacks (``n_speakers`` added to a model trained without)
+    starts at zero, so that the started model computes what the checkpoint did until training moves it
+    (its default draw, N(0, 1) in every dimension, would swamp the visual features it is added to).
+
     Returns:
-        (copied, kept, aligned): the names of ``model``'s state copied, those that keep their values,
-        and those of the copied ones that were aligned.
+        (copied, kept, aligned): the names of ``model``'s state copied, those that keep their values
+        (or start at zero: the speaker embedding), and those of the copied ones that were aligned.
     """
     source_model = load_model(path, "cpu").model
     source = source_model.state_dict()
@@ -191,6 +195,8 @@ def start_from(model: torch.nn.Module, path: str | os.PathLike, align: bool
     with torch.no_grad():
         for k in copied:
             own[k].copy_(source[k])
+        if "speaker_embed.weight" in own and "speaker_embed.weight" not in copied:
+            own["speaker_embed.weight"].zero_()
     aligned = _align_causal(model, source_model, set(copied)) if align else []
     return copied, [k for k in own if k not in copied], aligned
 
