@@ -7,6 +7,7 @@ import copy
 import pytest
 import torch
 import yaml
+from tinymodels import tiny_ltbs
 
 from lipspeech.core.config import ConfigError, validate_config
 from lipspeech.models import build_model
@@ -358,17 +359,6 @@ def test_an_aligned_kernel_reads_what_the_centred_one_reads_of_the_past(k, dilat
         align_centred_kernel(torch.zeros(2, 2, 4), -1)
 
 
-def one_step_checkpoint(run_dir):
-    """The checkpoint of a tiny offline model trained one step on synthetic utterances."""
-    from lipspeech.training import synthetic_utterances, train, train_config
-
-    cfg = model_config("tiny")
-    items = synthetic_utterances(2, 8, n_mels=cfg["n_mels"], n_units=cfg["n_units"])
-    tcfg = train_config({"max_steps": 1, "batch_size": 2, "warmup_steps": 1, "device": "cpu", "tensorboard": False,
-                         "progress": False, "val_every": 1})
-    return train(cfg, tcfg, items, None, run_dir).last_checkpoint
-
-
 def test_init_align_copies_every_causal_kernel_aligned(tmp_path):
     """start_from(align=True) from an offline checkpoint: every temporal kernel that is causal in the
     streaming model (stem, conformer, predictors, WaveNets) is its offline kernel aligned; the rest
@@ -376,7 +366,7 @@ def test_init_align_copies_every_causal_kernel_aligned(tmp_path):
     from lipspeech.models.causal import align_centred_kernel
     from lipspeech.training.bundle import load_model, start_from
 
-    ckpt = one_step_checkpoint(tmp_path / "off")
+    ckpt = tiny_ltbs(tmp_path / "off", streaming=False, layers=None)
     source = load_model(ckpt).model.state_dict()
     student = build_model(model_config("tiny", {"streaming": True}))
     copied, kept, aligned = start_from(student, ckpt, align=True)
@@ -398,7 +388,7 @@ def test_start_from_adds_a_speaker_embedding_at_zero(tmp_path):
     from lipspeech.training.bundle import load_model, start_from
 
     cfg = model_config("tiny")
-    ckpt = one_step_checkpoint(tmp_path / "plain")
+    ckpt = tiny_ltbs(tmp_path / "plain", streaming=False, layers=None)
     source = load_model(ckpt).model.eval()
     torch.manual_seed(1)
     student = build_model(model_config("tiny", {"n_speakers": 3}))

@@ -4,6 +4,7 @@ tests/test_serve.py)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -17,15 +18,16 @@ def tiny_clip(tmp: Path) -> Path:
     return next((tmp / "raw" / "s1").glob("*.mpg"))
 
 
-def tiny_ltbs(run_dir: Path, streaming: bool) -> Path:
-    """A tiny LTBS model (one encoder and one decoder layer) trained 2 steps on synthetic utterances: its
-    last checkpoint."""
+def tiny_ltbs(run_dir: Path, streaming: bool, layers: Optional[int] = 1) -> Path:
+    """A tiny LTBS model (``layers`` encoder and decoder layers; None: the preset's) trained 2 steps on
+    synthetic utterances: its last checkpoint."""
     from lipspeech.models.presets import model_config
     from lipspeech.training import synthetic_utterances, train, train_config
 
     tcfg = train_config({"max_steps": 2, "batch_size": 2, "warmup_steps": 1, "device": "cpu", "tensorboard": False,
                          "progress": False, "val_every": 2})
-    cfg = model_config("tiny", {"enc_layers": 1, "dec_layers": 1, "streaming": streaming})
+    depth = {} if layers is None else {"enc_layers": layers, "dec_layers": layers}
+    cfg = model_config("tiny", {**depth, "streaming": streaming})
     items = synthetic_utterances(2, 8, n_mels=cfg["n_mels"], n_units=cfg["n_units"])
     return train(cfg, tcfg, items, None, run_dir).last_checkpoint
 
